@@ -1,0 +1,3 @@
+//! Cross-sectional and portfolio analytics.
+
+pub mod correlation;

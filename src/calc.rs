@@ -1,0 +1,463 @@
+//! `optdesk calc` — the desk calculator for a whole CSV file.
+//!
+//! Input columns: `right` (C/P), `spot`, `strike`, `t_years`, `rate`, `div_yield`, and
+//! either `price` (solve the IV) or `vol` (price it); any other columns are carried
+//! through untouched. Output: the input columns plus `iv`, `price`, `delta`, `gamma`,
+//! `vega` (per 1.00 of vol), `theta` (per calendar day), `rho` (per 1.00 of rate) and
+//! `note` (why a row has no IV). A row with a `price` solves it; otherwise its `vol` is
+//! used.
+//!
+//! The whole file is validated before anything is written: a bad row fails the file
+//! with its line and field, and no output file appears. Parsing, solving and
+//! formatting run on every core, in chunks, and the chunks are written in order.
+
+use crate::model::OptionRight;
+use crate::pricing::bsm::BsmInputs;
+use crate::pricing::iv::implied_vol;
+use rayon::prelude::*;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalcError {
+    #[error("{file}: {message}")]
+    Input { file: String, message: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+const REQUIRED: [&str; 6] = ["right", "spot", "strike", "t_years", "rate", "div_yield"];
+const OUTPUTS: [&str; 8] = [
+    "iv", "price", "delta", "gamma", "vega", "theta", "rho", "note",
+];
+
+/// One parsed row.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    right: OptionRight,
+    spot: f64,
+    strike: f64,
+    t_years: f64,
+    rate: f64,
+    div_yield: f64,
+    price: Option<f64>,
+    vol: Option<f64>,
+}
+
+/// Split one CSV line into fields (RFC 4180 quotes handled; quotes removed).
+fn split_fields(line: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    if !line.contains('"') {
+        return line.split(',').map(std::borrow::Cow::Borrowed).collect();
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::borrow::Cow::Owned(std::mem::take(&mut cur))),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(std::borrow::Cow::Owned(cur));
+    out
+}
+
+struct Columns {
+    idx: [usize; 6],
+    price: Option<usize>,
+    vol: Option<usize>,
+    /// Output columns already present in the input (not appended again).
+    present: [bool; 8],
+    header: Vec<String>,
+}
+
+fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
+    let names: Vec<String> = split_fields(header)
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let find = |n: &str| names.iter().position(|x| x == n);
+    let mut idx = [0; 6];
+    for (i, n) in REQUIRED.iter().enumerate() {
+        idx[i] = find(n).ok_or_else(|| CalcError::Input {
+            file: file.into(),
+            message: format!("line 1: missing column '{n}' (need right, spot, strike, t_years, rate, div_yield and price or vol)"),
+        })?;
+    }
+    let (price, vol) = (find("price"), find("vol"));
+    if price.is_none() && vol.is_none() {
+        return Err(CalcError::Input {
+            file: file.into(),
+            message: "line 1: missing column 'price' or 'vol' (one is needed: price to solve the IV, vol to price)".into(),
+        });
+    }
+    let mut present = [false; 8];
+    for (i, n) in OUTPUTS.iter().enumerate() {
+        present[i] = find(n).is_some() && *n != "price" || (*n == "price" && price.is_some());
+    }
+    Ok(Columns {
+        idx,
+        price,
+        vol,
+        present,
+        header: names,
+    })
+}
+
+fn parse_row(line: &str, lineno: usize, c: &Columns, file: &str) -> Result<Row, CalcError> {
+    let f = split_fields(line);
+    let err = |field: &str, msg: String| CalcError::Input {
+        file: file.into(),
+        message: format!("line {lineno}, field '{field}': {msg}"),
+    };
+    if f.len() < c.header.len() {
+        return Err(CalcError::Input {
+            file: file.into(),
+            message: format!(
+                "line {lineno}: {} fields, the header has {}",
+                f.len(),
+                c.header.len()
+            ),
+        });
+    }
+    let num = |i: usize, name: &str| -> Result<f64, CalcError> {
+        let s = f[i].trim();
+        let v: f64 = s
+            .parse()
+            .map_err(|_| err(name, format!("'{s}' is not a number")))?;
+        if !v.is_finite() {
+            return Err(err(name, format!("'{s}' is not a finite number")));
+        }
+        Ok(v)
+    };
+    let opt = |i: Option<usize>, name: &str| -> Result<Option<f64>, CalcError> {
+        match i {
+            Some(i) if !f[i].trim().is_empty() => num(i, name).map(Some),
+            _ => Ok(None),
+        }
+    };
+    let right = match f[c.idx[0]].trim() {
+        "C" | "c" | "call" | "CALL" | "Call" => OptionRight::Call,
+        "P" | "p" | "put" | "PUT" | "Put" => OptionRight::Put,
+        other => return Err(err("right", format!("'{other}' is not C or P"))),
+    };
+    let row = Row {
+        right,
+        spot: num(c.idx[1], "spot")?,
+        strike: num(c.idx[2], "strike")?,
+        t_years: num(c.idx[3], "t_years")?,
+        rate: num(c.idx[4], "rate")?,
+        div_yield: num(c.idx[5], "div_yield")?,
+        price: opt(c.price, "price")?,
+        vol: opt(c.vol, "vol")?,
+    };
+    for (name, v) in [
+        ("spot", row.spot),
+        ("strike", row.strike),
+        ("t_years", row.t_years),
+    ] {
+        if v < 0.0 {
+            return Err(err(name, format!("{v} is negative")));
+        }
+    }
+    if row.spot == 0.0 {
+        return Err(err("spot", "must be positive".into()));
+    }
+    if row.strike == 0.0 {
+        return Err(err("strike", "must be positive".into()));
+    }
+    if let Some(p) = row.price {
+        if p < 0.0 {
+            return Err(err("price", format!("{p} is negative")));
+        }
+    }
+    match (row.price, row.vol) {
+        (None, None) => Err(err(
+            if c.price.is_some() { "price" } else { "vol" },
+            "empty: a row needs a price or a vol".into(),
+        )),
+        (None, Some(v)) if v < 0.0 => Err(err("vol", format!("{v} is negative"))),
+        _ => Ok(row),
+    }
+}
+
+/// The computed fields of one row (None = empty cell).
+struct Out {
+    iv: Option<f64>,
+    greeks: Option<crate::pricing::bsm::Greeks>,
+    note: &'static str,
+}
+
+fn compute(r: &Row) -> Out {
+    let mut inputs = BsmInputs {
+        right: r.right,
+        spot: r.spot,
+        strike: r.strike,
+        t_years: r.t_years,
+        rate: r.rate,
+        div_yield: r.div_yield,
+        vol: 0.0,
+    };
+    match r.price {
+        Some(p) => {
+            match implied_vol(r.right, p, r.spot, r.strike, r.t_years, r.rate, r.div_yield) {
+                Ok(v) => {
+                    inputs.vol = v;
+                    Out {
+                        iv: Some(v),
+                        greeks: Some(inputs.greeks()),
+                        note: "",
+                    }
+                }
+                Err(e) => Out {
+                    iv: None,
+                    greeks: None,
+                    note: e.code(),
+                },
+            }
+        }
+        None => {
+            inputs.vol = r.vol.unwrap_or(0.0);
+            Out {
+                iv: r.vol,
+                greeks: Some(inputs.greeks()),
+                note: "",
+            }
+        }
+    }
+}
+
+fn push_f64(buf: &mut Vec<u8>, v: Option<f64>, fmt: &mut ryu::Buffer) {
+    buf.push(b',');
+    if let Some(x) = v.filter(|x| x.is_finite()) {
+        buf.extend_from_slice(fmt.format_finite(x).as_bytes());
+    }
+}
+
+/// Summary of a calc run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalcSummary {
+    pub rows: usize,
+    pub solved: usize,
+    pub unsolved: usize,
+}
+
+/// Run the calculator on CSV text; returns the output CSV bytes.
+pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcError> {
+    let mut lines = text.lines();
+    let header = lines.next().ok_or_else(|| CalcError::Input {
+        file: file.into(),
+        message: "line 1: the file is empty (expected a header)".into(),
+    })?;
+    let cols = columns(header, file)?;
+    // Lines with their 1-based numbers; blank lines are skipped.
+    let body: Vec<(usize, &str)> = lines
+        .enumerate()
+        .map(|(i, l)| (i + 2, l.strip_suffix('\r').unwrap_or(l)))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    const CHUNK: usize = 8192;
+    let rows: Vec<Vec<Row>> = body
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|(n, l)| parse_row(l, *n, &cols, file))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
+    let parts: Vec<(Vec<u8>, usize)> = body
+        .par_chunks(CHUNK)
+        .zip(rows.par_iter())
+        .map(|(lines, rows)| {
+            let mut buf = Vec::with_capacity(lines.len() * 160);
+            let mut fmt = ryu::Buffer::new();
+            let mut solved = 0;
+            for ((_, line), r) in lines.iter().zip(rows) {
+                let o = compute(r);
+                solved += usize::from(o.iv.is_some());
+                buf.extend_from_slice(line.as_bytes());
+                let g = o.greeks;
+                let vals = [
+                    o.iv,
+                    g.map(|g| g.price),
+                    g.map(|g| g.delta),
+                    g.map(|g| g.gamma),
+                    g.map(|g| g.vega),
+                    g.map(|g| g.theta_per_day),
+                    g.map(|g| g.rho),
+                ];
+                for (i, v) in vals.iter().enumerate() {
+                    if !cols.present[i] {
+                        push_f64(&mut buf, *v, &mut fmt);
+                    }
+                }
+                if !cols.present[7] {
+                    buf.push(b',');
+                    buf.extend_from_slice(o.note.as_bytes());
+                }
+                buf.push(b'\n');
+            }
+            (buf, solved)
+        })
+        .collect();
+    let mut out =
+        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() + header.len() + 64);
+    out.extend_from_slice(header.trim_end_matches('\r').as_bytes());
+    for (i, n) in OUTPUTS.iter().enumerate() {
+        if !cols.present[i] {
+            out.push(b',');
+            out.extend_from_slice(n.as_bytes());
+        }
+    }
+    out.push(b'\n');
+    let mut solved = 0;
+    for (p, s) in parts {
+        out.extend_from_slice(&p);
+        solved += s;
+    }
+    Ok((
+        out,
+        CalcSummary {
+            rows: body.len(),
+            solved,
+            unsolved: body.len() - solved,
+        },
+    ))
+}
+
+/// Run on a file; write `output` atomically (temporary file, then rename) or stdout.
+pub fn run_file(input: &Path, output: Option<&Path>) -> Result<CalcSummary, CalcError> {
+    let name = input.display().to_string();
+    let text = std::fs::read_to_string(input).map_err(|e| CalcError::Io {
+        file: name.clone(),
+        source: e,
+    })?;
+    let (bytes, summary) = run_text(&text, &name)?;
+    match output {
+        Some(path) => {
+            let oname = path.display().to_string();
+            let io = |e| CalcError::Io {
+                file: oname.clone(),
+                source: e,
+            };
+            let mut tmp_name = path.as_os_str().to_owned();
+            tmp_name.push(".partial");
+            let tmp = std::path::PathBuf::from(tmp_name);
+            let res = std::fs::File::create(&tmp)
+                .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
+                .and_then(|_| std::fs::rename(&tmp, path));
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(e));
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            lock.write_all(&bytes).map_err(|e| CalcError::Io {
+                file: "stdout".into(),
+                source: e,
+            })?;
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> Result<String, String> {
+        run_text(text, "in.csv")
+            .map(|(b, _)| String::from_utf8(b).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn solves_prices_and_prices_vols_keeping_extra_columns() {
+        let out = run("id,right,spot,strike,t_years,rate,div_yield,price\nA,C,42,40,0.5,0.1,0,4.759422392871532\nB,P,42,40,0.5,0.1,0,50\n").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "id,right,spot,strike,t_years,rate,div_yield,price,iv,delta,gamma,vega,theta,rho,note"
+        );
+        let a: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(a[0], "A");
+        let iv: f64 = a[8].parse().unwrap();
+        assert!((iv - 0.2).abs() < 1e-12, "{iv}");
+        assert!(
+            lines[2].ends_with(",,,,,,,above_upper_bound"),
+            "{}",
+            lines[2]
+        );
+        let v =
+            run("right,spot,strike,t_years,rate,div_yield,vol\nC,42,40,0.5,0.1,0,0.2\n").unwrap();
+        let f: Vec<&str> = v.lines().nth(1).unwrap().split(',').collect();
+        let price: f64 = f[8].parse().unwrap();
+        assert!((price - 4.759422).abs() < 1e-6, "{price}");
+    }
+
+    #[test]
+    fn bad_input_names_line_and_field() {
+        let h = "right,spot,strike,t_years,rate,div_yield,price\n";
+        let cases = [
+            (
+                "right,spot,t_years,rate,div_yield,price\n",
+                "missing column 'strike'",
+            ),
+            (
+                "right,spot,strike,t_years,rate,div_yield\n",
+                "missing column 'price' or 'vol'",
+            ),
+            (
+                &*format!("{h}C,100,100,0.5,0,0,1\nC,abc,100,0.5,0,0,1\n"),
+                "line 3, field 'spot': 'abc' is not a number",
+            ),
+            (
+                &*format!("{h}C,100,100,0.5,0,0,-1\n"),
+                "line 2, field 'price'",
+            ),
+            (
+                &*format!("{h}C,100,-100,0.5,0,0,1\n"),
+                "line 2, field 'strike'",
+            ),
+            (
+                &*format!("{h}C,100,100,-0.5,0,0,1\n"),
+                "line 2, field 't_years'",
+            ),
+            (
+                &*format!("{h}X,100,100,0.5,0,0,1\n"),
+                "line 2, field 'right': 'X' is not C or P",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = run(text).unwrap_err();
+            assert!(
+                e.starts_with("in.csv: ") && e.contains(want),
+                "{e} / want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn quoted_fields_are_handled() {
+        let out = run(
+            "name,right,spot,strike,t_years,rate,div_yield,vol\n\"a, b\",C,100,100,1,0,0,0.2\n",
+        )
+        .unwrap();
+        assert!(
+            out.lines().nth(1).unwrap().starts_with("\"a, b\",C,"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! The command line: parse, load the configuration, call into the library, print.
+
+use crate::calendar;
+use crate::config::Config;
+use crate::jobs::{self, RunRecord, RunRequest, Status, Trigger};
+use crate::schedule::{self, Target};
+use crate::store::{query, Store};
+use anyhow::{bail, Context, Result};
+use chrono::{Duration, NaiveDate, NaiveTime};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const ABOUT: &str = "optdesk — an options paper-trading desk that runs itself.
+
+Idempotent batch jobs (fetch chains, compute vols, select trades, ...) run on the NYSE
+calendar and read and write one DuckDB file, the complete audit trail. Out of the box
+it trades a built-in simulated market, offline.
+
+First run:   optdesk run daily --as-of 2025-03-14
+Then:        optdesk status
+             optdesk sql \"SELECT * FROM job_runs ORDER BY run_id DESC LIMIT 5\"";
+
+#[derive(Parser, Debug)]
+#[command(name = "optdesk", version, about = ABOUT, long_about = None)]
+pub struct Cli {
+    /// The store (DuckDB file).
+    #[arg(
+        long,
+        env = "OPTDESK_DB",
+        default_value = "data/optdesk.duckdb",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+    /// The configuration folder (desk.toml, one <job>.toml per job) [default: jobs]
+    #[arg(long, env = "OPTDESK_JOBS", global = true, value_name = "DIR")]
+    pub jobs: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List jobs, or run one job by hand.
+    Job {
+        #[command(subcommand)]
+        cmd: JobCmd,
+    },
+    /// Run the daily pipeline (every job in order) for one session.
+    Run {
+        #[command(subcommand)]
+        what: RunWhat,
+    },
+    /// The last run of each job and its outcome, and the next scheduled firings.
+    Status,
+    /// Run one read-only SQL query against the store.
+    Sql {
+        /// The query, e.g. "SELECT job, status, message FROM job_runs ORDER BY run_id DESC LIMIT 10"
+        query: String,
+        #[arg(long, value_enum, default_value_t = query::Format::Table)]
+        format: query::Format,
+    },
+    /// Print NYSE sessions with their open and close (New York time).
+    Calendar {
+        /// First date, YYYY-MM-DD [default: today]
+        #[arg(long, value_parser = calendar::parse_date)]
+        from: Option<NaiveDate>,
+        /// Last date, YYYY-MM-DD [default: 30 days after --from]
+        #[arg(long, value_parser = calendar::parse_date)]
+        to: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value_t = CalFormat::Table)]
+        format: CalFormat,
+    },
+    /// The long-running scheduler: fires the daily pipeline and intraday slots on NYSE
+    /// sessions (America/New_York). With --plan, print the next firings instead.
+    Schedule {
+        /// Print the next firings without running anything.
+        #[arg(long)]
+        plan: bool,
+        /// Calendar days ahead to plan.
+        #[arg(long, default_value_t = 10)]
+        days: u32,
+        /// Plan from this New York date or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM) [default: now]
+        #[arg(long)]
+        from: Option<String>,
+        /// Testing: treat today as this date (time of day stays real).
+        #[arg(long, hide = true, value_parser = calendar::parse_date)]
+        pretend_date: Option<NaiveDate>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// List the jobs, what they write and whether they are enabled.
+    List,
+    /// Run one job for one session.
+    Run {
+        /// The job's name (see `optdesk job list`).
+        name: String,
+        /// The session, YYYY-MM-DD [default: today in New York]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+        /// Intraday slot, HH:MM New York time [default: the job's daily time]
+        #[arg(long, value_parser = parse_slot)]
+        slot: Option<NaiveTime>,
+        /// Compute and report, then roll back: nothing but the job_runs row is written.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunWhat {
+    /// Every job in order; stops at the first failure and records the rest as skipped.
+    Daily {
+        /// The session, YYYY-MM-DD [default: today in New York]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+        /// Compute and report, then roll back each job's output.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CalFormat {
+    Table,
+    Csv,
+}
+
+fn parse_slot(s: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(s, "%H:%M")
+        .map_err(|_| format!("'{s}' is not a time; expected HH:MM (New York), e.g. 15:30"))
+}
+
+/// Paths and settings every command shares.
+pub struct Ctx {
+    pub db: PathBuf,
+    pub jobs_dir: PathBuf,
+    pub jobs_explicit: bool,
+}
+
+impl Ctx {
+    pub fn config(&self) -> Result<Config> {
+        Ok(Config::load(&self.jobs_dir, self.jobs_explicit)?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPTDESK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let ctx = Ctx {
+        db: cli.db.clone(),
+        jobs_explicit: cli.jobs.is_some(),
+        jobs_dir: cli.jobs.clone().unwrap_or_else(|| PathBuf::from("jobs")),
+    };
+    match dispatch(&ctx, cli.cmd) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("error: {}", crate::store::one_line(&msg));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn today_ny() -> NaiveDate {
+    schedule::now_ny(None).date_naive()
+}
+
+fn holder() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let mut s = args.join(" ");
+    s.truncate(200);
+    s
+}
+
+fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
+    match cmd {
+        Cmd::Job { cmd: JobCmd::List } => job_list(ctx),
+        Cmd::Job {
+            cmd:
+                JobCmd::Run {
+                    name,
+                    as_of,
+                    slot,
+                    dry_run,
+                },
+        } => job_run(
+            ctx,
+            &name,
+            as_of.unwrap_or_else(today_ny),
+            slot,
+            dry_run,
+            Trigger::Cli,
+        ),
+        Cmd::Run {
+            what: RunWhat::Daily { as_of, dry_run },
+        } => run_daily(ctx, as_of.unwrap_or_else(today_ny), dry_run, Trigger::Cli),
+        Cmd::Status => status(ctx),
+        Cmd::Sql { query, format } => sql(ctx, &query, format),
+        Cmd::Calendar { from, to, format } => {
+            let from = from.unwrap_or_else(today_ny);
+            let to = to.unwrap_or(from + Duration::days(30));
+            print_calendar(from, to, format)
+        }
+        Cmd::Schedule {
+            plan,
+            days,
+            from,
+            pretend_date,
+        } => {
+            if plan {
+                let from = match from {
+                    Some(s) => schedule::parse_ny_datetime(&s).map_err(anyhow::Error::msg)?,
+                    None => schedule::now_ny(pretend_date),
+                };
+                print_plan(ctx, from, days)
+            } else {
+                daemon(ctx, pretend_date)
+            }
+        }
+    }
+}
+
+fn job_list(ctx: &Ctx) -> Result<bool> {
+    let config = ctx.config()?;
+    let prepared = jobs::prepare_all(&config)?;
+    println!(
+        "{:<14} {:<8} {:<12} what it does (writes)",
+        "job", "enabled", "daily order"
+    );
+    for (i, p) in prepared.iter().enumerate() {
+        println!(
+            "{:<14} {:<8} {:<12} {} ({})",
+            p.def.name,
+            if p.enabled { "yes" } else { "no" },
+            i + 1,
+            p.def.about,
+            p.def.writes.join(", ")
+        );
+        for s in &p.slots {
+            println!("{:<14} {:<8} {:<12} intraday slot: {s}", "", "", "");
+        }
+    }
+    Ok(true)
+}
+
+/// On a non-session, do nothing and say why.
+fn closed_notice(as_of: NaiveDate) -> Result<Option<String>> {
+    Ok(calendar::closed_reason(as_of)?)
+}
+
+fn print_record(r: &RunRecord) {
+    let line = format!(
+        "  {:<14} {:<8} {:>9} rows {:>7.2}s  {}",
+        r.job,
+        r.status.as_str(),
+        r.rows_written,
+        r.seconds,
+        r.message
+    );
+    if r.status == Status::Failed {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn open_writer(ctx: &Ctx, config: &Config) -> Result<Store> {
+    let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
+    Ok(Store::open_write(&ctx.db, timeout, &holder())?)
+}
+
+fn header(what: &str, as_of: NaiveDate, dry_run: bool, ctx: &Ctx) -> Result<()> {
+    let s = calendar::session(as_of)?.context("not a session")?;
+    println!(
+        "optdesk {what} — session {as_of} ({}–{} New York{}), store {}{}",
+        s.open.format("%H:%M"),
+        s.close.format("%H:%M"),
+        if s.is_early_close() {
+            ", early close"
+        } else {
+            ""
+        },
+        ctx.db.display(),
+        if dry_run {
+            " — DRY RUN, nothing is kept"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, dry_run: bool, trigger: Trigger) -> Result<bool> {
+    let config = ctx.config()?;
+    let prepared = jobs::prepare_all(&config)?;
+    if let Some(why) = closed_notice(as_of)? {
+        println!("{why}: not an NYSE session, nothing to do.");
+        return Ok(true);
+    }
+    let store = open_writer(ctx, &config)?;
+    header("run daily", as_of, dry_run, ctx)?;
+    let req = RunRequest {
+        as_of,
+        slot: None,
+        dry_run,
+        trigger: match trigger {
+            Trigger::Cli => Trigger::Daily,
+            t => t,
+        },
+    };
+    let records = jobs::run_sequence(&store, &config, &prepared, &req, print_record)?;
+    Ok(summarize(&records))
+}
+
+fn summarize(records: &[RunRecord]) -> bool {
+    let count = |s| records.iter().filter(|r| r.status == s).count();
+    let (ok, failed, skipped) = (
+        count(Status::Ok),
+        count(Status::Failed),
+        count(Status::Skipped),
+    );
+    let line = format!("{ok} ok, {failed} failed, {skipped} skipped.");
+    if failed > 0 {
+        eprintln!("{line} The reasons are above and in job_runs.");
+        false
+    } else {
+        println!("{line}");
+        true
+    }
+}
+
+pub fn job_run(
+    ctx: &Ctx,
+    name: &str,
+    as_of: NaiveDate,
+    slot: Option<NaiveTime>,
+    dry_run: bool,
+    trigger: Trigger,
+) -> Result<bool> {
+    let def = jobs::find(name).ok_or_else(|| anyhow::anyhow!(jobs::unknown_job_message(name)))?;
+    let config = ctx.config()?;
+    let prepared = (def.prepare)(&config)?;
+    if let Some(why) = closed_notice(as_of)? {
+        println!("{why}: not an NYSE session, nothing to do.");
+        return Ok(true);
+    }
+    let store = open_writer(ctx, &config)?;
+    header(&format!("job run {name}"), as_of, dry_run, ctx)?;
+    let req = RunRequest {
+        as_of,
+        slot,
+        dry_run,
+        trigger,
+    };
+    let rec = jobs::run_one(&store, &config, &prepared, &req)?;
+    print_record(&rec);
+    Ok(summarize(&[rec]))
+}
+
+fn status(ctx: &Ctx) -> Result<bool> {
+    let config = ctx.config()?;
+    let lock = crate::store::lock_path_for(&ctx.db);
+    if let Some(h) = crate::store::current_writer(&lock) {
+        println!("The store is being written now: {h}");
+    }
+    match Store::open_read(&ctx.db, std::time::Duration::from_secs(5)) {
+        Ok(store) => {
+            let mut lines = Vec::new();
+            for def in jobs::JOBS {
+                let row = store.conn.query_row(
+                    "SELECT as_of::VARCHAR, status, rows_written, strftime(finished_at, '%Y-%m-%d %H:%M:%S'), coalesce(message, ''), dry_run
+                     FROM job_runs WHERE job = ? ORDER BY run_id DESC LIMIT 1",
+                    [def.name],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, bool>(5)?,
+                        ))
+                    },
+                );
+                match row {
+                    Ok((as_of, st, rows, fin, msg, dry)) => lines.push(format!(
+                        "  {:<14} {:<8} as_of {as_of}  finished {fin} UTC  {rows} rows{}  {msg}",
+                        def.name,
+                        st,
+                        if dry { " (dry run)" } else { "" }
+                    )),
+                    Err(duckdb::Error::QueryReturnedNoRows) => {
+                        lines.push(format!("  {:<14} never run", def.name))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            println!("Last run of each job (store {}):", ctx.db.display());
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Err(crate::store::StoreError::Missing { .. }) => {
+            println!(
+                "No store yet at {}: run `optdesk run daily` to create it.",
+                ctx.db.display()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let entries = schedule::entries(&config)?;
+    let next = schedule::plan(&entries, schedule::now_ny(None), 14);
+    println!("Next scheduled firings (America/New_York):");
+    if next.is_empty() {
+        println!("  none in the next 14 days");
+    }
+    for f in next.iter().take(5) {
+        println!(
+            "  {}  {}  ({})",
+            f.at.format("%a %Y-%m-%d %H:%M"),
+            entries[f.entry].target,
+            entries[f.entry].spec
+        );
+    }
+    Ok(true)
+}
+
+fn sql(ctx: &Ctx, q: &str, format: query::Format) -> Result<bool> {
+    let config = ctx.config()?;
+    let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
+    let store = Store::open_read(&ctx.db, timeout)?;
+    let result = query::run(&store.conn, q)
+        .map_err(|e| anyhow::anyhow!("query failed: {}", crate::store::one_line(&e.to_string())))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    query::write(&result, format, &mut out)?;
+    Ok(true)
+}
+
+fn print_calendar(from: NaiveDate, to: NaiveDate, format: CalFormat) -> Result<bool> {
+    if to < from {
+        bail!("--to {to} is before --from {from}");
+    }
+    let sessions = calendar::sessions(from, to)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        CalFormat::Csv => {
+            writeln!(out, "date,open,close")?;
+            for s in &sessions {
+                writeln!(
+                    out,
+                    "{},{},{}",
+                    s.date,
+                    s.open.format("%H:%M"),
+                    s.close.format("%H:%M")
+                )?;
+            }
+        }
+        CalFormat::Table => {
+            writeln!(out, "date        day  open   close  note")?;
+            for s in &sessions {
+                writeln!(
+                    out,
+                    "{}  {}  {}  {}  {}",
+                    s.date,
+                    s.date.format("%a"),
+                    s.open.format("%H:%M"),
+                    s.close.format("%H:%M"),
+                    if s.is_early_close() {
+                        "early close"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
+            writeln!(
+                out,
+                "({} sessions from {from} to {to}, New York time)",
+                sessions.len()
+            )?;
+        }
+    }
+    Ok(true)
+}
+
+fn print_plan(ctx: &Ctx, from: chrono::DateTime<chrono_tz::Tz>, days: u32) -> Result<bool> {
+    let config = ctx.config()?;
+    let entries = schedule::entries(&config)?;
+    let firings = schedule::plan(&entries, from, days);
+    println!(
+        "Firings from {} for {days} days (America/New_York; sessions only):",
+        from.format("%Y-%m-%d %H:%M %Z")
+    );
+    println!(
+        "  {:<16} {:<6} {:<17} {:<24} when",
+        "date", "NY", "UTC", "what"
+    );
+    for f in &firings {
+        let e = &entries[f.entry];
+        println!(
+            "  {:<16} {:<6} {:<17} {:<24} {}{}",
+            f.at.format("%a %Y-%m-%d"),
+            f.at.format("%H:%M"),
+            f.at.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M"),
+            e.target.to_string(),
+            e.spec,
+            if f.session.is_early_close() {
+                " (early close)"
+            } else {
+                ""
+            }
+        );
+    }
+    if firings.is_empty() {
+        println!("  (no firings: no sessions in this window)");
+    }
+    Ok(true)
+}
+
+fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
+    let config = ctx.config()?;
+    let entries = schedule::entries(&config)?;
+    let shared = Arc::new(Ctx {
+        db: ctx.db.clone(),
+        jobs_dir: ctx.jobs_dir.clone(),
+        jobs_explicit: ctx.jobs_explicit,
+    });
+    let run: Arc<schedule::RunFn> = Arc::new(
+        move |target: &Target, date: NaiveDate, slot: Option<NaiveTime>| {
+            let res = match target {
+                Target::Daily => run_daily(&shared, date, false, Trigger::Schedule),
+                Target::Job(name) => job_run(&shared, name, date, slot, false, Trigger::Schedule),
+            };
+            match res {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("error: {}", crate::store::one_line(&format!("{e:#}")));
+                    false
+                }
+            }
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(schedule::run_daemon(entries, pretend, run))?;
+    Ok(true)
+}

@@ -1,0 +1,260 @@
+//! Configuration: `jobs/desk.toml` (desk-wide) and one `jobs/<job>.toml` per job.
+//!
+//! Every file is parsed with unknown keys refused, so a typo fails at load with the file,
+//! the line and the key instead of being silently ignored. A missing file means the
+//! built-in defaults (the same values as the files shipped in `jobs/`). Secrets never
+//! live here: they come from environment variables only.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("configuration folder {0} does not exist (set by --jobs or OPTDESK_JOBS)")]
+    MissingDir(String),
+}
+
+/// Where market data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The embedded, seeded, deterministic simulated market.
+    #[default]
+    Sim,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Desk {
+    /// Market-data source for fetch_chains.
+    pub source: SourceKind,
+    /// How long a second writer waits for the store's write lock before failing.
+    pub lock_timeout_secs: u64,
+}
+
+impl Default for Desk {
+    fn default() -> Self {
+        Desk {
+            source: SourceKind::Sim,
+            lock_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// The simulated market's seed: the same seed and date give the same market.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig { seed: 42 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// When `optdesk schedule` runs the daily pipeline: session-relative (`open+5m`,
+    /// `close-30m`) or a cron expression, in America/New_York.
+    pub daily: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            daily: "open+5m".into(),
+        }
+    }
+}
+
+/// `jobs/desk.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeskFile {
+    pub desk: Desk,
+    pub sim: SimConfig,
+    pub schedule: ScheduleConfig,
+}
+
+/// `jobs/<job>.toml`: the envelope every job file shares, plus the job's own `[params]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile<P> {
+    /// A disabled job is recorded as skipped (with that reason) by `run daily`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Extra intraday slots for `optdesk schedule` (session-relative or cron), beyond the
+    /// daily pipeline.
+    #[serde(default)]
+    pub slots: Vec<String>,
+    #[serde(default)]
+    pub params: P,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl<P: Default> Default for JobFile<P> {
+    fn default() -> Self {
+        JobFile {
+            enabled: true,
+            slots: Vec::new(),
+            params: P::default(),
+        }
+    }
+}
+
+/// The loaded configuration folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub desk: DeskFile,
+    desk_text: String,
+}
+
+impl Config {
+    /// Load `desk.toml` from `dir`. `explicit` says the folder was named by the user
+    /// (`--jobs`/`OPTDESK_JOBS`), in which case it must exist; the default `jobs/` may be
+    /// absent and then the built-in defaults apply.
+    pub fn load(dir: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        if !dir.is_dir() {
+            if explicit {
+                return Err(ConfigError::MissingDir(dir.display().to_string()));
+            }
+            return Ok(Config {
+                dir: dir.to_path_buf(),
+                desk: DeskFile::default(),
+                desk_text: String::new(),
+            });
+        }
+        let path = dir.join("desk.toml");
+        let (desk, desk_text) = match read_optional(&path)? {
+            Some(text) => (parse::<DeskFile>(&path, &text)?, text),
+            None => (DeskFile::default(), String::new()),
+        };
+        validate_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            desk,
+            desk_text,
+        })
+    }
+
+    /// Load `jobs/<name>.toml` as the job's typed file, with its raw text (for the hash).
+    pub fn job<P: DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<(JobFile<P>, String), ConfigError> {
+        let path = self.dir.join(format!("{name}.toml"));
+        match read_optional(&path)? {
+            Some(text) => {
+                let f: JobFile<P> = parse(&path, &text)?;
+                for (i, s) in f.slots.iter().enumerate() {
+                    validate_time_spec(&path, &format!("slots[{i}]"), s)?;
+                }
+                Ok((f, text))
+            }
+            None => Ok((JobFile::default(), String::new())),
+        }
+    }
+
+    /// A short, stable hash of the desk file and a job's file, recorded with each run so
+    /// that a change of configuration is visible in `job_runs`.
+    pub fn hash_with(&self, job_text: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.desk_text.as_bytes());
+        h.update([0u8]);
+        h.update(job_text.as_bytes());
+        let d = h.finalize();
+        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError::Read {
+            file: path.display().to_string(),
+            source: e,
+        }),
+    }
+}
+
+/// Parse a TOML file; the error names the file, the line and the offending key.
+pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let msg = e.message().trim().replace('\n', " ");
+        ConfigError::Invalid {
+            file: path.display().to_string(),
+            message: match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            },
+        }
+    })
+}
+
+fn validate_time_spec(path: &Path, key: &str, spec: &str) -> Result<(), ConfigError> {
+    crate::schedule::TimeSpec::parse(spec).map_err(|e| ConfigError::Invalid {
+        file: path.display().to_string(),
+        message: format!("{key} = \"{spec}\": {e}"),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct P {
+        size: u32,
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "enabled = true\n[params]\nsize = 3\nsizee = 4\n";
+        let e = parse::<JobFile<P>>(Path::new("jobs/x.toml"), text).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("jobs/x.toml: line 4"), "{s}");
+        assert!(s.contains("sizee"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = "[params]\nsize = \"three\"\n";
+        let s = parse::<JobFile<P>>(Path::new("jobs/x.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("line 2"), "{s}");
+        assert!(s.contains("invalid type"), "{s}");
+    }
+
+    #[test]
+    fn defaults_fill_missing_keys() {
+        let f = parse::<JobFile<P>>(Path::new("x.toml"), "").unwrap();
+        assert!(f.enabled);
+        assert_eq!(f.params, P::default());
+        let d = parse::<DeskFile>(Path::new("desk.toml"), "[sim]\nseed = 7\n").unwrap();
+        assert_eq!(d.sim.seed, 7);
+        assert_eq!(d.desk.lock_timeout_secs, 30);
+    }
+}

@@ -1,0 +1,562 @@
+//! `fetch_chains` — underlying bars and option chains for the universe, from the
+//! configured source, into `underlying_bars`, `underlying_quotes`, `option_quotes`
+//! (and `quote_rejects` for quotes that fail validation). Backfills the lookback later
+//! jobs need (`underlying_bars`, `iv_history`) when the store lacks it, and records
+//! each backfill in `backfills`.
+//!
+//! Key: `as_of` for quotes; (`date`, `symbol`) for bars and IV history. A re-run
+//! replaces the day's quotes and the bars it owns, and inserts only missing history.
+
+use super::{failpoint, Job, JobContext, JobDef, JobError, JobOutput, Prepared};
+use crate::calendar;
+use crate::config::{Config, ConfigError, JobFile};
+use crate::model::{DailyBar, OptionQuote, Settlement};
+use crate::schedule::TimeSpec;
+use crate::sources::{self, MarketData, UnderlyingQuote};
+use chrono::{NaiveDate, NaiveDateTime};
+use duckdb::{params, Connection};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+pub const DEF: JobDef = JobDef {
+    name: "fetch_chains",
+    about: "underlying bars and option chains for the universe from the configured source",
+    writes: &[
+        "underlying_bars",
+        "underlying_quotes",
+        "option_quotes",
+        "quote_rejects",
+        "iv_history",
+        "backfills",
+    ],
+    prepare,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Symbols to fetch; empty means the source's whole default universe.
+    pub symbols: Vec<String>,
+    /// List expirations up to this many calendar days out.
+    pub max_expiry_days: u32,
+    /// Sessions of daily bars and ATM-IV history kept available for later jobs
+    /// (historical vol, IV rank, Z-scores); missing sessions are backfilled.
+    pub history_sessions: u32,
+    /// When the daily run snapshots the chain (session-relative, New York).
+    pub snapshot: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            symbols: Vec::new(),
+            max_expiry_days: 400,
+            history_sessions: 260,
+            snapshot: "open+5m".into(),
+        }
+    }
+}
+
+impl Params {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            message,
+        };
+        if !(1..=1100).contains(&self.max_expiry_days) {
+            return Err(bad(format!(
+                "params.max_expiry_days = {}: expected 1 to 1100 calendar days",
+                self.max_expiry_days
+            )));
+        }
+        if self.history_sessions > 5000 {
+            return Err(bad(format!(
+                "params.history_sessions = {}: expected at most 5000 sessions",
+                self.history_sessions
+            )));
+        }
+        match TimeSpec::parse(&self.snapshot) {
+            Ok(TimeSpec::Session { .. }) => {}
+            _ => {
+                return Err(bad(format!(
+                    "params.snapshot = \"{}\": expected a session-relative time like open+5m or close-15m",
+                    self.snapshot
+                )))
+            }
+        }
+        for s in &self.symbols {
+            if s.is_empty()
+                || s.len() > 6
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
+                return Err(bad(format!(
+                    "params.symbols: '{s}' is not a ticker (1–6 upper-case letters or digits)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
+    let path = config.dir.join("fetch_chains.toml").display().to_string();
+    file.params.validate(&path)?;
+    Ok(Prepared {
+        def: &DEF,
+        enabled: file.enabled,
+        slots: file.slots,
+        config_hash: config.hash_with(&text),
+        job: Box::new(FetchChains {
+            params: file.params,
+        }),
+    })
+}
+
+pub struct FetchChains {
+    pub params: Params,
+}
+
+impl Job for FetchChains {
+    fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
+        let source = sources::from_config(ctx.config);
+        run_with_source(&self.params, source.as_ref(), ctx)
+    }
+}
+
+/// The snapshot time for a run: the slot when given, else the configured daily time.
+pub fn quote_time(
+    params: &Params,
+    as_of: NaiveDate,
+    slot: Option<chrono::NaiveTime>,
+) -> Result<NaiveDateTime, JobError> {
+    let session = calendar::session(as_of)
+        .map_err(|e| JobError::Failed(e.to_string()))?
+        .ok_or_else(|| JobError::Failed(format!("{as_of} is not an NYSE session")))?;
+    let time = match slot {
+        Some(s) => s,
+        None => TimeSpec::parse(&params.snapshot)
+            .map_err(JobError::Failed)?
+            .times_on(&session)
+            .first()
+            .copied()
+            .ok_or_else(|| JobError::Failed("snapshot time does not fall on the session".into()))?,
+    };
+    Ok(as_of.and_time(time))
+}
+
+pub fn run_with_source(
+    params: &Params,
+    source: &dyn MarketData,
+    ctx: &JobContext,
+) -> Result<JobOutput, JobError> {
+    let conn = ctx.conn;
+    let as_of = ctx.as_of;
+    let symbols = if params.symbols.is_empty() {
+        source.default_symbols()
+    } else {
+        params.symbols.clone()
+    };
+    let qt = quote_time(params, as_of, ctx.slot)?;
+    let snap = source.snapshot(qt, &symbols, params.max_expiry_days)?;
+
+    // The day's quotes replace any earlier run's for the same session.
+    for table in ["option_quotes", "underlying_quotes", "quote_rejects"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE as_of = ?"),
+            params![as_of],
+        )?;
+    }
+    let (good, rejects): (Vec<&OptionQuote>, Vec<(&OptionQuote, String)>) = {
+        let mut g = Vec::with_capacity(snap.quotes.len());
+        let mut r = Vec::new();
+        for q in &snap.quotes {
+            match q.check(as_of) {
+                Ok(()) => g.push(q),
+                Err(e) => r.push((q, e.to_string())),
+            }
+        }
+        (g, r)
+    };
+    let mut rows = append_quotes(conn, as_of, qt, &good, source.name(), ctx.run_id)?;
+    rows += append_underlyings(
+        conn,
+        as_of,
+        qt,
+        &snap.underlyings,
+        source.name(),
+        ctx.run_id,
+    )?;
+    for (q, why) in &rejects {
+        conn.execute(
+            "INSERT INTO quote_rejects VALUES (?, ?, ?, ?, ?, ?)",
+            params![
+                as_of,
+                q.underlying,
+                q.contract(),
+                why,
+                source.name(),
+                ctx.run_id
+            ],
+        )?;
+    }
+    rows += rejects.len() as u64;
+    failpoint(DEF.name, "mid")?;
+
+    // Daily bars: the sessions that have closed by the snapshot.
+    let session = calendar::session(as_of)
+        .map_err(|e| JobError::Failed(e.to_string()))?
+        .ok_or_else(|| JobError::Failed(format!("{as_of} is not an NYSE session")))?;
+    let mut window = calendar::sessions_before(as_of, params.history_sessions.max(1) as usize);
+    if qt.time() >= session.close {
+        window.push(as_of);
+    }
+    let latest = *window.last().expect("window has at least one session");
+    let bars = sync_bars(conn, source, &symbols, &window, latest, ctx.run_id)?;
+    rows += bars.rows;
+
+    // ATM implied-vol history for lookbacks, where the source can give it.
+    let iv_window = calendar::sessions_before(as_of, params.history_sessions as usize);
+    let iv = sync_iv_history(conn, source, &symbols, &iv_window, ctx.run_id)?;
+    rows += iv.rows;
+
+    let mut backfill_notes = Vec::new();
+    for (kind, b) in [("daily_bars", &bars), ("atm_iv", &iv)] {
+        if let Some((from, to, n_sym, n_rows)) = b.backfill {
+            conn.execute(
+                "INSERT INTO backfills VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    ctx.run_id,
+                    as_of,
+                    kind,
+                    n_sym as i64,
+                    from,
+                    to,
+                    n_rows as i64,
+                    source.name()
+                ],
+            )?;
+            rows += 1;
+            backfill_notes.push(format!(
+                "backfilled {n_rows} {} ({from} to {to}, {n_sym} symbols)",
+                if kind == "daily_bars" {
+                    "daily bars"
+                } else {
+                    "ATM-IV history rows"
+                }
+            ));
+        }
+    }
+    let chains = snap.underlyings.len();
+    let mut summary = format!(
+        "{chains} underlyings, {} option quotes at {} from {}; bars through {latest}",
+        good.len(),
+        qt.format("%H:%M"),
+        source.name()
+    );
+    if !rejects.is_empty() {
+        summary.push_str(&format!(
+            "; {} quotes rejected (see quote_rejects)",
+            rejects.len()
+        ));
+    }
+    if let Some(short) = bars.short_history {
+        summary.push_str(&format!("; {short}"));
+    }
+    for n in backfill_notes {
+        summary.push_str("; ");
+        summary.push_str(&n);
+    }
+    if iv.unavailable {
+        summary.push_str(&format!("; {} gives no ATM-IV history", source.name()));
+    }
+    Ok(JobOutput {
+        rows_written: rows,
+        summary,
+    })
+}
+
+fn append_quotes(
+    conn: &Connection,
+    as_of: NaiveDate,
+    qt: NaiveDateTime,
+    quotes: &[&OptionQuote],
+    source: &str,
+    run_id: i64,
+) -> Result<u64, duckdb::Error> {
+    let mut app = conn.appender("option_quotes")?;
+    for q in quotes {
+        let (style, settlement) = match q.settlement {
+            Settlement::Cash => ("european", "cash"),
+            Settlement::Physical => ("american", "physical"),
+        };
+        app.append_row(params![
+            as_of,
+            qt,
+            q.underlying,
+            q.contract(),
+            q.root,
+            q.expiry,
+            q.strike.to_f64(),
+            q.right.code(),
+            style,
+            settlement,
+            100i32,
+            q.bid.to_f64(),
+            q.ask.to_f64(),
+            q.bid_size,
+            q.ask_size,
+            q.volume,
+            q.open_interest,
+            q.underlying_price.to_f64(),
+            q.source_iv,
+            source,
+            run_id,
+        ])?;
+    }
+    app.flush()?;
+    Ok(quotes.len() as u64)
+}
+
+fn append_underlyings(
+    conn: &Connection,
+    as_of: NaiveDate,
+    qt: NaiveDateTime,
+    u: &[UnderlyingQuote],
+    source: &str,
+    run_id: i64,
+) -> Result<u64, duckdb::Error> {
+    let mut app = conn.appender("underlying_quotes")?;
+    for x in u {
+        app.append_row(params![
+            as_of,
+            qt,
+            x.symbol,
+            x.price.to_f64(),
+            x.rate,
+            x.div_yield,
+            source,
+            run_id
+        ])?;
+    }
+    app.flush()?;
+    Ok(u.len() as u64)
+}
+
+struct SyncResult {
+    rows: u64,
+    /// (from, to, symbols, rows) of history filled in beyond the latest session.
+    backfill: Option<(NaiveDate, NaiveDate, usize, u64)>,
+    short_history: Option<String>,
+    unavailable: bool,
+}
+
+fn existing_pairs(
+    conn: &Connection,
+    table: &str,
+    symbols: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<HashSet<(NaiveDate, String)>, duckdb::Error> {
+    let wanted: HashSet<&str> = symbols.iter().map(|s| s.as_str()).collect();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT date, symbol FROM {table} WHERE date BETWEEN ? AND ?"
+    ))?;
+    let rows = stmt.query_map(params![from, to], |r| {
+        Ok((r.get::<_, NaiveDate>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = HashSet::new();
+    for r in rows {
+        let (d, s) = r?;
+        if wanted.contains(s.as_str()) {
+            out.insert((d, s));
+        }
+    }
+    Ok(out)
+}
+
+/// Refresh the latest closed session's bars and insert any missing in the window.
+fn sync_bars(
+    conn: &Connection,
+    source: &dyn MarketData,
+    symbols: &[String],
+    window: &[NaiveDate],
+    latest: NaiveDate,
+    run_id: i64,
+) -> Result<SyncResult, JobError> {
+    let from = window[0];
+    // The latest session's bar is this run's own output: replace it.
+    let mut del = conn.prepare("DELETE FROM underlying_bars WHERE date = ? AND symbol = ?")?;
+    for s in symbols {
+        del.execute(params![latest, s])?;
+    }
+    let have = existing_pairs(conn, "underlying_bars", symbols, from, latest)?;
+    let missing_dates: Vec<NaiveDate> = window
+        .iter()
+        .copied()
+        .filter(|d| symbols.iter().any(|s| !have.contains(&(*d, s.clone()))))
+        .collect();
+    let fetched: Vec<DailyBar> = source.daily_bars(symbols, &missing_dates)?;
+    let mut app = conn.appender("underlying_bars")?;
+    let mut rows = 0u64;
+    let mut filled: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let mut filled_symbols = BTreeSet::new();
+    for b in &fetched {
+        if have.contains(&(b.date, b.symbol.clone())) {
+            continue;
+        }
+        app.append_row(params![
+            b.date,
+            b.symbol,
+            b.open.to_f64(),
+            b.high.to_f64(),
+            b.low.to_f64(),
+            b.close.to_f64(),
+            b.volume,
+            b.dividend.to_f64(),
+            b.split_ratio,
+            source.name(),
+            run_id,
+        ])?;
+        rows += 1;
+        if b.date != latest {
+            *filled.entry(b.date).or_default() += 1;
+            filled_symbols.insert(b.symbol.clone());
+        }
+    }
+    app.flush()?;
+    let backfill = match (filled.keys().next(), filled.keys().last()) {
+        (Some(a), Some(b)) => Some((*a, *b, filled_symbols.len(), filled.values().sum())),
+        _ => None,
+    };
+    let got_dates: BTreeSet<NaiveDate> = fetched
+        .iter()
+        .map(|b| b.date)
+        .chain(have.iter().map(|p| p.0))
+        .collect();
+    let short_history = (got_dates.len() < window.len()).then(|| {
+        format!(
+            "only {} of the {} sessions of bar history requested are available from {}",
+            got_dates.len(),
+            window.len(),
+            source.name()
+        )
+    });
+    Ok(SyncResult {
+        rows,
+        backfill,
+        short_history,
+        unavailable: false,
+    })
+}
+
+/// Insert the ATM-IV history the source can give for sessions missing in the window.
+fn sync_iv_history(
+    conn: &Connection,
+    source: &dyn MarketData,
+    symbols: &[String],
+    window: &[NaiveDate],
+    run_id: i64,
+) -> Result<SyncResult, JobError> {
+    let none = SyncResult {
+        rows: 0,
+        backfill: None,
+        short_history: None,
+        unavailable: false,
+    };
+    let (Some(&from), Some(&to)) = (window.first(), window.last()) else {
+        return Ok(none);
+    };
+    let have = existing_pairs(conn, "iv_history", symbols, from, to)?;
+    let missing: Vec<NaiveDate> = window
+        .iter()
+        .copied()
+        .filter(|d| symbols.iter().any(|s| !have.contains(&(*d, s.clone()))))
+        .collect();
+    if missing.is_empty() {
+        return Ok(none);
+    }
+    let Some(hist) = source.atm_iv_history(symbols, &missing)? else {
+        return Ok(SyncResult {
+            unavailable: true,
+            ..none
+        });
+    };
+    let mut app = conn.appender("iv_history")?;
+    let mut rows = 0u64;
+    let mut filled: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let mut filled_symbols = BTreeSet::new();
+    for (d, s, iv) in &hist {
+        if have.contains(&(*d, s.clone())) || !iv.is_finite() {
+            continue;
+        }
+        app.append_row(params![d, s, iv, source.name(), run_id])?;
+        rows += 1;
+        if *d != to {
+            *filled.entry(*d).or_default() += 1;
+            filled_symbols.insert(s.clone());
+        }
+    }
+    app.flush()?;
+    let backfill = match (filled.keys().next(), filled.keys().last()) {
+        (Some(a), Some(b)) => Some((*a, *b, filled_symbols.len(), filled.values().sum())),
+        _ => None,
+    };
+    Ok(SyncResult {
+        rows,
+        backfill,
+        short_history: None,
+        unavailable: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn params_out_of_range_name_the_key() {
+        let p = Params {
+            max_expiry_days: 0,
+            ..Params::default()
+        };
+        let e = p
+            .validate("jobs/fetch_chains.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("jobs/fetch_chains.toml") && e.contains("max_expiry_days"),
+            "{e}"
+        );
+        let p = Params {
+            symbols: vec!["spy".into()],
+            ..Params::default()
+        };
+        assert!(p.validate("f").unwrap_err().to_string().contains("'spy'"));
+        let p = Params {
+            snapshot: "0 35 9 * * *".into(),
+            ..Params::default()
+        };
+        assert!(p.validate("f").is_err());
+    }
+
+    #[test]
+    fn unknown_key_in_file_fails_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("fetch_chains.toml"),
+            "[params]\nmax_expiry = 30\n",
+        )
+        .unwrap();
+        let cfg = Config::load(dir.path(), true).unwrap();
+        let e = prepare(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains("fetch_chains.toml") && e.contains("max_expiry") && e.contains("line 2"),
+            "{e}"
+        );
+        let _ = Path::new("x");
+    }
+}

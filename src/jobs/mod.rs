@@ -1,0 +1,560 @@
+//! Jobs and the envelope every job runs in.
+//!
+//! The runner takes the store's write lock, runs a job's writes for one `as_of` in one
+//! transaction together with its `job_runs` row, and commits; any error or panic rolls
+//! the output back and records the failure (with its reason) in a transaction of its
+//! own. A process killed mid-run commits nothing, so the store stays as it was. Jobs
+//! replace their earlier output for the same key, so running twice equals running once.
+
+pub mod fetch_chains;
+
+use crate::config::{Config, ConfigError};
+use crate::store::{Store, StoreError};
+use chrono::{NaiveDate, NaiveTime, Utc};
+use duckdb::Connection;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// What a job needs to run: the open store (inside the run's transaction), the session,
+/// the slot, the run id its rows carry, and the configuration.
+pub struct JobContext<'a> {
+    pub conn: &'a Connection,
+    pub as_of: NaiveDate,
+    /// Intraday slot (New York time); `None` for the daily run.
+    pub slot: Option<NaiveTime>,
+    pub run_id: i64,
+    pub config: &'a Config,
+    pub dry_run: bool,
+}
+
+/// What a job reports: rows written and a one-line summary for the trader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    pub rows_written: u64,
+    pub summary: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Source(#[from] crate::sources::SourceError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("store: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A job with its configuration loaded and validated.
+pub trait Job: Send + Sync {
+    fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError>;
+}
+
+pub struct Prepared {
+    pub def: &'static JobDef,
+    pub enabled: bool,
+    pub slots: Vec<String>,
+    pub config_hash: String,
+    pub job: Box<dyn Job>,
+}
+
+/// A job in the registry.
+pub struct JobDef {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Tables the job writes (its SQL interface).
+    pub writes: &'static [&'static str],
+    pub prepare: fn(&Config) -> Result<Prepared, ConfigError>,
+}
+
+/// Every job, in the order `optdesk run daily` runs them.
+pub static JOBS: &[JobDef] = &[fetch_chains::DEF];
+
+pub fn find(name: &str) -> Option<&'static JobDef> {
+    JOBS.iter().find(|j| j.name == name)
+}
+
+pub fn unknown_job_message(name: &str) -> String {
+    let names: Vec<&str> = JOBS.iter().map(|j| j.name).collect();
+    format!("unknown job '{name}'; the jobs are: {}", names.join(", "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// The outcome of one job run, as recorded in `job_runs`.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub run_id: i64,
+    pub job: &'static str,
+    pub as_of: NaiveDate,
+    pub status: Status,
+    pub rows_written: u64,
+    pub message: String,
+    pub seconds: f64,
+    pub dry_run: bool,
+}
+
+/// Who triggered a run (recorded in `job_runs.trigger`).
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Cli,
+    Daily,
+    Schedule,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Daily => "daily",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+pub struct RunRequest {
+    pub as_of: NaiveDate,
+    pub slot: Option<NaiveTime>,
+    pub dry_run: bool,
+    pub trigger: Trigger,
+}
+
+/// Test hook (failpoints): `OPTDESK_FAILPOINT=<job>:<point>:<action>` makes `<job>`
+/// panic, abort the process (as a crash or kill -9 would), sleep N seconds or fail at
+/// `<point>` (`mid` inside the job, `before_commit` in the runner). For testing the
+/// envelope's atomicity; never set it in production.
+pub fn failpoint(job: &str, point: &str) -> Result<(), JobError> {
+    let Ok(spec) = std::env::var("OPTDESK_FAILPOINT") else {
+        return Ok(());
+    };
+    let mut parts = spec.splitn(3, ':');
+    let (j, p, action) = (parts.next(), parts.next(), parts.next().unwrap_or("panic"));
+    if j != Some(job) || p != Some(point) {
+        return Ok(());
+    }
+    match action {
+        "abort" => std::process::abort(),
+        "error" => Err(JobError::Failed(format!(
+            "failpoint {job}:{point} triggered"
+        ))),
+        a if a.starts_with("sleep") => {
+            let secs: u64 = a
+                .trim_start_matches("sleep")
+                .trim_start_matches('=')
+                .parse()
+                .unwrap_or(60);
+            eprintln!("failpoint {job}:{point}: sleeping {secs} s");
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            Ok(())
+        }
+        _ => panic!("failpoint {job}:{point} triggered"),
+    }
+}
+
+fn next_run_id(conn: &Connection) -> Result<i64, duckdb::Error> {
+    conn.query_row(
+        "SELECT coalesce(max(run_id), 0) + 1 FROM job_runs",
+        [],
+        |r| r.get(0),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_run(
+    conn: &Connection,
+    run_id: i64,
+    job: &str,
+    req: &RunRequest,
+    started: chrono::NaiveDateTime,
+    status: Status,
+    rows: u64,
+    message: &str,
+    config_hash: &str,
+    dry_run: bool,
+) -> Result<(), duckdb::Error> {
+    conn.execute(
+        "INSERT INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        duckdb::params![
+            run_id,
+            job,
+            req.as_of,
+            req.slot.map(|s| s.format("%H:%M").to_string()),
+            started,
+            Utc::now().naive_utc(),
+            status.as_str(),
+            rows as i64,
+            message,
+            config_hash,
+            crate::VERSION,
+            dry_run,
+            req.trigger.as_str(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Record a run that did not execute (skipped), with its reason.
+pub fn record_skip(
+    store: &Store,
+    job: &'static str,
+    req: &RunRequest,
+    config_hash: &str,
+    reason: &str,
+) -> Result<RunRecord, StoreError> {
+    let started = Utc::now().naive_utc();
+    store.conn.execute_batch("BEGIN TRANSACTION")?;
+    let res = next_run_id(&store.conn).and_then(|id| {
+        insert_run(
+            &store.conn,
+            id,
+            job,
+            req,
+            started,
+            Status::Skipped,
+            0,
+            reason,
+            config_hash,
+            req.dry_run,
+        )?;
+        Ok(id)
+    });
+    match res {
+        Ok(id) => {
+            store.conn.execute_batch("COMMIT")?;
+            Ok(RunRecord {
+                run_id: id,
+                job,
+                as_of: req.as_of,
+                status: Status::Skipped,
+                rows_written: 0,
+                message: reason.to_string(),
+                seconds: 0.0,
+                dry_run: req.dry_run,
+            })
+        }
+        Err(e) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// Run one prepared job in the envelope. Returns the recorded outcome; `Err` only when
+/// the store itself cannot record anything.
+pub fn run_one(
+    store: &Store,
+    config: &Config,
+    p: &Prepared,
+    req: &RunRequest,
+) -> Result<RunRecord, StoreError> {
+    let name = p.def.name;
+    if !p.enabled {
+        let reason = format!(
+            "disabled in {}/{name}.toml (enabled = false)",
+            config.dir.display()
+        );
+        return record_skip(store, name, req, &p.config_hash, &reason);
+    }
+    let conn = &store.conn;
+    let started = Utc::now().naive_utc();
+    let clock = Instant::now();
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let run_id = match next_run_id(conn) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+    };
+    let ctx = JobContext {
+        conn,
+        as_of: req.as_of,
+        slot: req.slot,
+        run_id,
+        config,
+        dry_run: req.dry_run,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let out = p.job.run(&ctx)?;
+        failpoint(name, "before_commit")?;
+        Ok::<JobOutput, JobError>(out)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(JobError::Failed(format!(
+            "job panicked: {}",
+            panic_message(panic)
+        )))
+    });
+
+    let record = |status, rows, message: String, run_id| RunRecord {
+        run_id,
+        job: name,
+        as_of: req.as_of,
+        status,
+        rows_written: rows,
+        message,
+        seconds: clock.elapsed().as_secs_f64(),
+        dry_run: req.dry_run,
+    };
+    match outcome {
+        Ok(out) if !req.dry_run => {
+            let committed = insert_run(
+                conn,
+                run_id,
+                name,
+                req,
+                started,
+                Status::Ok,
+                out.rows_written,
+                &out.summary,
+                &p.config_hash,
+                false,
+            )
+            .and_then(|_| conn.execute_batch("COMMIT"));
+            match committed {
+                Ok(()) => Ok(record(Status::Ok, out.rows_written, out.summary, run_id)),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    let msg = format!(
+                        "could not commit: {}",
+                        crate::store::one_line(&e.to_string())
+                    );
+                    record_failure(store, name, req, started, &msg, &p.config_hash)?;
+                    Ok(record(Status::Failed, 0, msg, run_id))
+                }
+            }
+        }
+        Ok(out) => {
+            // Dry run: the output is computed and counted, then rolled back.
+            conn.execute_batch("ROLLBACK")?;
+            let msg = format!("dry run, nothing written: {}", out.summary);
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            insert_run(
+                conn,
+                run_id,
+                name,
+                req,
+                started,
+                Status::Ok,
+                out.rows_written,
+                &msg,
+                &p.config_hash,
+                true,
+            )?;
+            conn.execute_batch("COMMIT")?;
+            Ok(record(Status::Ok, out.rows_written, msg, run_id))
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let msg = crate::store::one_line(&e.to_string());
+            let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
+            Ok(record(Status::Failed, 0, msg, id))
+        }
+    }
+}
+
+fn record_failure(
+    store: &Store,
+    job: &str,
+    req: &RunRequest,
+    started: chrono::NaiveDateTime,
+    msg: &str,
+    hash: &str,
+) -> Result<i64, StoreError> {
+    let conn = &store.conn;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let res = next_run_id(conn).and_then(|id| {
+        insert_run(
+            conn,
+            id,
+            job,
+            req,
+            started,
+            Status::Failed,
+            0,
+            msg,
+            hash,
+            req.dry_run,
+        )?;
+        Ok(id)
+    });
+    match res {
+        Ok(id) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(id)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// Run jobs in order for one session; stop at the first failure and record every job
+/// after it as skipped with the reason.
+pub fn run_sequence(
+    store: &Store,
+    config: &Config,
+    jobs: &[Prepared],
+    req: &RunRequest,
+    mut on_record: impl FnMut(&RunRecord),
+) -> Result<Vec<RunRecord>, StoreError> {
+    let mut out: Vec<RunRecord> = Vec::new();
+    let mut failed: Option<(String, String)> = None;
+    for p in jobs {
+        let rec = match &failed {
+            Some((job, why)) => {
+                let reason = format!("skipped: {job} failed earlier in this run ({why})");
+                record_skip(store, p.def.name, req, &p.config_hash, &reason)?
+            }
+            None => run_one(store, config, p, req)?,
+        };
+        if rec.status == Status::Failed && failed.is_none() {
+            failed = Some((rec.job.to_string(), rec.message.clone()));
+        }
+        on_record(&rec);
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Load and validate the configuration of every job (so a typo in any file fails
+/// before anything runs).
+pub fn prepare_all(config: &Config) -> Result<Vec<Prepared>, ConfigError> {
+    JOBS.iter().map(|d| (d.prepare)(config)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Writes a marker row into `backfills`, then fails if asked to.
+    struct Marker {
+        fail: bool,
+    }
+
+    impl Job for Marker {
+        fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
+            ctx.conn.execute(
+                "INSERT INTO backfills VALUES (?, ?, 'test', 1, ?, ?, 1, 'test')",
+                duckdb::params![ctx.run_id, ctx.as_of, ctx.as_of, ctx.as_of],
+            )?;
+            if self.fail {
+                return Err(JobError::Failed("boom: the source refused".into()));
+            }
+            Ok(JobOutput {
+                rows_written: 1,
+                summary: "wrote a marker".into(),
+            })
+        }
+    }
+
+    fn never(_: &Config) -> Result<Prepared, ConfigError> {
+        Err(ConfigError::MissingDir("test".into()))
+    }
+    static A: JobDef = JobDef {
+        name: "a",
+        about: "",
+        writes: &[],
+        prepare: never,
+    };
+    static B: JobDef = JobDef {
+        name: "b",
+        about: "",
+        writes: &[],
+        prepare: never,
+    };
+    static C: JobDef = JobDef {
+        name: "c",
+        about: "",
+        writes: &[],
+        prepare: never,
+    };
+
+    fn prepared(def: &'static JobDef, fail: bool) -> Prepared {
+        Prepared {
+            def,
+            enabled: true,
+            slots: vec![],
+            config_hash: "h".into(),
+            job: Box::new(Marker { fail }),
+        }
+    }
+
+    #[test]
+    fn the_sequence_stops_at_the_first_failure_and_skips_the_rest_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_write(&dir.path().join("s.duckdb"), Duration::from_secs(1), "test")
+            .unwrap();
+        let config = Config::load(&dir.path().join("none"), false).unwrap();
+        let req = RunRequest {
+            as_of: NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+            slot: None,
+            dry_run: false,
+            trigger: Trigger::Daily,
+        };
+        let jobs = vec![prepared(&A, false), prepared(&B, true), prepared(&C, false)];
+        let recs = run_sequence(&store, &config, &jobs, &req, |_| {}).unwrap();
+        let st: Vec<Status> = recs.iter().map(|r| r.status).collect();
+        assert_eq!(st, [Status::Ok, Status::Failed, Status::Skipped]);
+        assert!(recs[1].message.contains("boom"));
+        assert!(
+            recs[2].message.contains("b failed") && recs[2].message.contains("boom"),
+            "{}",
+            recs[2].message
+        );
+        // Only a's marker survives: b's write was rolled back, c never ran.
+        let n: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM backfills", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let runs: Vec<(String, String)> = {
+            let mut s = store
+                .conn
+                .prepare("SELECT job, status FROM job_runs ORDER BY run_id")
+                .unwrap();
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        assert_eq!(
+            runs,
+            [
+                ("a".into(), "ok".into()),
+                ("b".into(), "failed".into()),
+                ("c".into(), "skipped".into())
+            ]
+        );
+    }
+}

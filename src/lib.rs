@@ -1,0 +1,21 @@
+//! optdesk — an options paper-trading desk that runs itself.
+//!
+//! Discrete, idempotent batch jobs (see [`jobs`]) read and write one DuckDB file
+//! ([`store`]) on an NYSE-calendar schedule ([`calendar`], [`schedule`]). Market data
+//! comes from a [`sources::MarketData`] source; the embedded default is the seeded
+//! simulated market [`sources::sim`].
+
+pub mod analytics;
+pub mod calc;
+pub mod calendar;
+pub mod cli;
+pub mod config;
+pub mod jobs;
+pub mod model;
+pub mod pricing;
+pub mod schedule;
+pub mod sources;
+pub mod store;
+
+/// The program version recorded with every job run.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

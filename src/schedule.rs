@@ -1,0 +1,467 @@
+//! When jobs run: session-relative times (`open+5m`, `close-30m`: early closes move them)
+//! or cron expressions, always in America/New_York, and only on NYSE sessions.
+//!
+//! The daemon (`optdesk schedule`) ticks once a second on tokio-cron-scheduler and asks
+//! the calendar what is due; this keeps DST and early closes exact (a cron job with a
+//! fixed UTC offset would drift an hour at each DST change). It never starts an entry
+//! whose previous firing is still running, opens the store only while a job runs, and
+//! on SIGTERM/Ctrl-C lets the running job finish, then exits.
+
+use crate::calendar::{self, Session};
+use crate::config::Config;
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
+use chrono_tz::America::New_York;
+use chrono_tz::Tz;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    Open,
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub enum TimeSpec {
+    /// Minutes relative to the session's open or close.
+    Session { anchor: Anchor, offset_minutes: i64 },
+    /// A cron expression (5 fields, or 6 with seconds), evaluated in New York time.
+    Cron {
+        expr: String,
+        cron: Box<croner::Cron>,
+    },
+}
+
+/// Parse `5m`, `90m`, `1h`, `1h30m` into minutes.
+fn parse_duration(s: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            let n: i64 = num.parse().ok()?;
+            num.clear();
+            total += match c {
+                'h' => n * 60,
+                'm' => n,
+                _ => return None,
+            };
+            any = true;
+        }
+    }
+    (num.is_empty() && any).then_some(total)
+}
+
+impl TimeSpec {
+    pub fn parse(s: &str) -> Result<TimeSpec, String> {
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        for (word, anchor) in [("open", Anchor::Open), ("close", Anchor::Close)] {
+            if let Some(rest) = lower.strip_prefix(word) {
+                let rest = rest.trim();
+                if rest.is_empty() {
+                    return Ok(TimeSpec::Session {
+                        anchor,
+                        offset_minutes: 0,
+                    });
+                }
+                let (sign, dur) = match rest.split_at(1) {
+                    ("+", d) => (1, d.trim()),
+                    ("-", d) => (-1, d.trim()),
+                    _ => {
+                        return Err(format!(
+                            "expected {word}+<n>m or {word}-<n>m, e.g. {word}+5m"
+                        ))
+                    }
+                };
+                let m = parse_duration(dur)
+                    .ok_or_else(|| format!("'{dur}' is not a duration like 5m, 2h or 1h30m"))?;
+                if m > 12 * 60 {
+                    return Err("offsets larger than 12h are not supported".into());
+                }
+                return Ok(TimeSpec::Session {
+                    anchor,
+                    offset_minutes: sign * m,
+                });
+            }
+        }
+        let expr = t.strip_prefix("cron:").unwrap_or(t).trim();
+        if expr.split_whitespace().count() >= 5 {
+            let cron: croner::Cron = expr
+                .parse()
+                .map_err(|e| format!("not a valid cron expression: {e}"))?;
+            return Ok(TimeSpec::Cron {
+                expr: expr.to_string(),
+                cron: Box::new(cron),
+            });
+        }
+        Err("expected a session-relative time (open+5m, close-30m) or a cron expression (35 9 * * MON-FRI)".into())
+    }
+
+    /// The New York times this spec fires on a session's day, in order.
+    pub fn times_on(&self, s: &Session) -> Vec<NaiveTime> {
+        match self {
+            TimeSpec::Session {
+                anchor,
+                offset_minutes,
+            } => {
+                let base = match anchor {
+                    Anchor::Open => s.open,
+                    Anchor::Close => s.close,
+                };
+                let dt = s.date.and_time(base) + Duration::minutes(*offset_minutes);
+                if dt.date() == s.date {
+                    vec![dt.time()]
+                } else {
+                    Vec::new()
+                }
+            }
+            TimeSpec::Cron { cron, .. } => {
+                let mut out = Vec::new();
+                let start = calendar::ny(s.date.and_hms_opt(0, 0, 0).expect("midnight"));
+                let mut cur = start;
+                let mut inclusive = true;
+                // Bounded: at most one firing per second of the day.
+                for _ in 0..86_400 {
+                    match cron.find_next_occurrence(&cur, inclusive) {
+                        Ok(next) if next.date_naive() == s.date => {
+                            out.push(next.time());
+                            cur = next;
+                            inclusive = false;
+                        }
+                        _ => break,
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TimeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeSpec::Session {
+                anchor,
+                offset_minutes,
+            } => {
+                let a = if *anchor == Anchor::Open {
+                    "open"
+                } else {
+                    "close"
+                };
+                match offset_minutes {
+                    0 => write!(f, "{a}"),
+                    m if *m > 0 => write!(f, "{a}+{m}m"),
+                    m => write!(f, "{a}-{}m", -m),
+                }
+            }
+            TimeSpec::Cron { expr, .. } => write!(f, "cron {expr}"),
+        }
+    }
+}
+
+/// What a schedule entry runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `optdesk run daily`.
+    Daily,
+    /// One job in an intraday slot.
+    Job(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Daily => write!(f, "run daily"),
+            Target::Job(j) => write!(f, "job run {j}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub target: Target,
+    pub spec: TimeSpec,
+}
+
+/// The schedule from the configuration: the daily pipeline plus each job's slots.
+pub fn entries(config: &Config) -> Result<Vec<Entry>, crate::config::ConfigError> {
+    let mut out = vec![Entry {
+        target: Target::Daily,
+        spec: TimeSpec::parse(&config.desk.schedule.daily).map_err(|e| {
+            crate::config::ConfigError::Invalid {
+                file: config.dir.join("desk.toml").display().to_string(),
+                message: format!("schedule.daily: {e}"),
+            }
+        })?,
+    }];
+    for p in crate::jobs::prepare_all(config)? {
+        for s in &p.slots {
+            out.push(Entry {
+                target: Target::Job(p.def.name.to_string()),
+                spec: TimeSpec::parse(s).map_err(|e| crate::config::ConfigError::Invalid {
+                    file: config
+                        .dir
+                        .join(format!("{}.toml", p.def.name))
+                        .display()
+                        .to_string(),
+                    message: format!("slots: {e}"),
+                })?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub at: DateTime<Tz>,
+    pub session: Session,
+    pub entry: usize,
+}
+
+/// Every firing strictly after `from` and before `until`, in time order, sessions only.
+pub fn firings_between(entries: &[Entry], from: DateTime<Tz>, until: DateTime<Tz>) -> Vec<Firing> {
+    let mut out = Vec::new();
+    let mut d = from.date_naive();
+    while d <= until.date_naive() {
+        if let Ok(Some(session)) = calendar::session(d) {
+            for (i, e) in entries.iter().enumerate() {
+                for t in e.spec.times_on(&session) {
+                    let at = calendar::ny(d.and_time(t));
+                    if at > from && at <= until {
+                        out.push(Firing {
+                            at,
+                            session,
+                            entry: i,
+                        });
+                    }
+                }
+            }
+        }
+        if calendar::check_range(d + Duration::days(1)).is_err() {
+            break;
+        }
+        d += Duration::days(1);
+    }
+    out.sort_by_key(|f| (f.at, f.entry));
+    out
+}
+
+/// The plan for the next `days` calendar days from `from`.
+pub fn plan(entries: &[Entry], from: DateTime<Tz>, days: u32) -> Vec<Firing> {
+    firings_between(entries, from, from + Duration::days(days as i64))
+}
+
+/// Now in New York, optionally pretending today is another date (for testing the
+/// daemon on a chosen session; the time of day stays real).
+pub fn now_ny(pretend: Option<NaiveDate>) -> DateTime<Tz> {
+    let now = chrono::Utc::now().with_timezone(&New_York);
+    match pretend {
+        Some(d) => calendar::ny(NaiveDateTime::new(d, now.time())),
+        None => now,
+    }
+}
+
+/// What the daemon calls to run a firing (blocking; runs on a worker thread).
+pub type RunFn = dyn Fn(&Target, NaiveDate, Option<NaiveTime>) -> bool + Send + Sync;
+
+/// Run the daemon until SIGTERM or Ctrl-C. `run` executes one firing and returns
+/// whether it succeeded.
+pub async fn run_daemon(
+    entries: Vec<Entry>,
+    pretend: Option<NaiveDate>,
+    run: Arc<RunFn>,
+) -> anyhow::Result<()> {
+    use tokio_cron_scheduler::{Job, JobScheduler};
+
+    let running: Arc<Vec<AtomicBool>> =
+        Arc::new(entries.iter().map(|_| AtomicBool::new(false)).collect());
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let in_flight = Arc::new(tokio::sync::RwLock::new(()));
+    let last_checked = Arc::new(Mutex::new(now_ny(pretend)));
+    let entries = Arc::new(entries);
+
+    let mut sched = JobScheduler::new().await?;
+    {
+        let (running, shutting_down, in_flight, last_checked, entries, run) = (
+            running.clone(),
+            shutting_down.clone(),
+            in_flight.clone(),
+            last_checked,
+            entries.clone(),
+            run,
+        );
+        sched
+            .add(Job::new_async("* * * * * *", move |_id, _l| {
+                let (running, shutting_down, in_flight, last_checked, entries, run) =
+                    (running.clone(), shutting_down.clone(), in_flight.clone(), last_checked.clone(), entries.clone(), run.clone());
+                Box::pin(async move {
+                    if shutting_down.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let now = now_ny(pretend).with_nanosecond(0).unwrap_or_else(|| now_ny(pretend));
+                    let from = {
+                        let mut l = last_checked.lock().unwrap_or_else(|e| e.into_inner());
+                        let from = *l;
+                        if now <= from {
+                            return;
+                        }
+                        *l = now;
+                        from
+                    };
+                    for f in firings_between(&entries, from, now) {
+                        let e = &entries[f.entry];
+                        if running[f.entry].swap(true, Ordering::SeqCst) {
+                            tracing::warn!("{} at {}: skipped, its previous firing is still running", e.target, f.at.format("%H:%M:%S"));
+                            eprintln!(
+                                "schedule: {} {} skipped: the previous firing of this entry is still running",
+                                f.session.date,
+                                e.target
+                            );
+                            continue;
+                        }
+                        let slot = match e.target {
+                            Target::Daily => None,
+                            Target::Job(_) => Some(f.at.time()),
+                        };
+                        // Take the in-flight guard before spawning, so a stop that has
+                        // begun either sees this run or prevents it — never cuts it off.
+                        let Ok(guard) = in_flight.clone().try_read_owned() else {
+                            running[f.entry].store(false, Ordering::SeqCst);
+                            return;
+                        };
+                        let (running, run, target, idx, date) =
+                            (running.clone(), run.clone(), e.target.clone(), f.entry, f.session.date);
+                        eprintln!("schedule: {} firing {target} for {date} ({})", f.at.format("%Y-%m-%d %H:%M:%S %Z"), e.spec);
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            let ok = tokio::task::spawn_blocking(move || run(&target, date, slot)).await.unwrap_or(false);
+                            if !ok {
+                                eprintln!("schedule: {date} firing failed (see job_runs)");
+                            }
+                            running[idx].store(false, Ordering::SeqCst);
+                        });
+                    }
+                })
+            })?)
+            .await?;
+    }
+    sched.start().await?;
+    eprintln!("schedule: running (America/New_York); Ctrl-C or SIGTERM to stop");
+
+    wait_for_signal().await;
+    shutting_down.store(true, Ordering::SeqCst);
+    eprintln!("schedule: stopping; waiting for the running job to finish");
+    // Every running firing holds a read guard; the write lock waits for them all.
+    let _all_done = in_flight.write().await;
+    sched.shutdown().await?;
+    eprintln!("schedule: stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A New York date-time from `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`.
+pub fn parse_ny_datetime(s: &str) -> Result<DateTime<Tz>, String> {
+    if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M") {
+        return Ok(calendar::ny(dt));
+    }
+    let d = calendar::parse_date(s)?;
+    Ok(New_York
+        .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .unwrap_or_else(|| calendar::ny(d.and_hms_opt(1, 0, 0).expect("1am"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(d: &str) -> Session {
+        calendar::session(NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap())
+            .unwrap()
+            .unwrap()
+    }
+    fn hm(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn session_relative_times_follow_early_closes() {
+        let s = TimeSpec::parse("close-30m").unwrap();
+        assert_eq!(s.times_on(&session("2025-03-14")), vec![hm(15, 30)]);
+        assert_eq!(
+            s.times_on(&session("2025-11-28")),
+            vec![hm(12, 30)],
+            "day after Thanksgiving closes at 13:00"
+        );
+        let o = TimeSpec::parse("open+5m").unwrap();
+        assert_eq!(o.times_on(&session("2025-03-14")), vec![hm(9, 35)]);
+        assert_eq!(
+            TimeSpec::parse("open+1h30m")
+                .unwrap()
+                .times_on(&session("2025-03-14")),
+            vec![hm(11, 0)]
+        );
+    }
+
+    #[test]
+    fn cron_times_are_new_york_across_dst() {
+        let c = TimeSpec::parse("35 9 * * MON-FRI").unwrap();
+        // Before and after the March 2025 DST change: 09:35 New York both times.
+        assert_eq!(c.times_on(&session("2025-03-07")), vec![hm(9, 35)]);
+        assert_eq!(c.times_on(&session("2025-03-10")), vec![hm(9, 35)]);
+        let every_30 = TimeSpec::parse("0,30 10-11 * * *").unwrap();
+        assert_eq!(every_30.times_on(&session("2025-03-10")).len(), 4);
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        for s in ["open+", "open*5m", "noon", "close-5x", "61 9 * * *"] {
+            assert!(TimeSpec::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn plan_only_fires_on_sessions() {
+        let entries = vec![Entry {
+            target: Target::Daily,
+            spec: TimeSpec::parse("open+5m").unwrap(),
+        }];
+        // Thanksgiving week 2025: Thursday closed.
+        let from = parse_ny_datetime("2025-11-24").unwrap();
+        let p = plan(&entries, from, 7);
+        let dates: Vec<String> = p.iter().map(|f| f.session.date.to_string()).collect();
+        assert_eq!(
+            dates,
+            ["2025-11-24", "2025-11-25", "2025-11-26", "2025-11-28"]
+        );
+        for f in &p {
+            assert_eq!(f.at.time(), hm(9, 35));
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! `sim` — the embedded default source: a seeded, deterministic synthetic market.
+//!
+//! One path of every session 2000–2035 is drawn per seed ([`path`]) and cached for the
+//! process; a day's bars and chains are then pure functions of (seed, date, time of
+//! day, symbol) ([`chain`]). The same seed and date give the same data on any machine.
+
+pub mod calibration;
+pub mod chain;
+pub mod path;
+pub mod universe;
+
+use super::{MarketData, Snapshot, SourceError, UnderlyingQuote};
+use crate::model::{DailyBar, Price};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
+use path::{expected_variance, MarketPath, DT};
+use std::sync::{Arc, Mutex, OnceLock};
+use universe::{Kind, Underlying};
+
+pub struct Sim {
+    pub seed: u64,
+    pub universe: Vec<Underlying>,
+    pub path: Arc<MarketPath>,
+}
+
+/// Paths are expensive enough (≈9,000 sessions × 73 names) to draw once per process.
+type PathCache = Mutex<Vec<(u64, Arc<MarketPath>)>>;
+
+fn path_cache() -> &'static PathCache {
+    static CACHE: OnceLock<PathCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Approximate historical policy rate (mid-year effective fed funds, percent), linearly
+/// interpolated between years; flat after the last entry.
+const RATE_BY_YEAR: &[(i32, f64)] = &[
+    (2000, 6.2),
+    (2001, 3.9),
+    (2002, 1.7),
+    (2003, 1.1),
+    (2004, 1.35),
+    (2005, 3.2),
+    (2006, 5.0),
+    (2007, 5.0),
+    (2008, 1.9),
+    (2009, 0.16),
+    (2010, 0.18),
+    (2011, 0.1),
+    (2012, 0.14),
+    (2013, 0.11),
+    (2014, 0.09),
+    (2015, 0.13),
+    (2016, 0.4),
+    (2017, 1.0),
+    (2018, 1.8),
+    (2019, 2.2),
+    (2020, 0.4),
+    (2021, 0.08),
+    (2022, 1.7),
+    (2023, 5.0),
+    (2024, 5.15),
+    (2025, 4.3),
+    (2026, 3.6),
+];
+
+/// The simulated risk-free rate on a date, continuously compounded.
+pub fn rate_on(d: NaiveDate) -> f64 {
+    let x = d.year() as f64 + (d.ordinal() as f64 - 182.0) / 365.0;
+    let mut pct = RATE_BY_YEAR.last().map(|r| r.1).unwrap_or(0.0);
+    if x <= RATE_BY_YEAR[0].0 as f64 {
+        pct = RATE_BY_YEAR[0].1;
+    }
+    for w in RATE_BY_YEAR.windows(2) {
+        let (y0, r0) = w[0];
+        let (y1, r1) = w[1];
+        if x >= y0 as f64 && x < y1 as f64 {
+            pct = r0 + (r1 - r0) * (x - y0 as f64);
+        }
+    }
+    libm::log1p(pct / 100.0)
+}
+
+impl Sim {
+    pub fn new(seed: u64) -> Sim {
+        let universe = universe::default_universe();
+        let mut cache = path_cache().lock().unwrap_or_else(|e| e.into_inner());
+        let path = match cache.iter().find(|(s, _)| *s == seed) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = Arc::new(MarketPath::generate(seed, &universe));
+                cache.push((seed, p.clone()));
+                p
+            }
+        };
+        Sim {
+            seed,
+            universe,
+            path,
+        }
+    }
+
+    fn index(&self, symbol: &str) -> Result<usize, SourceError> {
+        self.universe
+            .iter()
+            .position(|u| u.symbol == symbol)
+            .ok_or_else(|| SourceError::UnknownSymbol {
+                source_name: "sim",
+                symbol: symbol.to_string(),
+            })
+    }
+
+    fn session_index(&self, d: NaiveDate) -> Result<usize, SourceError> {
+        self.path.index_of(d).ok_or_else(|| SourceError::NoData {
+            source_name: "sim",
+            date: d,
+            reason: "not an NYSE session".into(),
+        })
+    }
+
+    /// Continuously compounded dividend yield the sim prices with.
+    pub fn div_yield(&self, u: &Underlying) -> f64 {
+        libm::log1p(u.div_yield)
+    }
+
+    /// Daily stdev of the log price of underlying `i` on session `t`.
+    fn day_sd(&self, i: usize, t: usize) -> f64 {
+        if self.universe[i].kind == Kind::VolIndex {
+            return 0.07;
+        }
+        let st = &self.path.states[t.saturating_sub(1)];
+        libm::sqrt(expected_variance(&self.path.loadings[i], st, DT, 0) * DT)
+    }
+
+    /// (open, value at `fraction`, high, low) of underlying `i` on session `t`, in dollars.
+    fn intraday_prices(&self, i: usize, t: usize, fraction: f64) -> (f64, f64, f64, f64) {
+        let close = &self.path.close[i];
+        if t == 0 {
+            let c = close[0];
+            return (c, c, c, c);
+        }
+        let prev = close[t - 1];
+        let day_log = libm::log(close[t] / prev);
+        let (o, at, h, l) = chain::intraday(
+            self.seed,
+            self.path.sessions[t],
+            &self.universe[i].symbol,
+            day_log,
+            self.day_sd(i, t),
+            fraction,
+        );
+        let p = |x: f64| prev * libm::exp(x);
+        (p(o), p(at), p(h), p(l))
+    }
+
+    /// The true 30-day ATM implied vol the sim quotes for a symbol on a session.
+    pub fn atm_iv_30d(&self, symbol: &str, d: NaiveDate) -> Result<f64, SourceError> {
+        let i = self.index(symbol)?;
+        let t = self.session_index(d)?;
+        let u = &self.universe[i];
+        let horizon = d + Duration::days(30);
+        let earnings = chain::earnings_before(u, &self.path, t, horizon);
+        Ok(chain::atm_vol(
+            self.seed,
+            &self.path,
+            u,
+            i,
+            t,
+            30.0 / 365.0,
+            earnings,
+        ))
+    }
+}
+
+fn cents(x: f64) -> Price {
+    Price::from_cents(libm::round(x * 100.0) as i64)
+}
+
+impl MarketData for Sim {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn default_symbols(&self) -> Vec<String> {
+        self.universe.iter().map(|u| u.symbol.clone()).collect()
+    }
+
+    fn snapshot(
+        &self,
+        quote_time: NaiveDateTime,
+        symbols: &[String],
+        max_expiry_days: u32,
+    ) -> Result<Snapshot, SourceError> {
+        let as_of = quote_time.date();
+        let t = self.session_index(as_of)?;
+        let fraction = chain::session_fraction(as_of, quote_time.time());
+        let rate = rate_on(as_of);
+        let idx: Vec<usize> = symbols
+            .iter()
+            .map(|s| self.index(s))
+            .collect::<Result<_, _>>()?;
+        let per_symbol = |&i: &usize| {
+            let u = &self.universe[i];
+            let (_, at, _, _) = self.intraday_prices(i, t, fraction);
+            let spot = cents(at);
+            let q = if u.kind == Kind::VolIndex {
+                0.0
+            } else {
+                self.div_yield(u)
+            };
+            let uq = UnderlyingQuote {
+                symbol: u.symbol.clone(),
+                price: spot,
+                rate,
+                div_yield: q,
+            };
+            let quotes = if u.kind == Kind::VolIndex {
+                Vec::new()
+            } else {
+                chain::chain(
+                    self.seed,
+                    &self.path,
+                    u,
+                    i,
+                    t,
+                    quote_time,
+                    spot.to_f64(),
+                    rate,
+                    q,
+                    max_expiry_days as i64,
+                )
+            };
+            (uq, quotes)
+        };
+        // Chains are independent: build them on every core, then keep the input order.
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        let chunk = idx.len().div_ceil(threads.max(1)).max(1);
+        let parts: Vec<Vec<(UnderlyingQuote, Vec<crate::model::OptionQuote>)>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = idx
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || c.iter().map(per_symbol).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("chain worker panicked"))
+                    .collect()
+            });
+        let mut underlyings = Vec::with_capacity(idx.len());
+        let mut quotes = Vec::new();
+        for (uq, q) in parts.into_iter().flatten() {
+            underlyings.push(uq);
+            quotes.extend(q);
+        }
+        Ok(Snapshot {
+            as_of,
+            quote_time,
+            underlyings,
+            quotes,
+        })
+    }
+
+    fn daily_bars(
+        &self,
+        symbols: &[String],
+        dates: &[NaiveDate],
+    ) -> Result<Vec<DailyBar>, SourceError> {
+        let idx: Vec<usize> = symbols
+            .iter()
+            .map(|s| self.index(s))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(idx.len() * dates.len());
+        for d in dates {
+            let Some(t) = self.path.index_of(*d) else {
+                continue;
+            };
+            for &i in &idx {
+                let u = &self.universe[i];
+                let (o, _, h, l) = self.intraday_prices(i, t, 1.0);
+                let close = self.path.close[i][t];
+                let sd = self.day_sd(i, t);
+                let surprise = if t > 0 {
+                    (libm::log(close / self.path.close[i][t - 1]) / sd.max(1e-9)).abs()
+                } else {
+                    0.0
+                };
+                let base = match (u.kind, u.liquidity_tier) {
+                    (Kind::Index | Kind::VolIndex, _) => 0.0,
+                    (_, 1) => 60e6,
+                    (_, 2) => 8e6,
+                    _ => 3e6,
+                };
+                let noise = libm::exp(0.3 * chain::hash_normal(self.seed, *d, &u.symbol, 11));
+                let volume = (base * noise * (1.0 + 0.4 * surprise)).round() as i64;
+                let (o, c) = (cents(o), cents(close));
+                out.push(DailyBar {
+                    date: *d,
+                    symbol: u.symbol.clone(),
+                    open: o,
+                    high: cents(h).max(o).max(c),
+                    low: cents(l).min(o).min(c),
+                    close: c,
+                    volume,
+                    dividend: Price::from_f64(self.path.dividend[i][t]),
+                    split_ratio: 1.0,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn atm_iv_history(
+        &self,
+        symbols: &[String],
+        dates: &[NaiveDate],
+    ) -> Result<Option<Vec<super::IvPoint>>, SourceError> {
+        let mut out = Vec::new();
+        for s in symbols {
+            let i = self.index(s)?;
+            if self.universe[i].kind == Kind::VolIndex {
+                continue;
+            }
+            for d in dates {
+                if self.path.index_of(*d).is_some_and(|t| t > 0) {
+                    out.push((*d, s.clone(), self.atm_iv_30d(s, *d)?));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveTime;
+
+    fn at(d: &str, h: u32, m: u32) -> NaiveDateTime {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .unwrap()
+            .and_time(NaiveTime::from_hms_opt(h, m, 0).unwrap())
+    }
+
+    #[test]
+    fn anchored_prices_and_rates_look_like_2025() {
+        let sim = Sim::new(42);
+        let d = path::anchor_date();
+        let bars = sim.daily_bars(&["SPY".into(), "SPX".into()], &[d]).unwrap();
+        assert_eq!(bars[0].close, Price::from_f64(584.64));
+        assert_eq!(bars[1].close, Price::from_f64(5868.55));
+        let r = rate_on(d);
+        assert!(r > 0.035 && r < 0.05, "{r}");
+    }
+
+    #[test]
+    fn same_seed_same_chain_other_seed_other_chain() {
+        let syms = vec!["SPY".to_string(), "AAPL".to_string()];
+        let a = Sim::new(42)
+            .snapshot(at("2025-03-14", 9, 35), &syms, 60)
+            .unwrap();
+        let b = Sim::new(42)
+            .snapshot(at("2025-03-14", 9, 35), &syms, 60)
+            .unwrap();
+        let c = Sim::new(7)
+            .snapshot(at("2025-03-14", 9, 35), &syms, 60)
+            .unwrap();
+        assert_eq!(a.quotes, b.quotes);
+        assert_ne!(a.underlyings[0].price, c.underlyings[0].price);
+    }
+
+    #[test]
+    fn chain_is_sane() {
+        let sim = Sim::new(42);
+        let snap = sim
+            .snapshot(at("2025-03-14", 9, 35), &["SPY".to_string()], 400)
+            .unwrap();
+        let q = &snap.quotes;
+        assert!(q.len() > 500, "{}", q.len());
+        // Dailies: a 0DTE expiry is listed.
+        assert!(q.iter().any(|x| x.expiry == snap.as_of));
+        for x in q {
+            x.check(snap.as_of).unwrap();
+            assert!(x.bid <= x.ask, "{x:?}");
+            assert!(x.ask.is_positive());
+        }
+        // Spreads widen far from the money.
+        let spot = snap.underlyings[0].price.to_f64();
+        let near: Vec<_> = q
+            .iter()
+            .filter(|x| (x.strike.to_f64() / spot - 1.0).abs() < 0.01 && x.expiry > snap.as_of)
+            .collect();
+        assert!(!near.is_empty());
+        // Put skew: a 10% OTM put has a higher vol than a 10% OTM call, same expiry.
+        let e = q
+            .iter()
+            .map(|x| x.expiry)
+            .filter(|e| (*e - snap.as_of).num_days() > 25)
+            .min()
+            .unwrap();
+        let vol_at = |k: f64, r| {
+            q.iter()
+                .filter(|x| x.expiry == e && x.right == r)
+                .min_by(|a, b| {
+                    (a.strike.to_f64() - k)
+                        .abs()
+                        .total_cmp(&(b.strike.to_f64() - k).abs())
+                })
+                .and_then(|x| x.source_iv)
+                .unwrap()
+        };
+        assert!(
+            vol_at(spot * 0.9, crate::model::OptionRight::Put)
+                > vol_at(spot * 1.1, crate::model::OptionRight::Call)
+        );
+    }
+}

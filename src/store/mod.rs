@@ -1,0 +1,368 @@
+//! The store: one DuckDB file that is the whole state and the audit trail.
+//!
+//! * Schema migrations are the numbered files in `sql/`, compiled into the binary,
+//!   applied in order when a writer opens the file and recorded in `schema_migrations`.
+//!   A file written by a newer optdesk (a higher schema version) is refused.
+//! * One writer at a time: a writer holds an OS lock on `<db>.lock` (and DuckDB's own
+//!   lock on the file). A second writer waits up to `lock_timeout`, then fails with a
+//!   message naming the holder. Readers open read-only and never write.
+
+mod lock;
+pub mod query;
+
+pub use lock::{lock_path as lock_path_for, WriteLock};
+
+/// Who holds the write lock right now, or `None` when nobody does.
+pub fn current_writer(lock_file: &Path) -> Option<String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(lock_file)
+        .ok()?;
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(lock::read_holder(lock_file)),
+        Err(_) => None,
+    }
+}
+
+use duckdb::{AccessMode, Config as DuckConfig, Connection};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. A test checks this list against the files in `sql/`.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_core.sql",
+        sql: include_str!("../../sql/001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_market_data.sql",
+        sql: include_str!("../../sql/002_market_data.sql"),
+    },
+];
+
+pub fn latest_schema_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path} is locked by another writer: {holder}; waited {waited_secs} s (desk.lock_timeout_secs in jobs/desk.toml)")]
+    Locked {
+        path: String,
+        holder: String,
+        waited_secs: u64,
+    },
+    #[error("store {path} was written by a newer optdesk (schema version {found}; this optdesk {version} knows up to {known}): upgrade optdesk or use another --db")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+        version: &'static str,
+    },
+    #[error("store {path} does not exist yet: run `optdesk run daily` (or any job) to create it")]
+    Missing { path: String },
+    #[error("cannot open store {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("store {path}: migration {migration} failed: {message}")]
+    Migration {
+        path: String,
+        migration: String,
+        message: String,
+    },
+    #[error("store: {0}")]
+    Db(#[from] duckdb::Error),
+}
+
+/// An open store. A writer holds the write lock for as long as it lives.
+pub struct Store {
+    pub conn: Connection,
+    path: PathBuf,
+    _lock: Option<WriteLock>,
+}
+
+impl Store {
+    /// Open for writing: take the write lock (waiting up to `timeout`), open the file
+    /// (creating it and its folder if needed) and bring its schema up to date.
+    /// `holder` describes this process for the message a waiting writer sees.
+    pub fn open_write(path: &Path, timeout: Duration, holder: &str) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                    path: path.display().to_string(),
+                    message: format!("cannot create folder {}: {e}", dir.display()),
+                })?;
+            }
+        }
+        let started = Instant::now();
+        let lock = WriteLock::acquire(path, timeout, holder)?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let conn = open_with_retry(path, false, remaining)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            _lock: Some(lock),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Open read-only (for `optdesk sql`, `status`, reports). Waits up to `timeout` while
+    /// a writer has the file open.
+    pub fn open_read(path: &Path, timeout: Duration) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        let conn = open_with_retry(path, true, timeout)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            _lock: None,
+        };
+        let v = store.schema_version()?;
+        if v > latest_schema_version() {
+            return Err(store.too_new(v));
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn too_new(&self, found: i64) -> StoreError {
+        StoreError::TooNew {
+            path: self.path.display().to_string(),
+            found,
+            known: latest_schema_version(),
+            version: crate::VERSION,
+        }
+    }
+
+    /// The highest applied migration, 0 for a new file.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let exists: i64 = self.conn.query_row(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, name VARCHAR NOT NULL,
+                applied_at TIMESTAMP NOT NULL, optdesk_version VARCHAR NOT NULL)",
+        )?;
+        let current = self.schema_version()?;
+        if current > latest_schema_version() {
+            return Err(self.too_new(current));
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            let fail = |e: duckdb::Error| StoreError::Migration {
+                path: self.path.display().to_string(),
+                migration: m.name.to_string(),
+                message: e.to_string(),
+            };
+            self.conn.execute_batch("BEGIN TRANSACTION").map_err(fail)?;
+            let applied = self.conn.execute_batch(m.sql).and_then(|_| {
+                self.conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP, ?)",
+                    duckdb::params![m.version, m.name, crate::VERSION],
+                )
+            });
+            match applied {
+                Ok(_) => self.conn.execute_batch("COMMIT").map_err(fail)?,
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(fail(e));
+                }
+            }
+            tracing::info!(migration = m.name, "applied schema migration");
+        }
+        Ok(())
+    }
+}
+
+/// DuckDB refuses to open a file another process has open for writing. Retry until
+/// `timeout`, then report DuckDB's message (which names the holding process).
+fn open_with_retry(
+    path: &Path,
+    read_only: bool,
+    timeout: Duration,
+) -> Result<Connection, StoreError> {
+    let started = Instant::now();
+    loop {
+        let access = if read_only {
+            AccessMode::ReadOnly
+        } else {
+            AccessMode::ReadWrite
+        };
+        let config = DuckConfig::default()
+            .access_mode(access)
+            .and_then(|c| c.threads(2));
+        let res = config.and_then(|c| Connection::open_with_flags(path, c));
+        match res {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                let msg = e.to_string();
+                let busy = msg.contains("Could not set lock") || msg.contains("Conflicting lock");
+                if busy && started.elapsed() < timeout {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                if busy {
+                    return Err(StoreError::Locked {
+                        path: path.display().to_string(),
+                        holder: one_line(&msg),
+                        waited_secs: timeout.as_secs(),
+                    });
+                }
+                return Err(StoreError::Open {
+                    path: path.display().to_string(),
+                    message: one_line(&msg),
+                });
+            }
+        }
+    }
+}
+
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_match_sql_folder() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".sql") && n.as_bytes()[0].is_ascii_digit())
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| m.name.to_string()).collect();
+        assert_eq!(
+            files, listed,
+            "every numbered file in sql/ must be in MIGRATIONS, in order"
+        );
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+            assert!(m.name.starts_with(&format!("{:03}_", m.version)));
+        }
+    }
+
+    #[test]
+    fn new_store_is_migrated_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.duckdb");
+        {
+            let s = Store::open_write(&p, Duration::from_secs(1), "test").unwrap();
+            assert_eq!(s.schema_version().unwrap(), latest_schema_version());
+        }
+        let s = Store::open_write(&p, Duration::from_secs(1), "test").unwrap();
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn older_store_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.duckdb");
+        {
+            // A store at schema 1 only, with a run in it.
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL,
+                 applied_at TIMESTAMP NOT NULL, optdesk_version VARCHAR NOT NULL);",
+            )
+            .unwrap();
+            c.execute_batch(MIGRATIONS[0].sql).unwrap();
+            c.execute_batch("INSERT INTO schema_migrations VALUES (1, '001_core.sql', now()::TIMESTAMP, '0.0.1')")
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO job_runs VALUES (1, 'fetch_chains', DATE '2025-03-14', NULL, now()::TIMESTAMP,
+                 now()::TIMESTAMP, 'ok', 5, 'x', 'h', '0.0.1', false, 'cli')",
+            )
+            .unwrap();
+        }
+        let s = Store::open_write(&p, Duration::from_secs(1), "test").unwrap();
+        assert_eq!(s.schema_version().unwrap(), latest_schema_version());
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM job_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "existing rows survive the upgrade");
+    }
+
+    #[test]
+    fn newer_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new.duckdb");
+        {
+            let s = Store::open_write(&p, Duration::from_secs(1), "test").unwrap();
+            s.conn
+                .execute_batch("INSERT INTO schema_migrations VALUES (999, '999_future.sql', now()::TIMESTAMP, '9.9.9')")
+                .unwrap();
+        }
+        let e = Store::open_write(&p, Duration::from_secs(1), "test")
+            .err()
+            .unwrap();
+        assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
+        let e = Store::open_read(&p, Duration::from_secs(1)).err().unwrap();
+        assert!(e.to_string().contains("newer optdesk"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_store_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.duckdb");
+        std::fs::write(
+            &p,
+            b"this is not a duckdb file, just some text padding it out",
+        )
+        .unwrap();
+        let e = Store::open_write(&p, Duration::from_secs(1), "test")
+            .err()
+            .unwrap();
+        assert!(matches!(e, StoreError::Open { .. }), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn read_only_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ro.duckdb");
+        drop(Store::open_write(&p, Duration::from_secs(1), "test").unwrap());
+        let s = Store::open_read(&p, Duration::from_secs(1)).unwrap();
+        assert!(s.conn.execute_batch("DELETE FROM job_runs").is_err());
+    }
+}

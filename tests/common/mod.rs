@@ -1,0 +1,117 @@
+//! Shared helpers for the integration tests: a throw-away desk (store + config folder)
+//! driven through the real `optdesk` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Desk {
+    pub dir: tempfile::TempDir,
+    pub jobs: PathBuf,
+}
+
+impl Desk {
+    /// A desk with the repository's own `jobs/` configuration, copied.
+    pub fn new() -> Desk {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs");
+        std::fs::create_dir_all(&jobs).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            if e.path().extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(e.path(), jobs.join(e.file_name())).unwrap();
+            }
+        }
+        Desk { dir, jobs }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("optdesk.duckdb")
+    }
+
+    pub fn write_config(&self, file: &str, text: &str) {
+        std::fs::write(self.jobs.join(file), text).unwrap();
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_optdesk"));
+        c.current_dir(self.dir.path())
+            .env("OPTDESK_DB", self.db())
+            .env("OPTDESK_JOBS", &self.jobs)
+            .env_remove("OPTDESK_FAILPOINT")
+            .env_remove("OPTDESK_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "optdesk {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    pub fn open(&self) -> duckdb::Connection {
+        let cfg = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap();
+        duckdb::Connection::open_with_flags(self.db(), cfg).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.open().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Row count and an order-independent hash of every table the jobs write (the
+    /// `run_id` provenance column excluded), plus job_runs when `with_runs`.
+    pub fn fingerprint(&self, with_runs: bool) -> Vec<(String, i64, String)> {
+        let c = self.open();
+        let mut tables: Vec<String> = {
+            let mut s = c
+                .prepare("SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1")
+                .unwrap();
+            s.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        tables.retain(|t| with_runs || (t != "job_runs" && t != "schema_migrations"));
+        tables
+            .into_iter()
+            .map(|t| {
+                let has_run_id: i64 = c
+                    .query_row(
+                        "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = 'run_id'",
+                        [&t],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let cols = if has_run_id > 0 && !with_runs { "* EXCLUDE (run_id)" } else { "*" };
+                let (n, h): (i64, String) = c
+                    .query_row(
+                        &format!("SELECT count(*), coalesce(sum(hash(x)::HUGEINT), 0)::VARCHAR FROM (SELECT {cols} FROM {t}) x"),
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .unwrap();
+                (t, n, h)
+            })
+            .collect()
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}

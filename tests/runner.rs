@@ -1,0 +1,320 @@
+//! The job runner's promises, end to end through the binary: idempotent re-runs,
+//! atomic runs (panic or kill -9 midway leaves the store as it was), one writer at a
+//! time, non-sessions do nothing, bad input writes nothing.
+
+mod common;
+use common::{stderr, stdout, Desk};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+#[test]
+fn run_daily_twice_leaves_the_same_rows() {
+    let desk = Desk::new();
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert!(
+        out.contains("fetch_chains") && out.contains(" ok "),
+        "{out}"
+    );
+    assert!(
+        out.contains("backfilled"),
+        "first run backfills history: {out}"
+    );
+    let first = desk.fingerprint(false);
+    let quotes = first.iter().find(|t| t.0 == "option_quotes").unwrap().1;
+    assert!(quotes > 10_000, "a full-universe chain: {quotes}");
+
+    let out2 = desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert!(
+        !out2.contains("backfilled"),
+        "nothing left to backfill: {out2}"
+    );
+    assert_eq!(
+        desk.fingerprint(false),
+        first,
+        "second run must leave the same rows"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE status = 'ok'"),
+        2
+    );
+    assert_eq!(desk.count("SELECT count(DISTINCT run_id) FROM job_runs"), 2);
+    // Lookback history exists for later jobs.
+    assert!(
+        desk.count("SELECT count(DISTINCT date) FROM underlying_bars WHERE symbol = 'SPY'") >= 252
+    );
+    assert!(desk.count("SELECT count(DISTINCT date) FROM iv_history WHERE symbol = 'QQQ'") >= 252);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM backfills"),
+        2,
+        "bars and ATM IV, once"
+    );
+}
+
+#[test]
+fn a_non_session_does_nothing_and_says_so() {
+    let desk = Desk::new();
+    for (date, why) in [
+        ("2025-03-15", "weekend"),
+        ("2025-12-25", "Christmas"),
+        ("2025-01-09", "Carter"),
+    ] {
+        let o = desk.run(&["run", "daily", "--as-of", date]);
+        assert!(o.status.success());
+        let s = stdout(&o);
+        assert!(s.contains("not an NYSE session") && s.contains(why), "{s}");
+    }
+    assert!(!desk.db().exists(), "nothing written, not even a store");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_and_writes_nothing() {
+    let desk = Desk::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["job", "run", "fetch_chain", "--as-of", "2025-03-14"],
+            "unknown job 'fetch_chain'",
+        ),
+        (&["run", "daily", "--as-of", "2025-13-01"], "not a date"),
+        (
+            &["run", "daily", "--as-of", "1999-12-31"],
+            "outside the NYSE calendar",
+        ),
+        (
+            &["calendar", "--from", "2025-01-01", "--to", "2040-01-01"],
+            "outside the NYSE calendar",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = desk.run(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    desk.write_config(
+        "fetch_chains.toml",
+        "enabled = true\n[params]\nmax_expiry_dayz = 30\n",
+    );
+    let o = desk.run(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("fetch_chains.toml") && e.contains("max_expiry_dayz") && e.contains("line 3"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    desk.write_config(
+        "fetch_chains.toml",
+        "[params]\nmax_expiry_days = \"thirty\"\n",
+    );
+    let e = stderr(&desk.run(&["run", "daily", "--as-of", "2025-03-14"]));
+    assert!(
+        e.contains("fetch_chains.toml") && e.contains("invalid type"),
+        "{e}"
+    );
+    desk.write_config("fetch_chains.toml", "[params]\nmax_expiry_days = -5\n");
+    let e = stderr(&desk.run(&["run", "daily", "--as-of", "2025-03-14"]));
+    assert!(e.contains("fetch_chains.toml"), "{e}");
+    desk.write_config("desk.toml", "[schedule]\ndaily = \"at nine\"\n");
+    let e = stderr(&desk.run(&["job", "list"]));
+    assert!(
+        e.contains("desk.toml") && e.contains("schedule.daily"),
+        "{e}"
+    );
+    assert!(!desk.db().exists(), "no store was created by any of these");
+}
+
+#[test]
+fn a_corrupt_store_is_a_clear_error() {
+    let desk = Desk::new();
+    std::fs::write(desk.db(), vec![b'x'; 10_000]).unwrap();
+    let o = desk.run(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot open store") && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    let o = desk.run(&["sql", "SELECT 1"]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot open store"));
+}
+
+#[test]
+fn a_panic_midway_rolls_back_and_the_next_run_succeeds() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-13"]);
+    let before = desk.fingerprint(false);
+    let o = desk
+        .cmd()
+        .args(["run", "daily", "--as-of", "2025-03-14"])
+        .env("OPTDESK_FAILPOINT", "fetch_chains:mid:panic")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("job panicked"), "{}", stderr(&o));
+    assert_eq!(
+        desk.fingerprint(false),
+        before,
+        "no output of the failed run survives"
+    );
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM job_runs WHERE status = 'failed' AND message LIKE '%panicked%'"
+        ),
+        1,
+        "the failure is recorded with its reason"
+    );
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE as_of = DATE '2025-03-14'") > 10_000
+    );
+}
+
+/// Start a run that stops just before committing (the failpoint sleeps), and return it
+/// once it is there.
+fn start_paused_run(desk: &Desk, date: &str, secs: u32) -> std::process::Child {
+    let mut child = desk
+        .cmd()
+        .args(["job", "run", "fetch_chains", "--as-of", date])
+        .env(
+            "OPTDESK_FAILPOINT",
+            format!("fetch_chains:before_commit:sleep={secs}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let l = lines
+            .next()
+            .expect("the run reaches the failpoint")
+            .unwrap();
+        if l.contains("sleeping") {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+#[test]
+fn kill_9_midway_leaves_the_store_as_it_was() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-13"]);
+    let before = desk.fingerprint(true);
+    let mut child = start_paused_run(&desk, "2025-03-14", 60);
+    child.kill().unwrap(); // SIGKILL: no destructor, no rollback, no goodbye
+    child.wait().unwrap();
+    assert_eq!(
+        desk.fingerprint(true),
+        before,
+        "every table, job_runs included, is as before"
+    );
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE status = 'ok'"),
+        2
+    );
+}
+
+#[test]
+fn a_second_writer_fails_clearly_naming_the_holder() {
+    let desk = Desk::new();
+    desk.write_config("desk.toml", "[desk]\nlock_timeout_secs = 1\n");
+    let mut first = start_paused_run(&desk, "2025-03-14", 4);
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", "2025-03-13"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("locked by another writer") && e.contains("pid") && e.contains("fetch_chains"),
+        "{e}"
+    );
+    assert!(
+        first.wait().unwrap().success(),
+        "the holder finishes normally"
+    );
+    // Neither corrupted the file: the holder's rows are there and the second can now run.
+    assert!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE as_of = DATE '2025-03-14'") > 10_000
+    );
+    desk.run_ok(&["job", "run", "fetch_chains", "--as-of", "2025-03-13"]);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE status = 'ok'"),
+        2
+    );
+}
+
+#[test]
+fn a_second_writer_waits_for_the_first() {
+    let desk = Desk::new();
+    let mut first = start_paused_run(&desk, "2025-03-14", 2);
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", "2025-03-13"]);
+    assert!(out.contains(" ok "), "{out}");
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT as_of) FROM option_quotes"),
+        2
+    );
+}
+
+#[test]
+fn dry_run_writes_only_its_job_runs_row() {
+    let desk = Desk::new();
+    let out = desk.run_ok(&[
+        "job",
+        "run",
+        "fetch_chains",
+        "--as-of",
+        "2025-03-14",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("DRY RUN") && out.contains("dry run, nothing written"),
+        "{out}"
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM option_quotes"), 0);
+    assert_eq!(desk.count("SELECT count(*) FROM underlying_bars"), 0);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE dry_run AND rows_written > 0"),
+        1
+    );
+}
+
+#[test]
+fn a_disabled_job_is_recorded_as_skipped_with_the_reason() {
+    let desk = Desk::new();
+    desk.write_config("fetch_chains.toml", "enabled = false\n");
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    assert!(
+        out.contains("skipped") && out.contains("enabled = false"),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM job_runs WHERE status = 'skipped' AND message LIKE '%disabled%'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_failed_job_fails_the_run_with_its_reason() {
+    let desk = Desk::new();
+    let o = desk
+        .cmd()
+        .args(["run", "daily", "--as-of", "2025-03-14"])
+        .env("OPTDESK_FAILPOINT", "fetch_chains:before_commit:error")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("failpoint fetch_chains:before_commit triggered"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM option_quotes"), 0);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE status = 'failed'"),
+        1
+    );
+}
