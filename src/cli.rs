@@ -63,6 +63,20 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = query::Format::Table)]
         format: query::Format,
     },
+    /// The desk calculator: implied vols and greeks for a whole CSV file.
+    ///
+    /// Input columns: right (C/P), spot, strike, t_years, rate, div_yield, and price (to
+    /// solve the IV) or vol (to price). Output: the input columns plus iv, price, delta,
+    /// gamma, vega (per 1.00 of vol), theta (per calendar day), rho (per 1.00 of rate)
+    /// and note (why a row has no IV).
+    Calc {
+        /// The input CSV file.
+        #[arg(long, value_name = "FILE.csv")]
+        input: PathBuf,
+        /// Where to write the result [default: stdout]. Written only when the whole file is valid.
+        #[arg(long, value_name = "FILE.csv")]
+        output: Option<PathBuf>,
+    },
     /// Print NYSE sessions with their open and close (New York time).
     Calendar {
         /// First date, YYYY-MM-DD [default: today]
@@ -208,6 +222,16 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         } => run_daily(ctx, as_of.unwrap_or_else(today_ny), dry_run, Trigger::Cli),
         Cmd::Status => status(ctx),
         Cmd::Sql { query, format } => sql(ctx, &query, format),
+        Cmd::Calc { input, output } => {
+            let s = crate::calc::run_file(&input, output.as_deref())?;
+            if output.is_some() {
+                println!(
+                    "{} rows, {} with an IV, {} without (see the note column)",
+                    s.rows, s.solved, s.unsolved
+                );
+            }
+            Ok(true)
+        }
         Cmd::Calendar { from, to, format } => {
             let from = from.unwrap_or_else(today_ny);
             let to = to.unwrap_or(from + Duration::days(30));

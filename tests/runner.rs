@@ -33,11 +33,20 @@ fn run_daily_twice_leaves_the_same_rows() {
         first,
         "second run must leave the same rows"
     );
+    let jobs = optdesk::jobs::JOBS.len() as i64;
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT job) FROM job_runs"),
+        jobs,
+        "every job ran"
+    );
     assert_eq!(
         desk.count("SELECT count(*) FROM job_runs WHERE status = 'ok'"),
-        2
+        2 * jobs
     );
-    assert_eq!(desk.count("SELECT count(DISTINCT run_id) FROM job_runs"), 2);
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT run_id) FROM job_runs"),
+        2 * jobs
+    );
     // Lookback history exists for later jobs.
     assert!(
         desk.count("SELECT count(DISTINCT date) FROM underlying_bars WHERE symbol = 'SPY'") >= 252
@@ -213,7 +222,7 @@ fn kill_9_midway_leaves_the_store_as_it_was() {
     desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
     assert_eq!(
         desk.count("SELECT count(*) FROM job_runs WHERE status = 'ok'"),
-        2
+        2 * optdesk::jobs::JOBS.len() as i64
     );
 }
 
@@ -283,7 +292,7 @@ fn dry_run_writes_only_its_job_runs_row() {
 #[test]
 fn a_disabled_job_is_recorded_as_skipped_with_the_reason() {
     let desk = Desk::new();
-    desk.write_config("fetch_chains.toml", "enabled = false\n");
+    desk.write_config("correlation.toml", "enabled = false\n");
     let out = desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
     assert!(
         out.contains("skipped") && out.contains("enabled = false"),

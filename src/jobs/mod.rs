@@ -6,6 +6,8 @@
 //! own. A process killed mid-run commits nothing, so the store stays as it was. Jobs
 //! replace their earlier output for the same key, so running twice equals running once.
 
+pub mod compute_vol;
+pub mod correlation;
 pub mod fetch_chains;
 
 use crate::config::{Config, ConfigError};
@@ -71,7 +73,7 @@ pub struct JobDef {
 }
 
 /// Every job, in the order `optdesk run daily` runs them.
-pub static JOBS: &[JobDef] = &[fetch_chains::DEF];
+pub static JOBS: &[JobDef] = &[fetch_chains::DEF, compute_vol::DEF, correlation::DEF];
 
 pub fn find(name: &str) -> Option<&'static JobDef> {
     JOBS.iter().find(|j| j.name == name)

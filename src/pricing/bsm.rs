@@ -171,6 +171,60 @@ mod tests {
     }
 
     #[test]
+    fn hull_example_17_1_index_option_with_dividend_yield() {
+        // Hull, Example 17.1: S=930, K=900, r=8%, q=3%, σ=20%, T=2/12 → c = 51.83.
+        let c = BsmInputs {
+            right: OptionRight::Call,
+            spot: 930.0,
+            strike: 900.0,
+            t_years: 2.0 / 12.0,
+            rate: 0.08,
+            div_yield: 0.03,
+            vol: 0.2,
+        };
+        assert!((c.price() - 51.83).abs() < 0.005, "{}", c.price());
+    }
+
+    proptest::proptest! {
+        /// Every greek equals the central finite difference of the price.
+        #[test]
+        fn greeks_match_central_differences(
+            call in proptest::bool::ANY,
+            moneyness in -0.5f64..0.5,
+            t in 0.02f64..2.0,
+            vol in 0.05f64..1.0,
+            rate in -0.01f64..0.08,
+            q in 0.0f64..0.05,
+        ) {
+            let i = BsmInputs {
+                right: if call { OptionRight::Call } else { OptionRight::Put },
+                spot: 100.0,
+                strike: 100.0 * moneyness.exp(),
+                t_years: t,
+                rate,
+                div_yield: q,
+                vol,
+            };
+            let g = i.greeks();
+            let fd = |f: &dyn Fn(f64) -> f64, x: f64, h: f64| (f(x + h) - f(x - h)) / (2.0 * h);
+            let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * (1.0 + b.abs());
+            let delta = fd(&|s| BsmInputs { spot: s, ..i }.price(), 100.0, 1e-3);
+            let gamma = fd(&|s| BsmInputs { spot: s, ..i }.delta(), 100.0, 1e-3);
+            let vega = fd(&|v| BsmInputs { vol: v, ..i }.price(), vol, 1e-5);
+            let rho = fd(&|r| BsmInputs { rate: r, ..i }.price(), rate, 1e-5);
+            // Theta is minus the derivative in time to expiry.
+            let theta = -fd(&|tt| BsmInputs { t_years: tt, ..i }.price(), t, 1e-6);
+            proptest::prop_assert!(close(g.delta, delta, 1e-6), "delta {} vs {}", g.delta, delta);
+            proptest::prop_assert!(close(g.gamma, gamma, 1e-5), "gamma {} vs {}", g.gamma, gamma);
+            proptest::prop_assert!(close(g.vega, vega, 1e-6), "vega {} vs {}", g.vega, vega);
+            proptest::prop_assert!(close(g.rho, rho, 1e-6), "rho {} vs {}", g.rho, rho);
+            proptest::prop_assert!(close(g.theta_per_year, theta, 1e-5), "theta {} vs {}", g.theta_per_year, theta);
+            proptest::prop_assert!((g.theta_per_day * 365.0 - g.theta_per_year).abs() < 1e-12);
+            proptest::prop_assert!((g.price - i.price()).abs() < 1e-12);
+        }
+    }
+
+    #[test]
     fn put_call_parity_with_dividends() {
         let c = BsmInputs {
             right: OptionRight::Call,

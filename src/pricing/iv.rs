@@ -49,8 +49,33 @@ pub fn implied_vol(
     if !finite || spot <= 0.0 || strike <= 0.0 || price < 0.0 || t_years < 0.0 {
         return Err(IvError::InvalidInput);
     }
-    let forward = spot * libm::exp((rate - div_yield) * t_years);
-    let undiscounted = price * libm::exp(rate * t_years);
+    // std's exp (the platform's, fast) is fine here: IV is analytics, not the sim.
+    let growth = (rate * t_years).exp();
+    let forward = spot * ((rate - div_yield) * t_years).exp();
+    implied_vol_forward(right, price * growth, forward, strike, t_years)
+}
+
+/// The implied volatility from forward-space inputs: the undiscounted price
+/// (price × e^{rT}) and the forward. For chains, where one expiry's forward and
+/// discount factor are shared by every strike.
+pub fn implied_vol_forward(
+    right: OptionRight,
+    undiscounted: f64,
+    forward: f64,
+    strike: f64,
+    t_years: f64,
+) -> Result<f64, IvError> {
+    if !(undiscounted.is_finite()
+        && forward.is_finite()
+        && strike.is_finite()
+        && t_years.is_finite())
+        || forward <= 0.0
+        || strike <= 0.0
+        || undiscounted < 0.0
+        || t_years < 0.0
+    {
+        return Err(IvError::InvalidInput);
+    }
     let is_call = right == OptionRight::Call;
     let intrinsic = if is_call {
         (forward - strike).max(0.0)
@@ -70,14 +95,15 @@ pub fn implied_vol(
     if t_years == 0.0 || undiscounted <= intrinsic + tol {
         return Err(IvError::NoTimeValue);
     }
+    // Inputs are validated above (finite, positive, inside the price bounds), so the
+    // builder's own validation would only repeat it.
     let solver = ImpliedBlackVolatility::builder()
         .option_price(undiscounted)
         .forward(forward)
         .strike(strike)
         .expiry(t_years)
         .is_call(is_call)
-        .build()
-        .ok_or(IvError::InvalidInput)?;
+        .build_unchecked();
     match solver.calculate_with::<Jaeckel>() {
         Some(v) if v.is_finite() && v > 0.0 => Ok(v),
         Some(v) if v.is_infinite() => Err(IvError::AboveUpperBound),
@@ -88,6 +114,68 @@ pub fn implied_vol(
             IvError::AboveUpperBound
         }),
     }
+}
+
+/// (t_years, rate, div_yield): what one expiry's rows share.
+type ExpiryKey = (f64, f64, f64);
+
+/// One row of a chain to solve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IvInput {
+    pub right: OptionRight,
+    pub price: f64,
+    pub spot: f64,
+    pub strike: f64,
+    pub t_years: f64,
+    pub rate: f64,
+    pub div_yield: f64,
+}
+
+/// Solve a whole chain on every core. The growth and carry factors (two `exp` each)
+/// are computed once per run of rows sharing an expiry, rate and yield — as a chain
+/// sorted by expiry does — so a chain costs what the solver costs.
+pub fn implied_vols(rows: &[IvInput]) -> Vec<Result<f64, IvError>> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 2048;
+    let mut out = vec![Err(IvError::InvalidInput); rows.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(rows.par_chunks(CHUNK))
+        .for_each(|(out, rows)| {
+            // (t, rate, yield) → (growth, carry) of the last row.
+            let mut cache: Option<(ExpiryKey, (f64, f64))> = None;
+            for (o, r) in out.iter_mut().zip(rows) {
+                let key = (r.t_years, r.rate, r.div_yield);
+                let (growth, carry) = match cache {
+                    Some((k, v)) if k == key => v,
+                    _ => {
+                        let v = (
+                            (r.rate * r.t_years).exp(),
+                            ((r.rate - r.div_yield) * r.t_years).exp(),
+                        );
+                        cache = Some((key, v));
+                        v
+                    }
+                };
+                *o = if !(r.price.is_finite()
+                    && r.spot.is_finite()
+                    && growth.is_finite()
+                    && carry.is_finite())
+                    || r.spot <= 0.0
+                    || r.price < 0.0
+                {
+                    Err(IvError::InvalidInput)
+                } else {
+                    implied_vol_forward(
+                        r.right,
+                        r.price * growth,
+                        r.spot * carry,
+                        r.strike,
+                        r.t_years,
+                    )
+                };
+            }
+        });
+    out
 }
 
 #[cfg(test)]
@@ -157,6 +245,47 @@ mod tests {
             implied_vol(c, 1.0, f64::NAN, 100.0, 0.5, 0.0, 0.0),
             Err(IvError::InvalidInput)
         );
+    }
+
+    #[test]
+    fn chain_solver_agrees_with_one_by_one() {
+        let rows: Vec<IvInput> = (0..5000)
+            .map(|i| {
+                let right = if i % 2 == 0 {
+                    OptionRight::Call
+                } else {
+                    OptionRight::Put
+                };
+                let strike = 60.0 + (i % 80) as f64;
+                let t = (1 + i / 500) as f64 / 12.0;
+                let price = inputs(right, 100.0, strike, t, 0.25).price();
+                IvInput {
+                    right,
+                    price,
+                    spot: 100.0,
+                    strike,
+                    t_years: t,
+                    rate: 0.04,
+                    div_yield: 0.012,
+                }
+            })
+            .collect();
+        let chain = implied_vols(&rows);
+        for (r, got) in rows.iter().zip(&chain) {
+            let one = implied_vol(
+                r.right,
+                r.price,
+                r.spot,
+                r.strike,
+                r.t_years,
+                r.rate,
+                r.div_yield,
+            );
+            match (got, one) {
+                (Ok(a), Ok(b)) => assert_eq!(*a, b, "the same arithmetic, the same bits"),
+                (a, b) => assert_eq!(*a, b),
+            }
+        }
     }
 
     proptest! {

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_market_data.sql",
         sql: include_str!("../../sql/002_market_data.sql"),
     },
+    Migration {
+        version: 3,
+        name: "003_analytics.sql",
+        sql: include_str!("../../sql/003_analytics.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {

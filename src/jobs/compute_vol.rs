@@ -1,0 +1,550 @@
+//! `compute_vol` — per contract: mid, implied vol, greeks, model price
+//! (`option_analytics`); per underlying: historical vols, constant-maturity ATM IV, IV
+//! rank/percentile, IV−HV spread, 25-delta skew, term slope (`vol_metrics`) and the
+//! expected move to each expiry (`expected_moves`). Key: `as_of`.
+//!
+//! American-style equity and ETF options are treated as European on the mid: the
+//! mid of a liquid contract carries little early-exercise premium except deep in the
+//! money, where its European IV comes out inflated; the ATM and skew metrics therefore
+//! use the out-of-the-money side of the smile. A mid below the European lower bound
+//! gets no IV and the reason `below_intrinsic`.
+
+use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
+use crate::calendar;
+use crate::config::{Config, ConfigError, JobFile};
+use crate::model::OptionRight;
+use crate::pricing::bsm::BsmInputs;
+use crate::pricing::hv::{self, Ohlc};
+use crate::pricing::iv::implied_vol;
+use crate::pricing::surface::{self, SmilePoint};
+use crate::pricing::{is_am_settled, years_to_settlement};
+use chrono::{NaiveDate, NaiveDateTime};
+use duckdb::params;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+pub const DEF: JobDef = JobDef {
+    name: "compute_vol",
+    about: "implied vol and greeks per contract; HV, ATM IV, IV rank, skew, expected moves per underlying",
+    writes: &["option_analytics", "vol_metrics", "expected_moves"],
+    prepare,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Sessions of ATM-IV history behind IV rank and percentile.
+    pub rank_sessions: u32,
+    /// Expiries shorter than this many calendar days are left out of the
+    /// constant-maturity interpolation (0DTE noise).
+    pub min_days_for_atm: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            rank_sessions: 252,
+            min_days_for_atm: 2.0,
+        }
+    }
+}
+
+fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
+    let path = config.dir.join("compute_vol.toml").display().to_string();
+    if !(20..=2520).contains(&file.params.rank_sessions) {
+        return Err(ConfigError::Invalid {
+            file: path,
+            message: format!(
+                "params.rank_sessions = {}: expected 20 to 2520 sessions",
+                file.params.rank_sessions
+            ),
+        });
+    }
+    if !(0.0..=30.0).contains(&file.params.min_days_for_atm) {
+        return Err(ConfigError::Invalid {
+            file: path,
+            message: format!(
+                "params.min_days_for_atm = {}: expected 0 to 30 calendar days",
+                file.params.min_days_for_atm
+            ),
+        });
+    }
+    Ok(Prepared {
+        def: &DEF,
+        enabled: file.enabled,
+        slots: file.slots,
+        config_hash: config.hash_with(&text),
+        job: Box::new(ComputeVol {
+            params: file.params,
+        }),
+    })
+}
+
+pub struct ComputeVol {
+    pub params: Params,
+}
+
+struct QuoteRow {
+    contract: String,
+    underlying: String,
+    expiry: NaiveDate,
+    strike: f64,
+    right: OptionRight,
+    am: bool,
+    bid: f64,
+    ask: f64,
+}
+
+struct Underlying {
+    price: f64,
+    rate: f64,
+    div_yield: f64,
+    quote_time: NaiveDateTime,
+}
+
+/// One contract's analytics.
+pub struct Analytics {
+    pub t_years: f64,
+    pub forward: f64,
+    pub mid: Option<f64>,
+    pub iv: Option<f64>,
+    pub greeks: Option<crate::pricing::bsm::Greeks>,
+    pub note: Option<String>,
+}
+
+/// Mid, IV and greeks of one quote, with the reason when there is no IV.
+#[allow(clippy::too_many_arguments)]
+pub fn analyse(
+    right: OptionRight,
+    bid: f64,
+    ask: f64,
+    spot: f64,
+    strike: f64,
+    t: f64,
+    rate: f64,
+    q: f64,
+) -> Analytics {
+    let forward = spot * ((rate - q) * t).exp();
+    let none = |mid, note: &str| Analytics {
+        t_years: t,
+        forward,
+        mid,
+        iv: None,
+        greeks: None,
+        note: Some(note.to_string()),
+    };
+    if ask <= 0.0 {
+        return none(None, "no quote (ask is zero)");
+    }
+    if bid > ask {
+        return none(None, "crossed quote (bid above ask)");
+    }
+    if bid <= 0.0 {
+        return none(None, "one-sided quote (no bid)");
+    }
+    let mid = 0.5 * (bid + ask);
+    match implied_vol(right, mid, spot, strike, t, rate, q) {
+        Ok(v) => {
+            let g = BsmInputs {
+                right,
+                spot,
+                strike,
+                t_years: t,
+                rate,
+                div_yield: q,
+                vol: v,
+            }
+            .greeks();
+            Analytics {
+                t_years: t,
+                forward,
+                mid: Some(mid),
+                iv: Some(v),
+                greeks: Some(g),
+                note: None,
+            }
+        }
+        Err(e) => none(Some(mid), e.code()),
+    }
+}
+
+fn load_underlyings(ctx: &JobContext) -> Result<HashMap<String, Underlying>, JobError> {
+    let mut stmt = ctx.conn.prepare(
+        "SELECT symbol, price::DOUBLE, rate, div_yield, quote_time FROM underlying_quotes WHERE as_of = ?",
+    )?;
+    let rows = stmt.query_map(params![ctx.as_of], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Underlying {
+                price: r.get(1)?,
+                rate: r.get(2)?,
+                div_yield: r.get(3)?,
+                quote_time: r.get(4)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn load_quotes(ctx: &JobContext) -> Result<Vec<QuoteRow>, JobError> {
+    let mut stmt = ctx.conn.prepare(
+        "SELECT contract, underlying, root, expiry, strike::DOUBLE, put_call, settlement, bid::DOUBLE, ask::DOUBLE
+         FROM option_quotes WHERE as_of = ? ORDER BY underlying, expiry, strike, put_call",
+    )?;
+    let rows = stmt.query_map(params![ctx.as_of], |r| {
+        let underlying: String = r.get(1)?;
+        let root: String = r.get(2)?;
+        let settlement: String = r.get(6)?;
+        Ok(QuoteRow {
+            contract: r.get(0)?,
+            am: is_am_settled(&root, &underlying, settlement == "cash"),
+            underlying,
+            expiry: r.get(3)?,
+            strike: r.get(4)?,
+            right: if r.get::<_, String>(5)? == "C" {
+                OptionRight::Call
+            } else {
+                OptionRight::Put
+            },
+            bid: r.get(7)?,
+            ask: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn load_bars(ctx: &JobContext, sessions: usize) -> Result<HashMap<String, Vec<Ohlc>>, JobError> {
+    let window = calendar::sessions_before(ctx.as_of, sessions);
+    let Some(from) = window.first() else {
+        return Ok(HashMap::new());
+    };
+    let mut stmt = ctx.conn.prepare(
+        "SELECT symbol, open::DOUBLE, high::DOUBLE, low::DOUBLE, close::DOUBLE, dividend::DOUBLE, split_ratio
+         FROM underlying_bars WHERE date >= ? AND date < ? ORDER BY symbol, date",
+    )?;
+    let rows = stmt.query_map(params![from, ctx.as_of], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Ohlc {
+                open: r.get(1)?,
+                high: r.get(2)?,
+                low: r.get(3)?,
+                close: r.get(4)?,
+                dividend: r.get(5)?,
+                split_ratio: r.get(6)?,
+            },
+        ))
+    })?;
+    let mut out: HashMap<String, Vec<Ohlc>> = HashMap::new();
+    for r in rows {
+        let (s, b) = r?;
+        out.entry(s).or_default().push(b);
+    }
+    Ok(out)
+}
+
+/// ATM-IV history of the `n` sessions before `as_of`: this job's own earlier output,
+/// and the source's history where the store has no vol_metrics row.
+fn load_iv_history(ctx: &JobContext, n: usize) -> Result<HashMap<String, Vec<f64>>, JobError> {
+    let window = calendar::sessions_before(ctx.as_of, n);
+    let Some(from) = window.first() else {
+        return Ok(HashMap::new());
+    };
+    let mut stmt = ctx.conn.prepare(
+        "WITH own AS (SELECT as_of AS date, symbol, atm_iv_30d FROM vol_metrics
+                      WHERE as_of >= ? AND as_of < ? AND atm_iv_30d IS NOT NULL),
+              src AS (SELECT date, symbol, atm_iv_30d FROM iv_history h
+                      WHERE date >= ? AND date < ?
+                        AND NOT EXISTS (SELECT 1 FROM own o WHERE o.date = h.date AND o.symbol = h.symbol))
+         SELECT symbol, atm_iv_30d FROM (SELECT * FROM own UNION ALL SELECT * FROM src) ORDER BY symbol, date",
+    )?;
+    let rows = stmt.query_map(params![from, ctx.as_of, from, ctx.as_of], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+    })?;
+    let mut out: HashMap<String, Vec<f64>> = HashMap::new();
+    for r in rows {
+        let (s, v) = r?;
+        out.entry(s).or_default().push(v);
+    }
+    Ok(out)
+}
+
+impl Job for ComputeVol {
+    fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
+        let conn = ctx.conn;
+        let unds = load_underlyings(ctx)?;
+        if unds.is_empty() {
+            return Err(JobError::Failed(format!(
+                "no underlying quotes for {}: run fetch_chains for this session first",
+                ctx.as_of
+            )));
+        }
+        let quotes = load_quotes(ctx)?;
+        for t in ["option_analytics", "vol_metrics", "expected_moves"] {
+            conn.execute(
+                &format!("DELETE FROM {t} WHERE as_of = ?"),
+                params![ctx.as_of],
+            )?;
+        }
+
+        // Per contract, on every core.
+        let analytics: Vec<Option<Analytics>> = quotes
+            .par_iter()
+            .map(|q| {
+                let u = unds.get(&q.underlying)?;
+                let t = years_to_settlement(u.quote_time, q.expiry, q.am);
+                Some(analyse(
+                    q.right,
+                    q.bid,
+                    q.ask,
+                    u.price,
+                    q.strike,
+                    t,
+                    u.rate,
+                    u.div_yield,
+                ))
+            })
+            .collect();
+        let mut app = conn.appender("option_analytics")?;
+        let mut rows = 0u64;
+        for (q, a) in quotes.iter().zip(&analytics) {
+            let Some(a) = a else { continue };
+            let g = a.greeks;
+            app.append_row(params![
+                ctx.as_of,
+                q.contract,
+                q.underlying,
+                q.expiry,
+                q.strike,
+                if q.right == OptionRight::Call {
+                    "C"
+                } else {
+                    "P"
+                },
+                a.t_years,
+                a.forward,
+                a.mid,
+                a.iv,
+                g.map(|g| g.delta),
+                g.map(|g| g.gamma),
+                g.map(|g| g.vega),
+                g.map(|g| g.theta_per_day),
+                g.map(|g| g.rho),
+                g.map(|g| g.price),
+                a.note,
+                ctx.run_id,
+            ])?;
+            rows += 1;
+        }
+        app.flush()?;
+        let missing_underlying = analytics.iter().filter(|a| a.is_none()).count();
+
+        // Per underlying.
+        let mut by_symbol: BTreeMap<&str, Vec<(&QuoteRow, &Analytics)>> = BTreeMap::new();
+        for (q, a) in quotes.iter().zip(&analytics) {
+            if let Some(a) = a {
+                by_symbol
+                    .entry(q.underlying.as_str())
+                    .or_default()
+                    .push((q, a));
+            }
+        }
+        let bars = load_bars(ctx, 61)?;
+        let history = load_iv_history(ctx, self.params.rank_sessions as usize)?;
+        let min_t = self.params.min_days_for_atm / 365.0;
+        let mut metrics_rows = 0u64;
+        let mut moves_rows = 0u64;
+        let mut mapp = conn.appender("expected_moves")?;
+        let mut symbols: Vec<&String> = unds.keys().collect();
+        symbols.sort();
+        let mut metric_rows = Vec::new();
+        for sym in symbols {
+            let u = &unds[sym];
+            let contracts = by_symbol
+                .get(sym.as_str())
+                .map(|v| v.as_slice())
+                .unwrap_or(&[]);
+            let points: Vec<SmilePoint> = contracts
+                .iter()
+                .filter_map(|(q, a)| {
+                    Some(SmilePoint {
+                        expiry: q.expiry,
+                        t_years: a.t_years,
+                        forward: a.forward,
+                        strike: q.strike,
+                        right: q.right,
+                        iv: a.iv?,
+                        delta: a.greeks?.delta,
+                        mid: a.mid?,
+                    })
+                })
+                .collect();
+            let atm = surface::atm_by_expiry(&points);
+            let atm30 = surface::constant_maturity(&atm, 30.0 / 365.0, min_t);
+            let atm90 = surface::constant_maturity(&atm, 90.0 / 365.0, min_t);
+            let e30 = atm.iter().filter(|a| a.t_years >= min_t).min_by(|a, b| {
+                (a.t_years - 30.0 / 365.0)
+                    .abs()
+                    .total_cmp(&(b.t_years - 30.0 / 365.0).abs())
+            });
+            let skew = e30.and_then(|e| {
+                let pts: Vec<SmilePoint> = points
+                    .iter()
+                    .filter(|p| p.expiry == e.expiry)
+                    .copied()
+                    .collect();
+                surface::skew_25_delta(&pts)
+            });
+            for a in &atm {
+                // The straddle uses every two-sided mid at the ATM strike.
+                let all: Vec<SmilePoint> = contracts
+                    .iter()
+                    .filter(|(q, _)| q.expiry == a.expiry)
+                    .filter_map(|(q, x)| {
+                        Some(SmilePoint {
+                            expiry: q.expiry,
+                            t_years: x.t_years,
+                            forward: x.forward,
+                            strike: q.strike,
+                            right: q.right,
+                            iv: x.iv.unwrap_or(f64::NAN),
+                            delta: 0.0,
+                            mid: x.mid?,
+                        })
+                    })
+                    .collect();
+                mapp.append_row(params![
+                    ctx.as_of,
+                    sym,
+                    a.expiry,
+                    (a.expiry - ctx.as_of).num_days(),
+                    a.t_years,
+                    u.price,
+                    a.atm_iv,
+                    surface::atm_straddle(&all),
+                    u.price * a.atm_iv * a.t_years.sqrt(),
+                    ctx.run_id,
+                ])?;
+                moves_rows += 1;
+            }
+            let b = bars.get(sym.as_str()).map(|v| v.as_slice()).unwrap_or(&[]);
+            let hv30 = hv::close_to_close(b, 30);
+            let hist = history
+                .get(sym.as_str())
+                .map(|v| v.as_slice())
+                .unwrap_or(&[]);
+            let rank = atm30.and_then(|v| surface::iv_rank_percentile(hist, v));
+            let mut notes = Vec::new();
+            if contracts.is_empty() {
+                notes.push("no option chain".to_string());
+            } else if atm30.is_none() {
+                notes.push("no ATM IV: no expiry with a valid at-the-money smile".to_string());
+            }
+            if hv30.is_none() {
+                notes.push(format!("HV needs 31 daily bars, the store has {}", b.len()));
+            }
+            if atm30.is_some() && hist.len() < self.params.rank_sessions as usize {
+                notes.push(format!(
+                    "IV rank on {} of {} sessions of history",
+                    hist.len(),
+                    self.params.rank_sessions
+                ));
+            }
+            metric_rows.push((
+                sym.clone(),
+                u.price,
+                atm30,
+                atm90,
+                [
+                    hv::close_to_close(b, 10),
+                    hv::close_to_close(b, 20),
+                    hv30,
+                    hv::close_to_close(b, 60),
+                    hv::parkinson(b, 20),
+                    hv::garman_klass(b, 20),
+                    hv::yang_zhang(b, 20),
+                ],
+                rank,
+                hist.len(),
+                skew,
+                contracts.len(),
+                points.len(),
+                notes.join("; "),
+            ));
+        }
+        mapp.flush()?;
+        let mut vapp = conn.appender("vol_metrics")?;
+        for (sym, spot, atm30, atm90, h, rank, nhist, skew, n, n_iv, note) in metric_rows {
+            vapp.append_row(params![
+                ctx.as_of,
+                sym,
+                spot,
+                atm30,
+                atm90,
+                h[0],
+                h[1],
+                h[2],
+                h[3],
+                h[4],
+                h[5],
+                h[6],
+                rank.map(|r| r.0),
+                rank.map(|r| r.1),
+                nhist as i32,
+                atm30.zip(h[2]).map(|(a, b)| a - b),
+                skew,
+                atm30.zip(atm90).map(|(a, b)| b - a),
+                n as i32,
+                n_iv as i32,
+                (!note.is_empty()).then_some(note),
+                ctx.run_id,
+            ])?;
+            metrics_rows += 1;
+        }
+        vapp.flush()?;
+        let with_iv = analytics
+            .iter()
+            .flatten()
+            .filter(|a| a.iv.is_some())
+            .count();
+        let mut summary = format!(
+            "{} contracts, {with_iv} with an IV ({} without, reasons in option_analytics.iv_note); {metrics_rows} underlyings; {moves_rows} expected moves",
+            rows,
+            rows as usize - with_iv
+        );
+        if missing_underlying > 0 {
+            summary.push_str(&format!(
+                "; {missing_underlying} quotes skipped: no underlying quote"
+            ));
+        }
+        Ok(JobOutput {
+            rows_written: rows + metrics_rows + moves_rows,
+            summary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossed_and_zero_quotes_get_reasons_not_ivs() {
+        let a = analyse(OptionRight::Call, 1.2, 1.1, 100.0, 100.0, 0.1, 0.04, 0.0);
+        assert!(a.iv.is_none() && a.note.as_deref() == Some("crossed quote (bid above ask)"));
+        let a = analyse(OptionRight::Call, 0.0, 0.0, 100.0, 100.0, 0.1, 0.04, 0.0);
+        assert!(a.iv.is_none() && a.note.unwrap().contains("no quote"));
+        let a = analyse(OptionRight::Call, 0.0, 0.05, 100.0, 150.0, 0.1, 0.04, 0.0);
+        assert!(a.iv.is_none() && a.note.unwrap().contains("one-sided"));
+        // European lower bound of this put: 110·e^(−0.02) − 100 = 7.82; a 7.50 mid is below it.
+        let a = analyse(OptionRight::Put, 7.49, 7.51, 100.0, 110.0, 0.5, 0.04, 0.0);
+        assert_eq!(a.note.as_deref(), Some("below_intrinsic"));
+        // The same put at its exercise value (what an American put trades at) has an IV.
+        let a = analyse(OptionRight::Put, 9.99, 10.01, 100.0, 110.0, 0.5, 0.04, 0.0);
+        assert!(a.iv.is_some());
+        let a = analyse(OptionRight::Call, 2.45, 2.55, 100.0, 100.0, 0.1, 0.04, 0.0);
+        assert!(a.iv.is_some() && a.note.is_none());
+    }
+}
