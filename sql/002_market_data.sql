@@ -17,7 +17,7 @@ CREATE TABLE underlying_bars (
 );
 
 -- The underlying at the moment of the chain snapshot, with the rate and dividend
--- yield the source priced with (or reports).
+-- yield the source priced with (or reports). Key: (as_of, quote_time, symbol).
 CREATE TABLE underlying_quotes (
     as_of        DATE NOT NULL,
     quote_time   TIMESTAMP NOT NULL,          -- New York local time of the snapshot
@@ -29,7 +29,8 @@ CREATE TABLE underlying_quotes (
     run_id       BIGINT NOT NULL
 );
 
--- Option quotes as received (raw). Key: (as_of, contract).
+-- Option quotes as received (raw). Key: (as_of, quote_time, contract): the daily run's
+-- snapshot (at schedule.daily, 09:35 by default) and each intraday slot's are kept apart.
 CREATE TABLE option_quotes (
     as_of             DATE NOT NULL,
     quote_time        TIMESTAMP NOT NULL,     -- New York local time of the snapshot
@@ -57,6 +58,7 @@ CREATE TABLE option_quotes (
 -- Quotes a source sent that failed validation, with the reason; never used downstream.
 CREATE TABLE quote_rejects (
     as_of        DATE NOT NULL,
+    quote_time   TIMESTAMP NOT NULL,
     underlying   VARCHAR NOT NULL,
     contract     VARCHAR NOT NULL,
     reason       VARCHAR NOT NULL,

@@ -2,9 +2,10 @@
 
 -- Per contract, per session: the mid, its implied vol and greeks (Black–Scholes–Merton
 -- with the source's rate and dividend yield; American contracts on the mid as if
--- European — see the README). Key: (as_of, contract).
+-- European — see the README). Key: (as_of, quote_time, contract).
 CREATE TABLE option_analytics (
     as_of          DATE NOT NULL,
+    quote_time     TIMESTAMP NOT NULL,        -- the snapshot (New York) the quotes are from
     contract       VARCHAR NOT NULL,
     underlying     VARCHAR NOT NULL,
     expiry         DATE NOT NULL,
@@ -24,9 +25,10 @@ CREATE TABLE option_analytics (
     run_id         BIGINT NOT NULL
 );
 
--- Per underlying, per session. Key: (as_of, symbol).
+-- Per underlying, per snapshot. Key: (as_of, quote_time, symbol).
 CREATE TABLE vol_metrics (
     as_of                 DATE NOT NULL,
+    quote_time            TIMESTAMP NOT NULL,
     symbol                VARCHAR NOT NULL,
     spot                  DOUBLE NOT NULL,
     atm_iv_30d            DOUBLE,            -- constant 30-day maturity, total-variance interpolation
@@ -51,11 +53,13 @@ CREATE TABLE vol_metrics (
 );
 
 -- Expected move to each listed expiry, from the ATM straddle and from ATM IV.
--- Key: (as_of, symbol, expiry).
+-- Key: (as_of, quote_time, symbol, expiry, am_settled).
 CREATE TABLE expected_moves (
     as_of            DATE NOT NULL,
+    quote_time       TIMESTAMP NOT NULL,
     symbol           VARCHAR NOT NULL,
     expiry           DATE NOT NULL,
+    am_settled       BOOLEAN NOT NULL,        -- true for AM-settled index monthlies (SPX), false for SPXW and the rest
     days             INTEGER NOT NULL,        -- calendar days to expiry
     t_years          DOUBLE NOT NULL,
     spot             DOUBLE NOT NULL,
@@ -66,9 +70,10 @@ CREATE TABLE expected_moves (
 );
 
 -- Implied and realized correlation of an index vs. its components, and the Z-score.
--- Key: (as_of, index_symbol).
+-- Key: (as_of, quote_time, index_symbol).
 CREATE TABLE correlation (
     as_of             DATE NOT NULL,
+    quote_time        TIMESTAMP NOT NULL,
     index_symbol      VARCHAR NOT NULL,
     basis             VARCHAR NOT NULL,       -- 'chains' (from vol_metrics) or 'iv_history' (backfilled)
     implied_corr      DOUBLE,

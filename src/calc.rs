@@ -253,6 +253,8 @@ pub struct CalcSummary {
 
 /// Run the calculator on CSV text; returns the output CSV bytes.
 pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcError> {
+    // Excel's "CSV UTF-8" starts with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines();
     let header = lines.next().ok_or_else(|| CalcError::Input {
         file: file.into(),

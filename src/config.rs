@@ -171,6 +171,19 @@ impl Config {
         }
     }
 
+    /// A path named in the configuration: relative paths are relative to the folder
+    /// that holds the configuration folder (the project folder: `jobs/`'s parent).
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.dir.parent() {
+            Some(root) => root.join(p),
+            None => p.to_path_buf(),
+        }
+    }
+
     /// A short, stable hash of the desk file and a job's file, recorded with each run so
     /// that a change of configuration is visible in `job_runs`.
     pub fn hash_with(&self, job_text: &str) -> String {

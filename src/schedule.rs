@@ -43,11 +43,11 @@ fn parse_duration(s: &str) -> Option<i64> {
         } else {
             let n: i64 = num.parse().ok()?;
             num.clear();
-            total += match c {
-                'h' => n * 60,
+            total = total.checked_add(match c {
+                'h' => n.checked_mul(60)?,
                 'm' => n,
                 _ => return None,
-            };
+            })?;
             any = true;
         }
     }
@@ -67,14 +67,14 @@ impl TimeSpec {
                         offset_minutes: 0,
                     });
                 }
-                let (sign, dur) = match rest.split_at(1) {
-                    ("+", d) => (1, d.trim()),
-                    ("-", d) => (-1, d.trim()),
-                    _ => {
-                        return Err(format!(
-                            "expected {word}+<n>m or {word}-<n>m, e.g. {word}+5m"
-                        ))
-                    }
+                let (sign, dur) = if let Some(d) = rest.strip_prefix('+') {
+                    (1, d.trim())
+                } else if let Some(d) = rest.strip_prefix('-') {
+                    (-1, d.trim())
+                } else {
+                    return Err(format!(
+                        "expected {word}+<n>m or {word}-<n>m with an ASCII + or -, e.g. {word}+5m"
+                    ));
                 };
                 let m = parse_duration(dur)
                     .ok_or_else(|| format!("'{dur}' is not a duration like 5m, 2h or 1h30m"))?;
@@ -161,6 +161,40 @@ impl std::fmt::Display for TimeSpec {
             TimeSpec::Cron { expr, .. } => write!(f, "cron {expr}"),
         }
     }
+}
+
+/// The New York time of a session's snapshot for a run: the intraday `slot` when
+/// given (it must fall within the session), else the session's daily time from
+/// `schedule.daily` — so `run daily --as-of D` by hand reproduces the scheduled run.
+pub fn snapshot_time(
+    config: &Config,
+    date: NaiveDate,
+    slot: Option<NaiveTime>,
+) -> Result<NaiveDateTime, String> {
+    let session = calendar::session(date)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{date} is not an NYSE session"))?;
+    let time = match slot {
+        Some(t) if t < session.open || t > session.close => {
+            return Err(format!(
+                "slot {} is outside the session of {date} ({}–{} New York)",
+                t.format("%H:%M"),
+                session.open.format("%H:%M"),
+                session.close.format("%H:%M")
+            ))
+        }
+        Some(t) => t,
+        None => {
+            let spec = TimeSpec::parse(&config.desk.schedule.daily)?;
+            *spec.times_on(&session).first().ok_or_else(|| {
+                format!(
+                    "schedule.daily = \"{}\" does not fire on {date}; run with --slot HH:MM",
+                    config.desk.schedule.daily
+                )
+            })?
+        }
+    };
+    Ok(date.and_time(time))
 }
 
 /// What a schedule entry runs.
@@ -441,7 +475,15 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused() {
-        for s in ["open+", "open*5m", "noon", "close-5x", "61 9 * * *"] {
+        for s in [
+            "open+",
+            "open*5m",
+            "noon",
+            "close-5x",
+            "61 9 * * *",
+            "close\u{2212}30m",
+            "open+99999999999999999h",
+        ] {
             assert!(TimeSpec::parse(s).is_err(), "{s}");
         }
     }

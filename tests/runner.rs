@@ -327,3 +327,87 @@ fn a_failed_job_fails_the_run_with_its_reason() {
         1
     );
 }
+
+#[test]
+fn a_dry_run_of_the_pipeline_sees_each_jobs_output_and_keeps_none() {
+    let desk = Desk::new();
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2025-03-14", "--dry-run"]);
+    let jobs = optdesk::jobs::JOBS.len();
+    assert_eq!(
+        out.matches("dry run, nothing written").count(),
+        jobs,
+        "every job ran: {out}"
+    );
+    for table in [
+        "option_quotes",
+        "underlying_bars",
+        "option_analytics",
+        "vol_metrics",
+        "correlation",
+    ] {
+        assert_eq!(
+            desk.count(&format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM job_runs WHERE dry_run AND status = 'ok' AND rows_written > 0"
+        ),
+        jobs as i64
+    );
+}
+
+#[test]
+fn an_intraday_slot_keeps_the_daily_snapshot() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    let daily = desk.fingerprint(false);
+    for job in ["fetch_chains", "compute_vol", "correlation"] {
+        desk.run_ok(&[
+            "job",
+            "run",
+            job,
+            "--as-of",
+            "2025-03-14",
+            "--slot",
+            "15:30",
+        ]);
+    }
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT quote_time) FROM option_quotes"),
+        2
+    );
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT quote_time) FROM vol_metrics"),
+        2
+    );
+    // The 09:35 rows are untouched.
+    let c = desk.open();
+    let n_daily: i64 = c
+        .query_row(
+            "SELECT count(*) FROM option_analytics WHERE quote_time = TIMESTAMP '2025-03-14 09:35:00'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(c);
+    let before = daily.iter().find(|t| t.0 == "option_analytics").unwrap().1;
+    assert_eq!(n_daily, before);
+    let o = desk.run(&[
+        "job",
+        "run",
+        "fetch_chains",
+        "--as-of",
+        "2025-03-14",
+        "--slot",
+        "08:00",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("outside the session"),
+        "{}",
+        common::stderr(&o)
+    );
+}

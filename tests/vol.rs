@@ -142,7 +142,7 @@ fn compute_vol_without_chains_fails_with_the_reason() {
     let o = desk.run(&["job", "run", "compute_vol", "--as-of", "2025-03-14"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("run fetch_chains for this session first"),
+        stderr(&o).contains("run fetch_chains for this session (and slot) first"),
         "{}",
         stderr(&o)
     );

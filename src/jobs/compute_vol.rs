@@ -17,7 +17,7 @@ use crate::pricing::bsm::BsmInputs;
 use crate::pricing::hv::{self, Ohlc};
 use crate::pricing::iv::implied_vol;
 use crate::pricing::surface::{self, SmilePoint};
-use crate::pricing::{is_am_settled, years_to_settlement};
+use crate::pricing::{is_am_settled, settlement_time, years_to_settlement};
 use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::params;
 use rayon::prelude::*;
@@ -172,9 +172,9 @@ pub fn analyse(
 
 fn load_underlyings(ctx: &JobContext) -> Result<HashMap<String, Underlying>, JobError> {
     let mut stmt = ctx.conn.prepare(
-        "SELECT symbol, price::DOUBLE, rate, div_yield, quote_time FROM underlying_quotes WHERE as_of = ?",
+        "SELECT symbol, price::DOUBLE, rate, div_yield, quote_time FROM underlying_quotes WHERE as_of = ? AND quote_time = ?",
     )?;
-    let rows = stmt.query_map(params![ctx.as_of], |r| {
+    let rows = stmt.query_map(params![ctx.as_of, ctx.quote_time], |r| {
         Ok((
             r.get::<_, String>(0)?,
             Underlying {
@@ -191,9 +191,9 @@ fn load_underlyings(ctx: &JobContext) -> Result<HashMap<String, Underlying>, Job
 fn load_quotes(ctx: &JobContext) -> Result<Vec<QuoteRow>, JobError> {
     let mut stmt = ctx.conn.prepare(
         "SELECT contract, underlying, root, expiry, strike::DOUBLE, put_call, settlement, bid::DOUBLE, ask::DOUBLE
-         FROM option_quotes WHERE as_of = ? ORDER BY underlying, expiry, strike, put_call",
+         FROM option_quotes WHERE as_of = ? AND quote_time = ? ORDER BY underlying, expiry, strike, put_call",
     )?;
-    let rows = stmt.query_map(params![ctx.as_of], |r| {
+    let rows = stmt.query_map(params![ctx.as_of, ctx.quote_time], |r| {
         let underlying: String = r.get(1)?;
         let root: String = r.get(2)?;
         let settlement: String = r.get(6)?;
@@ -245,16 +245,17 @@ fn load_bars(ctx: &JobContext, sessions: usize) -> Result<HashMap<String, Vec<Oh
     Ok(out)
 }
 
-/// ATM-IV history of the `n` sessions before `as_of`: this job's own earlier output,
-/// and the source's history where the store has no vol_metrics row.
+/// ATM-IV history of the `n` sessions before `as_of`: this job's own earlier output
+/// (the first snapshot of each day), and the source's history where the store has no
+/// vol_metrics row for that day.
 fn load_iv_history(ctx: &JobContext, n: usize) -> Result<HashMap<String, Vec<f64>>, JobError> {
     let window = calendar::sessions_before(ctx.as_of, n);
     let Some(from) = window.first() else {
         return Ok(HashMap::new());
     };
     let mut stmt = ctx.conn.prepare(
-        "WITH own AS (SELECT as_of AS date, symbol, atm_iv_30d FROM vol_metrics
-                      WHERE as_of >= ? AND as_of < ? AND atm_iv_30d IS NOT NULL),
+        "WITH own AS (SELECT as_of AS date, symbol, arg_min(atm_iv_30d, quote_time) AS atm_iv_30d FROM vol_metrics
+                      WHERE as_of >= ? AND as_of < ? AND atm_iv_30d IS NOT NULL GROUP BY ALL),
               src AS (SELECT date, symbol, atm_iv_30d FROM iv_history h
                       WHERE date >= ? AND date < ?
                         AND NOT EXISTS (SELECT 1 FROM own o WHERE o.date = h.date AND o.symbol = h.symbol))
@@ -277,15 +278,16 @@ impl Job for ComputeVol {
         let unds = load_underlyings(ctx)?;
         if unds.is_empty() {
             return Err(JobError::Failed(format!(
-                "no underlying quotes for {}: run fetch_chains for this session first",
-                ctx.as_of
+                "no underlying quotes for {} at {}: run fetch_chains for this session (and slot) first",
+                ctx.as_of,
+                ctx.quote_time.format("%H:%M")
             )));
         }
         let quotes = load_quotes(ctx)?;
         for t in ["option_analytics", "vol_metrics", "expected_moves"] {
             conn.execute(
-                &format!("DELETE FROM {t} WHERE as_of = ?"),
-                params![ctx.as_of],
+                &format!("DELETE FROM {t} WHERE as_of = ? AND quote_time = ?"),
+                params![ctx.as_of, ctx.quote_time],
             )?;
         }
 
@@ -294,6 +296,16 @@ impl Job for ComputeVol {
             .par_iter()
             .map(|q| {
                 let u = unds.get(&q.underlying)?;
+                if u.quote_time >= settlement_time(q.expiry, q.am) {
+                    return Some(Analytics {
+                        t_years: 0.0,
+                        forward: u.price,
+                        mid: None,
+                        iv: None,
+                        greeks: None,
+                        note: Some("expired (quoted at or after settlement)".into()),
+                    });
+                }
                 let t = years_to_settlement(u.quote_time, q.expiry, q.am);
                 Some(analyse(
                     q.right,
@@ -314,6 +326,7 @@ impl Job for ComputeVol {
             let g = a.greeks;
             app.append_row(params![
                 ctx.as_of,
+                ctx.quote_time,
                 q.contract,
                 q.underlying,
                 q.expiry,
@@ -371,6 +384,7 @@ impl Job for ComputeVol {
                 .filter_map(|(q, a)| {
                     Some(SmilePoint {
                         expiry: q.expiry,
+                        am_settled: q.am,
                         t_years: a.t_years,
                         forward: a.forward,
                         strike: q.strike,
@@ -392,7 +406,7 @@ impl Job for ComputeVol {
             let skew = e30.and_then(|e| {
                 let pts: Vec<SmilePoint> = points
                     .iter()
-                    .filter(|p| p.expiry == e.expiry)
+                    .filter(|p| p.expiry == e.expiry && p.am_settled == e.am_settled)
                     .copied()
                     .collect();
                 surface::skew_25_delta(&pts)
@@ -401,10 +415,11 @@ impl Job for ComputeVol {
                 // The straddle uses every two-sided mid at the ATM strike.
                 let all: Vec<SmilePoint> = contracts
                     .iter()
-                    .filter(|(q, _)| q.expiry == a.expiry)
+                    .filter(|(q, _)| q.expiry == a.expiry && q.am == a.am_settled)
                     .filter_map(|(q, x)| {
                         Some(SmilePoint {
                             expiry: q.expiry,
+                            am_settled: q.am,
                             t_years: x.t_years,
                             forward: x.forward,
                             strike: q.strike,
@@ -417,8 +432,10 @@ impl Job for ComputeVol {
                     .collect();
                 mapp.append_row(params![
                     ctx.as_of,
+                    ctx.quote_time,
                     sym,
                     a.expiry,
+                    a.am_settled,
                     (a.expiry - ctx.as_of).num_days(),
                     a.t_years,
                     u.price,
@@ -479,6 +496,7 @@ impl Job for ComputeVol {
         for (sym, spot, atm30, atm90, h, rank, nhist, skew, n, n_iv, note) in metric_rows {
             vapp.append_row(params![
                 ctx.as_of,
+                ctx.quote_time,
                 sym,
                 spot,
                 atm30,

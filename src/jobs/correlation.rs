@@ -17,7 +17,6 @@ use chrono::NaiveDate;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 pub const DEF: JobDef = JobDef {
     name: "correlation",
@@ -85,8 +84,10 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             p.realized_sessions
         )));
     }
-    let weights = load_weights(&PathBuf::from(&p.weights_file))
-        .map_err(|e| bad(format!("params.weights_file: {e}")))?;
+    let path = config.resolve(&p.weights_file);
+    let (weights, weights_from) =
+        load_weights(&path, p.weights_file == Params::default().weights_file)
+            .map_err(|e| bad(format!("params.weights_file: {e}")))?;
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
@@ -95,18 +96,28 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         job: Box::new(Correlation {
             params: file.params,
             weights,
+            weights_from,
         }),
     })
 }
 
 /// Read (symbol, weight) from a weights CSV; `#` lines are comments. The default file
-/// is compiled in, so it is used when the path does not exist and is the default.
-pub fn load_weights(path: &std::path::Path) -> Result<Vec<(String, f64)>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(_) if path == std::path::Path::new(Params::default().weights_file.as_str()) => {
-            crate::sources::sim::universe::QQQ_WEIGHTS_CSV.to_string()
-        }
+/// is compiled in too, and that copy is used (and named) only when the default path
+/// does not exist. Returns the weights and where they came from.
+pub fn load_weights(
+    path: &std::path::Path,
+    is_default: bool,
+) -> Result<(Vec<(String, f64)>, String), String> {
+    let (text, from) = match std::fs::read_to_string(path) {
+        Ok(t) => (t, path.display().to_string()),
+        Err(e) if is_default && e.kind() == std::io::ErrorKind::NotFound => (
+            crate::sources::sim::universe::QQQ_WEIGHTS_CSV.to_string(),
+            format!(
+                "built-in copy of {} ({} not found)",
+                Params::default().weights_file,
+                path.display()
+            ),
+        ),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let mut lines = text
@@ -150,16 +161,19 @@ pub fn load_weights(path: &std::path::Path) -> Result<Vec<(String, f64)>, String
         out.push((sym.to_string(), w / 100.0));
     }
     out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(out)
+    Ok((out, from))
 }
 
 pub struct Correlation {
     pub params: Params,
     pub weights: Vec<(String, f64)>,
+    /// Where the weights came from (a file, or the built-in copy), for the summary.
+    pub weights_from: String,
 }
 
 /// Implied correlation from a map of symbol → ATM IV; `Err(reason)` when undefined.
 fn implied_from(
+    what: &str,
     index_iv: Option<f64>,
     ivs: &HashMap<String, f64>,
     weights: &[(String, f64)],
@@ -176,12 +190,12 @@ fn implied_from(
         .collect();
     let n = comps.len();
     let Some(index_iv) = index_iv else {
-        return (Err(format!("no ATM IV for the index {}", p.index)), n);
+        return (Err(format!("no {what} for the index {}", p.index)), n);
     };
     if n < p.min_components {
         return (
             Err(format!(
-                "only {n} components with a valid IV (at least {} needed)",
+                "only {n} components with a valid {what} (at least {} needed)",
                 p.min_components
             )),
             n,
@@ -231,8 +245,8 @@ impl Correlation {
             .iter()
             .filter_map(|(s, _)| vol(s).map(|v| (s.clone(), v)))
             .collect();
-        let (r, _) = implied_from(vol(&p.index), &vols, &self.weights, p);
-        Ok(r.map_err(|e| format!("realized: {e} ({n} sessions of bars needed)")))
+        let (r, _) = implied_from("realized vol", vol(&p.index), &vols, &self.weights, p);
+        Ok(r.map_err(|e| format!("realized: {e} ({} sessions of bars needed)", n + 1)))
     }
 }
 
@@ -241,16 +255,16 @@ impl Job for Correlation {
         let p = &self.params;
         let conn = ctx.conn;
         conn.execute(
-            "DELETE FROM correlation WHERE as_of = ? AND index_symbol = ?",
-            params![ctx.as_of, p.index],
+            "DELETE FROM correlation WHERE as_of = ? AND quote_time = ? AND index_symbol = ?",
+            params![ctx.as_of, ctx.quote_time, p.index],
         )?;
 
         // Today, from compute_vol's ATM IVs.
         let mut ivs: HashMap<String, f64> = HashMap::new();
         let mut stmt = conn.prepare(
-            "SELECT symbol, atm_iv_30d FROM vol_metrics WHERE as_of = ? AND atm_iv_30d IS NOT NULL",
+            "SELECT symbol, atm_iv_30d FROM vol_metrics WHERE as_of = ? AND quote_time = ? AND atm_iv_30d IS NOT NULL",
         )?;
-        for r in stmt.query_map(params![ctx.as_of], |r| {
+        for r in stmt.query_map(params![ctx.as_of, ctx.quote_time], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
         })? {
             let (s, v) = r?;
@@ -263,14 +277,18 @@ impl Job for Correlation {
             )));
         }
         let index_iv = ivs.get(&p.index).copied();
-        let (implied, n) = implied_from(index_iv, &ivs, &self.weights, p);
+        let (implied, n) = implied_from("30-day ATM IV", index_iv, &ivs, &self.weights, p);
 
         // History: earlier rows, and backfill of missing sessions from iv_history.
         let window = calendar::sessions_before(ctx.as_of, p.zscore_sessions);
         let mut rows = 0u64;
         let mut have: HashMap<NaiveDate, Option<f64>> = HashMap::new();
         if let Some(from) = window.first() {
-            let mut s = conn.prepare("SELECT as_of, implied_corr FROM correlation WHERE index_symbol = ? AND as_of >= ? AND as_of < ?")?;
+            // One value per session: its first snapshot's.
+            let mut s = conn.prepare(
+                "SELECT as_of, arg_min(implied_corr, quote_time) FROM correlation
+                 WHERE index_symbol = ? AND as_of >= ? AND as_of < ? GROUP BY as_of",
+            )?;
             for r in s.query_map(params![p.index, from, ctx.as_of], |r| {
                 Ok((r.get::<_, NaiveDate>(0)?, r.get::<_, Option<f64>>(1)?))
             })? {
@@ -299,10 +317,16 @@ impl Job for Correlation {
                 }
                 for d in missing {
                     let Some(day) = by_date.get(&d) else { continue };
-                    let (r, n) = implied_from(day.get(&p.index).copied(), day, &self.weights, p);
+                    let (r, n) = implied_from(
+                        "30-day ATM IV",
+                        day.get(&p.index).copied(),
+                        day,
+                        &self.weights,
+                        p,
+                    );
                     conn.execute(
-                        "INSERT INTO correlation VALUES (?, ?, 'iv_history', ?, NULL, ?, ?, 0, NULL, NULL, NULL, ?, ?)",
-                        params![d, p.index, r.as_ref().ok(), n as i32, p.zscore_sessions as i32, r.as_ref().err(), ctx.run_id],
+                        "INSERT INTO correlation VALUES (?, ?, ?, 'iv_history', ?, NULL, ?, ?, 0, NULL, NULL, NULL, ?, ?)",
+                        params![d, d.and_time(ctx.quote_time.time()), p.index, r.as_ref().ok(), n as i32, p.zscore_sessions as i32, r.as_ref().err(), ctx.run_id],
                     )?;
                     have.insert(d, r.ok());
                     rows += 1;
@@ -336,9 +360,10 @@ impl Job for Correlation {
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));
         conn.execute(
-            "INSERT INTO correlation VALUES (?, ?, 'chains', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO correlation VALUES (?, ?, ?, 'chains', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params![
                 ctx.as_of,
+                ctx.quote_time,
                 p.index,
                 implied.as_ref().ok(),
                 realized.as_ref().ok(),
@@ -355,10 +380,11 @@ impl Job for Correlation {
         rows += 1;
         let fmt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into());
         let mut summary = format!(
-            "{}: implied {} ({} components), realized {}, Z {}",
+            "{}: implied {} ({} components, weights from {}), realized {}, Z {}",
             p.index,
             fmt(implied.as_ref().ok().copied()),
             n,
+            self.weights_from,
             fmt(realized.as_ref().ok().copied()),
             z.map(|z| format!("{:+.2}", z.2))
                 .unwrap_or_else(|| "n/a".into())
@@ -388,11 +414,11 @@ mod tests {
         let p = Params::default();
         let weights: Vec<(String, f64)> = (0..30).map(|i| (format!("S{i}"), 0.02)).collect();
         let ivs: HashMap<String, f64> = (0..19).map(|i| (format!("S{i}"), 0.3)).collect();
-        let (r, n) = implied_from(Some(0.25), &ivs, &weights, &p);
+        let (r, n) = implied_from("IV", Some(0.25), &ivs, &weights, &p);
         assert_eq!(n, 19);
         assert!(r.unwrap_err().contains("only 19 components"));
         let ivs: HashMap<String, f64> = (0..20).map(|i| (format!("S{i}"), 0.3)).collect();
-        let (r, _) = implied_from(Some(0.3), &ivs, &weights, &p);
+        let (r, _) = implied_from("IV", Some(0.3), &ivs, &weights, &p);
         assert!(
             (r.unwrap() - 1.0).abs() < 1e-12,
             "all at 0.3 and the index at 0.3: ρ = 1"
@@ -404,9 +430,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("w.csv");
         std::fs::write(&f, "symbol,weight_pct\nAAPL,8.9\nMSFT,abc\n").unwrap();
-        let e = load_weights(&f).unwrap_err();
+        let e = load_weights(&f, false).unwrap_err();
         assert!(e.contains("line 3") && e.contains("weight_pct"), "{e}");
-        let w = load_weights(std::path::Path::new("data/qqq_top50_weights.csv")).unwrap();
+        let (w, from) =
+            load_weights(std::path::Path::new("data/qqq_top50_weights.csv"), true).unwrap();
+        assert!(from.contains("qqq_top50_weights.csv"), "{from}");
+        let missing = dir.path().join("nope.csv");
+        assert!(load_weights(&missing, false)
+            .unwrap_err()
+            .contains("cannot read"));
+        assert!(load_weights(&missing, true)
+            .unwrap()
+            .1
+            .contains("built-in copy"));
         assert_eq!(w.len(), 50);
         assert_eq!(w[0].0, "AAPL");
     }

@@ -11,7 +11,6 @@ use super::{failpoint, Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::calendar;
 use crate::config::{Config, ConfigError, JobFile};
 use crate::model::{DailyBar, OptionQuote, Settlement};
-use crate::schedule::TimeSpec;
 use crate::sources::{self, MarketData, UnderlyingQuote};
 use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::{params, Connection};
@@ -42,8 +41,6 @@ pub struct Params {
     /// Sessions of daily bars and ATM-IV history kept available for later jobs
     /// (historical vol, IV rank, Z-scores); missing sessions are backfilled.
     pub history_sessions: u32,
-    /// When the daily run snapshots the chain (session-relative, New York).
-    pub snapshot: String,
 }
 
 impl Default for Params {
@@ -52,7 +49,6 @@ impl Default for Params {
             symbols: Vec::new(),
             max_expiry_days: 400,
             history_sessions: 260,
-            snapshot: "open+5m".into(),
         }
     }
 }
@@ -74,15 +70,6 @@ impl Params {
                 "params.history_sessions = {}: expected at most 5000 sessions",
                 self.history_sessions
             )));
-        }
-        match TimeSpec::parse(&self.snapshot) {
-            Ok(TimeSpec::Session { .. }) => {}
-            _ => {
-                return Err(bad(format!(
-                    "params.snapshot = \"{}\": expected a session-relative time like open+5m or close-15m",
-                    self.snapshot
-                )))
-            }
         }
         for s in &self.symbols {
             if s.is_empty()
@@ -126,27 +113,6 @@ impl Job for FetchChains {
     }
 }
 
-/// The snapshot time for a run: the slot when given, else the configured daily time.
-pub fn quote_time(
-    params: &Params,
-    as_of: NaiveDate,
-    slot: Option<chrono::NaiveTime>,
-) -> Result<NaiveDateTime, JobError> {
-    let session = calendar::session(as_of)
-        .map_err(|e| JobError::Failed(e.to_string()))?
-        .ok_or_else(|| JobError::Failed(format!("{as_of} is not an NYSE session")))?;
-    let time = match slot {
-        Some(s) => s,
-        None => TimeSpec::parse(&params.snapshot)
-            .map_err(JobError::Failed)?
-            .times_on(&session)
-            .first()
-            .copied()
-            .ok_or_else(|| JobError::Failed("snapshot time does not fall on the session".into()))?,
-    };
-    Ok(as_of.and_time(time))
-}
-
 pub fn run_with_source(
     params: &Params,
     source: &dyn MarketData,
@@ -159,14 +125,15 @@ pub fn run_with_source(
     } else {
         params.symbols.clone()
     };
-    let qt = quote_time(params, as_of, ctx.slot)?;
+    let qt = ctx.quote_time;
     let snap = source.snapshot(qt, &symbols, params.max_expiry_days)?;
 
-    // The day's quotes replace any earlier run's for the same session.
+    // This snapshot's quotes replace an earlier run's of the same snapshot; other
+    // snapshots of the day (intraday slots) are left alone.
     for table in ["option_quotes", "underlying_quotes", "quote_rejects"] {
         conn.execute(
-            &format!("DELETE FROM {table} WHERE as_of = ?"),
-            params![as_of],
+            &format!("DELETE FROM {table} WHERE as_of = ? AND quote_time = ?"),
+            params![as_of, qt],
         )?;
     }
     let (good, rejects): (Vec<&OptionQuote>, Vec<(&OptionQuote, String)>) = {
@@ -191,9 +158,10 @@ pub fn run_with_source(
     )?;
     for (q, why) in &rejects {
         conn.execute(
-            "INSERT INTO quote_rejects VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO quote_rejects VALUES (?, ?, ?, ?, ?, ?, ?)",
             params![
                 as_of,
+                qt,
                 q.underlying,
                 q.contract(),
                 why,
@@ -213,7 +181,11 @@ pub fn run_with_source(
     if qt.time() >= session.close {
         window.push(as_of);
     }
-    let latest = *window.last().expect("window has at least one session");
+    let Some(&latest) = window.last() else {
+        return Err(JobError::Failed(format!(
+            "{as_of} is the first session of the calendar: there is no earlier session to take bars from"
+        )));
+    };
     let bars = sync_bars(conn, source, &symbols, &window, latest, ctx.run_id)?;
     rows += bars.rows;
 
@@ -387,18 +359,21 @@ fn sync_bars(
     run_id: i64,
 ) -> Result<SyncResult, JobError> {
     let from = window[0];
-    // The latest session's bar is this run's own output: replace it.
-    let mut del = conn.prepare("DELETE FROM underlying_bars WHERE date = ? AND symbol = ?")?;
-    for s in symbols {
-        del.execute(params![latest, s])?;
-    }
-    let have = existing_pairs(conn, "underlying_bars", symbols, from, latest)?;
+    let mut have = existing_pairs(conn, "underlying_bars", symbols, from, latest)?;
+    // The latest session's bar is this run's own output: fetch it again, and replace a
+    // stored one only when the source sends its replacement.
     let missing_dates: Vec<NaiveDate> = window
         .iter()
         .copied()
-        .filter(|d| symbols.iter().any(|s| !have.contains(&(*d, s.clone()))))
+        .filter(|d| *d == latest || symbols.iter().any(|s| !have.contains(&(*d, s.clone()))))
         .collect();
     let fetched: Vec<DailyBar> = source.daily_bars(symbols, &missing_dates)?;
+    let mut del = conn.prepare("DELETE FROM underlying_bars WHERE date = ? AND symbol = ?")?;
+    for b in fetched.iter().filter(|b| b.date == latest) {
+        if have.remove(&(b.date, b.symbol.clone())) {
+            del.execute(params![b.date, b.symbol])?;
+        }
+    }
     let mut app = conn.appender("underlying_bars")?;
     let mut rows = 0u64;
     let mut filled: BTreeMap<NaiveDate, u64> = BTreeMap::new();
@@ -431,17 +406,29 @@ fn sync_bars(
         (Some(a), Some(b)) => Some((*a, *b, filled_symbols.len(), filled.values().sum())),
         _ => None,
     };
-    let got_dates: BTreeSet<NaiveDate> = fetched
+    // Coverage per symbol: a symbol the source gave fewer bars for is named.
+    let mut per_symbol: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (_, s) in &have {
+        *per_symbol.entry(s.as_str()).or_default() += 1;
+    }
+    for b in &fetched {
+        *per_symbol.entry(b.symbol.as_str()).or_default() += 1;
+    }
+    let short: Vec<String> = symbols
         .iter()
-        .map(|b| b.date)
-        .chain(have.iter().map(|p| p.0))
+        .filter(|s| per_symbol.get(s.as_str()).copied().unwrap_or(0) < window.len())
+        .map(|s| format!("{s} ({})", per_symbol.get(s.as_str()).copied().unwrap_or(0)))
         .collect();
-    let short_history = (got_dates.len() < window.len()).then(|| {
+    let short_history = (!short.is_empty()).then(|| {
+        let shown: Vec<&str> = short.iter().take(5).map(|s| s.as_str()).collect();
         format!(
-            "only {} of the {} sessions of bar history requested are available from {}",
-            got_dates.len(),
+            "{} of {} symbols have fewer than the {} sessions of bars requested from {}: {}{}",
+            short.len(),
+            symbols.len(),
             window.len(),
-            source.name()
+            source.name(),
+            shown.join(", "),
+            if short.len() > 5 { ", ..." } else { "" }
         )
     });
     Ok(SyncResult {
@@ -536,11 +523,6 @@ mod tests {
             ..Params::default()
         };
         assert!(p.validate("f").unwrap_err().to_string().contains("'spy'"));
-        let p = Params {
-            snapshot: "0 35 9 * * *".into(),
-            ..Params::default()
-        };
-        assert!(p.validate("f").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod fetch_chains;
 
 use crate::config::{Config, ConfigError};
 use crate::store::{Store, StoreError};
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use duckdb::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -24,6 +24,9 @@ pub struct JobContext<'a> {
     pub as_of: NaiveDate,
     /// Intraday slot (New York time); `None` for the daily run.
     pub slot: Option<NaiveTime>,
+    /// The snapshot this run reads and writes (New York local): the slot, or the
+    /// session's daily time. With `as_of`, the key of every market-data table.
+    pub quote_time: NaiveDateTime,
     pub run_id: i64,
     pub config: &'a Config,
     pub dry_run: bool,
@@ -277,6 +280,10 @@ pub fn run_one(
     p: &Prepared,
     req: &RunRequest,
 ) -> Result<RunRecord, StoreError> {
+    if req.dry_run {
+        let recs = run_dry_sequence(store, config, std::slice::from_ref(p), req, |_| {})?;
+        return Ok(recs.into_iter().next().expect("one job, one record"));
+    }
     let name = p.def.name;
     if !p.enabled {
         let reason = format!(
@@ -288,6 +295,22 @@ pub fn run_one(
     let conn = &store.conn;
     let started = Utc::now().naive_utc();
     let clock = Instant::now();
+    let quote_time = match crate::schedule::snapshot_time(config, req.as_of, req.slot) {
+        Ok(t) => t,
+        Err(msg) => {
+            let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
+            return Ok(RunRecord {
+                run_id: id,
+                job: name,
+                as_of: req.as_of,
+                status: Status::Failed,
+                rows_written: 0,
+                message: msg,
+                seconds: clock.elapsed().as_secs_f64(),
+                dry_run: req.dry_run,
+            });
+        }
+    };
     conn.execute_batch("BEGIN TRANSACTION")?;
     let run_id = match next_run_id(conn) {
         Ok(id) => id,
@@ -300,6 +323,7 @@ pub fn run_one(
         conn,
         as_of: req.as_of,
         slot: req.slot,
+        quote_time,
         run_id,
         config,
         dry_run: req.dry_run,
@@ -327,7 +351,7 @@ pub fn run_one(
         dry_run: req.dry_run,
     };
     match outcome {
-        Ok(out) if !req.dry_run => {
+        Ok(out) => {
             let committed = insert_run(
                 conn,
                 run_id,
@@ -349,30 +373,10 @@ pub fn run_one(
                         "could not commit: {}",
                         crate::store::one_line(&e.to_string())
                     );
-                    record_failure(store, name, req, started, &msg, &p.config_hash)?;
-                    Ok(record(Status::Failed, 0, msg, run_id))
+                    let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
+                    Ok(record(Status::Failed, 0, msg, id))
                 }
             }
-        }
-        Ok(out) => {
-            // Dry run: the output is computed and counted, then rolled back.
-            conn.execute_batch("ROLLBACK")?;
-            let msg = format!("dry run, nothing written: {}", out.summary);
-            conn.execute_batch("BEGIN TRANSACTION")?;
-            insert_run(
-                conn,
-                run_id,
-                name,
-                req,
-                started,
-                Status::Ok,
-                out.rows_written,
-                &msg,
-                &p.config_hash,
-                true,
-            )?;
-            conn.execute_batch("COMMIT")?;
-            Ok(record(Status::Ok, out.rows_written, msg, run_id))
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -429,6 +433,9 @@ pub fn run_sequence(
     req: &RunRequest,
     mut on_record: impl FnMut(&RunRecord),
 ) -> Result<Vec<RunRecord>, StoreError> {
+    if req.dry_run {
+        return run_dry_sequence(store, config, jobs, req, on_record);
+    }
     let mut out: Vec<RunRecord> = Vec::new();
     let mut failed: Option<(String, String)> = None;
     for p in jobs {
@@ -442,6 +449,125 @@ pub fn run_sequence(
         if rec.status == Status::Failed && failed.is_none() {
             failed = Some((rec.job.to_string(), rec.message.clone()));
         }
+        on_record(&rec);
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// A dry run of jobs in order: all of them run inside one transaction (so each sees
+/// what the ones before it would have written), which is rolled back once at the end;
+/// then each job's `job_runs` row is recorded with `dry_run = true`.
+fn run_dry_sequence(
+    store: &Store,
+    config: &Config,
+    jobs: &[Prepared],
+    req: &RunRequest,
+    mut on_record: impl FnMut(&RunRecord),
+) -> Result<Vec<RunRecord>, StoreError> {
+    let conn = &store.conn;
+    let first_id = next_run_id(conn)?;
+    let mut results: Vec<(
+        &'static str,
+        String,
+        Status,
+        u64,
+        String,
+        f64,
+        chrono::NaiveDateTime,
+    )> = Vec::new();
+    let mut failed: Option<(String, String)> = None;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    for (i, p) in jobs.iter().enumerate() {
+        let started = Utc::now().naive_utc();
+        let clock = Instant::now();
+        let name = p.def.name;
+        let (status, rows, msg) = if let Some((job, why)) = &failed {
+            (
+                Status::Skipped,
+                0,
+                format!("skipped: {job} failed earlier in this run ({why})"),
+            )
+        } else if !p.enabled {
+            (
+                Status::Skipped,
+                0,
+                format!(
+                    "disabled in {}/{name}.toml (enabled = false)",
+                    config.dir.display()
+                ),
+            )
+        } else {
+            match crate::schedule::snapshot_time(config, req.as_of, req.slot) {
+                Err(msg) => (Status::Failed, 0, msg),
+                Ok(quote_time) => {
+                    let ctx = JobContext {
+                        conn,
+                        as_of: req.as_of,
+                        slot: req.slot,
+                        quote_time,
+                        run_id: first_id + i as i64,
+                        config,
+                        dry_run: true,
+                    };
+                    match catch_unwind(AssertUnwindSafe(|| p.job.run(&ctx))).unwrap_or_else(
+                        |panic| {
+                            Err(JobError::Failed(format!(
+                                "job panicked: {}",
+                                panic_message(panic)
+                            )))
+                        },
+                    ) {
+                        Ok(out) => (
+                            Status::Ok,
+                            out.rows_written,
+                            format!("dry run, nothing written: {}", out.summary),
+                        ),
+                        Err(e) => (Status::Failed, 0, crate::store::one_line(&e.to_string())),
+                    }
+                }
+            }
+        };
+        if status == Status::Failed {
+            failed = Some((name.to_string(), msg.clone()));
+        }
+        results.push((
+            name,
+            p.config_hash.clone(),
+            status,
+            rows,
+            msg,
+            clock.elapsed().as_secs_f64(),
+            started,
+        ));
+    }
+    conn.execute_batch("ROLLBACK")?;
+    let mut out = Vec::new();
+    for (name, hash, status, rows, msg, seconds, started) in results {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let id = match next_run_id(conn).and_then(|id| {
+            insert_run(
+                conn, id, name, req, started, status, rows, &msg, &hash, true,
+            )
+            .map(|_| id)
+        }) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        };
+        conn.execute_batch("COMMIT")?;
+        let rec = RunRecord {
+            run_id: id,
+            job: name,
+            as_of: req.as_of,
+            status,
+            rows_written: rows,
+            message: msg,
+            seconds,
+            dry_run: true,
+        };
         on_record(&rec);
         out.push(rec);
     }

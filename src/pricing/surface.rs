@@ -15,6 +15,9 @@ use chrono::NaiveDate;
 #[derive(Debug, Clone, Copy)]
 pub struct SmilePoint {
     pub expiry: NaiveDate,
+    /// AM-settled series (SPX monthlies) are a different series from the PM-settled
+    /// ones (SPXW) expiring the same day: other time to expiry, other forward.
+    pub am_settled: bool,
     pub t_years: f64,
     pub forward: f64,
     pub strike: f64,
@@ -28,20 +31,26 @@ pub struct SmilePoint {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExpiryAtm {
     pub expiry: NaiveDate,
+    pub am_settled: bool,
     pub t_years: f64,
     pub forward: f64,
     pub atm_iv: f64,
 }
 
-/// ATM IV per expiry, in expiry order. `points` may be in any order; those of one
-/// expiry must share its forward.
+/// ATM IV per series (expiry, AM/PM settlement), in time order. `points` may be in
+/// any order; those of one series must share its forward.
 pub fn atm_by_expiry(points: &[SmilePoint]) -> Vec<ExpiryAtm> {
-    let mut expiries: Vec<NaiveDate> = points.iter().map(|p| p.expiry).collect();
-    expiries.sort();
-    expiries.dedup();
+    let mut series: Vec<(NaiveDate, bool)> =
+        points.iter().map(|p| (p.expiry, !p.am_settled)).collect();
+    series.sort();
+    series.dedup();
     let mut out = Vec::new();
-    for e in expiries {
-        let pts: Vec<&SmilePoint> = points.iter().filter(|p| p.expiry == e).collect();
+    for (e, pm) in series {
+        let am = !pm;
+        let pts: Vec<&SmilePoint> = points
+            .iter()
+            .filter(|p| p.expiry == e && p.am_settled == am)
+            .collect();
         let f = pts[0].forward;
         let t = pts[0].t_years;
         // OTM side only: those prices carry the information (no early-exercise premium).
@@ -68,6 +77,7 @@ pub fn atm_by_expiry(points: &[SmilePoint]) -> Vec<ExpiryAtm> {
         if let Some(atm_iv) = atm {
             out.push(ExpiryAtm {
                 expiry: e,
+                am_settled: am,
                 t_years: t,
                 forward: f,
                 atm_iv,
@@ -171,6 +181,7 @@ mod tests {
     fn pt(e: &str, t: f64, k: f64, right: OptionRight, iv: f64) -> SmilePoint {
         SmilePoint {
             expiry: d(e),
+            am_settled: false,
             t_years: t,
             forward: 100.0,
             strike: k,
@@ -200,12 +211,14 @@ mod tests {
         let atm = [
             ExpiryAtm {
                 expiry: d("2025-04-04"),
+                am_settled: false,
                 t_years: 21.0 / 365.0,
                 forward: 100.0,
                 atm_iv: 0.20,
             },
             ExpiryAtm {
                 expiry: d("2025-04-25"),
+                am_settled: false,
                 t_years: 42.0 / 365.0,
                 forward: 100.0,
                 atm_iv: 0.25,

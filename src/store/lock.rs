@@ -42,7 +42,7 @@ impl WriteLock {
                         return Err(StoreError::Locked {
                             path: db.display().to_string(),
                             holder: read_holder(&path),
-                            waited_secs: timeout.as_secs(),
+                            waited_secs: started.elapsed().as_secs(),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(100));

@@ -70,6 +70,12 @@ pub enum StoreError {
         holder: String,
         waited_secs: u64,
     },
+    #[error("store {path} is open in another process (a writer, or a reader such as `optdesk sql` or the duckdb CLI): {holder}; waited {waited_secs} s (desk.lock_timeout_secs in jobs/desk.toml)")]
+    InUse {
+        path: String,
+        holder: String,
+        waited_secs: u64,
+    },
     #[error("store {path} was written by a newer optdesk (schema version {found}; this optdesk {version} knows up to {known}): upgrade optdesk or use another --db")]
     TooNew {
         path: String,
@@ -239,10 +245,10 @@ fn open_with_retry(
                     continue;
                 }
                 if busy {
-                    return Err(StoreError::Locked {
+                    return Err(StoreError::InUse {
                         path: path.display().to_string(),
                         holder: one_line(&msg),
-                        waited_secs: timeout.as_secs(),
+                        waited_secs: started.elapsed().as_secs(),
                     });
                 }
                 return Err(StoreError::Open {
