@@ -555,6 +555,32 @@ fn print_plan(ctx: &Ctx, from: chrono::DateTime<chrono_tz::Tz>, days: u32) -> Re
     Ok(true)
 }
 
+/// Record, for each job a firing would have run, that it was skipped and why.
+fn record_schedule_skip(
+    ctx: &Ctx,
+    target: &Target,
+    date: NaiveDate,
+    slot: Option<NaiveTime>,
+    why: &str,
+) -> Result<()> {
+    let config = ctx.config()?;
+    let prepared = jobs::prepare_all(&config)?;
+    let store = open_writer(ctx, &config)?;
+    let req = RunRequest {
+        as_of: date,
+        slot,
+        dry_run: false,
+        trigger: Trigger::Schedule,
+    };
+    for p in prepared.iter().filter(|p| match target {
+        Target::Daily => true,
+        Target::Job(name) => p.def.name == name,
+    }) {
+        jobs::record_skip(&store, p.def.name, &req, &p.config_hash, why)?;
+    }
+    Ok(())
+}
+
 fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     let config = ctx.config()?;
     let entries = schedule::entries(&config)?;
@@ -578,10 +604,25 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
             }
         },
     );
+    let shared_skip = Arc::new(Ctx {
+        db: ctx.db.clone(),
+        jobs_dir: ctx.jobs_dir.clone(),
+        jobs_explicit: ctx.jobs_explicit,
+    });
+    let skip: Arc<schedule::SkipFn> = Arc::new(
+        move |target: &Target, date: NaiveDate, slot: Option<NaiveTime>, why: &str| {
+            if let Err(e) = record_schedule_skip(&shared_skip, target, date, slot, why) {
+                eprintln!(
+                    "error: could not record the skip: {}",
+                    crate::store::one_line(&format!("{e:#}"))
+                );
+            }
+        },
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(schedule::run_daemon(entries, pretend, run))?;
+    rt.block_on(schedule::run_daemon(entries, pretend, run, skip))?;
     Ok(true)
 }

@@ -186,7 +186,12 @@ pub fn snapshot_time(
         Some(t) => t,
         None => {
             let spec = TimeSpec::parse(&config.desk.schedule.daily)?;
-            *spec.times_on(&session).first().ok_or_else(|| {
+            let times = spec.times_on(&session);
+            // The first firing within the session's hours, else the day's first.
+            let in_hours = times
+                .iter()
+                .find(|t| **t >= session.open && **t <= session.close);
+            *in_hours.or(times.first()).ok_or_else(|| {
                 format!(
                     "schedule.daily = \"{}\" does not fire on {date}; run with --slot HH:MM",
                     config.desk.schedule.daily
@@ -303,41 +308,65 @@ pub fn now_ny(pretend: Option<NaiveDate>) -> DateTime<Tz> {
 /// What the daemon calls to run a firing (blocking; runs on a worker thread).
 pub type RunFn = dyn Fn(&Target, NaiveDate, Option<NaiveTime>) -> bool + Send + Sync;
 
-/// Run the daemon until SIGTERM or Ctrl-C. `run` executes one firing and returns
-/// whether it succeeded.
+/// What the daemon calls to record a firing it did not run, with the reason.
+pub type SkipFn = dyn Fn(&Target, NaiveDate, Option<NaiveTime>, &str) + Send + Sync;
+
+/// A firing waiting in the daemon's queue.
+#[derive(Debug, Clone)]
+struct Queued {
+    at: DateTime<Tz>,
+    entry: usize,
+    date: NaiveDate,
+}
+
+/// Run the daemon until SIGTERM or Ctrl-C.
+///
+/// A tick every second (tokio-cron-scheduler) puts the firings that came due into one
+/// queue, in time order; one worker runs them one after another, so no two firings
+/// ever overlap and dependent entries run in their scheduled order. When the worker
+/// falls behind — a long run, or a machine waking from sleep — an older firing of an
+/// entry is superseded by its latest one and recorded as skipped with the reason. On
+/// a stop, the running firing finishes; queued ones are recorded as skipped.
 pub async fn run_daemon(
     entries: Vec<Entry>,
     pretend: Option<NaiveDate>,
     run: Arc<RunFn>,
+    skip: Arc<SkipFn>,
 ) -> anyhow::Result<()> {
+    use std::collections::VecDeque;
     use tokio_cron_scheduler::{Job, JobScheduler};
 
-    let running: Arc<Vec<AtomicBool>> =
-        Arc::new(entries.iter().map(|_| AtomicBool::new(false)).collect());
-    let shutting_down = Arc::new(AtomicBool::new(false));
-    let in_flight = Arc::new(tokio::sync::RwLock::new(()));
+    let queue: Arc<Mutex<VecDeque<Queued>>> = Arc::new(Mutex::new(VecDeque::new()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let stopping = Arc::new(AtomicBool::new(false));
     let last_checked = Arc::new(Mutex::new(now_ny(pretend)));
     let entries = Arc::new(entries);
 
     let mut sched = JobScheduler::new().await?;
     {
-        let (running, shutting_down, in_flight, last_checked, entries, run) = (
-            running.clone(),
-            shutting_down.clone(),
-            in_flight.clone(),
+        let (queue, wake, stopping, last_checked, entries) = (
+            queue.clone(),
+            wake.clone(),
+            stopping.clone(),
             last_checked,
             entries.clone(),
-            run,
         );
         sched
             .add(Job::new_async("* * * * * *", move |_id, _l| {
-                let (running, shutting_down, in_flight, last_checked, entries, run) =
-                    (running.clone(), shutting_down.clone(), in_flight.clone(), last_checked.clone(), entries.clone(), run.clone());
+                let (queue, wake, stopping, last_checked, entries) = (
+                    queue.clone(),
+                    wake.clone(),
+                    stopping.clone(),
+                    last_checked.clone(),
+                    entries.clone(),
+                );
                 Box::pin(async move {
-                    if shutting_down.load(Ordering::SeqCst) {
+                    if stopping.load(Ordering::SeqCst) {
                         return;
                     }
-                    let now = now_ny(pretend).with_nanosecond(0).unwrap_or_else(|| now_ny(pretend));
+                    let now = now_ny(pretend)
+                        .with_nanosecond(0)
+                        .unwrap_or_else(|| now_ny(pretend));
                     let from = {
                         let mut l = last_checked.lock().unwrap_or_else(|e| e.into_inner());
                         let from = *l;
@@ -347,52 +376,104 @@ pub async fn run_daemon(
                         *l = now;
                         from
                     };
-                    for f in firings_between(&entries, from, now) {
-                        let e = &entries[f.entry];
-                        if running[f.entry].swap(true, Ordering::SeqCst) {
-                            tracing::warn!("{} at {}: skipped, its previous firing is still running", e.target, f.at.format("%H:%M:%S"));
-                            eprintln!(
-                                "schedule: {} {} skipped: the previous firing of this entry is still running",
-                                f.session.date,
-                                e.target
-                            );
-                            continue;
-                        }
-                        let slot = match e.target {
-                            Target::Daily => None,
-                            Target::Job(_) => Some(f.at.time()),
-                        };
-                        // Take the in-flight guard before spawning, so a stop that has
-                        // begun either sees this run or prevents it — never cuts it off.
-                        let Ok(guard) = in_flight.clone().try_read_owned() else {
-                            running[f.entry].store(false, Ordering::SeqCst);
-                            return;
-                        };
-                        let (running, run, target, idx, date) =
-                            (running.clone(), run.clone(), e.target.clone(), f.entry, f.session.date);
-                        eprintln!("schedule: {} firing {target} for {date} ({})", f.at.format("%Y-%m-%d %H:%M:%S %Z"), e.spec);
-                        tokio::spawn(async move {
-                            let _guard = guard;
-                            let ok = tokio::task::spawn_blocking(move || run(&target, date, slot)).await.unwrap_or(false);
-                            if !ok {
-                                eprintln!("schedule: {date} firing failed (see job_runs)");
-                            }
-                            running[idx].store(false, Ordering::SeqCst);
+                    let due = firings_between(&entries, from, now);
+                    if due.is_empty() {
+                        return;
+                    }
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    for f in due {
+                        q.push_back(Queued {
+                            at: f.at,
+                            entry: f.entry,
+                            date: f.session.date,
                         });
                     }
+                    drop(q);
+                    wake.notify_one();
                 })
             })?)
             .await?;
     }
+
+    let worker = {
+        let (queue, wake, stopping, entries) = (
+            queue.clone(),
+            wake.clone(),
+            stopping.clone(),
+            entries.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let next = {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = q.pop_front();
+                    // A later firing of the same entry already waiting supersedes this one.
+                    let later = next
+                        .as_ref()
+                        .and_then(|f| q.iter().rev().find(|g| g.entry == f.entry).map(|g| g.at));
+                    next.map(|f| (f, later))
+                };
+                let Some((f, later)) = next else {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    wake.notified().await;
+                    continue;
+                };
+                let e = &entries[f.entry];
+                let slot = match e.target {
+                    Target::Daily => None,
+                    Target::Job(_) => Some(f.at.time()),
+                };
+                let reason = if stopping.load(Ordering::SeqCst) {
+                    Some(format!(
+                        "schedule: the {} firing was not run: the scheduler was stopped first",
+                        f.at.format("%Y-%m-%d %H:%M:%S")
+                    ))
+                } else {
+                    later.map(|l| {
+                        format!(
+                            "schedule: the {} firing was superseded by the {} one (the scheduler fell behind)",
+                            f.at.format("%Y-%m-%d %H:%M:%S"),
+                            l.format("%Y-%m-%d %H:%M:%S")
+                        )
+                    })
+                };
+                let (target, date, run, skip) =
+                    (e.target.clone(), f.date, run.clone(), skip.clone());
+                match reason {
+                    Some(why) => {
+                        eprintln!("schedule: {date} {target} skipped: {why}");
+                        let _ =
+                            tokio::task::spawn_blocking(move || skip(&target, date, slot, &why))
+                                .await;
+                    }
+                    None => {
+                        eprintln!(
+                            "schedule: {} firing {target} for {date} ({})",
+                            f.at.format("%Y-%m-%d %H:%M:%S %Z"),
+                            e.spec
+                        );
+                        let ok = tokio::task::spawn_blocking(move || run(&target, date, slot))
+                            .await
+                            .unwrap_or(false);
+                        if !ok {
+                            eprintln!("schedule: {date} firing failed (the reason is above and in job_runs)");
+                        }
+                    }
+                }
+            }
+        })
+    };
+
     sched.start().await?;
     eprintln!("schedule: running (America/New_York); Ctrl-C or SIGTERM to stop");
-
     wait_for_signal().await;
-    shutting_down.store(true, Ordering::SeqCst);
-    eprintln!("schedule: stopping; waiting for the running job to finish");
-    // Every running firing holds a read guard; the write lock waits for them all.
-    let _all_done = in_flight.write().await;
+    stopping.store(true, Ordering::SeqCst);
+    eprintln!("schedule: stopping; the running job finishes first");
     sched.shutdown().await?;
+    wake.notify_one();
+    worker.await?;
     eprintln!("schedule: stopped cleanly");
     Ok(())
 }

@@ -133,6 +133,8 @@ fn the_daemon_fires_and_stops_cleanly_on_sigterm() {
     let mut child = desk
         .cmd()
         .args(["schedule", "--pretend-date", "2025-03-14"])
+        // Each run pauses 2 s before committing, so firings come due while one runs.
+        .env("OPTDESK_FAILPOINT", "fetch_chains:before_commit:sleep=2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -194,9 +196,22 @@ fn the_daemon_fires_and_stops_cleanly_on_sigterm() {
         started * jobs,
         "every job of every started run, ok"
     );
+    // Firings that came due while a run was going were superseded by the latest one
+    // (never run in parallel, never silently dropped): each is recorded with the reason.
     assert_eq!(
-        desk.count("SELECT count(*) FROM job_runs WHERE status <> 'ok'"),
+        desk.count(
+            "SELECT count(*) FROM job_runs WHERE status <> 'ok'
+             AND NOT (status = 'skipped' AND (message LIKE '%superseded%' OR message LIKE '%stopped first%'))"
+        ),
         0
+    );
+    assert!(
+        desk.count("SELECT count(*) FROM job_runs WHERE status = 'skipped' AND message LIKE '%superseded%'") >= 1,
+        "firings due during a run are superseded and recorded"
+    );
+    assert!(
+        log.iter().all(|l| !l.contains("firing failed")),
+        "no firing failed (none ran in parallel with another): {log:#?}"
     );
     let _ = stdout;
 }
