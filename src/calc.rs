@@ -77,6 +77,10 @@ struct Columns {
     vol: Option<usize>,
     /// Output columns already present in the input (not appended again).
     present: [bool; 8],
+    /// Where each output column sits in the input, when it does: computed values are
+    /// written into those cells (a stale iv or greek is never carried through; an
+    /// input price is kept, an empty one filled).
+    at: [Option<usize>; 8],
     header: Vec<String>,
 }
 
@@ -101,7 +105,9 @@ fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
         });
     }
     let mut present = [false; 8];
+    let mut at = [None; 8];
     for (i, n) in OUTPUTS.iter().enumerate() {
+        at[i] = find(n);
         present[i] = find(n).is_some() && *n != "price" || (*n == "price" && price.is_some());
     }
     Ok(Columns {
@@ -109,6 +115,7 @@ fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
         price,
         vol,
         present,
+        at,
         header: names,
     })
 }
@@ -287,7 +294,6 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
             for ((_, line), r) in lines.iter().zip(rows) {
                 let o = compute(r);
                 solved += usize::from(o.iv.is_some());
-                buf.extend_from_slice(line.as_bytes());
                 let g = o.greeks;
                 let vals = [
                     o.iv,
@@ -298,6 +304,40 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
                     g.map(|g| g.theta_per_day),
                     g.map(|g| g.rho),
                 ];
+                if cols.at.iter().any(|a| a.is_some()) {
+                    // Rewrite the cells of output columns the input already has.
+                    let mut fields: Vec<String> = split_fields(line)
+                        .into_iter()
+                        .map(|c| c.into_owned())
+                        .collect();
+                    for (i, v) in vals.iter().enumerate() {
+                        if let Some(k) = cols.at[i] {
+                            let keep_input_price = i == 1 && r.price.is_some();
+                            if !keep_input_price {
+                                fields[k] = v
+                                    .filter(|x| x.is_finite())
+                                    .map(|x| fmt.format_finite(x).to_string())
+                                    .unwrap_or_default();
+                            }
+                        }
+                    }
+                    if let Some(k) = cols.at[7] {
+                        fields[k] = o.note.to_string();
+                    }
+                    let quoted: Vec<String> = fields
+                        .iter()
+                        .map(|f| {
+                            if f.contains([',', '"']) {
+                                format!("\"{}\"", f.replace('"', "\"\""))
+                            } else {
+                                f.clone()
+                            }
+                        })
+                        .collect();
+                    buf.extend_from_slice(quoted.join(",").as_bytes());
+                } else {
+                    buf.extend_from_slice(line.as_bytes());
+                }
                 for (i, v) in vals.iter().enumerate() {
                     if !cols.present[i] {
                         push_f64(&mut buf, *v, &mut fmt);
@@ -449,6 +489,42 @@ mod tests {
                 "{e} / want {want}"
             );
         }
+    }
+
+    #[test]
+    fn output_columns_in_the_input_are_recomputed_not_carried_through() {
+        // A mixed file (price where known, vol otherwise) and a stale iv column.
+        let out = run("right,spot,strike,t_years,rate,div_yield,price,vol,iv\n\
+                       C,42,40,0.5,0.1,0,4.759422392871532,,0.99\n\
+                       C,42,40,0.5,0.1,0,,0.2,0.99\n")
+        .unwrap();
+        let l: Vec<Vec<&str>> = out.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(
+            l[0].len(),
+            15,
+            "iv and price not appended twice: {:?}",
+            l[0]
+        );
+        assert_eq!(l[1][6], "4.759422392871532", "an input price is kept");
+        assert!(
+            (l[1][8].parse::<f64>().unwrap() - 0.2).abs() < 1e-12,
+            "stale iv recomputed: {}",
+            l[1][8]
+        );
+        assert!(
+            (l[2][6].parse::<f64>().unwrap() - 4.759422).abs() < 1e-6,
+            "an empty price is filled: {}",
+            l[2][6]
+        );
+        assert_eq!(l[2][8], "0.2");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_header() {
+        assert!(
+            run("\u{feff}right,spot,strike,t_years,rate,div_yield,vol\nC,100,100,1,0,0,0.2\n")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -427,6 +427,10 @@ pub fn chain(
     let (skew, curv) = smile_params(u);
     let mut out = Vec::new();
     for exp in listed_expiries(u, as_of, path, t, max_days) {
+        // A series that has settled by the snapshot is no longer listed.
+        if crate::pricing::settlement_time(exp.date, exp.am_settled) <= quote_time {
+            continue;
+        }
         let t_years = years_to_expiry(quote_time, &exp);
         let earnings = earnings_before(u, path, t, exp.date);
         let atm = atm_vol(seed, path, u, i, t, t_years, earnings);
