@@ -400,7 +400,8 @@ fn status(ctx: &Ctx) -> Result<bool> {
     if let Some(h) = crate::store::current_writer(&lock) {
         println!("The store is being written now: {h}");
     }
-    match Store::open_read(&ctx.db, std::time::Duration::from_secs(5)) {
+    let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
+    match Store::open_read(&ctx.db, timeout) {
         Ok(store) => {
             let mut lines = Vec::new();
             for def in jobs::JOBS {

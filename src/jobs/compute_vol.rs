@@ -14,7 +14,7 @@ use crate::calendar;
 use crate::config::{Config, ConfigError, JobFile};
 use crate::model::OptionRight;
 use crate::pricing::bsm::BsmInputs;
-use crate::pricing::hv::{self, Ohlc};
+use crate::pricing::hv;
 use crate::pricing::iv::implied_vol;
 use crate::pricing::surface::{self, SmilePoint};
 use crate::pricing::{is_am_settled, settlement_time, years_to_settlement};
@@ -215,36 +215,6 @@ fn load_quotes(ctx: &JobContext) -> Result<Vec<QuoteRow>, JobError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn load_bars(ctx: &JobContext, sessions: usize) -> Result<HashMap<String, Vec<Ohlc>>, JobError> {
-    let window = calendar::sessions_before(ctx.as_of, sessions);
-    let Some(from) = window.first() else {
-        return Ok(HashMap::new());
-    };
-    let mut stmt = ctx.conn.prepare(
-        "SELECT symbol, open::DOUBLE, high::DOUBLE, low::DOUBLE, close::DOUBLE, dividend::DOUBLE, split_ratio
-         FROM underlying_bars WHERE date >= ? AND date < ? ORDER BY symbol, date",
-    )?;
-    let rows = stmt.query_map(params![from, ctx.as_of], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            Ohlc {
-                open: r.get(1)?,
-                high: r.get(2)?,
-                low: r.get(3)?,
-                close: r.get(4)?,
-                dividend: r.get(5)?,
-                split_ratio: r.get(6)?,
-            },
-        ))
-    })?;
-    let mut out: HashMap<String, Vec<Ohlc>> = HashMap::new();
-    for r in rows {
-        let (s, b) = r?;
-        out.entry(s).or_default().push(b);
-    }
-    Ok(out)
-}
-
 /// ATM-IV history of the `n` sessions before `as_of`: this job's own earlier output
 /// (the first snapshot of each day), and the source's history where the store has no
 /// vol_metrics row for that day.
@@ -364,7 +334,7 @@ impl Job for ComputeVol {
                     .push((q, a));
             }
         }
-        let bars = load_bars(ctx, 61)?;
+        let bars = super::load_bars_before(ctx.conn, ctx.as_of, 61)?;
         let history = load_iv_history(ctx, self.params.rank_sessions as usize)?;
         let min_t = self.params.min_days_for_atm / 365.0;
         let mut metrics_rows = 0u64;

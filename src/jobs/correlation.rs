@@ -12,7 +12,7 @@ use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::analytics::correlation::{implied_correlation, zscore};
 use crate::calendar;
 use crate::config::{Config, ConfigError, JobFile};
-use crate::pricing::hv::{self, Ohlc};
+use crate::pricing::hv;
 use chrono::NaiveDate;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
@@ -213,31 +213,7 @@ fn implied_from(
 impl Correlation {
     fn realized(&self, ctx: &JobContext) -> Result<Result<f64, String>, JobError> {
         let p = &self.params;
-        let window = calendar::sessions_before(ctx.as_of, p.realized_sessions + 1);
-        let Some(from) = window.first() else {
-            return Ok(Err("no sessions before this date".into()));
-        };
-        let mut stmt = ctx.conn.prepare(
-            "SELECT symbol, open::DOUBLE, high::DOUBLE, low::DOUBLE, close::DOUBLE, dividend::DOUBLE, split_ratio
-             FROM underlying_bars WHERE date >= ? AND date < ? ORDER BY symbol, date",
-        )?;
-        let mut bars: HashMap<String, Vec<Ohlc>> = HashMap::new();
-        for r in stmt.query_map(params![from, ctx.as_of], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Ohlc {
-                    open: r.get(1)?,
-                    high: r.get(2)?,
-                    low: r.get(3)?,
-                    close: r.get(4)?,
-                    dividend: r.get(5)?,
-                    split_ratio: r.get(6)?,
-                },
-            ))
-        })? {
-            let (s, b) = r?;
-            bars.entry(s).or_default().push(b);
-        }
+        let bars = super::load_bars_before(ctx.conn, ctx.as_of, p.realized_sessions + 1)?;
         let n = p.realized_sessions;
         let vol = |s: &str| bars.get(s).and_then(|b| hv::close_to_close(b, n));
         let vols: HashMap<String, f64> = self

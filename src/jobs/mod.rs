@@ -235,41 +235,25 @@ pub fn record_skip(
     reason: &str,
 ) -> Result<RunRecord, StoreError> {
     let started = Utc::now().naive_utc();
-    store.conn.execute_batch("BEGIN TRANSACTION")?;
-    let res = next_run_id(&store.conn).and_then(|id| {
-        insert_run(
-            &store.conn,
-            id,
-            job,
-            req,
-            started,
-            Status::Skipped,
-            0,
-            reason,
-            config_hash,
-            req.dry_run,
-        )?;
-        Ok(id)
-    });
-    match res {
-        Ok(id) => {
-            store.conn.execute_batch("COMMIT")?;
-            Ok(RunRecord {
-                run_id: id,
-                job,
-                as_of: req.as_of,
-                status: Status::Skipped,
-                rows_written: 0,
-                message: reason.to_string(),
-                seconds: 0.0,
-                dry_run: req.dry_run,
-            })
-        }
-        Err(e) => {
-            let _ = store.conn.execute_batch("ROLLBACK");
-            Err(e.into())
-        }
-    }
+    let id = record_outcome(
+        store,
+        job,
+        req,
+        started,
+        Status::Skipped,
+        reason,
+        config_hash,
+    )?;
+    Ok(RunRecord {
+        run_id: id,
+        job,
+        as_of: req.as_of,
+        status: Status::Skipped,
+        rows_written: 0,
+        message: reason.to_string(),
+        seconds: 0.0,
+        dry_run: req.dry_run,
+    })
 }
 
 /// Run one prepared job in the envelope. Returns the recorded outcome; `Err` only when
@@ -395,6 +379,19 @@ fn record_failure(
     msg: &str,
     hash: &str,
 ) -> Result<i64, StoreError> {
+    record_outcome(store, job, req, started, Status::Failed, msg, hash)
+}
+
+/// Record a run that wrote nothing (failed or skipped) in a transaction of its own.
+fn record_outcome(
+    store: &Store,
+    job: &str,
+    req: &RunRequest,
+    started: chrono::NaiveDateTime,
+    status: Status,
+    msg: &str,
+    hash: &str,
+) -> Result<i64, StoreError> {
     let conn = &store.conn;
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = next_run_id(conn).and_then(|id| {
@@ -404,13 +401,13 @@ fn record_failure(
             job,
             req,
             started,
-            Status::Failed,
+            status,
             0,
             msg,
             hash,
             req.dry_run,
-        )?;
-        Ok(id)
+        )
+        .map(|_| id)
     });
     match res {
         Ok(id) => {
@@ -570,6 +567,42 @@ fn run_dry_sequence(
         };
         on_record(&rec);
         out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Daily bars of every symbol for the `sessions` sessions before `as_of`, oldest first.
+pub(crate) fn load_bars_before(
+    conn: &Connection,
+    as_of: NaiveDate,
+    sessions: usize,
+) -> Result<std::collections::HashMap<String, Vec<crate::pricing::hv::Ohlc>>, JobError> {
+    let window = crate::calendar::sessions_before(as_of, sessions);
+    let mut out: std::collections::HashMap<String, Vec<crate::pricing::hv::Ohlc>> =
+        Default::default();
+    let Some(from) = window.first() else {
+        return Ok(out);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT symbol, open::DOUBLE, high::DOUBLE, low::DOUBLE, close::DOUBLE, dividend::DOUBLE, split_ratio
+         FROM underlying_bars WHERE date >= ? AND date < ? ORDER BY symbol, date",
+    )?;
+    let rows = stmt.query_map(duckdb::params![from, as_of], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            crate::pricing::hv::Ohlc {
+                open: r.get(1)?,
+                high: r.get(2)?,
+                low: r.get(3)?,
+                close: r.get(4)?,
+                dividend: r.get(5)?,
+                split_ratio: r.get(6)?,
+            },
+        ))
+    })?;
+    for r in rows {
+        let (s, b) = r?;
+        out.entry(s).or_default().push(b);
     }
     Ok(out)
 }
