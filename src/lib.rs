@@ -16,6 +16,7 @@ pub mod pricing;
 pub mod schedule;
 pub mod sources;
 pub mod store;
+pub mod trading;
 
 /// The program version recorded with every job run.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -34,6 +34,39 @@ impl Price {
     }
 }
 
+impl std::ops::Add for Price {
+    type Output = Price;
+    fn add(self, o: Price) -> Price {
+        Price(self.0 + o.0)
+    }
+}
+
+impl std::ops::Sub for Price {
+    type Output = Price;
+    fn sub(self, o: Price) -> Price {
+        Price(self.0 - o.0)
+    }
+}
+
+impl std::ops::Neg for Price {
+    type Output = Price;
+    fn neg(self) -> Price {
+        Price(-self.0)
+    }
+}
+
+impl std::ops::AddAssign for Price {
+    fn add_assign(&mut self, o: Price) {
+        self.0 += o.0;
+    }
+}
+
+impl std::iter::Sum for Price {
+    fn sum<I: Iterator<Item = Price>>(iter: I) -> Price {
+        Price(iter.map(|p| p.0).sum())
+    }
+}
+
 impl fmt::Display for Price {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
