@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 const ABOUT: &str = "optdesk — an options paper-trading desk that runs itself.
 
-Idempotent batch jobs (fetch chains, compute vols, select trades, ...) run on the NYSE
-calendar and read and write one DuckDB file, the complete audit trail. Out of the box
-it trades a built-in simulated market, offline.
+Idempotent batch jobs (fetch option chains, compute implied vols and implied
+correlation, ...) run on the NYSE calendar and read and write one DuckDB file, the
+complete audit trail. Out of the box it runs on a built-in simulated market, offline.
 
 First run:   optdesk run daily --as-of 2025-03-14
 Then:        optdesk status
@@ -117,7 +117,7 @@ pub enum JobCmd {
         /// The session, YYYY-MM-DD [default: today in New York]
         #[arg(long, value_parser = calendar::parse_date)]
         as_of: Option<NaiveDate>,
-        /// Intraday slot, HH:MM New York time [default: the job's daily time]
+        /// Intraday slot, HH:MM New York time, within the session [default: the daily snapshot, schedule.daily]
         #[arg(long, value_parser = parse_slot)]
         slot: Option<NaiveTime>,
         /// Compute and report, then roll back: nothing but the job_runs row is written.
