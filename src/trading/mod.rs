@@ -8,6 +8,8 @@
 
 pub mod broker;
 pub mod ledger;
+pub mod risk;
+pub mod strategies;
 
 use crate::model::{OptionRight, Price};
 use chrono::NaiveDate;

@@ -1,0 +1,346 @@
+//! The risk gate between strategies and the broker: a pure function from a proposal
+//! and the account's state to `Approved` or `Refused { rule, reason }` (barter-rs's
+//! RiskApproved / RiskRefused). Only an approved proposal reaches the broker; every
+//! decision carries the rule that decided it and a reason a trader can read, with the
+//! numbers.
+//!
+//! Rules, in the order they are checked: kill switch, event blackout, daily loss cap,
+//! volatility kill switch (underlying moved more than `vol_move_multiple` × its
+//! expected move; VIX up more than `vix_jump_points`), max loss per trade (defined-risk
+//! structures), max open positions per strategy and per underlying, buying power.
+
+use super::Order;
+use crate::model::Price;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// Largest loss a defined-risk trade may carry, dollars.
+    pub max_loss_per_trade: f64,
+    /// New entries stop once today's realized loss reaches this, dollars.
+    pub daily_loss_cap: f64,
+    pub max_open_per_strategy: u32,
+    pub max_open_per_underlying: u32,
+    /// The configuration's kill switch (the file data/KILL and `optdesk kill on` are
+    /// the others): halts new entries.
+    pub kill_switch: bool,
+    /// Halt entries on an underlying that moved more than this × its expected move.
+    pub vol_move_multiple: f64,
+    /// Halt all entries when VIX rose more than this many points since the last session.
+    pub vix_jump_points: f64,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            max_loss_per_trade: 5_000.0,
+            daily_loss_cap: 2_500.0,
+            max_open_per_strategy: 10,
+            max_open_per_underlying: 4,
+            kill_switch: false,
+            vol_move_multiple: 1.25,
+            vix_jump_points: 3.0,
+        }
+    }
+}
+
+/// A strategy's proposal: the order and the numbers that justify and bound it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub strategy: String,
+    pub underlying: String,
+    pub order: Order,
+    /// Maximum loss for defined-risk structures; `None` for undefined risk (naked).
+    pub max_loss: Option<Price>,
+    /// Margin or collateral the position holds.
+    pub requirement: Price,
+    /// The numbers behind the signal (IV, HV, edge, Z-score, delta, credit, ...).
+    pub numbers: Vec<(String, f64)>,
+}
+
+/// What the gate knows about the account and the market on the day.
+#[derive(Debug, Clone, Default)]
+pub struct RiskState {
+    pub as_of: Option<NaiveDate>,
+    /// The kill file exists or `optdesk kill on` was given.
+    pub kill_file: bool,
+    pub blackout_dates: BTreeSet<NaiveDate>,
+    /// Realized P&L today (negative = loss).
+    pub realized_pnl_today: Price,
+    pub open_by_strategy: HashMap<String, u32>,
+    pub open_by_underlying: HashMap<String, u32>,
+    pub buying_power: Price,
+    /// Per underlying: (absolute move since the last close, expected move), dollars.
+    pub moves: HashMap<String, (f64, f64)>,
+    /// VIX change since the last session, points.
+    pub vix_change: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Approved(Proposal),
+    Refused {
+        proposal: Proposal,
+        rule: &'static str,
+        reason: String,
+    },
+}
+
+impl Decision {
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Decision::Approved(_) => "all rules passed",
+            Decision::Refused { rule, .. } => rule,
+        }
+    }
+}
+
+/// Decide one proposal. Pure: the same proposal and state give the same decision.
+pub fn evaluate(cfg: &RiskConfig, state: &RiskState, p: Proposal) -> Decision {
+    let refuse = |p: Proposal, rule: &'static str, reason: String| Decision::Refused {
+        proposal: p,
+        rule,
+        reason,
+    };
+    if cfg.kill_switch || state.kill_file {
+        let why = if cfg.kill_switch {
+            "risk.kill_switch = true in the configuration"
+        } else {
+            "the kill switch is on (data/KILL)"
+        };
+        return refuse(p, "kill_switch", format!("new entries halted: {why}"));
+    }
+    if let Some(d) = state.as_of.filter(|d| state.blackout_dates.contains(d)) {
+        return refuse(
+            p,
+            "event_blackout",
+            format!("{d} is an event day (FOMC or CPI): no new entries"),
+        );
+    }
+    let loss_today = -state.realized_pnl_today.to_f64();
+    if loss_today >= cfg.daily_loss_cap {
+        return refuse(
+            p,
+            "daily_loss_cap",
+            format!(
+                "today's realized loss {loss_today:.2} has reached the daily cap {:.2}",
+                cfg.daily_loss_cap
+            ),
+        );
+    }
+    if let Some(jump) = state.vix_change.filter(|j| *j > cfg.vix_jump_points) {
+        return refuse(
+            p,
+            "vix_jump",
+            format!(
+                "VIX rose {jump:.2} points since the last session (limit {:.2})",
+                cfg.vix_jump_points
+            ),
+        );
+    }
+    if let Some(&(moved, expected)) = state.moves.get(&p.underlying) {
+        if expected > 0.0 && moved > cfg.vol_move_multiple * expected {
+            return refuse(
+                p.clone(),
+                "volatility_kill_switch",
+                format!(
+                    "{} moved {moved:.2}, more than {:.2} × its expected move {expected:.2} = {:.2}",
+                    p.underlying,
+                    cfg.vol_move_multiple,
+                    cfg.vol_move_multiple * expected
+                ),
+            );
+        }
+    }
+    if let Some(loss) = p.max_loss {
+        if loss.to_f64() > cfg.max_loss_per_trade {
+            return refuse(
+                p.clone(),
+                "max_loss_per_trade",
+                format!(
+                    "max loss {loss} exceeds the per-trade limit {:.2}",
+                    cfg.max_loss_per_trade
+                ),
+            );
+        }
+    }
+    let open_s = state
+        .open_by_strategy
+        .get(&p.strategy)
+        .copied()
+        .unwrap_or(0);
+    if open_s >= cfg.max_open_per_strategy {
+        return refuse(
+            p.clone(),
+            "max_open_per_strategy",
+            format!(
+                "{} already has {open_s} open positions (limit {})",
+                p.strategy, cfg.max_open_per_strategy
+            ),
+        );
+    }
+    let open_u = state
+        .open_by_underlying
+        .get(&p.underlying)
+        .copied()
+        .unwrap_or(0);
+    if open_u >= cfg.max_open_per_underlying {
+        return refuse(
+            p.clone(),
+            "max_open_per_underlying",
+            format!(
+                "{} already has {open_u} open positions (limit {})",
+                p.underlying, cfg.max_open_per_underlying
+            ),
+        );
+    }
+    if p.requirement > state.buying_power {
+        return refuse(
+            p.clone(),
+            "buying_power",
+            format!(
+                "requires {} of buying power, the account has {}",
+                p.requirement, state.buying_power
+            ),
+        );
+    }
+    Decision::Approved(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(max_loss: Option<f64>, requirement: f64) -> Proposal {
+        Proposal {
+            strategy: "call_premium".into(),
+            underlying: "SPY".into(),
+            order: Order {
+                reference: "call_premium:2025-03-14:0".into(),
+                strategy: "call_premium".into(),
+                as_of: NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+                legs: vec![],
+                limit: None,
+            },
+            max_loss: max_loss.map(Price::from_f64),
+            requirement: Price::from_f64(requirement),
+            numbers: vec![],
+        }
+    }
+
+    fn state() -> RiskState {
+        RiskState {
+            as_of: NaiveDate::from_ymd_opt(2025, 3, 14),
+            buying_power: Price::from_f64(10_000.0),
+            ..RiskState::default()
+        }
+    }
+
+    fn rule(d: &Decision) -> &'static str {
+        d.rule()
+    }
+
+    #[test]
+    fn approves_just_under_and_refuses_just_over_each_limit() {
+        let cfg = RiskConfig::default();
+        // Max loss per trade: 5,000.
+        assert!(matches!(
+            evaluate(&cfg, &state(), proposal(Some(5_000.0), 1.0)),
+            Decision::Approved(_)
+        ));
+        assert_eq!(
+            rule(&evaluate(&cfg, &state(), proposal(Some(5_000.01), 1.0))),
+            "max_loss_per_trade"
+        );
+        // Buying power: 10,000.
+        assert!(matches!(
+            evaluate(&cfg, &state(), proposal(None, 10_000.0)),
+            Decision::Approved(_)
+        ));
+        let d = evaluate(&cfg, &state(), proposal(None, 10_000.01));
+        assert_eq!(rule(&d), "buying_power");
+        if let Decision::Refused { reason, .. } = d {
+            assert_eq!(
+                reason,
+                "requires 10000.01 of buying power, the account has 10000.00"
+            );
+        }
+        // Daily loss cap: 2,500.
+        let mut s = state();
+        s.realized_pnl_today = Price::from_f64(-2_499.99);
+        assert!(matches!(
+            evaluate(&cfg, &s, proposal(None, 1.0)),
+            Decision::Approved(_)
+        ));
+        s.realized_pnl_today = Price::from_f64(-2_500.0);
+        assert_eq!(
+            rule(&evaluate(&cfg, &s, proposal(None, 1.0))),
+            "daily_loss_cap"
+        );
+        // Open positions: per strategy 10, per underlying 4.
+        let mut s = state();
+        s.open_by_strategy.insert("call_premium".into(), 9);
+        s.open_by_underlying.insert("SPY".into(), 3);
+        assert!(matches!(
+            evaluate(&cfg, &s, proposal(None, 1.0)),
+            Decision::Approved(_)
+        ));
+        s.open_by_underlying.insert("SPY".into(), 4);
+        assert_eq!(
+            rule(&evaluate(&cfg, &s, proposal(None, 1.0))),
+            "max_open_per_underlying"
+        );
+        s.open_by_strategy.insert("call_premium".into(), 10);
+        assert_eq!(
+            rule(&evaluate(&cfg, &s, proposal(None, 1.0))),
+            "max_open_per_strategy"
+        );
+        // Volatility kill switch: 1.25 × expected move of 8 = 10.
+        let mut s = state();
+        s.moves.insert("SPY".into(), (10.0, 8.0));
+        assert!(matches!(
+            evaluate(&cfg, &s, proposal(None, 1.0)),
+            Decision::Approved(_)
+        ));
+        s.moves.insert("SPY".into(), (10.01, 8.0));
+        assert_eq!(
+            rule(&evaluate(&cfg, &s, proposal(None, 1.0))),
+            "volatility_kill_switch"
+        );
+        // VIX up more than 3 points.
+        let mut s = state();
+        s.vix_change = Some(3.0);
+        assert!(matches!(
+            evaluate(&cfg, &s, proposal(None, 1.0)),
+            Decision::Approved(_)
+        ));
+        s.vix_change = Some(3.01);
+        assert_eq!(rule(&evaluate(&cfg, &s, proposal(None, 1.0))), "vix_jump");
+    }
+
+    #[test]
+    fn switches_and_blackouts_refuse_with_the_reason() {
+        let mut cfg = RiskConfig::default();
+        let mut s = state();
+        s.kill_file = true;
+        let d = evaluate(&cfg, &s, proposal(None, 1.0));
+        assert_eq!(rule(&d), "kill_switch");
+        s.kill_file = false;
+        cfg.kill_switch = true;
+        assert_eq!(
+            rule(&evaluate(&cfg, &s, proposal(None, 1.0))),
+            "kill_switch"
+        );
+        cfg.kill_switch = false;
+        s.blackout_dates
+            .insert(NaiveDate::from_ymd_opt(2025, 3, 14).unwrap());
+        let d = evaluate(&cfg, &s, proposal(None, 1.0));
+        assert_eq!(rule(&d), "event_blackout");
+        if let Decision::Refused { reason, .. } = d {
+            assert!(reason.contains("2025-03-14 is an event day"));
+        }
+    }
+}
