@@ -9,6 +9,7 @@
 pub mod compute_vol;
 pub mod correlation;
 pub mod fetch_chains;
+pub mod select_trades;
 
 use crate::config::{Config, ConfigError};
 use crate::store::{Store, StoreError};
@@ -76,7 +77,12 @@ pub struct JobDef {
 }
 
 /// Every job, in the order `optdesk run daily` runs them.
-pub static JOBS: &[JobDef] = &[fetch_chains::DEF, compute_vol::DEF, correlation::DEF];
+pub static JOBS: &[JobDef] = &[
+    fetch_chains::DEF,
+    compute_vol::DEF,
+    correlation::DEF,
+    select_trades::DEF,
+];
 
 pub fn find(name: &str) -> Option<&'static JobDef> {
     JOBS.iter().find(|j| j.name == name)

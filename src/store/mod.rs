@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003_analytics.sql",
         sql: include_str!("../../sql/003_analytics.sql"),
     },
+    Migration {
+        version: 4,
+        name: "004_trading.sql",
+        sql: include_str!("../../sql/004_trading.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {

@@ -1,0 +1,90 @@
+-- 004: the trading record. signals are replaced per snapshot; risk_decisions, orders,
+-- fills and cash_ledger are append-only: a re-run of a day finds its orders by their
+-- deterministic reference (strategy:as_of:sequence) and adds nothing.
+
+-- What each strategy proposed or passed on, with the numbers behind it.
+CREATE TABLE signals (
+    as_of        DATE NOT NULL,
+    quote_time   TIMESTAMP NOT NULL,
+    strategy     VARCHAR NOT NULL,
+    underlying   VARCHAR NOT NULL,
+    order_ref    VARCHAR,                  -- the proposal's order reference; NULL for a pass
+    action       VARCHAR NOT NULL,         -- 'propose' or 'pass'
+    reason       VARCHAR,                  -- why it passed
+    numbers      VARCHAR,                  -- JSON: iv, hv30, edge, delta, credit, ...
+    run_id       BIGINT NOT NULL
+);
+
+-- Every risk-gate decision, approved or refused, with its rule and reason.
+CREATE TABLE risk_decisions (
+    as_of        DATE NOT NULL,
+    quote_time   TIMESTAMP NOT NULL,
+    strategy     VARCHAR NOT NULL,
+    underlying   VARCHAR NOT NULL,
+    order_ref    VARCHAR NOT NULL,
+    decision     VARCHAR NOT NULL,         -- 'approved' or 'refused'
+    rule         VARCHAR NOT NULL,
+    reason       VARCHAR,
+    max_loss     DECIMAL(18,4),            -- NULL for undefined risk
+    requirement  DECIMAL(18,4) NOT NULL,   -- margin or collateral
+    run_id       BIGINT NOT NULL
+);
+
+-- Orders sent to the broker, one row per leg.
+CREATE TABLE orders (
+    as_of        DATE NOT NULL,
+    order_ref    VARCHAR NOT NULL,
+    strategy     VARCHAR NOT NULL,
+    leg          INTEGER NOT NULL,
+    instrument   VARCHAR NOT NULL,         -- OCC symbol, or the ticker for shares
+    underlying   VARCHAR NOT NULL,
+    kind         VARCHAR NOT NULL,         -- 'option' or 'shares'
+    expiry       DATE,
+    strike       DECIMAL(18,4),
+    put_call     VARCHAR,
+    multiplier   INTEGER NOT NULL,
+    quantity     BIGINT NOT NULL,          -- positive buys, negative sells
+    limit_net    DECIMAL(18,4),            -- net per unit: + debit, − credit; NULL = market
+    status       VARCHAR NOT NULL,         -- 'filled' or 'rejected'
+    reason       VARCHAR,                  -- why the broker rejected it
+    run_id       BIGINT NOT NULL
+);
+
+-- Executions, one row per leg (trades, expiry settlements and assignments).
+CREATE TABLE fills (
+    as_of        DATE NOT NULL,
+    order_ref    VARCHAR NOT NULL,
+    leg          INTEGER NOT NULL,
+    strategy     VARCHAR NOT NULL,
+    instrument   VARCHAR NOT NULL,
+    underlying   VARCHAR NOT NULL,
+    kind         VARCHAR NOT NULL,
+    expiry       DATE,
+    strike       DECIMAL(18,4),
+    put_call     VARCHAR,
+    multiplier   INTEGER NOT NULL,
+    quantity     BIGINT NOT NULL,
+    price        DECIMAL(18,4) NOT NULL,   -- per share
+    commission   DECIMAL(18,4) NOT NULL,
+    cash_kind    VARCHAR NOT NULL,         -- premium, settlement, assignment
+    run_id       BIGINT NOT NULL
+);
+
+-- Every cash movement. Cash = sum(amount).
+CREATE TABLE cash_ledger (
+    as_of        DATE NOT NULL,
+    kind         VARCHAR NOT NULL,         -- deposit, premium, commission, settlement, assignment, dividend
+    amount       DECIMAL(18,4) NOT NULL,   -- + in, − out
+    reference    VARCHAR NOT NULL,         -- order_ref#leg, or the deposit's reference
+    run_id       BIGINT NOT NULL
+);
+
+-- Open positions, derived from the fills (nothing to keep in step).
+CREATE VIEW positions AS
+SELECT strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier,
+       sum(quantity) AS quantity,
+       sum(quantity * price) / nullif(sum(quantity), 0) AS avg_price,
+       min(as_of) AS opened
+FROM fills
+GROUP BY strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier
+HAVING sum(quantity) <> 0;
