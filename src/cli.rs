@@ -56,6 +56,19 @@ pub enum Cmd {
     },
     /// The last run of each job and its outcome, and the next scheduled firings.
     Status,
+    /// Verify the trading record reconciles to the cent (exit 1 with the discrepancies).
+    Check,
+    /// Open positions, with the latest mid and unrealized P&L.
+    Positions,
+    /// Fills (trades, settlements, assignments) with their orders.
+    Trades {
+        /// First date, YYYY-MM-DD
+        #[arg(long, value_parser = calendar::parse_date)]
+        from: Option<NaiveDate>,
+        /// Last date, YYYY-MM-DD
+        #[arg(long, value_parser = calendar::parse_date)]
+        to: Option<NaiveDate>,
+    },
     /// Run one read-only SQL query against the store.
     Sql {
         /// The query, e.g. "SELECT job, status, message FROM job_runs ORDER BY run_id DESC LIMIT 10"
@@ -221,6 +234,9 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             what: RunWhat::Daily { as_of, dry_run },
         } => run_daily(ctx, as_of.unwrap_or_else(today_ny), dry_run, Trigger::Cli),
         Cmd::Status => status(ctx),
+        Cmd::Check => check(ctx),
+        Cmd::Positions => positions(ctx),
+        Cmd::Trades { from, to } => trades(ctx, from, to),
         Cmd::Sql { query, format } => sql(ctx, &query, format),
         Cmd::Calc { input, output } => {
             let s = crate::calc::run_file(&input, output.as_deref())?;
@@ -461,6 +477,77 @@ fn status(ctx: &Ctx) -> Result<bool> {
         );
     }
     Ok(true)
+}
+
+fn open_reader(ctx: &Ctx) -> Result<Store> {
+    let config = ctx.config()?;
+    let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
+    Ok(Store::open_read(&ctx.db, timeout)?)
+}
+
+fn check(ctx: &Ctx) -> Result<bool> {
+    let store = open_reader(ctx)?;
+    let r = crate::store::check::check(&store.conn)?;
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    if r.problems.is_empty() {
+        println!(
+            "reconciled to the cent: cash {} from the ledger, {} open positions from {} fills",
+            r.cash, r.open_positions, r.fills
+        );
+        Ok(true)
+    } else {
+        for p in &r.problems {
+            eprintln!("discrepancy: {p}");
+        }
+        eprintln!(
+            "{} discrepancies: the trading record does not reconcile",
+            r.problems.len()
+        );
+        Ok(false)
+    }
+}
+
+fn print_query(store: &Store, q: &str) -> Result<bool> {
+    let result = query::run(&store.conn, q)
+        .map_err(|e| anyhow::anyhow!("query failed: {}", crate::store::one_line(&e.to_string())))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    query::write(&result, query::Format::Table, &mut out)?;
+    Ok(true)
+}
+
+fn positions(ctx: &Ctx) -> Result<bool> {
+    let store = open_reader(ctx)?;
+    print_query(
+        &store,
+        "WITH last AS (SELECT contract, arg_max((bid + ask) / 2, quote_time) AS mid, max(as_of) AS marked
+                       FROM option_quotes WHERE as_of = (SELECT max(as_of) FROM option_quotes) GROUP BY contract)
+         SELECT p.strategy, trim(p.instrument) AS instrument, p.quantity, round(p.avg_price, 2) AS avg_price,
+                round(l.mid, 2) AS mid, round((l.mid - p.avg_price) * p.quantity * p.multiplier, 2) AS unrealized_pnl,
+                p.expiry, p.opened, l.marked
+         FROM positions p LEFT JOIN last l ON l.contract = p.instrument
+         ORDER BY p.strategy, p.underlying, p.expiry, p.instrument",
+    )
+}
+
+fn trades(ctx: &Ctx, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<bool> {
+    let store = open_reader(ctx)?;
+    let from = from
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "2000-01-01".into());
+    let to = to
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "2035-12-31".into());
+    print_query(
+        &store,
+        &format!(
+            "SELECT as_of, strategy, order_ref, leg, trim(instrument) AS instrument, quantity, price, commission, cash_kind,
+                    -quantity * multiplier * price - commission AS cash
+             FROM fills WHERE as_of BETWEEN DATE '{from}' AND DATE '{to}' ORDER BY as_of, order_ref, leg"
+        ),
+    )
 }
 
 fn sql(ctx: &Ctx, q: &str, format: query::Format) -> Result<bool> {

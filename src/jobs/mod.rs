@@ -8,6 +8,7 @@
 
 pub mod compute_vol;
 pub mod correlation;
+pub mod expire_positions;
 pub mod fetch_chains;
 pub mod select_trades;
 
@@ -82,6 +83,7 @@ pub static JOBS: &[JobDef] = &[
     compute_vol::DEF,
     correlation::DEF,
     select_trades::DEF,
+    expire_positions::DEF,
 ];
 
 pub fn find(name: &str) -> Option<&'static JobDef> {

@@ -328,7 +328,49 @@ fn instrument_cols(
     }
 }
 
-fn write_fill(
+/// Append one order leg to `orders`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_order_leg(
+    conn: &Connection,
+    as_of: chrono::NaiveDate,
+    reference: &str,
+    strategy: &str,
+    leg: usize,
+    instrument: &Instrument,
+    quantity: i64,
+    limit: Option<Price>,
+    status: &str,
+    reason: Option<String>,
+    run_id: i64,
+) -> Result<(), JobError> {
+    let (k, expiry, strike, pc) = instrument_cols(instrument);
+    conn.execute(
+        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            as_of,
+            reference,
+            strategy,
+            leg as i32,
+            instrument.key(),
+            instrument.underlying(),
+            k,
+            expiry,
+            strike,
+            pc,
+            instrument.multiplier() as i32,
+            quantity,
+            limit.map(|l| l.to_f64()),
+            status,
+            reason,
+            run_id
+        ],
+    )?;
+    Ok(())
+}
+
+/// Append a fill to `fills`, and its cash (premium under `kind`, then commission) to
+/// `cash_ledger`.
+pub(crate) fn write_fill(
     conn: &Connection,
     f: &Fill,
     strategy: &str,
@@ -520,27 +562,18 @@ impl Job for SelectTrades {
                     Err(e) => ("rejected", Some(e.to_string())),
                 };
                 for (i, leg) in p.order.legs.iter().enumerate() {
-                    let (k, expiry, strike, pc) = instrument_cols(&leg.instrument);
-                    conn.execute(
-                        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        params![
-                            ctx.as_of,
-                            p.order.reference,
-                            p.strategy,
-                            i as i32,
-                            leg.instrument.key(),
-                            leg.instrument.underlying(),
-                            k,
-                            expiry,
-                            strike,
-                            pc,
-                            leg.instrument.multiplier() as i32,
-                            leg.quantity,
-                            p.order.limit.map(|l| l.to_f64()),
-                            status,
-                            why,
-                            ctx.run_id
-                        ],
+                    write_order_leg(
+                        conn,
+                        ctx.as_of,
+                        &p.order.reference,
+                        &p.strategy,
+                        i,
+                        &leg.instrument,
+                        leg.quantity,
+                        p.order.limit,
+                        status,
+                        why.clone(),
+                        ctx.run_id,
                     )?;
                     rows += 1;
                 }

@@ -7,6 +7,7 @@
 //!   lock on the file). A second writer waits up to `lock_timeout`, then fails with a
 //!   message naming the holder. Readers open read-only and never write.
 
+pub mod check;
 mod lock;
 pub mod query;
 
@@ -236,9 +237,13 @@ fn open_with_retry(
         } else {
             AccessMode::ReadWrite
         };
+        // No extension is ever downloaded or loaded behind the user's back: optdesk
+        // runs offline, and what it needs (parquet) is compiled in.
         let config = DuckConfig::default()
             .access_mode(access)
-            .and_then(|c| c.threads(2));
+            .and_then(|c| c.threads(2))
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .and_then(|c| c.with("autoload_known_extensions", "false"));
         let res = config.and_then(|c| Connection::open_with_flags(path, c));
         match res {
             Ok(c) => return Ok(c),

@@ -1,0 +1,233 @@
+//! `expire_positions` — settle the options that expired before `as_of`, from the
+//! expiry day's bar: the close for PM-settled series, the open for AM-settled index
+//! monthlies (SPX). Cash-settled index options pay intrinsic; equity and ETF options in
+//! the money by more than a cent are assigned (short) or exercised (long) into shares
+//! at the strike; the rest expire worthless. Shares sold short by an assigned naked
+//! call are bought in at the settlement price the same day (net: the intrinsic value),
+//! except in the covered-call wheel. Every settlement is a filled order with
+//! a deterministic reference (`expire:<contract>`), so a re-run books nothing twice.
+
+use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
+use crate::config::{Config, ConfigError, JobFile};
+use crate::model::{OptionRight, Price};
+use crate::pricing::is_am_settled;
+use crate::trading::ledger::CashKind;
+use crate::trading::{Fill, Instrument};
+use chrono::NaiveDate;
+use duckdb::params;
+use serde::{Deserialize, Serialize};
+
+pub const DEF: JobDef = JobDef {
+    name: "expire_positions",
+    about: "settle expired options: cash at intrinsic, or assignment/exercise into shares",
+    writes: &["orders", "fills", "cash_ledger"],
+    prepare,
+};
+
+/// Index options settle in cash; everything else by delivery of shares.
+pub const CASH_SETTLED: &[&str] = &["SPX", "XSP", "NDX", "RUT"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {}
+
+fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
+    Ok(Prepared {
+        def: &DEF,
+        enabled: file.enabled,
+        slots: file.slots,
+        config_hash: config.hash_with(&text),
+        job: Box::new(ExpirePositions),
+    })
+}
+
+pub struct ExpirePositions;
+
+struct Open {
+    strategy: String,
+    contract: String,
+    underlying: String,
+    expiry: NaiveDate,
+    strike: f64,
+    right: OptionRight,
+    quantity: i64,
+}
+
+impl Job for ExpirePositions {
+    fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
+        let conn = ctx.conn;
+        let mut s = conn.prepare(
+            "SELECT strategy, instrument, underlying, expiry, strike::DOUBLE, put_call, quantity
+             FROM positions WHERE kind = 'option' AND expiry < ? ORDER BY expiry, instrument",
+        )?;
+        let open: Vec<Open> = s
+            .query_map(params![ctx.as_of], |r| {
+                Ok(Open {
+                    strategy: r.get(0)?,
+                    contract: r.get(1)?,
+                    underlying: r.get(2)?,
+                    expiry: r.get(3)?,
+                    strike: r.get(4)?,
+                    right: if r.get::<_, String>(5)? == "C" {
+                        OptionRight::Call
+                    } else {
+                        OptionRight::Put
+                    },
+                    quantity: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let (mut rows, mut settled, mut assigned, mut worthless) = (0u64, 0, 0, 0);
+        let mut waiting = Vec::new();
+        for p in &open {
+            let cash = CASH_SETTLED.contains(&p.underlying.as_str());
+            let root = p.contract.get(..6).unwrap_or("").trim();
+            let am = is_am_settled(root, &p.underlying, cash);
+            let price: Option<f64> = conn
+                .query_row(
+                    &format!(
+                        "SELECT {}::DOUBLE FROM underlying_bars WHERE symbol = ? AND date = ?",
+                        if am { "open" } else { "close" }
+                    ),
+                    params![p.underlying, p.expiry],
+                    |r| r.get(0),
+                )
+                .ok();
+            let Some(settle) = price else {
+                waiting.push(format!(
+                    "{} (no {} bar for {} yet)",
+                    p.contract.trim(),
+                    p.underlying,
+                    p.expiry
+                ));
+                continue;
+            };
+            let intrinsic = match p.right {
+                OptionRight::Call => (settle - p.strike).max(0.0),
+                OptionRight::Put => (p.strike - settle).max(0.0),
+            };
+            let reference = format!("expire:{}", p.contract);
+            let option = Instrument::Option {
+                contract: p.contract.clone(),
+                underlying: p.underlying.clone(),
+                expiry: p.expiry,
+                strike: Price::from_f64(p.strike),
+                right: p.right,
+                multiplier: 100,
+            };
+            let mut fills = Vec::new();
+            let delivers = !cash && intrinsic >= 0.01;
+            // Close the option: at intrinsic in cash, at zero when shares are delivered
+            // or it expires worthless.
+            let close_price = if cash { intrinsic } else { 0.0 };
+            fills.push((
+                Fill {
+                    order_reference: reference.clone(),
+                    leg: 0,
+                    as_of: ctx.as_of,
+                    instrument: option,
+                    quantity: -p.quantity,
+                    price: Price::from_cents((close_price * 100.0).round() as i64),
+                    commission: Price::ZERO,
+                },
+                if delivers {
+                    CashKind::Assignment
+                } else {
+                    CashKind::Settlement
+                },
+            ));
+            if delivers {
+                // A call delivers shares to its holder; a put takes them from its holder.
+                let shares = match p.right {
+                    OptionRight::Call => 100 * p.quantity,
+                    OptionRight::Put => -100 * p.quantity,
+                };
+                fills.push((
+                    Fill {
+                        order_reference: reference.clone(),
+                        leg: 1,
+                        as_of: ctx.as_of,
+                        instrument: Instrument::Shares {
+                            symbol: p.underlying.clone(),
+                        },
+                        quantity: shares,
+                        price: Price::from_f64(p.strike),
+                        commission: Price::ZERO,
+                    },
+                    CashKind::Assignment,
+                ));
+            }
+            // Shares sold short by an assigned naked call are bought in at the settlement
+            // price the same day (the covered-call wheel keeps its shares instead).
+            if delivers
+                && p.right == OptionRight::Call
+                && p.quantity < 0
+                && p.strategy != "covered_call"
+            {
+                let held: i64 = conn
+                    .query_row(
+                        "SELECT coalesce(sum(quantity), 0) FROM positions WHERE kind = 'shares' AND underlying = ? AND strategy = ?",
+                        params![p.underlying, p.strategy],
+                        |r| r.get(0),
+                    )
+                    .unwrap_or(0);
+                let short_after = held + 100 * p.quantity;
+                if short_after < 0 {
+                    fills.push((
+                        Fill {
+                            order_reference: reference.clone(),
+                            leg: 2,
+                            as_of: ctx.as_of,
+                            instrument: Instrument::Shares {
+                                symbol: p.underlying.clone(),
+                            },
+                            quantity: -short_after.max(100 * p.quantity),
+                            price: Price::from_cents((settle * 100.0).round() as i64),
+                            commission: Price::ZERO,
+                        },
+                        CashKind::Assignment,
+                    ));
+                }
+            }
+            for (f, kind) in &fills {
+                super::select_trades::write_order_leg(
+                    conn,
+                    ctx.as_of,
+                    &reference,
+                    &p.strategy,
+                    f.leg,
+                    &f.instrument,
+                    f.quantity,
+                    None,
+                    "filled",
+                    None,
+                    ctx.run_id,
+                )?;
+                super::select_trades::write_fill(conn, f, &p.strategy, *kind, ctx.run_id)?;
+                rows += 3;
+            }
+            if cash {
+                settled += 1;
+            } else if delivers {
+                assigned += 1;
+            } else {
+                worthless += 1;
+            }
+        }
+        let mut summary = format!(
+            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless",
+            settled + assigned + worthless
+        );
+        if !waiting.is_empty() {
+            summary.push_str(&format!(
+                "; waiting for a settlement price: {}",
+                waiting.join(", ")
+            ));
+        }
+        Ok(JobOutput {
+            rows_written: rows,
+            summary,
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! `optdesk check`: the trading record reconciles to the cent.
+//!
+//! * the trade cash in `cash_ledger` equals the fills' premium, settlement and
+//!   assignment cash less commissions, exactly (DECIMAL arithmetic);
+//! * every fill has its filled order leg, every filled order leg has exactly one fill
+//!   (no duplicates, no half-filled multi-leg orders);
+//! * cash is the sum of the ledger, positions the sum of the fills;
+//! * options past expiry still open are named (expire_positions settles them once the
+//!   expiry day's bar is in).
+
+use duckdb::Connection;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    pub cash: String,
+    pub open_positions: i64,
+    pub fills: i64,
+    /// Discrepancies: any makes `optdesk check` exit non-zero.
+    pub problems: Vec<String>,
+    /// Worth knowing, not wrong.
+    pub notes: Vec<String>,
+}
+
+fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, duckdb::Error> {
+    let mut s = conn.prepare(sql)?;
+    let rows = s.query_map([], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
+    let mut problems = Vec::new();
+    let (ledger, from_fills): (String, String) = conn.query_row(
+        "SELECT
+           (SELECT coalesce(sum(amount), 0) FROM cash_ledger
+             WHERE kind IN ('premium', 'commission', 'settlement', 'assignment'))::VARCHAR,
+           (SELECT coalesce(sum(-quantity * multiplier * price - commission), 0) FROM fills)::VARCHAR",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let same: bool = conn.query_row(
+        "SELECT (SELECT coalesce(sum(amount), 0) FROM cash_ledger
+                  WHERE kind IN ('premium', 'commission', 'settlement', 'assignment'))
+              = (SELECT coalesce(sum(-quantity * multiplier * price - commission), 0) FROM fills)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !same {
+        problems.push(format!(
+            "trade cash in cash_ledger is {ledger}, the fills say {from_fills}"
+        ));
+    }
+    for s in strings(
+        conn,
+        "SELECT 'fill ' || f.order_ref || ' leg ' || f.leg || ' has no filled order leg'
+         FROM fills f LEFT JOIN orders o ON o.order_ref = f.order_ref AND o.leg = f.leg AND o.status = 'filled'
+         WHERE o.order_ref IS NULL",
+    )? {
+        problems.push(s);
+    }
+    for s in strings(
+        conn,
+        "SELECT 'order ' || o.order_ref || ' leg ' || o.leg || ' is filled ' || count(f.order_ref) || ' times (expected once)'
+         FROM orders o LEFT JOIN fills f ON f.order_ref = o.order_ref AND f.leg = o.leg
+         WHERE o.status = 'filled' GROUP BY o.order_ref, o.leg HAVING count(f.order_ref) <> 1",
+    )? {
+        problems.push(s);
+    }
+    for s in strings(
+        conn,
+        "SELECT 'cash ledger entry ' || reference || ' (' || kind || ') has no fill'
+         FROM cash_ledger c
+         WHERE kind NOT IN ('deposit', 'dividend')
+           AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_ref || '#' || f.leg = c.reference)",
+    )? {
+        problems.push(s);
+    }
+    let notes = strings(
+        conn,
+        "SELECT 'awaiting settlement: ' || instrument || ' expired ' || expiry::VARCHAR
+         FROM positions WHERE kind = 'option'
+           AND expiry < (SELECT max(as_of) FROM option_quotes)",
+    )?;
+    let (cash, open_positions, fills): (String, i64, i64) = conn.query_row(
+        "SELECT (SELECT coalesce(sum(amount), 0) FROM cash_ledger)::VARCHAR,
+                (SELECT count(*) FROM positions), (SELECT count(*) FROM fills)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(CheckReport {
+        cash,
+        open_positions,
+        fills,
+        problems,
+        notes,
+    })
+}

@@ -1,0 +1,94 @@
+//! Trading end to end on the simulated market: strategies trade, expiries settle,
+//! `optdesk check` reconciles after every session, re-running a day adds nothing, and a
+//! tampered ledger is caught.
+
+mod common;
+use common::{stderr, Desk};
+
+#[test]
+fn sessions_through_an_expiry_trade_settle_and_reconcile_every_day() {
+    let desk = Desk::new();
+    let sessions = optdesk::calendar::sessions(
+        chrono::NaiveDate::from_ymd_opt(2024, 6, 3).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2024, 7, 9).unwrap(),
+    )
+    .unwrap();
+    for s in &sessions {
+        let d = s.date.to_string();
+        desk.run_ok(&["run", "daily", "--as-of", &d]);
+        let out = desk.run_ok(&["check"]);
+        assert!(out.contains("reconciled to the cent"), "{d}: {out}");
+    }
+    // call_premium sold calls, and the July 5 SPY expiry was settled on the next session.
+    assert!(
+        desk.count("SELECT count(*) FROM fills WHERE cash_kind = 'premium' AND quantity < 0") >= 1
+    );
+    assert!(desk.count("SELECT count(*) FROM fills WHERE order_ref LIKE 'expire:%'") >= 1);
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM positions WHERE kind = 'option' AND expiry < DATE '2024-07-09'"
+        ),
+        0,
+        "every expired option is settled"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM positions WHERE kind = 'shares'"),
+        0,
+        "no stray stock"
+    );
+    // Every decision is stored with its rule; every pass with its reason.
+    assert!(desk.count("SELECT count(*) FROM risk_decisions WHERE rule IS NOT NULL") >= 1);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM signals WHERE action = 'pass' AND reason IS NULL"),
+        0
+    );
+
+    // Re-running a day that traded adds nothing.
+    let traded: String = desk
+        .open()
+        .query_row(
+            "SELECT min(as_of)::VARCHAR FROM fills WHERE cash_kind = 'premium'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let before = desk.fingerprint(false);
+    desk.run_ok(&["run", "daily", "--as-of", &traded]);
+    assert_eq!(
+        desk.fingerprint(false),
+        before,
+        "re-running {traded} is a no-op"
+    );
+
+    // A tampered ledger does not reconcile, and check says where.
+    {
+        let c = duckdb::Connection::open(desk.db()).unwrap();
+        c.execute_batch("UPDATE cash_ledger SET amount = amount + 0.01 WHERE kind = 'premium' AND rowid = (SELECT min(rowid) FROM cash_ledger WHERE kind = 'premium')")
+            .unwrap();
+    }
+    let o = desk.run(&["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("trade cash in cash_ledger"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_kill_file_halts_new_entries_with_the_reason() {
+    let desk = Desk::new();
+    std::fs::create_dir_all(desk.dir.path().join("data")).unwrap();
+    std::fs::write(desk.dir.path().join("data/KILL"), "").unwrap();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    assert_eq!(desk.count("SELECT count(*) FROM fills"), 0);
+    let refused = desk.count(
+        "SELECT count(*) FROM risk_decisions WHERE rule = 'kill_switch' AND decision = 'refused'",
+    );
+    let proposals = desk.count("SELECT count(*) FROM signals WHERE action = 'propose'");
+    assert_eq!(refused, proposals);
+    assert!(
+        proposals >= 1,
+        "the strategy proposed something on this day"
+    );
+}
