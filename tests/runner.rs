@@ -352,9 +352,7 @@ fn a_dry_run_of_the_pipeline_sees_each_jobs_output_and_keeps_none() {
         );
     }
     assert_eq!(
-        desk.count(
-            "SELECT count(*) FROM job_runs WHERE dry_run AND status = 'ok'"
-        ),
+        desk.count("SELECT count(*) FROM job_runs WHERE dry_run AND status = 'ok'"),
         jobs as i64
     );
 }
