@@ -58,6 +58,11 @@ pub enum Cmd {
     Status,
     /// Verify the trading record reconciles to the cent (exit 1 with the discrepancies).
     Check,
+    /// The kill switch: `on` halts new entries (creates the kill file), `off` resumes.
+    Kill {
+        #[arg(value_enum)]
+        state: KillState,
+    },
     /// Open positions, with the latest mid and unrealized P&L.
     Positions,
     /// Fills (trades, settlements, assignments) with their orders.
@@ -153,6 +158,12 @@ pub enum RunWhat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KillState {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CalFormat {
     Table,
     Csv,
@@ -235,6 +246,7 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         } => run_daily(ctx, as_of.unwrap_or_else(today_ny), dry_run, Trigger::Cli),
         Cmd::Status => status(ctx),
         Cmd::Check => check(ctx),
+        Cmd::Kill { state } => kill(ctx, state),
         Cmd::Positions => positions(ctx),
         Cmd::Trades { from, to } => trades(ctx, from, to),
         Cmd::Sql { query, format } => sql(ctx, &query, format),
@@ -483,6 +495,40 @@ fn open_reader(ctx: &Ctx) -> Result<Store> {
     let config = ctx.config()?;
     let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
     Ok(Store::open_read(&ctx.db, timeout)?)
+}
+
+fn kill(ctx: &Ctx, state: KillState) -> Result<bool> {
+    let config = ctx.config()?;
+    let path = crate::jobs::select_trades::kill_file_path(&config)?;
+    match state {
+        KillState::On => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(
+                &path,
+                format!(
+                    "kill switch turned on by `optdesk kill on` at {}\n",
+                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            )
+            .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "kill switch ON: no new entries while {} exists (`optdesk kill off` resumes)",
+                path.display()
+            );
+        }
+        KillState::Off => match std::fs::remove_file(&path) {
+            Ok(()) => println!("kill switch OFF: removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!(
+                "kill switch was already off ({} does not exist)",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        },
+    }
+    Ok(true)
 }
 
 fn check(ctx: &Ctx) -> Result<bool> {

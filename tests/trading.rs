@@ -78,8 +78,11 @@ fn sessions_through_an_expiry_trade_settle_and_reconcile_every_day() {
 #[test]
 fn the_kill_file_halts_new_entries_with_the_reason() {
     let desk = Desk::new();
-    std::fs::create_dir_all(desk.dir.path().join("data")).unwrap();
-    std::fs::write(desk.dir.path().join("data/KILL"), "").unwrap();
+    let out = desk.run_ok(&["kill", "on"]);
+    assert!(
+        out.contains("kill switch ON") && desk.dir.path().join("data/KILL").exists(),
+        "{out}"
+    );
     desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
     assert_eq!(desk.count("SELECT count(*) FROM fills"), 0);
     let refused = desk.count(

@@ -185,6 +185,17 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
 }
 
+/// The kill file named in `jobs/select_trades.toml` (default `data/KILL`), resolved
+/// against the project folder.
+pub fn kill_file_path(config: &Config) -> Result<std::path::PathBuf, ConfigError> {
+    let path = config.dir.join("select_trades.toml");
+    let params = match std::fs::read_to_string(&path) {
+        Ok(t) => crate::config::parse::<FileShape>(&path, &t)?.params,
+        Err(_) => Params::default(),
+    };
+    Ok(config.resolve(&params.kill_file))
+}
+
 pub struct SelectTrades {
     pub params: Params,
     pub risk: RiskConfig,
