@@ -79,12 +79,52 @@ CREATE TABLE cash_ledger (
     run_id       BIGINT NOT NULL
 );
 
--- Open positions, derived from the fills (nothing to keep in step).
-CREATE VIEW positions AS
+-- Open positions as of a date, derived from the fills up to it (nothing to keep in
+-- step): SELECT * FROM positions_as_of(DATE '2025-03-14'). Jobs use this, so a
+-- re-run of a past day sees that day's book, not today's.
+CREATE MACRO positions_as_of(d) AS TABLE
 SELECT strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier,
        sum(quantity) AS quantity,
        sum(quantity * price) / nullif(sum(quantity), 0) AS avg_price,
        min(as_of) AS opened
 FROM fills
+WHERE as_of <= d
 GROUP BY strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier
 HAVING sum(quantity) <> 0;
+
+-- Open positions now.
+CREATE VIEW positions AS SELECT * FROM positions_as_of(DATE '9999-12-31');
+
+-- The portfolio marked to market at each snapshot. Key: (as_of, quote_time).
+CREATE TABLE portfolio_snapshots (
+    as_of           DATE NOT NULL,
+    quote_time      TIMESTAMP NOT NULL,
+    cash            DECIMAL(18,4) NOT NULL,   -- sum of cash_ledger
+    market_value    DECIMAL(18,4) NOT NULL,   -- open positions at their marks
+    equity          DECIMAL(18,4) NOT NULL,   -- cash + market_value
+    open_positions  INTEGER NOT NULL,
+    stale_marks     INTEGER NOT NULL,         -- positions marked at an earlier price (no quote today)
+    start_date      DATE NOT NULL,            -- first deposit
+    start_equity    DECIMAL(18,4) NOT NULL,   -- deposits
+    total_return    DOUBLE NOT NULL,          -- equity / start_equity − 1
+    spy_return      DOUBLE,                   -- the SPY benchmark's total return
+    alpha_vs_spy    DOUBLE,                   -- total_return − spy_return
+    note            VARCHAR,                  -- which positions are stale, and since when
+    run_id          BIGINT NOT NULL
+);
+
+-- Buy-and-hold benchmarks from the portfolio's start date with its capital (dividends
+-- kept as cash). Key: (as_of, quote_time, symbol).
+CREATE TABLE benchmark_snapshots (
+    as_of         DATE NOT NULL,
+    quote_time    TIMESTAMP NOT NULL,
+    symbol        VARCHAR NOT NULL,
+    start_date    DATE NOT NULL,
+    start_price   DECIMAL(18,4) NOT NULL,
+    shares        DOUBLE NOT NULL,
+    price         DECIMAL(18,4) NOT NULL,
+    dividends     DECIMAL(18,4) NOT NULL,     -- cash dividends received since the start
+    value         DECIMAL(18,4) NOT NULL,
+    total_return  DOUBLE NOT NULL,
+    run_id        BIGINT NOT NULL
+);

@@ -59,10 +59,10 @@ impl Job for ExpirePositions {
         let conn = ctx.conn;
         let mut s = conn.prepare(
             "SELECT strategy, instrument, underlying, expiry, strike::DOUBLE, put_call, quantity
-             FROM positions WHERE kind = 'option' AND expiry < ? ORDER BY expiry, instrument",
+             FROM positions_as_of(?::DATE) WHERE kind = 'option' AND expiry < ? ORDER BY expiry, instrument",
         )?;
         let open: Vec<Open> = s
-            .query_map(params![ctx.as_of], |r| {
+            .query_map(params![ctx.as_of, ctx.as_of], |r| {
                 Ok(Open {
                     strategy: r.get(0)?,
                     contract: r.get(1)?,
@@ -167,8 +167,8 @@ impl Job for ExpirePositions {
             {
                 let held: i64 = conn
                     .query_row(
-                        "SELECT coalesce(sum(quantity), 0) FROM positions WHERE kind = 'shares' AND underlying = ? AND strategy = ?",
-                        params![p.underlying, p.strategy],
+                        "SELECT coalesce(sum(quantity), 0) FROM positions_as_of(?::DATE) WHERE kind = 'shares' AND underlying = ? AND strategy = ?",
+                        params![ctx.as_of, p.underlying, p.strategy],
                         |r| r.get(0),
                     )
                     .unwrap_or(0);

@@ -11,6 +11,7 @@ pub mod correlation;
 pub mod expire_positions;
 pub mod fetch_chains;
 pub mod select_trades;
+pub mod snapshot_benchmarks;
 
 use crate::config::{Config, ConfigError};
 use crate::store::{Store, StoreError};
@@ -84,6 +85,7 @@ pub static JOBS: &[JobDef] = &[
     correlation::DEF,
     select_trades::DEF,
     expire_positions::DEF,
+    snapshot_benchmarks::DEF,
 ];
 
 pub fn find(name: &str) -> Option<&'static JobDef> {

@@ -260,9 +260,9 @@ fn load_day(conn: &Connection, ctx: &JobContext) -> Result<DayState, JobError> {
             .push(row);
     }
     let mut s = conn.prepare(
-        "SELECT strategy, underlying, count(*) FROM positions WHERE kind = 'option' GROUP BY ALL",
+        "SELECT strategy, underlying, count(*) FROM positions_as_of(?::DATE) WHERE kind = 'option' GROUP BY ALL",
     )?;
-    for r in s.query_map([], |r| {
+    for r in s.query_map(params![ctx.as_of], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
@@ -275,10 +275,10 @@ fn load_day(conn: &Connection, ctx: &JobContext) -> Result<DayState, JobError> {
     Ok(day)
 }
 
-fn cash_balance(conn: &Connection) -> Result<Price, JobError> {
+fn cash_balance(conn: &Connection, as_of: chrono::NaiveDate) -> Result<Price, JobError> {
     let c: f64 = conn.query_row(
-        "SELECT coalesce(sum(amount), 0)::DOUBLE FROM cash_ledger",
-        [],
+        "SELECT coalesce(sum(amount), 0)::DOUBLE FROM cash_ledger WHERE as_of <= ?",
+        params![as_of],
         |r| r.get(0),
     )?;
     Ok(Price::from_f64(c))
@@ -287,10 +287,10 @@ fn cash_balance(conn: &Connection) -> Result<Price, JobError> {
 /// Margin and collateral held by the open option positions, at today's spot.
 fn held_requirement(conn: &Connection, day: &DayState) -> Result<Price, JobError> {
     let mut s = conn.prepare(
-        "SELECT underlying, strike::DOUBLE, put_call, quantity FROM positions WHERE kind = 'option' AND quantity < 0",
+        "SELECT underlying, strike::DOUBLE, put_call, quantity FROM positions_as_of(?::DATE) WHERE kind = 'option' AND quantity < 0",
     )?;
     let mut total = Price::ZERO;
-    for r in s.query_map([], |r| {
+    for r in s.query_map(params![day.as_of], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, f64>(1)?,
@@ -449,7 +449,7 @@ impl Job for SelectTrades {
             });
         }
         let mut rows = 0u64;
-        if cash_balance(conn)? == Price::ZERO {
+        if cash_balance(conn, ctx.as_of)? == Price::ZERO {
             let n: i64 = conn.query_row("SELECT count(*) FROM cash_ledger", [], |r| r.get(0))?;
             if n == 0 {
                 conn.execute(
@@ -474,7 +474,7 @@ impl Job for SelectTrades {
         let mut state = RiskState {
             as_of: Some(ctx.as_of),
             kill_file: self.kill_file.exists(),
-            buying_power: cash_balance(conn)? - held_requirement(conn, &day)?,
+            buying_power: cash_balance(conn, ctx.as_of)? - held_requirement(conn, &day)?,
             ..RiskState::default()
         };
         for ((st, u), n) in &day.open {

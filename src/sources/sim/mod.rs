@@ -139,10 +139,15 @@ impl Sim {
         }
         let prev = close[t - 1];
         let day_log = libm::log(close[t] / prev);
+        // Funds that track the same index share its intraday path.
+        let path_key = match self.universe[i].symbol.as_str() {
+            "SPY" | "VOO" => "SPX",
+            s => s,
+        };
         let (o, at, h, l) = chain::intraday(
             self.seed,
             self.path.sessions[t],
-            &self.universe[i].symbol,
+            path_key,
             day_log,
             self.day_sd(i, t),
             fraction,
