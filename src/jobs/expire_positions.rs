@@ -190,6 +190,19 @@ impl Job for ExpirePositions {
                     ));
                 }
             }
+            // The wheel's shares are held under the strategy that was assigned them;
+            // a covered call's delivery comes out of that holding.
+            let share_strategy: String = if delivers && p.strategy == "covered_call" {
+                conn.query_row(
+                    "SELECT strategy FROM positions_as_of(?::DATE) WHERE kind = 'shares' AND underlying = ? AND quantity > 0
+                     ORDER BY quantity DESC LIMIT 1",
+                    params![ctx.as_of, p.underlying],
+                    |r| r.get(0),
+                )
+                .unwrap_or_else(|_| p.strategy.clone())
+            } else {
+                p.strategy.clone()
+            };
             for (f, kind) in &fills {
                 super::select_trades::write_order_leg(
                     conn,
@@ -204,7 +217,12 @@ impl Job for ExpirePositions {
                     None,
                     ctx.run_id,
                 )?;
-                super::select_trades::write_fill(conn, f, &p.strategy, *kind, ctx.run_id)?;
+                let strategy = if matches!(f.instrument, Instrument::Shares { .. }) {
+                    &share_strategy
+                } else {
+                    &p.strategy
+                };
+                super::select_trades::write_fill(conn, f, strategy, *kind, ctx.run_id)?;
                 rows += 3;
             }
             if cash {

@@ -16,6 +16,7 @@ use crate::trading::broker::{fill_order, PaperConfig, Quote};
 use crate::trading::ledger::CashKind;
 use crate::trading::risk::{evaluate, Decision, RiskConfig, RiskState};
 use crate::trading::strategies::call_premium::{CallPremium, Config as CallPremiumConfig};
+use crate::trading::strategies::wheel::{CashSecuredPut, Config as WheelConfig, CoveredCall};
 use crate::trading::strategies::{ChainRow, DayState, Strategy, UnderlyingDay};
 use crate::trading::{Fill, Instrument};
 use duckdb::{params, Connection};
@@ -170,12 +171,32 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     if cp_enabled {
         strategies.push(Box::new(CallPremium { config: cp }));
     }
+    let mut texts = vec![cp_text];
+    for name in ["cash_secured_put", "covered_call"] {
+        let (enabled, cfg, text) = load_strategy::<WheelConfig>(config, name)?;
+        cfg.validate().map_err(|m| ConfigError::Invalid {
+            file: config
+                .dir
+                .join(format!("strategies/{name}.toml"))
+                .display()
+                .to_string(),
+            message: format!("params.{m}"),
+        })?;
+        texts.push(text);
+        if enabled {
+            if name == "cash_secured_put" {
+                strategies.push(Box::new(CashSecuredPut { config: cfg }));
+            } else {
+                strategies.push(Box::new(CoveredCall { config: cfg }));
+            }
+        }
+    }
     let kill_file = config.resolve(&p.kill_file);
     Ok(Prepared {
         def: &DEF,
         enabled: shape.enabled,
         slots: shape.slots.clone(),
-        config_hash: config.hash_with(&format!("{text}\n{cp_text}")),
+        config_hash: config.hash_with(&format!("{text}\n{}", texts.join("\n"))),
         job: Box::new(SelectTrades {
             params: shape.params,
             risk: shape.risk,
@@ -271,6 +292,15 @@ fn load_day(conn: &Connection, ctx: &JobContext) -> Result<DayState, JobError> {
     })? {
         let (st, u, n) = r?;
         day.open.insert((st, u), n as u32);
+    }
+    let mut s = conn.prepare(
+        "SELECT underlying, sum(quantity) FROM positions_as_of(?::DATE) WHERE kind = 'shares' GROUP BY ALL HAVING sum(quantity) > 0",
+    )?;
+    for r in s.query_map(params![ctx.as_of], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (u, q) = r?;
+        day.shares.insert(u, q);
     }
     Ok(day)
 }

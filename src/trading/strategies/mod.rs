@@ -4,6 +4,7 @@
 //! looked at and passed on gets a reason.
 
 pub mod call_premium;
+pub mod wheel;
 
 use super::risk::Proposal;
 use crate::model::OptionRight;
@@ -41,8 +42,10 @@ pub struct DayState {
     pub as_of: Option<NaiveDate>,
     pub underlyings: HashMap<String, UnderlyingDay>,
     pub chains: HashMap<String, Vec<ChainRow>>,
-    /// Open positions per (strategy, underlying).
+    /// Open option positions per (strategy, underlying).
     pub open: HashMap<(String, String), u32>,
+    /// Shares held per underlying (long), across strategies.
+    pub shares: HashMap<String, i64>,
 }
 
 impl DayState {

@@ -1,0 +1,416 @@
+//! The wheel: `cash_secured_put` sells out-of-the-money puts with the strike × 100 held
+//! as collateral; an assigned put becomes shares; `covered_call` sells calls against
+//! shares held (100 per contract); an assigned call delivers them. Both pick the expiry
+//! nearest `target_dte` and the strike whose delta is nearest `target_delta`, when the
+//! bid, volume and IV-over-HV conditions hold. Both are secured (collateral or shares),
+//! so they carry no max-loss figure for the risk gate; buying power bounds them.
+
+use super::{ChainRow, DayState, Outcome, Strategy};
+use crate::model::{OptionRight, Price};
+use crate::trading::broker::cash_secured_put_requirement;
+use crate::trading::risk::Proposal;
+use crate::trading::{Instrument, Leg, Order};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub tickers: Vec<String>,
+    /// Dollars of collateral per ticker (cash_secured_put).
+    pub capital_per_ticker: f64,
+    pub target_dte: i64,
+    pub min_dte: i64,
+    pub max_dte: i64,
+    /// |delta| of the strike to sell (0.25 = 25 delta).
+    pub target_delta: f64,
+    /// Only strikes with |delta| within this distance of the target.
+    pub delta_tolerance: f64,
+    pub min_bid: f64,
+    pub min_volume: i64,
+    /// IV must exceed HV30 by more than this many vol points (0 = IV above HV).
+    pub min_iv_over_hv_pts: f64,
+    pub max_open_per_ticker: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tickers: vec!["SPY".into(), "QQQ".into()],
+            capital_per_ticker: 60_000.0,
+            target_dte: 30,
+            min_dte: 20,
+            max_dte: 45,
+            target_delta: 0.25,
+            delta_tolerance: 0.10,
+            min_bid: 0.10,
+            min_volume: 10,
+            min_iv_over_hv_pts: 0.0,
+            max_open_per_ticker: 1,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.01..=0.99).contains(&self.target_delta) {
+            return Err(format!("target_delta = {}: expected an absolute delta between 0.01 and 0.99 (0.25 = 25 delta)", self.target_delta));
+        }
+        if !(0.0..=0.5).contains(&self.delta_tolerance) {
+            return Err(format!(
+                "delta_tolerance = {}: expected 0 to 0.5",
+                self.delta_tolerance
+            ));
+        }
+        if self.capital_per_ticker.is_nan() || self.capital_per_ticker <= 0.0 {
+            return Err(format!(
+                "capital_per_ticker = {}: expected a positive amount of dollars",
+                self.capital_per_ticker
+            ));
+        }
+        if self.min_bid < 0.0 || self.min_volume < 0 {
+            return Err("min_bid and min_volume must not be negative".into());
+        }
+        if !(0.0..=50.0).contains(&self.min_iv_over_hv_pts)
+            || (self.min_iv_over_hv_pts > 0.0 && self.min_iv_over_hv_pts < 0.5)
+        {
+            return Err(format!("min_iv_over_hv_pts = {}: expected vol points (3 = 3 points) between 0.5 and 50, or 0", self.min_iv_over_hv_pts));
+        }
+        if !(1..=1000).contains(&self.min_dte)
+            || self.min_dte > self.max_dte
+            || !(self.min_dte..=self.max_dte).contains(&self.target_dte)
+        {
+            return Err(format!(
+                "min_dte = {}, target_dte = {}, max_dte = {}: expected 1 ≤ min ≤ target ≤ max",
+                self.min_dte, self.target_dte, self.max_dte
+            ));
+        }
+        if self.tickers.is_empty() {
+            return Err("tickers: at least one ticker".into());
+        }
+        Ok(())
+    }
+
+    /// The option to sell on one ticker, or why there is none.
+    fn pick<'a>(
+        &self,
+        day: &'a DayState,
+        ticker: &str,
+        right: OptionRight,
+    ) -> Result<(&'a ChainRow, f64, f64), String> {
+        let (Some(u), Some(chain), Some(as_of)) = (
+            day.underlyings.get(ticker),
+            day.chains.get(ticker),
+            day.as_of,
+        ) else {
+            return Err("no quote or chain today".into());
+        };
+        let Some(hv30) = u.hv30 else {
+            return Err("no 30-session historical vol yet".into());
+        };
+        let expiry = chain
+            .iter()
+            .filter(|r| r.right == right)
+            .map(|r| r.expiry)
+            .filter(|e| (self.min_dte..=self.max_dte).contains(&(*e - as_of).num_days()))
+            .min_by_key(|e| ((*e - as_of).num_days() - self.target_dte).abs())
+            .ok_or_else(|| {
+                format!(
+                    "no expiry between {} and {} days",
+                    self.min_dte, self.max_dte
+                )
+            })?;
+        chain
+            .iter()
+            .filter(|r| r.right == right && r.expiry == expiry)
+            .filter_map(|r| Some((r, r.delta?.abs(), r.iv?)))
+            .filter(|(r, d, iv)| {
+                (d - self.target_delta).abs() <= self.delta_tolerance
+                    && r.bid > self.min_bid
+                    && r.volume > self.min_volume
+                    && *iv > hv30 + self.min_iv_over_hv_pts / 100.0
+            })
+            .min_by(|a, b| (a.1 - self.target_delta).abs().total_cmp(&(b.1 - self.target_delta).abs()))
+            .map(|(r, _, iv)| (r, iv, hv30))
+            .ok_or_else(|| {
+                format!(
+                    "no {} near {:.0} delta expiring {expiry} with bid > {:.2}, volume > {} and IV > HV30 {:.1} + {} pts",
+                    if right == OptionRight::Put { "put" } else { "call" },
+                    self.target_delta * 100.0,
+                    self.min_bid,
+                    self.min_volume,
+                    hv30 * 100.0,
+                    self.min_iv_over_hv_pts
+                )
+            })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sell(
+    strategy: &'static str,
+    ticker: &str,
+    seq: usize,
+    day: &DayState,
+    row: &ChainRow,
+    contracts: i64,
+    requirement: Price,
+    numbers: Vec<(String, f64)>,
+) -> Proposal {
+    let as_of = day.as_of.expect("a day has a date");
+    let bid = Price::from_f64(row.bid);
+    Proposal {
+        strategy: strategy.into(),
+        underlying: ticker.to_string(),
+        order: Order {
+            reference: Order::reference_for(strategy, as_of, seq as u32),
+            strategy: strategy.into(),
+            as_of,
+            legs: vec![Leg {
+                instrument: Instrument::Option {
+                    contract: row.contract.clone(),
+                    underlying: ticker.to_string(),
+                    expiry: row.expiry,
+                    strike: Price::from_f64(row.strike),
+                    right: row.right,
+                    multiplier: 100,
+                },
+                quantity: -contracts,
+            }],
+            limit: Some(-bid),
+        },
+        max_loss: None,
+        requirement,
+        numbers,
+    }
+}
+
+pub struct CashSecuredPut {
+    pub config: Config,
+}
+
+impl Strategy for CashSecuredPut {
+    fn name(&self) -> &'static str {
+        "cash_secured_put"
+    }
+
+    fn propose(&self, day: &DayState) -> Outcome {
+        let c = &self.config;
+        let mut out = Outcome::default();
+        for (seq, t) in c.tickers.iter().enumerate() {
+            let open = day.open_count(self.name(), t);
+            if open >= c.max_open_per_ticker {
+                out.skips.push((
+                    t.clone(),
+                    format!("{open} open (at most {})", c.max_open_per_ticker),
+                ));
+                continue;
+            }
+            if day.shares.get(t).copied().unwrap_or(0) > 0 {
+                out.skips.push((
+                    t.clone(),
+                    "holding assigned shares: the wheel sells calls on them first".into(),
+                ));
+                continue;
+            }
+            match c.pick(day, t, OptionRight::Put) {
+                Err(why) => out.skips.push((t.clone(), why)),
+                Ok((row, iv, hv30)) => {
+                    let per = cash_secured_put_requirement(Price::from_f64(row.strike));
+                    let contracts = (c.capital_per_ticker / per.to_f64()).floor() as i64;
+                    if contracts < 1 {
+                        out.skips.push((
+                            t.clone(),
+                            format!(
+                                "{:.0} of capital does not secure one {} put ({} collateral)",
+                                c.capital_per_ticker, row.strike, per
+                            ),
+                        ));
+                        continue;
+                    }
+                    let numbers = vec![
+                        ("iv".into(), iv),
+                        ("hv30".into(), hv30),
+                        ("delta".into(), row.delta.unwrap_or(f64::NAN)),
+                        ("credit".into(), row.bid * 100.0 * contracts as f64),
+                        ("collateral".into(), per.to_f64() * contracts as f64),
+                        ("contracts".into(), contracts as f64),
+                    ];
+                    out.proposals.push(sell(
+                        self.name(),
+                        t,
+                        seq,
+                        day,
+                        row,
+                        contracts,
+                        Price::from_raw(per.raw() * contracts),
+                        numbers,
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+pub struct CoveredCall {
+    pub config: Config,
+}
+
+impl Strategy for CoveredCall {
+    fn name(&self) -> &'static str {
+        "covered_call"
+    }
+
+    fn propose(&self, day: &DayState) -> Outcome {
+        let c = &self.config;
+        let mut out = Outcome::default();
+        for (seq, t) in c.tickers.iter().enumerate() {
+            let shares = day.shares.get(t).copied().unwrap_or(0);
+            let covered = 100 * day.open_count(self.name(), t) as i64;
+            let free = (shares - covered).max(0) / 100;
+            if free < 1 {
+                out.skips.push((
+                    t.clone(),
+                    format!("{shares} shares held, {covered} already covered: nothing to cover"),
+                ));
+                continue;
+            }
+            match c.pick(day, t, OptionRight::Call) {
+                Err(why) => out.skips.push((t.clone(), why)),
+                Ok((row, iv, hv30)) => {
+                    let numbers = vec![
+                        ("iv".into(), iv),
+                        ("hv30".into(), hv30),
+                        ("delta".into(), row.delta.unwrap_or(f64::NAN)),
+                        ("credit".into(), row.bid * 100.0 * free as f64),
+                        ("shares_covered".into(), 100.0 * free as f64),
+                        ("contracts".into(), free as f64),
+                    ];
+                    out.proposals.push(sell(
+                        self.name(),
+                        t,
+                        seq,
+                        day,
+                        row,
+                        free,
+                        Price::ZERO,
+                        numbers,
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trading::strategies::UnderlyingDay;
+    use chrono::NaiveDate;
+
+    fn day(right: OptionRight, delta: f64, bid: f64, iv: f64) -> DayState {
+        let as_of = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
+        let mut d = DayState {
+            as_of: Some(as_of),
+            ..DayState::default()
+        };
+        d.underlyings.insert(
+            "SPY".into(),
+            UnderlyingDay {
+                spot: 500.0,
+                hv30: Some(0.15),
+                rate: 0.04,
+                div_yield: 0.0,
+            },
+        );
+        d.chains.insert(
+            "SPY".into(),
+            vec![ChainRow {
+                contract: "SPY   250417P00480000".into(),
+                underlying: "SPY".into(),
+                expiry: NaiveDate::from_ymd_opt(2025, 4, 17).unwrap(),
+                strike: 480.0,
+                right,
+                bid,
+                ask: bid + 0.05,
+                iv: Some(iv),
+                delta: Some(delta),
+                volume: 100,
+                t_years: 34.0 / 365.0,
+            }],
+        );
+        d
+    }
+
+    fn cfg() -> Config {
+        Config {
+            tickers: vec!["SPY".into()],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn cash_secured_put_sizes_by_collateral_and_respects_thresholds() {
+        let s = CashSecuredPut { config: cfg() };
+        let out = s.propose(&day(OptionRight::Put, -0.25, 4.0, 0.18));
+        assert_eq!(out.proposals.len(), 1, "{:?}", out.skips);
+        let p = &out.proposals[0];
+        // 60,000 of capital secures one 480 put (48,000).
+        assert_eq!(p.order.legs[0].quantity, -1);
+        assert_eq!(p.requirement, Price::from_f64(48_000.0));
+        // Delta 0.25 ± 0.10: 0.35 is in, 0.36 out.
+        assert_eq!(
+            s.propose(&day(OptionRight::Put, -0.35, 4.0, 0.18))
+                .proposals
+                .len(),
+            1
+        );
+        assert!(s
+            .propose(&day(OptionRight::Put, -0.3501, 4.0, 0.18))
+            .proposals
+            .is_empty());
+        // IV must be above HV30 (15%).
+        assert!(s
+            .propose(&day(OptionRight::Put, -0.25, 4.0, 0.15))
+            .proposals
+            .is_empty());
+        // Holding assigned shares: the wheel turns to calls.
+        let mut d = day(OptionRight::Put, -0.25, 4.0, 0.18);
+        d.shares.insert("SPY".into(), 100);
+        assert!(s.propose(&d).skips[0].1.contains("assigned shares"));
+    }
+
+    #[test]
+    fn covered_call_needs_uncovered_shares() {
+        let s = CoveredCall { config: cfg() };
+        let mut d = day(OptionRight::Call, 0.27, 3.0, 0.18);
+        assert!(s.propose(&d).skips[0].1.contains("nothing to cover"));
+        d.shares.insert("SPY".into(), 250);
+        let out = s.propose(&d);
+        assert_eq!(
+            out.proposals[0].order.legs[0].quantity, -2,
+            "250 shares cover 2 calls"
+        );
+        assert_eq!(out.proposals[0].requirement, Price::ZERO);
+        d.open.insert(("covered_call".into(), "SPY".into()), 2);
+        assert!(s.propose(&d).proposals.is_empty(), "already covered");
+    }
+
+    #[test]
+    fn wrong_units_are_refused() {
+        assert!(Config {
+            target_delta: 25.0,
+            ..cfg()
+        }
+        .validate()
+        .unwrap_err()
+        .contains("target_delta"));
+        assert!(Config {
+            capital_per_ticker: -1.0,
+            ..cfg()
+        }
+        .validate()
+        .is_err());
+    }
+}
