@@ -305,6 +305,61 @@ fn load_day(conn: &Connection, ctx: &JobContext) -> Result<DayState, JobError> {
     Ok(day)
 }
 
+/// The market side of the risk state: VIX's change since the last close, each
+/// underlying's move since its last close against a one-day expected move (spot × 30-day
+/// ATM IV × √(1/252)), and the realized P&L of positions closed on the previous session
+/// (what a morning decision can know).
+fn fill_market_risk(
+    conn: &Connection,
+    ctx: &JobContext,
+    day: &DayState,
+    state: &mut RiskState,
+) -> Result<(), JobError> {
+    let prev = crate::calendar::sessions_before(ctx.as_of, 1);
+    let Some(&prev) = prev.first() else {
+        return Ok(());
+    };
+    let mut s = conn.prepare(
+        "SELECT b.symbol, b.close::DOUBLE, v.atm_iv_30d, q.price::DOUBLE
+         FROM underlying_bars b
+         JOIN underlying_quotes q ON q.symbol = b.symbol AND q.as_of = ? AND q.quote_time = ?
+         LEFT JOIN vol_metrics v ON v.symbol = b.symbol AND v.as_of = q.as_of AND v.quote_time = q.quote_time
+         WHERE b.date = ?",
+    )?;
+    for r in s.query_map(params![ctx.as_of, ctx.quote_time, prev], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, f64>(1)?,
+            r.get::<_, Option<f64>>(2)?,
+            r.get::<_, f64>(3)?,
+        ))
+    })? {
+        let (sym, prev_close, iv, now) = r?;
+        if sym == "VIX" {
+            state.vix_change = Some(now - prev_close);
+        } else if let Some(iv) = iv.filter(|_| day.underlyings.contains_key(&sym)) {
+            state.moves.insert(
+                sym,
+                (
+                    (now - prev_close).abs(),
+                    prev_close * iv * (1.0f64 / 252.0).sqrt(),
+                ),
+            );
+        }
+    }
+    let realized: f64 = conn.query_row(
+        "WITH touched AS (SELECT DISTINCT strategy, instrument FROM fills WHERE as_of = ?),
+              closed AS (SELECT * FROM touched t WHERE NOT EXISTS
+                           (SELECT 1 FROM positions_as_of(?::DATE) p WHERE p.strategy = t.strategy AND p.instrument = t.instrument))
+         SELECT coalesce(sum(-f.quantity * f.multiplier * f.price - f.commission), 0)::DOUBLE
+         FROM fills f JOIN closed c USING (strategy, instrument) WHERE f.as_of <= ?",
+        params![prev, prev, prev],
+        |r| r.get(0),
+    )?;
+    state.realized_pnl_today = Price::from_f64(realized);
+    Ok(())
+}
+
 fn cash_balance(conn: &Connection, as_of: chrono::NaiveDate) -> Result<Price, JobError> {
     let c: f64 = conn.query_row(
         "SELECT coalesce(sum(amount), 0)::DOUBLE FROM cash_ledger WHERE as_of <= ?",
@@ -507,6 +562,7 @@ impl Job for SelectTrades {
             buying_power: cash_balance(conn, ctx.as_of)? - held_requirement(conn, &day)?,
             ..RiskState::default()
         };
+        fill_market_risk(conn, ctx, &day, &mut state)?;
         for ((st, u), n) in &day.open {
             *state.open_by_strategy.entry(st.clone()).or_default() += n;
             *state.open_by_underlying.entry(u.clone()).or_default() += n;

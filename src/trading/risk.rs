@@ -68,7 +68,8 @@ pub struct RiskState {
     /// The kill file exists or `optdesk kill on` was given.
     pub kill_file: bool,
     pub blackout_dates: BTreeSet<NaiveDate>,
-    /// Realized P&L today (negative = loss).
+    /// Realized P&L of the latest complete session (negative = loss): positions
+    /// closed on the previous session, as a morning decision knows them.
     pub realized_pnl_today: Price,
     pub open_by_strategy: HashMap<String, u32>,
     pub open_by_underlying: HashMap<String, u32>,
