@@ -33,16 +33,37 @@ pub struct Params {}
 
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
+    // Holding-period exits follow the strategies' own configuration.
+    let (_, dispersion, d_text) = super::select_trades::load_strategy::<
+        crate::trading::strategies::dispersion::Config,
+    >(config, "dispersion")?;
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
         slots: file.slots,
-        config_hash: config.hash_with(&text),
-        job: Box::new(ExpirePositions),
+        config_hash: config.hash_with(&format!("{text}\n{d_text}")),
+        job: Box::new(ExpirePositions {
+            holds: vec![("dispersion".to_string(), dispersion.hold_sessions)],
+        }),
     })
 }
 
-pub struct ExpirePositions;
+/// (contract, underlying, expiry, strike, put/call, quantity, today's bid, ask)
+type HeldRow = (
+    String,
+    String,
+    NaiveDate,
+    f64,
+    String,
+    i64,
+    Option<f64>,
+    Option<f64>,
+);
+
+pub struct ExpirePositions {
+    /// (strategy, sessions held before closing at the market).
+    pub holds: Vec<(String, u32)>,
+}
 
 struct Open {
     strategy: String,
@@ -233,8 +254,114 @@ impl Job for ExpirePositions {
                 worthless += 1;
             }
         }
+        // Holding-period exits: close at the market (buy shorts at the ask, sell longs at
+        // the bid) once a position has been held for its strategy's sessions.
+        let mut closed = 0;
+        let paper = crate::trading::broker::PaperConfig::default();
+        for (strategy, hold) in &self.holds {
+            let before = crate::calendar::sessions_before(ctx.as_of, *hold as usize);
+            let Some(&cutoff) = before.first().filter(|_| before.len() == *hold as usize) else {
+                continue;
+            };
+            let mut s = conn.prepare(
+                "SELECT p.instrument, p.underlying, p.expiry, p.strike::DOUBLE, p.put_call, p.quantity,
+                        q.bid::DOUBLE, q.ask::DOUBLE
+                 FROM positions_as_of(?::DATE) p
+                 LEFT JOIN option_quotes q ON q.contract = p.instrument AND q.as_of = ? AND q.quote_time = ?
+                 WHERE p.strategy = ? AND p.kind = 'option' AND p.opened <= ? AND p.expiry >= ?",
+            )?;
+            let held: Vec<HeldRow> = s
+                .query_map(
+                    params![
+                        ctx.as_of,
+                        ctx.as_of,
+                        ctx.quote_time,
+                        strategy,
+                        cutoff,
+                        ctx.as_of
+                    ],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            for (contract, underlying, expiry, strike, pc, qty, bid, ask) in held {
+                let (Some(bid), Some(ask)) = (bid, ask) else {
+                    waiting.push(format!(
+                        "{} (held {hold} sessions, no quote today to close it)",
+                        contract.trim()
+                    ));
+                    continue;
+                };
+                let quote = crate::trading::broker::Quote {
+                    bid: Price::from_f64(bid),
+                    ask: Price::from_f64(ask),
+                };
+                let price = match crate::trading::broker::leg_price(&paper, &contract, &quote, -qty)
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        waiting.push(format!("{} ({e})", contract.trim()));
+                        continue;
+                    }
+                };
+                let instrument = Instrument::Option {
+                    contract: contract.clone(),
+                    underlying,
+                    expiry,
+                    strike: Price::from_f64(strike),
+                    right: if pc == "C" {
+                        OptionRight::Call
+                    } else {
+                        OptionRight::Put
+                    },
+                    multiplier: 100,
+                };
+                let reference = format!("exit:{}:{}", contract, ctx.as_of);
+                let f = Fill {
+                    order_reference: reference.clone(),
+                    leg: 0,
+                    as_of: ctx.as_of,
+                    commission: crate::trading::broker::commission(&paper, &instrument, qty),
+                    instrument,
+                    quantity: -qty,
+                    price,
+                };
+                super::select_trades::write_order_leg(
+                    conn,
+                    ctx.as_of,
+                    &reference,
+                    strategy,
+                    0,
+                    &f.instrument,
+                    f.quantity,
+                    None,
+                    "filled",
+                    None,
+                    ctx.run_id,
+                )?;
+                super::select_trades::write_fill(
+                    conn,
+                    &f,
+                    strategy,
+                    CashKind::Premium,
+                    ctx.run_id,
+                )?;
+                rows += 3;
+                closed += 1;
+            }
+        }
         let mut summary = format!(
-            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless",
+            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless; {closed} closed at the end of their holding period",
             settled + assigned + worthless
         );
         if !waiting.is_empty() {

@@ -16,6 +16,7 @@ use crate::trading::broker::{fill_order, PaperConfig, Quote};
 use crate::trading::ledger::CashKind;
 use crate::trading::risk::{evaluate, Decision, RiskConfig, RiskState};
 use crate::trading::strategies::call_premium::{CallPremium, Config as CallPremiumConfig};
+use crate::trading::strategies::dispersion::{Config as DispersionConfig, Dispersion};
 use crate::trading::strategies::wheel::{CashSecuredPut, Config as WheelConfig, CoveredCall};
 use crate::trading::strategies::{ChainRow, DayState, Strategy, UnderlyingDay};
 use crate::trading::{Fill, Instrument};
@@ -55,7 +56,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            starting_cash: 100_000.0,
+            starting_cash: 400_000.0,
             signal_only: false,
             kill_file: "data/KILL".into(),
             fill_toward_mid: 0.0,
@@ -103,7 +104,7 @@ struct StrategyFile<P> {
     params: P,
 }
 
-fn load_strategy<P: DeserializeOwned + Default>(
+pub(crate) fn load_strategy<P: DeserializeOwned + Default>(
     config: &Config,
     name: &str,
 ) -> Result<(bool, P, String), ConfigError> {
@@ -172,6 +173,19 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         strategies.push(Box::new(CallPremium { config: cp }));
     }
     let mut texts = vec![cp_text];
+    let (d_enabled, dcfg, d_text) = load_strategy::<DispersionConfig>(config, "dispersion")?;
+    dcfg.validate().map_err(|m| ConfigError::Invalid {
+        file: config
+            .dir
+            .join("strategies/dispersion.toml")
+            .display()
+            .to_string(),
+        message: format!("params.{m}"),
+    })?;
+    texts.push(d_text);
+    if d_enabled {
+        strategies.push(Box::new(Dispersion { config: dcfg }));
+    }
     for name in ["cash_secured_put", "covered_call"] {
         let (enabled, cfg, text) = load_strategy::<WheelConfig>(config, name)?;
         cfg.validate().map_err(|m| ConfigError::Invalid {
@@ -292,6 +306,20 @@ fn load_day(conn: &Connection, ctx: &JobContext) -> Result<DayState, JobError> {
     })? {
         let (st, u, n) = r?;
         day.open.insert((st, u), n as u32);
+    }
+    let mut s = conn.prepare(
+        "SELECT index_symbol, zscore, coalesce(note, 'no Z-score') FROM correlation
+         WHERE as_of = ? AND quote_time = ? AND basis = 'chains'",
+    )?;
+    for r in s.query_map(params![ctx.as_of, ctx.quote_time], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<f64>>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (index, z, note) = r?;
+        day.correlation_z.insert(index, z.ok_or(note));
     }
     let mut s = conn.prepare(
         "SELECT underlying, sum(quantity) FROM positions_as_of(?::DATE) WHERE kind = 'shares' GROUP BY ALL HAVING sum(quantity) > 0",
@@ -563,10 +591,33 @@ impl Job for SelectTrades {
             ..RiskState::default()
         };
         fill_market_risk(conn, ctx, &day, &mut state)?;
-        for ((st, u), n) in &day.open {
-            *state.open_by_strategy.entry(st.clone()).or_default() += n;
-            *state.open_by_underlying.entry(u.clone()).or_default() += n;
+        // Open trades, not instruments: a multi-leg order counts once (per strategy, and
+        // once for each underlying it holds).
+        let mut s = conn.prepare(
+            "SELECT f.underlying, count(DISTINCT f.order_ref)
+             FROM fills f JOIN positions_as_of(?::DATE) p USING (strategy, instrument)
+             WHERE f.order_ref NOT LIKE 'expire:%' AND f.order_ref NOT LIKE 'exit:%' AND p.kind = 'option'
+             GROUP BY ALL",
+        )?;
+        for r in s.query_map(params![ctx.as_of], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (u, n) = r?;
+            *state.open_by_underlying.entry(u).or_default() += n as u32;
         }
+        let mut s = conn.prepare(
+            "SELECT f.strategy, count(DISTINCT f.order_ref)
+             FROM fills f JOIN positions_as_of(?::DATE) p USING (strategy, instrument)
+             WHERE f.order_ref NOT LIKE 'expire:%' AND f.order_ref NOT LIKE 'exit:%' AND p.kind = 'option'
+             GROUP BY ALL",
+        )?;
+        for r in s.query_map(params![ctx.as_of], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (st, n) = r?;
+            state.open_by_strategy.insert(st, n as u32);
+        }
+
         let quotes: HashMap<String, Quote> = day
             .chains
             .values()

@@ -4,6 +4,7 @@
 //! looked at and passed on gets a reason.
 
 pub mod call_premium;
+pub mod dispersion;
 pub mod wheel;
 
 use super::risk::Proposal;
@@ -46,6 +47,8 @@ pub struct DayState {
     pub open: HashMap<(String, String), u32>,
     /// Shares held per underlying (long), across strategies.
     pub shares: HashMap<String, i64>,
+    /// Per index: (implied correlation Z-score, or why there is none) from `correlation`.
+    pub correlation_z: HashMap<String, Result<f64, String>>,
 }
 
 impl DayState {
