@@ -95,3 +95,57 @@ fn the_kill_file_halts_new_entries_with_the_reason() {
         "the strategy proposed something on this day"
     );
 }
+
+#[test]
+fn dispersion_opens_on_the_z_score_and_closes_after_its_holding_period() {
+    let desk = Desk::new();
+    // Keep the account to dispersion alone, so its margin and limits are its own.
+    for s in ["call_premium", "cash_secured_put", "covered_call"] {
+        desk.write_config(&format!("strategies/{s}.toml"), "enabled = false\n");
+    }
+    let sessions = optdesk::calendar::sessions(
+        chrono::NaiveDate::from_ymd_opt(2024, 3, 4).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2024, 3, 14).unwrap(),
+    )
+    .unwrap();
+    for s in &sessions {
+        desk.run_ok(&["run", "daily", "--as-of", &s.date.to_string()]);
+        assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
+    }
+    let c = desk.open();
+    let (opened, legs, z): (String, i64, String) = c
+        .query_row(
+            "SELECT min(f.as_of)::VARCHAR, count(*), any_value(s.numbers)
+             FROM fills f JOIN signals s ON s.order_ref = f.order_ref
+             WHERE f.strategy = 'dispersion' AND f.order_ref LIKE 'dispersion:%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(
+        legs >= 2 + 2 * 5,
+        "index straddle and component straddles in one order: {legs} legs"
+    );
+    let zscore: f64 = serde_json::from_str::<serde_json::Value>(&z).unwrap()["zscore"]
+        .as_f64()
+        .unwrap();
+    assert!(zscore.abs() > 1.5, "entered on |Z| > 1.5: {zscore}");
+    // Closed at the market 5 sessions later: nothing of it is open at the end.
+    let exits: i64 = c
+        .query_row(
+            "SELECT count(*) FROM fills WHERE strategy = 'dispersion' AND order_ref LIKE 'exit:%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(exits, legs, "every leg of the {opened} trade was closed");
+    assert_eq!(
+        c.query_row::<i64, _, _>(
+            "SELECT count(*) FROM positions WHERE strategy = 'dispersion'",
+            [],
+            |r| r.get(0)
+        )
+        .unwrap(),
+        0
+    );
+}

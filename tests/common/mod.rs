@@ -17,10 +17,13 @@ impl Desk {
         let jobs = dir.path().join("jobs");
         std::fs::create_dir_all(&jobs).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            if e.path().extension().is_some_and(|x| x == "toml") {
-                std::fs::copy(e.path(), jobs.join(e.file_name())).unwrap();
+        for sub in ["", "strategies"] {
+            std::fs::create_dir_all(jobs.join(sub)).unwrap();
+            for e in std::fs::read_dir(src.join(sub)).unwrap() {
+                let e = e.unwrap();
+                if e.path().extension().is_some_and(|x| x == "toml") {
+                    std::fs::copy(e.path(), jobs.join(sub).join(e.file_name())).unwrap();
+                }
             }
         }
         Desk { dir, jobs }
@@ -31,7 +34,11 @@ impl Desk {
     }
 
     pub fn write_config(&self, file: &str, text: &str) {
-        std::fs::write(self.jobs.join(file), text).unwrap();
+        let path = self.jobs.join(file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
     }
 
     pub fn cmd(&self) -> Command {
