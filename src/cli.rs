@@ -58,6 +58,12 @@ pub enum Cmd {
     Status,
     /// Verify the trading record reconciles to the cent (exit 1 with the discrepancies).
     Check,
+    /// Close every open position at the session's snapshot quotes (recorded like a job).
+    Flatten {
+        /// The session whose snapshot prices the closes, YYYY-MM-DD [default: today in New York]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+    },
     /// The kill switch: `on` halts new entries (creates the kill file), `off` resumes.
     Kill {
         #[arg(value_enum)]
@@ -247,6 +253,7 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         Cmd::Status => status(ctx),
         Cmd::Check => check(ctx),
         Cmd::Kill { state } => kill(ctx, state),
+        Cmd::Flatten { as_of } => flatten(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Positions => positions(ctx),
         Cmd::Trades { from, to } => trades(ctx, from, to),
         Cmd::Sql { query, format } => sql(ctx, &query, format),
@@ -495,6 +502,26 @@ fn open_reader(ctx: &Ctx) -> Result<Store> {
     let config = ctx.config()?;
     let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
     Ok(Store::open_read(&ctx.db, timeout)?)
+}
+
+fn flatten(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
+    let config = ctx.config()?;
+    let prepared = crate::jobs::flatten::prepare(&config)?;
+    if let Some(why) = closed_notice(as_of)? {
+        println!("{why}: not an NYSE session, nothing to close at.");
+        return Ok(true);
+    }
+    let store = open_writer(ctx, &config)?;
+    header("flatten", as_of, false, ctx)?;
+    let req = RunRequest {
+        as_of,
+        slot: None,
+        dry_run: false,
+        trigger: Trigger::Cli,
+    };
+    let rec = jobs::run_one(&store, &config, &prepared, &req)?;
+    print_record(&rec);
+    Ok(summarize(&[rec]))
 }
 
 fn kill(ctx: &Ctx, state: KillState) -> Result<bool> {

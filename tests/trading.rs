@@ -149,3 +149,21 @@ fn dispersion_opens_on_the_z_score_and_closes_after_its_holding_period() {
         0
     );
 }
+
+#[test]
+fn flatten_closes_everything_at_the_snapshot_quotes() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    assert!(
+        desk.count("SELECT count(*) FROM positions") >= 1,
+        "something to close"
+    );
+    let out = desk.run_ok(&["flatten", "--as-of", "2024-06-04"]);
+    assert!(out.contains("closed") && out.contains(" ok "), "{out}");
+    assert_eq!(desk.count("SELECT count(*) FROM positions"), 0);
+    assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE job = 'flatten' AND status = 'ok'"),
+        1
+    );
+}

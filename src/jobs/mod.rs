@@ -10,6 +10,7 @@ pub mod compute_vol;
 pub mod correlation;
 pub mod expire_positions;
 pub mod fetch_chains;
+pub mod flatten;
 pub mod select_trades;
 pub mod snapshot_benchmarks;
 
