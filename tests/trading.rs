@@ -167,3 +167,53 @@ fn flatten_closes_everything_at_the_snapshot_quotes() {
         1
     );
 }
+
+/// Issue 4's acceptance run: 61 sessions (Jan 2 – Mar 28, 2024) of `run daily` on the simulated market from
+/// a fresh store; every enabled strategy trades, expiries settle, a put is assigned
+/// and the wheel sells calls on the shares, and `optdesk check` reconciles after every
+/// session.
+#[test]
+fn sixty_sessions_trade_every_strategy_and_reconcile_after_each() {
+    let desk = Desk::new();
+    let sessions = optdesk::calendar::sessions(
+        chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2024, 3, 28).unwrap(),
+    )
+    .unwrap();
+    assert!(sessions.len() >= 60, "{} sessions", sessions.len());
+    for s in &sessions {
+        let d = s.date.to_string();
+        desk.run_ok(&["run", "daily", "--as-of", &d]);
+        let out = desk.run_ok(&["check"]);
+        assert!(out.contains("reconciled to the cent"), "{d}: {out}");
+    }
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE status <> 'ok'"),
+        0
+    );
+    for strategy in [
+        "call_premium",
+        "cash_secured_put",
+        "covered_call",
+        "dispersion",
+    ] {
+        let n = desk.count(&format!(
+            "SELECT count(*) FROM fills WHERE strategy = '{strategy}' AND order_ref LIKE '{strategy}:%'"
+        ));
+        assert!(n >= 1, "{strategy} traded ({n} fills)");
+    }
+    assert!(desk.count("SELECT count(*) FROM fills WHERE strategy = 'cash_secured_put' AND cash_kind = 'assignment'") >= 2,
+        "a put was assigned into shares");
+    assert!(desk.count("SELECT count(*) FROM fills WHERE order_ref LIKE 'expire:%' AND cash_kind = 'settlement'") >= 1,
+        "options expired and were settled");
+    assert!(
+        desk.count("SELECT count(*) FROM fills WHERE order_ref LIKE 'exit:%'") >= 1,
+        "a holding period ended"
+    );
+    let n = sessions.len() as i64;
+    assert_eq!(desk.count("SELECT count(*) FROM portfolio_snapshots"), n);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM benchmark_snapshots WHERE symbol = 'SPY'"),
+        n
+    );
+}

@@ -1,0 +1,80 @@
+//! select_trades + expire_positions + snapshot_benchmarks on the full universe with
+//! 500 open positions. `cargo bench --bench trading`
+
+use chrono::NaiveDate;
+use optdesk::config::Config;
+use optdesk::jobs::{self, RunRequest, Trigger};
+use optdesk::store::Store;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_write(
+        &dir.path().join("b.duckdb"),
+        Duration::from_secs(5),
+        "bench",
+    )
+    .unwrap();
+    let config = Config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs"),
+        false,
+    )
+    .unwrap();
+    let all = jobs::prepare_all(&config).unwrap();
+    let run = |name: &str, day: NaiveDate| {
+        let p = all.iter().find(|p| p.def.name == name).unwrap();
+        let req = RunRequest {
+            as_of: day,
+            slot: None,
+            dry_run: false,
+            trigger: Trigger::Cli,
+        };
+        let t = Instant::now();
+        let rec = jobs::run_one(&store, &config, p, &req).unwrap();
+        assert_eq!(rec.status, jobs::Status::Ok, "{}: {}", rec.job, rec.message);
+        t.elapsed().as_secs_f64()
+    };
+    let (day0, day1) = (d("2025-03-13"), d("2025-03-14"));
+    for name in ["fetch_chains", "compute_vol", "correlation"] {
+        run(name, day0);
+        run(name, day1);
+    }
+    // 500 open positions: short one contract of each of 500 liquid options, booked as
+    // filled orders on the previous session at their bid.
+    store
+        .conn
+        .execute_batch(
+            "INSERT INTO cash_ledger VALUES (DATE '2025-03-13', 'deposit', 10000000, 'bench', 0);
+             CREATE TEMP TABLE pick AS
+               SELECT q.contract, q.underlying, q.expiry, q.strike, q.put_call, q.bid,
+                      row_number() OVER (ORDER BY q.volume DESC, q.contract) - 1 AS n
+               FROM option_quotes q WHERE q.as_of = DATE '2025-03-13' AND q.bid > 0.5 AND q.expiry > DATE '2025-03-21'
+               ORDER BY q.volume DESC, q.contract LIMIT 500;
+             INSERT INTO orders SELECT DATE '2025-03-13', 'bench:' || n, 'bench', 0, contract, underlying, 'option',
+               expiry, strike, put_call, 100, -1, NULL, 'filled', NULL, 0 FROM pick;
+             INSERT INTO fills SELECT DATE '2025-03-13', 'bench:' || n, 0, 'bench', contract, underlying, 'option',
+               expiry, strike, put_call, 100, -1, bid, 0.65, 'premium', 0 FROM pick;
+             INSERT INTO cash_ledger SELECT DATE '2025-03-13', 'premium', bid * 100, 'bench:' || n || '#0', 0 FROM pick;
+             INSERT INTO cash_ledger SELECT DATE '2025-03-13', 'commission', -0.65, 'bench:' || n || '#0', 0 FROM pick;",
+        )
+        .unwrap();
+    let open: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM positions_as_of(DATE '2025-03-14')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let t_select = run("select_trades", day1);
+    let t_expire = run("expire_positions", day1);
+    let t_snap = run("snapshot_benchmarks", day1);
+    println!(
+        "{open} open positions, full universe: select_trades {:.0} ms + expire_positions {:.0} ms + snapshot_benchmarks {:.0} ms = {:.0} ms",
+        t_select * 1e3,
+        t_expire * 1e3,
+        t_snap * 1e3,
+        (t_select + t_expire + t_snap) * 1e3
+    );
+}
