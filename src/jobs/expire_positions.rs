@@ -327,34 +327,8 @@ impl Job for ExpirePositions {
                     multiplier: 100,
                 };
                 let reference = format!("exit:{}:{}", contract, ctx.as_of);
-                let f = Fill {
-                    order_reference: reference.clone(),
-                    leg: 0,
-                    as_of: ctx.as_of,
-                    commission: crate::trading::broker::commission(&paper, &instrument, qty),
-                    instrument,
-                    quantity: -qty,
-                    price,
-                };
-                super::select_trades::write_order_leg(
-                    conn,
-                    ctx.as_of,
-                    &reference,
-                    strategy,
-                    0,
-                    &f.instrument,
-                    f.quantity,
-                    None,
-                    "filled",
-                    None,
-                    ctx.run_id,
-                )?;
-                super::select_trades::write_fill(
-                    conn,
-                    &f,
-                    strategy,
-                    CashKind::Premium,
-                    ctx.run_id,
+                super::select_trades::close_position(
+                    conn, ctx, strategy, &reference, instrument, qty, price,
                 )?;
                 rows += 3;
                 closed += 1;

@@ -6,9 +6,8 @@
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::config::{Config, ConfigError};
 use crate::model::{OptionRight, Price};
-use crate::trading::broker::{commission, leg_price, PaperConfig, Quote};
-use crate::trading::ledger::CashKind;
-use crate::trading::{Fill, Instrument};
+use crate::trading::broker::{leg_price, PaperConfig, Quote};
+use crate::trading::Instrument;
 use chrono::NaiveDate;
 use duckdb::params;
 
@@ -133,34 +132,8 @@ impl Job for Flatten {
                 }
             };
             let reference = format!("flatten:{key}:{}", ctx.quote_time.format("%Y-%m-%dT%H:%M"));
-            let fill = Fill {
-                order_reference: reference.clone(),
-                leg: 0,
-                as_of: ctx.as_of,
-                commission: commission(&paper, &instrument, qty),
-                instrument,
-                quantity: -qty,
-                price,
-            };
-            super::select_trades::write_order_leg(
-                conn,
-                ctx.as_of,
-                &reference,
-                &strategy,
-                0,
-                &fill.instrument,
-                fill.quantity,
-                None,
-                "filled",
-                None,
-                ctx.run_id,
-            )?;
-            super::select_trades::write_fill(
-                conn,
-                &fill,
-                &strategy,
-                CashKind::Premium,
-                ctx.run_id,
+            super::select_trades::close_position(
+                conn, ctx, &strategy, &reference, instrument, qty, price,
             )?;
             closed += 1;
             written += 3;

@@ -452,6 +452,43 @@ fn instrument_cols(
     }
 }
 
+/// Close a position at `price` (already the market's, for the side that closes it):
+/// one filled order leg and its fill, with the paper broker's commission.
+pub(crate) fn close_position(
+    conn: &Connection,
+    ctx: &JobContext,
+    strategy: &str,
+    reference: &str,
+    instrument: Instrument,
+    open_quantity: i64,
+    price: Price,
+) -> Result<(), JobError> {
+    let paper = PaperConfig::default();
+    let f = Fill {
+        order_reference: reference.to_string(),
+        leg: 0,
+        as_of: ctx.as_of,
+        commission: crate::trading::broker::commission(&paper, &instrument, open_quantity),
+        instrument,
+        quantity: -open_quantity,
+        price,
+    };
+    write_order_leg(
+        conn,
+        ctx.as_of,
+        reference,
+        strategy,
+        0,
+        &f.instrument,
+        f.quantity,
+        None,
+        "filled",
+        None,
+        ctx.run_id,
+    )?;
+    write_fill(conn, &f, strategy, CashKind::Premium, ctx.run_id)
+}
+
 /// Append one order leg to `orders`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_order_leg(

@@ -106,15 +106,7 @@ impl Config {
         if self.min_bid < 0.0 || self.min_volume < 0 {
             return Err("min_bid and min_volume must not be negative".into());
         }
-        if !(1..=1000).contains(&self.min_dte)
-            || self.min_dte > self.max_dte
-            || !(self.min_dte..=self.max_dte).contains(&self.target_dte)
-        {
-            return Err(format!(
-                "min_dte = {}, target_dte = {}, max_dte = {}: expected 1 ≤ min ≤ target ≤ max",
-                self.min_dte, self.target_dte, self.max_dte
-            ));
-        }
+        super::validate_dte(self.min_dte, self.target_dte, self.max_dte)?;
         if self.tickers.is_empty() {
             return Err("tickers: at least one ticker".into());
         }
@@ -155,12 +147,11 @@ impl Strategy for CallPremium {
                 continue;
             };
             // The expiry nearest the target DTE within the window.
-            let expiry = chain
-                .iter()
-                .filter(|r| r.right == OptionRight::Call)
-                .map(|r| r.expiry)
-                .filter(|e| (c.min_dte..=c.max_dte).contains(&(*e - as_of).num_days()))
-                .min_by_key(|e| ((*e - as_of).num_days() - c.target_dte).abs());
+            let expiry = super::nearest_expiry(
+                chain.iter().filter(|r| r.right == OptionRight::Call),
+                as_of,
+                (c.min_dte, c.target_dte, c.max_dte),
+            );
             let Some(expiry) = expiry else {
                 skip(format!(
                     "no expiry between {} and {} days",

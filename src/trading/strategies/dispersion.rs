@@ -82,15 +82,7 @@ impl Config {
                 self.hold_sessions
             ));
         }
-        if !(1..=1000).contains(&self.min_dte)
-            || self.min_dte > self.max_dte
-            || !(self.min_dte..=self.max_dte).contains(&self.target_dte)
-        {
-            return Err(format!(
-                "min_dte = {}, target_dte = {}, max_dte = {}: expected 1 ≤ min ≤ target ≤ max",
-                self.min_dte, self.target_dte, self.max_dte
-            ));
-        }
+        super::validate_dte(self.min_dte, self.target_dte, self.max_dte)?;
         Ok(())
     }
 
@@ -105,11 +97,11 @@ impl Config {
             day.chains.get(symbol)?,
             day.as_of?,
         );
-        let expiry = chain
-            .iter()
-            .map(|r| r.expiry)
-            .filter(|e| (self.min_dte..=self.max_dte).contains(&(*e - as_of).num_days()))
-            .min_by_key(|e| ((*e - as_of).num_days() - self.target_dte).abs())?;
+        let expiry = super::nearest_expiry(
+            chain.iter(),
+            as_of,
+            (self.min_dte, self.target_dte, self.max_dte),
+        )?;
         let strike = chain
             .iter()
             .filter(|r| r.expiry == expiry)

@@ -68,6 +68,27 @@ pub struct Outcome {
     pub skips: Vec<(String, String)>,
 }
 
+/// Check a (min, target, max) days-to-expiry window.
+pub fn validate_dte(min: i64, target: i64, max: i64) -> Result<(), String> {
+    if !(1..=1000).contains(&min) || min > max || !(min..=max).contains(&target) {
+        return Err(format!(
+            "min_dte = {min}, target_dte = {target}, max_dte = {max}: expected 1 ≤ min ≤ target ≤ max"
+        ));
+    }
+    Ok(())
+}
+
+/// The expiry in `rows` nearest `target` calendar days after `as_of`, within [min, max].
+pub fn nearest_expiry<'a>(
+    rows: impl Iterator<Item = &'a ChainRow>,
+    as_of: NaiveDate,
+    (min, target, max): (i64, i64, i64),
+) -> Option<NaiveDate> {
+    rows.map(|r| r.expiry)
+        .filter(|e| (min..=max).contains(&(*e - as_of).num_days()))
+        .min_by_key(|e| ((*e - as_of).num_days() - target).abs())
+}
+
 pub trait Strategy {
     fn name(&self) -> &'static str;
     fn propose(&self, day: &DayState) -> Outcome;

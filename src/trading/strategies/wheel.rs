@@ -75,15 +75,7 @@ impl Config {
         {
             return Err(format!("min_iv_over_hv_pts = {}: expected vol points (3 = 3 points) between 0.5 and 50, or 0", self.min_iv_over_hv_pts));
         }
-        if !(1..=1000).contains(&self.min_dte)
-            || self.min_dte > self.max_dte
-            || !(self.min_dte..=self.max_dte).contains(&self.target_dte)
-        {
-            return Err(format!(
-                "min_dte = {}, target_dte = {}, max_dte = {}: expected 1 ≤ min ≤ target ≤ max",
-                self.min_dte, self.target_dte, self.max_dte
-            ));
-        }
+        super::validate_dte(self.min_dte, self.target_dte, self.max_dte)?;
         if self.tickers.is_empty() {
             return Err("tickers: at least one ticker".into());
         }
@@ -107,18 +99,17 @@ impl Config {
         let Some(hv30) = u.hv30 else {
             return Err("no 30-session historical vol yet".into());
         };
-        let expiry = chain
-            .iter()
-            .filter(|r| r.right == right)
-            .map(|r| r.expiry)
-            .filter(|e| (self.min_dte..=self.max_dte).contains(&(*e - as_of).num_days()))
-            .min_by_key(|e| ((*e - as_of).num_days() - self.target_dte).abs())
-            .ok_or_else(|| {
-                format!(
-                    "no expiry between {} and {} days",
-                    self.min_dte, self.max_dte
-                )
-            })?;
+        let expiry = super::nearest_expiry(
+            chain.iter().filter(|r| r.right == right),
+            as_of,
+            (self.min_dte, self.target_dte, self.max_dte),
+        )
+        .ok_or_else(|| {
+            format!(
+                "no expiry between {} and {} days",
+                self.min_dte, self.max_dte
+            )
+        })?;
         chain
             .iter()
             .filter(|r| r.right == right && r.expiry == expiry)
