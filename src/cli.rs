@@ -321,7 +321,7 @@ fn closed_notice(as_of: NaiveDate) -> Result<Option<String>> {
 
 fn print_record(r: &RunRecord) {
     let line = format!(
-        "  {:<14} {:<8} {:>9} rows {:>7.2}s  {}",
+        "  {:<19} {:<8} {:>9} rows {:>7.2}s  {}",
         r.job,
         r.status.as_str(),
         r.rows_written,
@@ -457,13 +457,13 @@ fn status(ctx: &Ctx) -> Result<bool> {
                 );
                 match row {
                     Ok((as_of, st, rows, fin, msg, dry)) => lines.push(format!(
-                        "  {:<14} {:<8} as_of {as_of}  finished {fin} UTC  {rows} rows{}  {msg}",
+                        "  {:<19} {:<8} as_of {as_of}  finished {fin} UTC  {rows} rows{}  {msg}",
                         def.name,
                         st,
                         if dry { " (dry run)" } else { "" }
                     )),
                     Err(duckdb::Error::QueryReturnedNoRows) => {
-                        lines.push(format!("  {:<14} never run", def.name))
+                        lines.push(format!("  {:<19} never run", def.name))
                     }
                     Err(e) => return Err(e.into()),
                 }

@@ -94,6 +94,11 @@ fn the_kill_file_halts_new_entries_with_the_reason() {
         proposals >= 1,
         "the strategy proposed something on this day"
     );
+    let out = desk.run_ok(&["kill", "off"]);
+    assert!(
+        out.contains("kill switch OFF") && !desk.dir.path().join("data/KILL").exists(),
+        "{out}"
+    );
 }
 
 #[test]
@@ -215,5 +220,36 @@ fn sixty_sessions_trade_every_strategy_and_reconcile_after_each() {
     assert_eq!(
         desk.count("SELECT count(*) FROM benchmark_snapshots WHERE symbol = 'SPY'"),
         n
+    );
+}
+
+#[test]
+fn an_event_day_refuses_new_entries_and_a_bad_events_file_names_the_line() {
+    let desk = Desk::new();
+    std::fs::create_dir_all(desk.dir.path().join("data")).unwrap();
+    std::fs::write(
+        desk.dir.path().join("data/events.csv"),
+        "# test\ndate,event,detail\n2024-06-04,FOMC,scheduled\n",
+    )
+    .unwrap();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    assert_eq!(desk.count("SELECT count(*) FROM fills"), 0);
+    let proposals = desk.count("SELECT count(*) FROM signals WHERE action = 'propose'");
+    assert!(proposals >= 1);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM risk_decisions WHERE rule = 'event_blackout' AND reason LIKE '%2024-06-04 is an event day%'"),
+        proposals
+    );
+    std::fs::write(
+        desk.dir.path().join("data/events.csv"),
+        "date,event\n2024-06-04,FOMC\n2024-13-01,CPI\n",
+    )
+    .unwrap();
+    let o = desk.run(&["run", "daily", "--as-of", "2024-06-05"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("line 3, field 'date'"),
+        "{}",
+        stderr(&o)
     );
 }

@@ -47,6 +47,8 @@ pub struct Params {
     pub signal_only: bool,
     /// The kill file: while it exists, no new entries (relative to the project folder).
     pub kill_file: String,
+    /// Event days (CSV with a `date` column; `#` comments): no new entries on them.
+    pub events_file: String,
     /// Paper broker: 0 = sell at the bid / buy at the ask, 1 = at the mid.
     pub fill_toward_mid: f64,
     /// Commission per option contract, dollars.
@@ -59,6 +61,7 @@ impl Default for Params {
             starting_cash: 400_000.0,
             signal_only: false,
             kill_file: "data/KILL".into(),
+            events_file: "data/events.csv".into(),
             fill_toward_mid: 0.0,
             commission_per_contract: 0.65,
         }
@@ -206,6 +209,9 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         }
     }
     let kill_file = config.resolve(&p.kill_file);
+    let events_path = config.resolve(&p.events_file);
+    let blackout_dates =
+        load_events(&events_path).map_err(|m| bad(format!("params.events_file: {m}")))?;
     Ok(Prepared {
         def: &DEF,
         enabled: shape.enabled,
@@ -216,6 +222,7 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             risk: shape.risk,
             strategies,
             kill_file,
+            blackout_dates,
         }),
     })
 }
@@ -236,6 +243,36 @@ pub struct SelectTrades {
     pub risk: RiskConfig,
     pub strategies: Vec<Box<dyn Strategy + Send + Sync>>,
     pub kill_file: std::path::PathBuf,
+    pub blackout_dates: std::collections::BTreeSet<chrono::NaiveDate>,
+}
+
+/// Read event dates: a CSV whose first column is `date` (YYYY-MM-DD); `#` lines are
+/// comments. A missing file means no blackout days; a bad line is an error naming it.
+pub fn load_events(
+    path: &std::path::Path,
+) -> Result<std::collections::BTreeSet<chrono::NaiveDate>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with("date") {
+            continue;
+        }
+        let field = l.split(',').next().unwrap_or("");
+        let d = chrono::NaiveDate::parse_from_str(field.trim(), "%Y-%m-%d").map_err(|_| {
+            format!(
+                "{} line {}, field 'date': '{field}' is not a date (YYYY-MM-DD)",
+                path.display(),
+                i + 1
+            )
+        })?;
+        out.insert(d);
+    }
+    Ok(out)
 }
 
 /// The day's state for the strategies, from the store.
@@ -624,6 +661,7 @@ impl Job for SelectTrades {
         let mut state = RiskState {
             as_of: Some(ctx.as_of),
             kill_file: self.kill_file.exists(),
+            blackout_dates: self.blackout_dates.clone(),
             buying_power: cash_balance(conn, ctx.as_of)? - held_requirement(conn, &day)?,
             ..RiskState::default()
         };
