@@ -215,6 +215,10 @@ fn sixty_sessions_trade_every_strategy_and_reconcile_after_each() {
         desk.count("SELECT count(*) FROM fills WHERE order_ref LIKE 'exit:%'") >= 1,
         "a holding period ended"
     );
+    assert!(
+        desk.count("SELECT count(*) FROM cash_ledger WHERE kind = 'dividend' AND amount > 0") >= 1,
+        "the wheel's shares were paid a dividend"
+    );
     let n = sessions.len() as i64;
     assert_eq!(desk.count("SELECT count(*) FROM portfolio_snapshots"), n);
     assert_eq!(
@@ -252,4 +256,46 @@ fn an_event_day_refuses_new_entries_and_a_bad_events_file_names_the_line() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_held_position_without_a_quote_is_marked_stale_never_zeroed() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    let held: String = desk
+        .open()
+        .query_row(
+            "SELECT min(instrument) FROM positions WHERE kind = 'option'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for job in ["fetch_chains", "compute_vol", "correlation"] {
+        desk.run_ok(&["job", "run", job, "--as-of", "2024-06-05"]);
+    }
+    {
+        // The source sends no quote for the held contract today.
+        let c = duckdb::Connection::open(desk.db()).unwrap();
+        c.execute(
+            "DELETE FROM option_quotes WHERE as_of = DATE '2024-06-05' AND contract = ?",
+            [&held],
+        )
+        .unwrap();
+    }
+    let out = desk.run_ok(&["job", "run", "snapshot_benchmarks", "--as-of", "2024-06-05"]);
+    assert!(out.contains("stale marks"), "{out}");
+    let (stale, note, mv): (i32, String, f64) = desk
+        .open()
+        .query_row(
+            "SELECT stale_marks, note, market_value::DOUBLE FROM portfolio_snapshots WHERE as_of = DATE '2024-06-05'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(stale, 1);
+    assert!(
+        note.contains(held.trim()) && note.contains("2024-06-04"),
+        "{note}"
+    );
+    assert!(mv != 0.0, "marked at its last mid, not zero");
 }

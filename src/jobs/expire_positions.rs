@@ -6,6 +6,8 @@
 //! call are bought in at the settlement price the same day (net: the intrinsic value),
 //! except in the covered-call wheel. Every settlement is a filled order with
 //! a deterministic reference (`expire:<contract>`), so a re-run books nothing twice.
+//! Shares held at the close before an ex-date are paid the dividend (kind
+//! `dividend` in `cash_ledger`), once per holding and ex-date.
 
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::config::{Config, ConfigError, JobFile};
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub const DEF: JobDef = JobDef {
     name: "expire_positions",
-    about: "settle expired options: cash at intrinsic, or assignment/exercise into shares",
+    about: "settle expired options (cash, or assignment/exercise into shares); holding-period exits; dividends on shares",
     writes: &["orders", "fills", "cash_ledger"],
     prepare,
 };
@@ -334,8 +336,43 @@ impl Job for ExpirePositions {
                 closed += 1;
             }
         }
+        // Dividends on shares: whoever held them at the close before an ex-date is paid
+        // (or, short, pays) the dividend, once per holding and ex-date.
+        let mut dividends = 0;
+        let prev = crate::calendar::sessions_before(ctx.as_of, 2);
+        if let [before_ex, ex] = prev.as_slice() {
+            let mut s = conn.prepare(
+                "SELECT p.strategy, p.underlying, p.quantity, b.dividend::DOUBLE
+                 FROM positions_as_of(?::DATE) p JOIN underlying_bars b ON b.symbol = p.underlying AND b.date = ?
+                 WHERE p.kind = 'shares' AND b.dividend > 0",
+            )?;
+            let due: Vec<(String, String, i64, f64)> = s
+                .query_map(params![before_ex, ex], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            for (strategy, symbol, qty, div) in due {
+                let reference = format!("dividend:{symbol}:{ex}:{strategy}");
+                let booked: i64 = conn.query_row(
+                    "SELECT count(*) FROM cash_ledger WHERE reference = ?",
+                    params![reference],
+                    |r| r.get(0),
+                )?;
+                if booked > 0 {
+                    continue;
+                }
+                let amount =
+                    Price::from_raw((qty as f64 * div * Price::SCALE as f64).round() as i64);
+                conn.execute(
+                    "INSERT INTO cash_ledger VALUES (?, 'dividend', ?, ?, ?)",
+                    params![ctx.as_of, amount.to_f64(), reference, ctx.run_id],
+                )?;
+                rows += 1;
+                dividends += 1;
+            }
+        }
         let mut summary = format!(
-            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless; {closed} closed at the end of their holding period",
+            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless; {closed} closed at the end of their holding period; {dividends} dividends booked",
             settled + assigned + worthless
         );
         if !waiting.is_empty() {
