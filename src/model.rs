@@ -88,6 +88,15 @@ pub enum OptionRight {
 }
 
 impl OptionRight {
+    /// From the store's `put_call` column: `C` is a call, anything else a put.
+    pub fn from_code(code: &str) -> OptionRight {
+        if code == "C" {
+            OptionRight::Call
+        } else {
+            OptionRight::Put
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             OptionRight::Call => "C",

@@ -203,11 +203,7 @@ fn load_quotes(ctx: &JobContext) -> Result<Vec<QuoteRow>, JobError> {
             underlying,
             expiry: r.get(3)?,
             strike: r.get(4)?,
-            right: if r.get::<_, String>(5)? == "C" {
-                OptionRight::Call
-            } else {
-                OptionRight::Put
-            },
+            right: OptionRight::from_code(&r.get::<_, String>(5)?),
             bid: r.get(7)?,
             ask: r.get(8)?,
         })

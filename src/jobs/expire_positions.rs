@@ -36,9 +36,11 @@ pub struct Params {}
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
     // Holding-period exits follow the strategies' own configuration.
-    let (_, dispersion, d_text) = super::select_trades::load_strategy::<
-        crate::trading::strategies::dispersion::Config,
-    >(config, "dispersion")?;
+    let (_, dispersion, d_text) = super::select_trades::load_strategy(
+        config,
+        "dispersion",
+        crate::trading::strategies::dispersion::Config::validate,
+    )?;
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
@@ -92,11 +94,7 @@ impl Job for ExpirePositions {
                     underlying: r.get(2)?,
                     expiry: r.get(3)?,
                     strike: r.get(4)?,
-                    right: if r.get::<_, String>(5)? == "C" {
-                        OptionRight::Call
-                    } else {
-                        OptionRight::Put
-                    },
+                    right: OptionRight::from_code(&r.get::<_, String>(5)?),
                     quantity: r.get(6)?,
                 })
             })?
@@ -321,11 +319,7 @@ impl Job for ExpirePositions {
                     underlying,
                     expiry,
                     strike: Price::from_f64(strike),
-                    right: if pc == "C" {
-                        OptionRight::Call
-                    } else {
-                        OptionRight::Put
-                    },
+                    right: OptionRight::from_code(&pc),
                     multiplier: 100,
                 };
                 let reference = format!("exit:{}:{}", contract, ctx.as_of);

@@ -116,11 +116,7 @@ impl Job for Flatten {
                             underlying: underlying.clone(),
                             expiry,
                             strike: Price::from_f64(strike),
-                            right: if pc.as_deref() == Some("C") {
-                                OptionRight::Call
-                            } else {
-                                OptionRight::Put
-                            },
+                            right: OptionRight::from_code(pc.as_deref().unwrap_or("P")),
                             multiplier: 100,
                         },
                         p,

@@ -107,24 +107,32 @@ struct StrategyFile<P> {
     params: P,
 }
 
+/// Load `jobs/strategies/<name>.toml` (defaults when absent) and validate its params;
+/// an error names the file and the key. Returns (enabled, params, raw text for the hash).
 pub(crate) fn load_strategy<P: DeserializeOwned + Default>(
     config: &Config,
     name: &str,
+    validate: impl Fn(&P) -> Result<(), String>,
 ) -> Result<(bool, P, String), ConfigError> {
     let path = config.dir.join("strategies").join(format!("{name}.toml"));
-    match std::fs::read_to_string(&path) {
+    let (enabled, params, text) = match std::fs::read_to_string(&path) {
         Ok(text) => {
             let f: StrategyFile<P> = crate::config::parse(&path, &text)?;
-            Ok((f.enabled, f.params, text))
+            (f.enabled, f.params, text)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok((true, P::default(), String::new()))
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (true, P::default(), String::new()),
+        Err(e) => {
+            return Err(ConfigError::Read {
+                file: path.display().to_string(),
+                source: e,
+            })
         }
-        Err(e) => Err(ConfigError::Read {
-            file: path.display().to_string(),
-            source: e,
-        }),
-    }
+    };
+    validate(&params).map_err(|m| ConfigError::Invalid {
+        file: path.display().to_string(),
+        message: format!("params.{m}"),
+    })?;
+    Ok((enabled, params, text))
 }
 
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
@@ -162,51 +170,29 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     {
         return Err(bad("risk: max_loss_per_trade, daily_loss_cap, vol_move_multiple and vix_jump_points must be positive".into()));
     }
-    let (cp_enabled, cp, cp_text) = load_strategy::<CallPremiumConfig>(config, "call_premium")?;
-    cp.validate().map_err(|m| ConfigError::Invalid {
-        file: config
-            .dir
-            .join("strategies/call_premium.toml")
-            .display()
-            .to_string(),
-        message: format!("params.{m}"),
-    })?;
     let mut strategies: Vec<Box<dyn Strategy + Send + Sync>> = Vec::new();
-    if cp_enabled {
-        strategies.push(Box::new(CallPremium { config: cp }));
+    let mut texts = Vec::new();
+    let (on, cfg, strategy_text) =
+        load_strategy(config, "call_premium", CallPremiumConfig::validate)?;
+    texts.push(strategy_text);
+    if on {
+        strategies.push(Box::new(CallPremium { config: cfg }));
     }
-    let mut texts = vec![cp_text];
-    let (d_enabled, dcfg, d_text) = load_strategy::<DispersionConfig>(config, "dispersion")?;
-    dcfg.validate().map_err(|m| ConfigError::Invalid {
-        file: config
-            .dir
-            .join("strategies/dispersion.toml")
-            .display()
-            .to_string(),
-        message: format!("params.{m}"),
-    })?;
-    texts.push(d_text);
-    if d_enabled {
-        strategies.push(Box::new(Dispersion { config: dcfg }));
+    let (on, cfg, strategy_text) = load_strategy(config, "dispersion", DispersionConfig::validate)?;
+    texts.push(strategy_text);
+    if on {
+        strategies.push(Box::new(Dispersion { config: cfg }));
     }
-    for name in ["cash_secured_put", "covered_call"] {
-        let (enabled, cfg, text) = load_strategy::<WheelConfig>(config, name)?;
-        cfg.validate().map_err(|m| ConfigError::Invalid {
-            file: config
-                .dir
-                .join(format!("strategies/{name}.toml"))
-                .display()
-                .to_string(),
-            message: format!("params.{m}"),
-        })?;
-        texts.push(text);
-        if enabled {
-            if name == "cash_secured_put" {
-                strategies.push(Box::new(CashSecuredPut { config: cfg }));
-            } else {
-                strategies.push(Box::new(CoveredCall { config: cfg }));
-            }
-        }
+    let (on, cfg, strategy_text) =
+        load_strategy(config, "cash_secured_put", WheelConfig::validate)?;
+    texts.push(strategy_text);
+    if on {
+        strategies.push(Box::new(CashSecuredPut { config: cfg }));
+    }
+    let (on, cfg, strategy_text) = load_strategy(config, "covered_call", WheelConfig::validate)?;
+    texts.push(strategy_text);
+    if on {
+        strategies.push(Box::new(CoveredCall { config: cfg }));
     }
     let kill_file = config.resolve(&p.kill_file);
     let events_path = config.resolve(&p.events_file);
@@ -312,11 +298,7 @@ fn load_day(conn: &Connection, ctx: &JobContext) -> Result<DayState, JobError> {
             underlying: r.get(1)?,
             expiry: r.get(2)?,
             strike: r.get(3)?,
-            right: if r.get::<_, String>(4)? == "C" {
-                OptionRight::Call
-            } else {
-                OptionRight::Put
-            },
+            right: OptionRight::from_code(&r.get::<_, String>(4)?),
             bid: r.get(5)?,
             ask: r.get(6)?,
             iv: r.get(7)?,
@@ -669,28 +651,27 @@ impl Job for SelectTrades {
         // Open trades, not instruments: a multi-leg order counts once (per strategy, and
         // once for each underlying it holds).
         let mut s = conn.prepare(
-            "SELECT f.underlying, count(DISTINCT f.order_ref)
+            "SELECT f.strategy, f.underlying, count(DISTINCT f.order_ref)
              FROM fills f JOIN positions_as_of(?::DATE) p USING (strategy, instrument)
              WHERE f.order_ref NOT LIKE 'expire:%' AND f.order_ref NOT LIKE 'exit:%' AND p.kind = 'option'
-             GROUP BY ALL",
+             GROUP BY GROUPING SETS ((f.strategy), (f.underlying))",
         )?;
         for r in s.query_map(params![ctx.as_of], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })? {
-            let (u, n) = r?;
-            *state.open_by_underlying.entry(u).or_default() += n as u32;
-        }
-        let mut s = conn.prepare(
-            "SELECT f.strategy, count(DISTINCT f.order_ref)
-             FROM fills f JOIN positions_as_of(?::DATE) p USING (strategy, instrument)
-             WHERE f.order_ref NOT LIKE 'expire:%' AND f.order_ref NOT LIKE 'exit:%' AND p.kind = 'option'
-             GROUP BY ALL",
-        )?;
-        for r in s.query_map(params![ctx.as_of], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (st, n) = r?;
-            state.open_by_strategy.insert(st, n as u32);
+            match r? {
+                (Some(st), None, n) => {
+                    state.open_by_strategy.insert(st, n as u32);
+                }
+                (None, Some(u), n) => {
+                    state.open_by_underlying.insert(u, n as u32);
+                }
+                _ => {}
+            }
         }
 
         let quotes: HashMap<String, Quote> = day
