@@ -64,6 +64,7 @@ fn main() {
             slot: None,
             dry_run: false,
             trigger: Trigger::Cli,
+            resend: false,
         };
         let t = Instant::now();
         let rec = jobs::run_one(&store, &config, &job, &req).unwrap();

@@ -217,6 +217,7 @@ fn main() {
             slot: None,
             dry_run: false,
             trigger: Trigger::Cli,
+            resend: false,
         };
         let mut t_day = 0.0;
         for p in &all {

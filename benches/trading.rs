@@ -1,5 +1,6 @@
 //! select_trades + expire_positions + snapshot_benchmarks on the full universe with
-//! 500 open positions. `cargo bench --bench trading`
+//! 500 open positions, then the daily report (email rendered and written as .eml, PNG
+//! chart, dashboard) over that book. `cargo bench --bench trading`
 
 use chrono::NaiveDate;
 use optdesk::config::Config;
@@ -29,6 +30,7 @@ fn main() {
             slot: None,
             dry_run: false,
             trigger: Trigger::Cli,
+            resend: false,
         };
         let t = Instant::now();
         let rec = jobs::run_one(&store, &config, p, &req).unwrap();
@@ -76,5 +78,42 @@ fn main() {
         t_expire * 1e3,
         t_snap * 1e3,
         (t_select + t_expire + t_snap) * 1e3
+    );
+
+    // The daily report over that book, written to the temporary folder (no SMTP).
+    let params = jobs::email_report::Params {
+        reports_dir: dir.path().join("reports").display().to_string(),
+        dashboard: dir.path().join("dashboard.html").display().to_string(),
+        ..Default::default()
+    };
+    let report = jobs::Prepared {
+        def: &jobs::email_report::DEF,
+        enabled: true,
+        slots: Vec::new(),
+        config_hash: "bench".into(),
+        job: Box::new(jobs::email_report::EmailReport { params }),
+    };
+    let req = RunRequest {
+        as_of: day1,
+        slot: None,
+        dry_run: false,
+        trigger: Trigger::Cli,
+        resend: false,
+    };
+    let t = Instant::now();
+    let rec = jobs::run_one(&store, &config, &report, &req).unwrap();
+    let t_report = t.elapsed().as_secs_f64();
+    assert_eq!(rec.status, jobs::Status::Ok, "{}", rec.message);
+    let eml = std::fs::metadata(dir.path().join("reports/2025-03-14-daily.eml"))
+        .unwrap()
+        .len();
+    let html = std::fs::metadata(dir.path().join("dashboard.html"))
+        .unwrap()
+        .len();
+    println!(
+        "email_report with {open} open positions: {:.0} ms (message {} kB, dashboard {} kB)",
+        t_report * 1e3,
+        eml / 1024,
+        html / 1024
     );
 }

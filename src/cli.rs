@@ -101,6 +101,18 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE.csv")]
         output: Option<PathBuf>,
     },
+    /// Regenerate the HTML dashboard (data/dashboard.html) for a stored day.
+    Report {
+        /// The session, YYYY-MM-DD [default: the last day with a portfolio snapshot]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+        /// Where to write it [default: email_report's params.dashboard, data/dashboard.html]
+        #[arg(long, value_name = "FILE.html")]
+        out: Option<PathBuf>,
+        /// Open it in the default browser afterwards.
+        #[arg(long)]
+        open: bool,
+    },
     /// Print NYSE sessions with their open and close (New York time).
     Calendar {
         /// First date, YYYY-MM-DD [default: today]
@@ -147,6 +159,9 @@ pub enum JobCmd {
         /// Compute and report, then roll back: nothing but the job_runs row is written.
         #[arg(long)]
         dry_run: bool,
+        /// email_report: send the day's report again even if it was already sent.
+        #[arg(long)]
+        resend: bool,
     },
 }
 
@@ -160,6 +175,9 @@ pub enum RunWhat {
         /// Compute and report, then roll back each job's output.
         #[arg(long)]
         dry_run: bool,
+        /// Send the day's report again even if it was already sent.
+        #[arg(long)]
+        resend: bool,
     },
 }
 
@@ -238,18 +256,30 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
                     as_of,
                     slot,
                     dry_run,
+                    resend,
                 },
         } => job_run(
             ctx,
             &name,
             as_of.unwrap_or_else(today_ny),
             slot,
-            dry_run,
+            RunFlags { dry_run, resend },
             Trigger::Cli,
         ),
         Cmd::Run {
-            what: RunWhat::Daily { as_of, dry_run },
-        } => run_daily(ctx, as_of.unwrap_or_else(today_ny), dry_run, Trigger::Cli),
+            what:
+                RunWhat::Daily {
+                    as_of,
+                    dry_run,
+                    resend,
+                },
+        } => run_daily(
+            ctx,
+            as_of.unwrap_or_else(today_ny),
+            RunFlags { dry_run, resend },
+            Trigger::Cli,
+        ),
+        Cmd::Report { as_of, out, open } => report(ctx, as_of, out, open),
         Cmd::Status => status(ctx),
         Cmd::Check => check(ctx),
         Cmd::Kill { state } => kill(ctx, state),
@@ -362,7 +392,15 @@ fn header(what: &str, as_of: NaiveDate, dry_run: bool, ctx: &Ctx) -> Result<()> 
     Ok(())
 }
 
-pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, dry_run: bool, trigger: Trigger) -> Result<bool> {
+/// `--dry-run` and `--resend`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFlags {
+    pub dry_run: bool,
+    pub resend: bool,
+}
+
+pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, flags: RunFlags, trigger: Trigger) -> Result<bool> {
+    let dry_run = flags.dry_run;
     let config = ctx.config()?;
     let prepared = jobs::prepare_all(&config)?;
     if let Some(why) = closed_notice(as_of)? {
@@ -379,6 +417,7 @@ pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, dry_run: bool, trigger: Trigger) -
             Trigger::Cli => Trigger::Daily,
             t => t,
         },
+        resend: flags.resend,
     };
     let records = jobs::run_sequence(&store, &config, &prepared, &req, print_record)?;
     Ok(summarize(&records))
@@ -406,9 +445,10 @@ pub fn job_run(
     name: &str,
     as_of: NaiveDate,
     slot: Option<NaiveTime>,
-    dry_run: bool,
+    flags: RunFlags,
     trigger: Trigger,
 ) -> Result<bool> {
+    let dry_run = flags.dry_run;
     let def = jobs::find(name).ok_or_else(|| anyhow::anyhow!(jobs::unknown_job_message(name)))?;
     let config = ctx.config()?;
     let prepared = (def.prepare)(&config)?;
@@ -423,6 +463,7 @@ pub fn job_run(
         slot,
         dry_run,
         trigger,
+        resend: flags.resend,
     };
     let rec = jobs::run_one(&store, &config, &prepared, &req)?;
     print_record(&rec);
@@ -504,6 +545,59 @@ fn open_reader(ctx: &Ctx) -> Result<Store> {
     Ok(Store::open_read(&ctx.db, timeout)?)
 }
 
+/// `optdesk report`: regenerate the dashboard for a stored day.
+fn report(ctx: &Ctx, as_of: Option<NaiveDate>, out: Option<PathBuf>, open: bool) -> Result<bool> {
+    let config = ctx.config()?;
+    let (file, _) = crate::jobs::email_report::load_params(&config)?;
+    let store = open_reader(ctx)?;
+    let as_of = match as_of {
+        Some(d) => d,
+        None => store
+            .conn
+            .query_row(
+                "SELECT coalesce((SELECT max(as_of) FROM portfolio_snapshots), (SELECT max(as_of) FROM job_runs))",
+                [],
+                |r| r.get::<_, Option<NaiveDate>>(0),
+            )?
+            .context("the store has no day to report yet: run `optdesk run daily` first")?,
+    };
+    let data = crate::report::load(&store.conn, as_of, file.params.risk_free_rate)?;
+    let path = out.unwrap_or_else(|| config.resolve(&file.params.dashboard));
+    crate::jobs::email_report::write_dashboard(&data, &path).map_err(anyhow::Error::msg)?;
+    println!("dashboard for {as_of} written to {}", path.display());
+    if data.portfolio.is_none() {
+        println!("(no portfolio snapshot for {as_of}: the sections say what is missing)");
+    }
+    if open {
+        open_in_browser(&path)?;
+    }
+    Ok(true)
+}
+
+fn open_in_browser(path: &std::path::Path) -> Result<()> {
+    let path = std::fs::canonicalize(path)?;
+    let mut cmd = if cfg!(target_os = "windows") {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]).arg(&path);
+        c
+    } else if cfg!(target_os = "macos") {
+        let mut c = std::process::Command::new("open");
+        c.arg(&path);
+        c
+    } else {
+        let mut c = std::process::Command::new("xdg-open");
+        c.arg(&path);
+        c
+    };
+    cmd.spawn().with_context(|| {
+        format!(
+            "could not start a browser; open {} yourself",
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
 fn flatten(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
     let config = ctx.config()?;
     let prepared = crate::jobs::flatten::prepare(&config)?;
@@ -518,6 +612,7 @@ fn flatten(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
         slot: None,
         dry_run: false,
         trigger: Trigger::Cli,
+        resend: false,
     };
     let rec = jobs::run_one(&store, &config, &prepared, &req)?;
     print_record(&rec);
@@ -732,6 +827,7 @@ fn record_schedule_skip(
         slot,
         dry_run: false,
         trigger: Trigger::Schedule,
+        resend: false,
     };
     for p in prepared.iter().filter(|p| match target {
         Target::Daily => true,
@@ -753,8 +849,15 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     let run: Arc<schedule::RunFn> = Arc::new(
         move |target: &Target, date: NaiveDate, slot: Option<NaiveTime>| {
             let res = match target {
-                Target::Daily => run_daily(&shared, date, false, Trigger::Schedule),
-                Target::Job(name) => job_run(&shared, name, date, slot, false, Trigger::Schedule),
+                Target::Daily => run_daily(&shared, date, RunFlags::default(), Trigger::Schedule),
+                Target::Job(name) => job_run(
+                    &shared,
+                    name,
+                    date,
+                    slot,
+                    RunFlags::default(),
+                    Trigger::Schedule,
+                ),
             };
             match res {
                 Ok(ok) => ok,

@@ -79,6 +79,36 @@ impl Default for ScheduleConfig {
     }
 }
 
+/// `[alerts]`: Telegram and webhook messages after job runs. The bot token, chat id and
+/// webhook URL come only from the environment (`OPTDESK_TELEGRAM_TOKEN`,
+/// `OPTDESK_TELEGRAM_CHAT_ID`, `OPTDESK_WEBHOOK_URL`): a channel without them is off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Which events are sent: any of fills, risk_halt, job_failure, daily_summary.
+    pub events: Vec<String>,
+    /// The Telegram Bot API base URL (`OPTDESK_TELEGRAM_API` overrides it).
+    pub telegram_api: String,
+    /// Attempts per alert and channel (a 5xx, 429 or timeout is tried again).
+    pub attempts: u32,
+    /// Seconds before one attempt times out.
+    pub timeout_secs: u64,
+}
+
+/// The events an alert can be about.
+pub const ALERT_EVENTS: &[&str] = &["fills", "risk_halt", "job_failure", "daily_summary"];
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            events: ALERT_EVENTS.iter().map(|s| s.to_string()).collect(),
+            telegram_api: "https://api.telegram.org".into(),
+            attempts: 3,
+            timeout_secs: 10,
+        }
+    }
+}
+
 /// `jobs/desk.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -86,6 +116,7 @@ pub struct DeskFile {
     pub desk: Desk,
     pub sim: SimConfig,
     pub schedule: ScheduleConfig,
+    pub alerts: AlertsConfig,
 }
 
 /// `jobs/<job>.toml`: the envelope every job file shares, plus the job's own `[params]`.
@@ -146,6 +177,23 @@ impl Config {
             None => (DeskFile::default(), String::new()),
         };
         validate_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        for (i, e) in desk.alerts.events.iter().enumerate() {
+            if !ALERT_EVENTS.contains(&e.as_str()) {
+                return Err(ConfigError::Invalid {
+                    file: path.display().to_string(),
+                    message: format!(
+                        "alerts.events[{i}]: unknown event '{e}'; the events are {}",
+                        ALERT_EVENTS.join(", ")
+                    ),
+                });
+            }
+        }
+        if desk.alerts.attempts == 0 || desk.alerts.timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: "alerts.attempts and alerts.timeout_secs must be at least 1".into(),
+            });
+        }
         Ok(Config {
             dir: dir.to_path_buf(),
             desk,

@@ -5,6 +5,7 @@
 //! comes from a [`sources::MarketData`] source; the embedded default is the seeded
 //! simulated market [`sources::sim`].
 
+pub mod alerts;
 pub mod analytics;
 pub mod calc;
 pub mod calendar;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod jobs;
 pub mod model;
 pub mod pricing;
+pub mod report;
 pub mod schedule;
 pub mod sources;
 pub mod store;

@@ -1,3 +1,4 @@
 //! Cross-sectional and portfolio analytics.
 
 pub mod correlation;
+pub mod performance;

@@ -8,6 +8,7 @@
 
 pub mod compute_vol;
 pub mod correlation;
+pub mod email_report;
 pub mod expire_positions;
 pub mod fetch_chains;
 pub mod flatten;
@@ -34,6 +35,8 @@ pub struct JobContext<'a> {
     pub run_id: i64,
     pub config: &'a Config,
     pub dry_run: bool,
+    /// Send again what was already sent for this day (the daily report's `--resend`).
+    pub resend: bool,
 }
 
 /// What a job reports: rows written and a one-line summary for the trader.
@@ -55,6 +58,26 @@ pub enum JobError {
     Db(#[from] duckdb::Error),
     #[error("{0}")]
     Failed(String),
+    /// A failure that still leaves a record: the job's output is rolled back, then
+    /// `record` runs in the transaction that records the failure (e.g. the daily report's
+    /// failed send in `reports`).
+    #[error("{message}")]
+    FailedWithRecord {
+        message: String,
+        record: AfterRollback,
+    },
+}
+
+/// Rows to write with a failure's `job_runs` row: called with the connection and the
+/// failed run's id.
+pub struct AfterRollback(pub Box<RecordFn>);
+
+pub type RecordFn = dyn FnOnce(&Connection, i64) -> Result<(), duckdb::Error> + Send;
+
+impl std::fmt::Debug for AfterRollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterRollback(..)")
+    }
 }
 
 /// A job with its configuration loaded and validated.
@@ -87,6 +110,7 @@ pub static JOBS: &[JobDef] = &[
     select_trades::DEF,
     expire_positions::DEF,
     snapshot_benchmarks::DEF,
+    email_report::DEF,
 ];
 
 pub fn find(name: &str) -> Option<&'static JobDef> {
@@ -151,6 +175,8 @@ pub struct RunRequest {
     pub slot: Option<NaiveTime>,
     pub dry_run: bool,
     pub trigger: Trigger,
+    /// `--resend`: the daily report is sent again even if it was already sent.
+    pub resend: bool,
 }
 
 /// Test hook (failpoints): `OPTDESK_FAILPOINT=<job>:<point>:<action>` makes `<job>`
@@ -275,6 +301,17 @@ pub fn run_one(
     p: &Prepared,
     req: &RunRequest,
 ) -> Result<RunRecord, StoreError> {
+    let rec = run_one_inner(store, config, p, req)?;
+    crate::alerts::after_run(store, config, &rec);
+    Ok(rec)
+}
+
+fn run_one_inner(
+    store: &Store,
+    config: &Config,
+    p: &Prepared,
+    req: &RunRequest,
+) -> Result<RunRecord, StoreError> {
     if req.dry_run {
         let recs = run_dry_sequence(store, config, std::slice::from_ref(p), req, |_| {})?;
         return Ok(recs.into_iter().next().expect("one job, one record"));
@@ -322,6 +359,7 @@ pub fn run_one(
         run_id,
         config,
         dry_run: req.dry_run,
+        resend: req.resend,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let out = p.job.run(&ctx)?;
@@ -376,7 +414,20 @@ pub fn run_one(
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             let msg = crate::store::one_line(&e.to_string());
-            let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
+            let after = match e {
+                JobError::FailedWithRecord { record, .. } => Some(record),
+                _ => None,
+            };
+            let id = record_outcome_with(
+                store,
+                name,
+                req,
+                started,
+                Status::Failed,
+                &msg,
+                &p.config_hash,
+                after,
+            )?;
             Ok(record(Status::Failed, 0, msg, id))
         }
     }
@@ -403,6 +454,21 @@ fn record_outcome(
     msg: &str,
     hash: &str,
 ) -> Result<i64, StoreError> {
+    record_outcome_with(store, job, req, started, status, msg, hash, None)
+}
+
+/// [`record_outcome`], plus the rows a failure asks to keep.
+#[allow(clippy::too_many_arguments)]
+fn record_outcome_with(
+    store: &Store,
+    job: &str,
+    req: &RunRequest,
+    started: chrono::NaiveDateTime,
+    status: Status,
+    msg: &str,
+    hash: &str,
+    after: Option<AfterRollback>,
+) -> Result<i64, StoreError> {
     let conn = &store.conn;
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = next_run_id(conn).and_then(|id| {
@@ -417,8 +483,11 @@ fn record_outcome(
             msg,
             hash,
             req.dry_run,
-        )
-        .map(|_| id)
+        )?;
+        if let Some(AfterRollback(f)) = after {
+            f(conn, id)?;
+        }
+        Ok(id)
     });
     match res {
         Ok(id) => {
@@ -517,6 +586,7 @@ fn run_dry_sequence(
                         run_id: first_id + i as i64,
                         config,
                         dry_run: true,
+                        resend: req.resend,
                     };
                     match catch_unwind(AssertUnwindSafe(|| p.job.run(&ctx))).unwrap_or_else(
                         |panic| {
@@ -693,6 +763,7 @@ mod tests {
             slot: None,
             dry_run: false,
             trigger: Trigger::Daily,
+            resend: false,
         };
         let jobs = vec![prepared(&A, false), prepared(&B, true), prepared(&C, false)];
         let recs = run_sequence(&store, &config, &jobs, &req, |_| {}).unwrap();

@@ -16,7 +16,11 @@ pub const DEF: JobDef = JobDef {
     name: "snapshot_benchmarks",
     about:
         "mark positions to market; portfolio snapshot; buy-and-hold benchmarks and alpha vs. SPY",
-    writes: &["portfolio_snapshots", "benchmark_snapshots"],
+    writes: &[
+        "portfolio_snapshots",
+        "benchmark_snapshots",
+        "strategy_snapshots",
+    ],
     prepare,
 };
 
@@ -60,8 +64,18 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
 }
 
-/// (instrument, kind, quantity, multiplier, mark, stale, last quote date)
-type Mark = (String, String, i64, i64, Option<f64>, bool, Option<String>);
+/// One open position with its mark.
+struct Mark {
+    strategy: String,
+    instrument: String,
+    quantity: i64,
+    multiplier: i64,
+    mark: Option<f64>,
+    stale: bool,
+    since: Option<String>,
+    /// Position greeks: delta in shares, theta in dollars per day, vega per vol point.
+    greeks: (Option<f64>, Option<f64>, Option<f64>),
+}
 
 pub struct SnapshotBenchmarks {
     pub params: Params,
@@ -70,7 +84,11 @@ pub struct SnapshotBenchmarks {
 impl Job for SnapshotBenchmarks {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
-        for t in ["portfolio_snapshots", "benchmark_snapshots"] {
+        for t in [
+            "portfolio_snapshots",
+            "benchmark_snapshots",
+            "strategy_snapshots",
+        ] {
             conn.execute(
                 &format!("DELETE FROM {t} WHERE as_of = ? AND quote_time = ?"),
                 params![ctx.as_of, ctx.quote_time],
@@ -101,10 +119,15 @@ impl Job for SnapshotBenchmarks {
                   spot AS (SELECT symbol, price FROM underlying_quotes WHERE as_of = ? AND quote_time = ?)
              SELECT p.instrument, p.kind, p.quantity, p.multiplier,
                     CASE WHEN p.kind = 'shares' THEN s.price ELSE coalesce(t.mid, b.mid) END::DOUBLE AS mark,
-                    (p.kind = 'option' AND t.mid IS NULL) AS stale, b.on_date::VARCHAR
+                    (p.kind = 'option' AND t.mid IS NULL) AS stale, b.on_date::VARCHAR, p.strategy,
+                    CASE WHEN p.kind = 'shares' THEN p.quantity::DOUBLE ELSE a.delta * p.quantity * p.multiplier END,
+                    CASE WHEN p.kind = 'shares' THEN 0.0 ELSE a.theta_per_day * p.quantity * p.multiplier END,
+                    CASE WHEN p.kind = 'shares' THEN 0.0 ELSE a.vega / 100 * p.quantity * p.multiplier END
              FROM pos p LEFT JOIN today t ON t.contract = p.instrument
                         LEFT JOIN before b ON b.contract = p.instrument
-                        LEFT JOIN spot s ON s.symbol = p.underlying",
+                        LEFT JOIN spot s ON s.symbol = p.underlying
+                        LEFT JOIN option_analytics a ON a.as_of = ? AND a.quote_time = ? AND a.contract = p.instrument
+             ORDER BY p.strategy, p.instrument",
         )?;
         let marks: Vec<Mark> = s
             .query_map(
@@ -114,34 +137,37 @@ impl Job for SnapshotBenchmarks {
                     ctx.quote_time,
                     ctx.as_of,
                     ctx.as_of,
+                    ctx.quote_time,
+                    ctx.as_of,
                     ctx.quote_time
                 ],
                 |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
+                    Ok(Mark {
+                        instrument: r.get(0)?,
+                        quantity: r.get(2)?,
+                        multiplier: r.get(3)?,
+                        mark: r.get(4)?,
+                        stale: r.get(5)?,
+                        since: r.get(6)?,
+                        strategy: r.get(7)?,
+                        greeks: (r.get(8)?, r.get(9)?, r.get(10)?),
+                    })
                 },
             )?
             .collect::<Result<_, _>>()?;
         let mut market_value = 0.0;
         let mut stale = Vec::new();
         let mut unmarked = Vec::new();
-        for (inst, _kind, qty, mult, mark, is_stale, since) in &marks {
-            match mark {
-                Some(m) => market_value += *qty as f64 * *mult as f64 * m,
-                None => unmarked.push(inst.trim().to_string()),
+        for m in &marks {
+            match m.mark {
+                Some(px) => market_value += m.quantity as f64 * m.multiplier as f64 * px,
+                None => unmarked.push(m.instrument.trim().to_string()),
             }
-            if *is_stale && mark.is_some() {
+            if m.stale && m.mark.is_some() {
                 stale.push(format!(
                     "{} (last mid of {})",
-                    inst.trim(),
-                    since.clone().unwrap_or_default()
+                    m.instrument.trim(),
+                    m.since.clone().unwrap_or_default()
                 ));
             }
         }
@@ -239,6 +265,7 @@ impl Job for SnapshotBenchmarks {
             ],
         )?;
         rows += 1;
+        rows += write_strategy_snapshots(ctx, &marks)?;
         let mut summary = format!(
             "equity {equity:.2} (cash {cash:.2}, positions {market_value:.2}, {} open); total return {:+.2}%",
             marks.len(),
@@ -259,4 +286,70 @@ impl Job for SnapshotBenchmarks {
             summary,
         })
     }
+}
+
+/// Per strategy: open positions, market value, cumulative cash flow (every cash_ledger
+/// row that belongs to one of its fills, and dividends on its shares) and P&L, with the
+/// greeks summed. Strategies with no open position but a cash history are written too,
+/// so their P&L curve continues after their last trade.
+fn write_strategy_snapshots(ctx: &JobContext, marks: &[Mark]) -> Result<u64, JobError> {
+    use std::collections::BTreeMap;
+    #[derive(Default)]
+    struct Agg {
+        open: i32,
+        mv: f64,
+        cash: f64,
+        greeks: [Option<f64>; 3],
+    }
+    let add = |acc: &mut Option<f64>, v: Option<f64>| {
+        if let Some(v) = v {
+            *acc = Some(acc.unwrap_or(0.0) + v);
+        }
+    };
+    let mut by: BTreeMap<String, Agg> = BTreeMap::new();
+    for m in marks {
+        let a = by.entry(m.strategy.clone()).or_default();
+        a.open += 1;
+        a.mv += m.quantity as f64 * m.multiplier as f64 * m.mark.unwrap_or(0.0);
+        add(&mut a.greeks[0], m.greeks.0);
+        add(&mut a.greeks[1], m.greeks.1);
+        add(&mut a.greeks[2], m.greeks.2);
+    }
+    let mut s = ctx.conn.prepare(
+        "WITH refs AS (SELECT DISTINCT order_ref || '#' || leg AS reference, strategy FROM fills WHERE as_of <= ?)
+         SELECT coalesce(r.strategy, CASE WHEN c.kind = 'dividend' THEN split_part(c.reference, ':', 4) END) AS strategy,
+                sum(c.amount)::DOUBLE
+         FROM cash_ledger c LEFT JOIN refs r ON r.reference = c.reference
+         WHERE c.as_of <= ? AND c.kind <> 'deposit'
+         GROUP BY 1 HAVING strategy IS NOT NULL AND strategy <> ''",
+    )?;
+    let flows = s.query_map(params![ctx.as_of, ctx.as_of], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+    })?;
+    for f in flows {
+        let (strategy, cash) = f?;
+        by.entry(strategy).or_default().cash = cash;
+    }
+    let mut rows = 0;
+    for (strategy, a) in &by {
+        let mv = (a.mv * 100.0).round() / 100.0;
+        ctx.conn.execute(
+            "INSERT INTO strategy_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                ctx.as_of,
+                ctx.quote_time,
+                strategy,
+                a.open,
+                mv,
+                a.cash,
+                a.cash + mv,
+                a.greeks[0],
+                a.greeks[1],
+                a.greeks[2],
+                ctx.run_id
+            ],
+        )?;
+        rows += 1;
+    }
+    Ok(rows)
 }

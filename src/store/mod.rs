@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004_trading.sql",
         sql: include_str!("../../sql/004_trading.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_reporting.sql",
+        sql: include_str!("../../sql/005_reporting.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {

@@ -2,6 +2,8 @@
 //! driven through the real `optdesk` binary.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -48,6 +50,21 @@ impl Desk {
             .env("OPTDESK_JOBS", &self.jobs)
             .env_remove("OPTDESK_FAILPOINT")
             .env_remove("OPTDESK_LOG");
+        for k in [
+            "OPTDESK_SMTP_HOST",
+            "OPTDESK_SMTP_PORT",
+            "OPTDESK_SMTP_SECURITY",
+            "OPTDESK_SMTP_USER",
+            "OPTDESK_SMTP_PASSWORD",
+            "OPTDESK_SMTP_FROM",
+            "OPTDESK_SMTP_TO",
+            "OPTDESK_TELEGRAM_TOKEN",
+            "OPTDESK_TELEGRAM_CHAT_ID",
+            "OPTDESK_TELEGRAM_API",
+            "OPTDESK_WEBHOOK_URL",
+        ] {
+            c.env_remove(k);
+        }
         c
     }
 

@@ -1,0 +1,372 @@
+//! Alerts: a Telegram bot message and a generic JSON webhook after job runs — fills,
+//! risk halts, job failures and the daily summary.
+//!
+//! A channel is on when its secrets are in the environment (`OPTDESK_TELEGRAM_TOKEN` and
+//! `OPTDESK_TELEGRAM_CHAT_ID`; `OPTDESK_WEBHOOK_URL`); they never reach the store, the
+//! logs or the terminal. Each alert is tried `alerts.attempts` times (a 5xx, a 429, a
+//! timeout or a refused connection is tried again, with a short back-off) and every
+//! outcome is recorded in the `alerts` table. An alert runs after its job has committed,
+//! in a transaction of its own: it can never fail or undo a trading job.
+
+use crate::config::Config;
+use crate::jobs::{RunRecord, Status};
+use crate::store::Store;
+use chrono::{NaiveDate, Utc};
+use duckdb::params;
+use std::time::Duration;
+
+/// Where alerts go.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Channel {
+    Telegram {
+        api: String,
+        token: String,
+        chat_id: String,
+    },
+    Webhook {
+        url: String,
+    },
+}
+
+impl std::fmt::Debug for Channel {
+    // Never print the token or the webhook URL (it often carries a secret).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Channel({})", self.name())
+    }
+}
+
+impl Channel {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Channel::Telegram { .. } => "telegram",
+            Channel::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// The channels the environment turns on.
+pub fn channels(config: &Config) -> Vec<Channel> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut out = Vec::new();
+    if let (Some(token), Some(chat_id)) = (
+        env("OPTDESK_TELEGRAM_TOKEN"),
+        env("OPTDESK_TELEGRAM_CHAT_ID"),
+    ) {
+        let api =
+            env("OPTDESK_TELEGRAM_API").unwrap_or_else(|| config.desk.alerts.telegram_api.clone());
+        out.push(Channel::Telegram {
+            api: api.trim_end_matches('/').to_string(),
+            token,
+            chat_id,
+        });
+    }
+    if let Some(url) = env("OPTDESK_WEBHOOK_URL") {
+        out.push(Channel::Webhook { url });
+    }
+    out
+}
+
+/// One alert to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub event: &'static str,
+    pub as_of: NaiveDate,
+    pub job: String,
+    pub run_id: i64,
+    pub text: String,
+}
+
+/// What happened to one alert on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub channel: &'static str,
+    pub ok: bool,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// After a job run: work out its alerts, send them and record the outcomes. Never
+/// fails: a problem is logged, and recorded when the store allows.
+pub fn after_run(store: &Store, config: &Config, rec: &RunRecord) -> Vec<Delivery> {
+    if rec.dry_run || rec.status == Status::Skipped {
+        return Vec::new();
+    }
+    let channels = channels(config);
+    if channels.is_empty() {
+        return Vec::new();
+    }
+    let alerts = match alerts_for(store, config, rec) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("alerts: could not read what run {} did: {e}", rec.run_id);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for alert in &alerts {
+        for ch in &channels {
+            // A re-run of a day does not repeat what was already delivered.
+            if already_sent(store, alert, ch.name()) {
+                continue;
+            }
+            let d = send(ch, alert, config);
+            if let Some(err) = &d.error {
+                eprintln!(
+                    "  alert {} via {} not delivered after {} attempt(s): {err}",
+                    alert.event, d.channel, d.attempts
+                );
+                tracing::warn!("alert {} via {}: {err}", alert.event, d.channel);
+            }
+            if let Err(e) = record(store, alert, &d) {
+                tracing::warn!("alerts: could not record the outcome: {e}");
+            }
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn wanted(config: &Config, event: &str) -> bool {
+    config.desk.alerts.events.iter().any(|e| e == event)
+}
+
+const HALT_RULES: &[&str] = &[
+    "kill_switch",
+    "daily_loss_cap",
+    "vix_jump",
+    "volatility_kill_switch",
+];
+
+/// The alerts a run calls for.
+pub fn alerts_for(
+    store: &Store,
+    config: &Config,
+    rec: &RunRecord,
+) -> Result<Vec<Alert>, duckdb::Error> {
+    let conn = &store.conn;
+    let mut out = Vec::new();
+    let mk = |event, text: String| Alert {
+        event,
+        as_of: rec.as_of,
+        job: rec.job.to_string(),
+        run_id: rec.run_id,
+        text,
+    };
+    if rec.status == Status::Failed {
+        if wanted(config, "job_failure") {
+            out.push(mk(
+                "job_failure",
+                format!(
+                    "optdesk: {} FAILED for {}: {}",
+                    rec.job, rec.as_of, rec.message
+                ),
+            ));
+        }
+        return Ok(out);
+    }
+    if wanted(config, "fills") {
+        let mut s = conn.prepare(
+            "SELECT strategy, trim(instrument), quantity, price::DOUBLE, cash_kind FROM fills
+             WHERE run_id = ? ORDER BY order_ref, leg",
+        )?;
+        let rows: Vec<(String, String, i64, f64, String)> = s
+            .query_map(params![rec.run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        if !rows.is_empty() {
+            let mut text = format!(
+                "optdesk {}: {} fill(s) by {}",
+                rec.as_of,
+                rows.len(),
+                rec.job
+            );
+            for (strategy, inst, qty, price, kind) in rows.iter().take(20) {
+                text.push_str(&format!(
+                    "\n{strategy}: {inst} {qty:+} @ {price:.2} ({kind})"
+                ));
+            }
+            if rows.len() > 20 {
+                text.push_str(&format!("\n… and {} more", rows.len() - 20));
+            }
+            out.push(mk("fills", text));
+        }
+    }
+    if wanted(config, "risk_halt") {
+        let rules: Vec<String> = HALT_RULES.iter().map(|r| format!("'{r}'")).collect();
+        let mut s = conn.prepare(&format!(
+            "SELECT rule, any_value(reason), count(*) FROM risk_decisions
+             WHERE run_id = ? AND decision = 'refused' AND rule IN ({})
+             GROUP BY rule ORDER BY rule",
+            rules.join(", ")
+        ))?;
+        let rows: Vec<(String, Option<String>, i64)> = s
+            .query_map(params![rec.run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (rule, reason, n) in rows {
+            out.push(mk(
+                "risk_halt",
+                format!(
+                    "optdesk {}: risk halt ({rule}), {n} order(s) refused: {}",
+                    rec.as_of,
+                    reason.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if rec.job == "snapshot_benchmarks" && wanted(config, "daily_summary") {
+        let row: Option<(f64, f64, Option<f64>, Option<f64>, i32)> = conn
+            .query_row(
+                "SELECT equity::DOUBLE, total_return, spy_return, alpha_vs_spy, open_positions
+                 FROM portfolio_snapshots WHERE run_id = ?",
+                params![rec.run_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .ok();
+        if let Some((equity, ret, spy, alpha, open)) = row {
+            let mut text = format!(
+                "optdesk {}: equity ${} ({:+.2}% since the start), {open} open position(s)",
+                rec.as_of,
+                crate::report::money(equity),
+                ret * 100.0
+            );
+            if let (Some(s), Some(a)) = (spy, alpha) {
+                text.push_str(&format!(
+                    "; SPY {:+.2}%, alpha {:+.2}%",
+                    s * 100.0,
+                    a * 100.0
+                ));
+            }
+            out.push(mk("daily_summary", text));
+        }
+    }
+    Ok(out)
+}
+
+/// Send one alert on one channel with bounded retries.
+pub fn send(ch: &Channel, alert: &Alert, config: &Config) -> Delivery {
+    let cfg = &config.desk.alerts;
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(cfg.timeout_secs))
+        .user_agent(concat!("optdesk/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Delivery {
+                channel: ch.name(),
+                ok: false,
+                attempts: 0,
+                error: Some(format!("cannot build the HTTP client: {}", e.without_url())),
+            }
+        }
+    };
+    let (url, body) = match ch {
+        Channel::Telegram {
+            api,
+            token,
+            chat_id,
+        } => (
+            format!("{api}/bot{token}/sendMessage"),
+            serde_json::json!({
+                "chat_id": chat_id,
+                "text": alert.text,
+                "disable_web_page_preview": true,
+            }),
+        ),
+        Channel::Webhook { url } => (
+            url.clone(),
+            serde_json::json!({
+                "source": "optdesk",
+                "event": alert.event,
+                "as_of": alert.as_of.to_string(),
+                "job": alert.job,
+                "run_id": alert.run_id,
+                "text": alert.text,
+            }),
+        ),
+    };
+    let mut last = String::new();
+    let mut attempts = 0;
+    while attempts < cfg.attempts {
+        if attempts > 0 {
+            std::thread::sleep(Duration::from_millis(250 << (attempts - 1).min(4)));
+        }
+        attempts += 1;
+        match client.post(&url).json(&body).send() {
+            Ok(resp) if resp.status().is_success() => {
+                return Delivery {
+                    channel: ch.name(),
+                    ok: true,
+                    attempts,
+                    error: None,
+                }
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let mut text = resp.text().unwrap_or_default();
+                text.truncate(300);
+                last = format!("HTTP {status}: {}", crate::store::one_line(text.trim()));
+                if !(status.is_server_error() || status.as_u16() == 429) {
+                    break;
+                }
+            }
+            Err(e) => {
+                // Without the URL: a Telegram URL carries the bot token.
+                let e = e.without_url();
+                last = if e.is_timeout() {
+                    format!("timed out after {} s", cfg.timeout_secs)
+                } else {
+                    crate::store::one_line(&format!("{e}: {}", source_chain(&e)))
+                };
+            }
+        }
+    }
+    Delivery {
+        channel: ch.name(),
+        ok: false,
+        attempts,
+        error: Some(last),
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn already_sent(store: &Store, alert: &Alert, channel: &str) -> bool {
+    store
+        .conn
+        .query_row(
+            "SELECT count(*) > 0 FROM alerts WHERE as_of = ? AND event = ? AND channel = ? AND text = ? AND status = 'sent'",
+            params![alert.as_of, alert.event, channel, alert.text],
+            |r| r.get(0),
+        )
+        .unwrap_or(false)
+}
+
+fn record(store: &Store, alert: &Alert, d: &Delivery) -> Result<(), duckdb::Error> {
+    store.conn.execute(
+        "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            Utc::now().naive_utc(),
+            alert.as_of,
+            alert.event,
+            d.channel,
+            if d.ok { "sent" } else { "failed" },
+            d.attempts as i32,
+            d.error,
+            alert.text,
+            alert.run_id
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Real servers on 127.0.0.1 for the tests: an SMTP server (mailin's SMTP state machine,
+//! with AUTH PLAIN/LOGIN) and an HTTP server (tiny_http) with scripted replies.
+#![allow(dead_code)]
+
+use mailin::{response, AuthMechanism, Handler, Response, SessionBuilder};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One message the SMTP server accepted.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+    pub auth_user: Option<String>,
+}
+
+/// What the SMTP server saw.
+#[derive(Debug, Default)]
+pub struct SmtpLog {
+    pub messages: Vec<Received>,
+    pub auth_attempts: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct SmtpHandler {
+    user: String,
+    password: String,
+    reject_rcpt: Option<String>,
+    log: Arc<Mutex<SmtpLog>>,
+    current: Received,
+    authed: Option<String>,
+}
+
+impl Handler for SmtpHandler {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if self.reject_rcpt.as_deref() == Some(to) {
+            return Response::custom(550, format!("5.1.1 <{to}>: Recipient address rejected"));
+        }
+        response::OK
+    }
+    fn data_start(&mut self, _d: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current = Received {
+            from: from.to_string(),
+            to: to.to_vec(),
+            data: Vec::new(),
+            auth_user: self.authed.clone(),
+        };
+        response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.data.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        let msg = std::mem::take(&mut self.current);
+        self.log.lock().unwrap().messages.push(msg);
+        response::OK
+    }
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        self.check(user, password)
+    }
+    fn auth_login(&mut self, user: &str, password: &str) -> Response {
+        self.check(user, password)
+    }
+}
+
+impl SmtpHandler {
+    fn check(&mut self, user: &str, password: &str) -> Response {
+        self.log
+            .lock()
+            .unwrap()
+            .auth_attempts
+            .push((user.to_string(), password.to_string()));
+        if user == self.user && password == self.password {
+            self.authed = Some(user.to_string());
+            response::AUTH_OK
+        } else {
+            response::INVALID_CREDENTIALS
+        }
+    }
+}
+
+/// An SMTP server on 127.0.0.1 that requires AUTH with `user`/`password`.
+pub struct SmtpServer {
+    pub port: u16,
+    pub log: Arc<Mutex<SmtpLog>>,
+}
+
+impl SmtpServer {
+    pub fn start(user: &str, password: &str, reject_rcpt: Option<&str>) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(SmtpLog::default()));
+        let handler = SmtpHandler {
+            user: user.into(),
+            password: password.into(),
+            reject_rcpt: reject_rcpt.map(String::from),
+            log: log.clone(),
+            current: Received::default(),
+            authed: None,
+        };
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let h = handler.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_smtp(stream, h);
+                });
+            }
+        });
+        SmtpServer { port, log }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.log.lock().unwrap().messages.clone()
+    }
+}
+
+fn serve_smtp(stream: TcpStream, handler: SmtpHandler) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut builder = SessionBuilder::new("test.smtp.local");
+    builder
+        .enable_auth(AuthMechanism::Plain)
+        .enable_auth(AuthMechanism::Login)
+        .insecure_enable_plaintext_auth();
+    let peer: IpAddr = stream.peer_addr()?.ip();
+    let mut session = builder.build(peer, handler);
+    let mut out = stream.try_clone()?;
+    session.greeting().write_to(&mut out)?;
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let resp = session.process(&line);
+        match resp.action {
+            mailin::Action::Close => {
+                resp.write_to(&mut out)?;
+                out.flush()?;
+                return Ok(());
+            }
+            mailin::Action::NoReply => {}
+            _ => {
+                resp.write_to(&mut out)?;
+                out.flush()?;
+            }
+        }
+    }
+}
+
+/// One HTTP request the server received.
+#[derive(Debug, Clone)]
+pub struct HttpHit {
+    pub url: String,
+    pub body: String,
+}
+
+/// How the HTTP server answers, request by request (the last one repeats).
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    Status(u16),
+    /// Wait this long before answering 200.
+    Sleep(Duration),
+}
+
+pub struct HttpServer {
+    pub port: u16,
+    pub hits: Arc<Mutex<Vec<HttpHit>>>,
+}
+
+impl HttpServer {
+    pub fn start(script: Vec<Reply>) -> HttpServer {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let h = hits.clone();
+        let server = Arc::new(server);
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            for mut req in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
+                h.lock().unwrap().push(HttpHit {
+                    url: req.url().to_string(),
+                    body,
+                });
+                let reply = script[n.min(script.len() - 1)];
+                n += 1;
+                std::thread::spawn(move || {
+                    let status = match reply {
+                        Reply::Status(s) => s,
+                        Reply::Sleep(d) => {
+                            std::thread::sleep(d);
+                            200
+                        }
+                    };
+                    let body = if status == 200 {
+                        r#"{"ok":true}"#.to_string()
+                    } else {
+                        format!(r#"{{"ok":false,"description":"test server says {status}"}}"#)
+                    };
+                    let _ = req
+                        .respond(tiny_http::Response::from_string(body).with_status_code(status));
+                });
+            }
+        });
+        HttpServer { port, hits }
+    }
+
+    pub fn hits(&self) -> Vec<HttpHit> {
+        self.hits.lock().unwrap().clone()
+    }
+}

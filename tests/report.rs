@@ -1,0 +1,633 @@
+//! The daily report end to end: sent to a real SMTP server on 127.0.0.1 and parsed back;
+//! SMTP failures; the .eml fallback; alerts to a local HTTP server with retries; the
+//! dashboard in headless Chromium.
+
+mod common;
+
+use common::servers::{HttpServer, Reply, SmtpServer};
+use common::{stderr, stdout, Desk};
+use mail_parser::{MessageParser, MimeHeaders};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const USER: &str = "desk";
+const PASSWORD: &str = "s3cret-pass";
+
+fn smtp_env(cmd: &mut std::process::Command, port: u16, password: &str) {
+    cmd.env("OPTDESK_SMTP_HOST", "127.0.0.1")
+        .env("OPTDESK_SMTP_PORT", port.to_string())
+        .env("OPTDESK_SMTP_SECURITY", "none")
+        .env("OPTDESK_SMTP_USER", USER)
+        .env("OPTDESK_SMTP_PASSWORD", password)
+        .env("OPTDESK_SMTP_FROM", "optdesk <desk@example.com>")
+        .env("OPTDESK_SMTP_TO", "trader@example.com, risk@example.com");
+}
+
+fn run_with_smtp(desk: &Desk, port: u16, password: &str, args: &[&str]) -> std::process::Output {
+    let mut c = desk.cmd();
+    smtp_env(&mut c, port, password);
+    c.args(args).output().unwrap()
+}
+
+const DAYS: &[&str] = &["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"];
+
+#[test]
+fn the_report_is_sent_by_smtp_with_text_html_and_an_inline_chart() {
+    let server = SmtpServer::start(USER, PASSWORD, None);
+    let desk = Desk::new();
+    for d in DAYS {
+        let o = run_with_smtp(
+            &desk,
+            server.port,
+            PASSWORD,
+            &["run", "daily", "--as-of", d],
+        );
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains("sent to trader@example.com, risk@example.com"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), DAYS.len(), "one email per session");
+    let last = msgs.last().unwrap();
+    assert_eq!(
+        last.auth_user.as_deref(),
+        Some(USER),
+        "logged in before sending"
+    );
+    assert_eq!(last.from, "desk@example.com");
+    assert_eq!(last.to, vec!["trader@example.com", "risk@example.com"]);
+
+    let m = MessageParser::default()
+        .parse(&last.data)
+        .expect("a parseable message");
+    let subject = m.subject().unwrap();
+    assert!(
+        subject.starts_with("optdesk 2024-01-05: equity $"),
+        "{subject}"
+    );
+    let to: Vec<String> = m
+        .to()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.address().map(String::from))
+        .collect();
+    assert_eq!(to, vec!["trader@example.com", "risk@example.com"]);
+    let text = m.body_text(0).unwrap();
+    for s in [
+        "Portfolio value $",
+        "Benchmarks",
+        "SPY",
+        "Performance",
+        "Open positions",
+        "Signals today",
+        "Trades today",
+        "Risk refusals today",
+        "Jobs today",
+        "fetch_chains",
+    ] {
+        assert!(text.contains(s), "text part lacks {s:?}:\n{text}");
+    }
+    assert!(!text.contains("NaN"), "{text}");
+    let html = m.body_html(0).unwrap();
+    assert!(
+        html.contains("src=\"cid:equity-chart\""),
+        "the HTML shows the inline chart"
+    );
+    assert!(html.contains("Sharpe") && html.contains("Max drawdown"));
+    assert!(
+        !html.contains("NaN") && !html.contains("<svg"),
+        "PNG, not SVG, in the email"
+    );
+    // The chart: an inline PNG part with the content id the HTML points at.
+    let png = m
+        .parts
+        .iter()
+        .find(|p| p.content_id() == Some("equity-chart"))
+        .expect("a part with Content-ID <equity-chart>");
+    let ct = png.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("image", Some("png")));
+    assert!(
+        png.contents().starts_with(b"\x89PNG\r\n\x1a\n"),
+        "PNG bytes"
+    );
+    assert!(
+        png.contents().len() > 5_000,
+        "a real chart, not a placeholder"
+    );
+    // multipart/alternative at the top, text first.
+    let top = m.content_type().unwrap();
+    assert_eq!(top.subtype(), Some("alternative"));
+
+    // Recorded: one 'sent' row per day, with the message id that went out.
+    let (n, id): (i64, String) = desk
+        .open()
+        .query_row(
+            "SELECT count(*), arg_max(message_id, created_at) FROM reports WHERE status = 'sent'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(n, DAYS.len() as i64);
+    assert_eq!(Some(id.as_str()), m.message_id());
+    assert!(desk
+        .dir
+        .path()
+        .join("logs/reports/2024-01-05-daily.eml")
+        .exists());
+    assert!(desk.dir.path().join("data/dashboard.html").exists());
+
+    // Running it again does not send again; --resend does.
+    let o = run_with_smtp(
+        &desk,
+        server.port,
+        PASSWORD,
+        &["job", "run", "email_report", "--as-of", "2024-01-05"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("already sent"), "{}", stdout(&o));
+    assert_eq!(server.messages().len(), DAYS.len());
+    let o = run_with_smtp(
+        &desk,
+        server.port,
+        PASSWORD,
+        &[
+            "job",
+            "run",
+            "email_report",
+            "--as-of",
+            "2024-01-05",
+            "--resend",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(server.messages().len(), DAYS.len() + 1);
+
+    // The password is nowhere in the store or the written report.
+    let leaks = desk.count(&format!(
+        "SELECT (SELECT count(*) FROM reports WHERE concat_ws('|', subject, recipients, error, eml_path) LIKE '%{PASSWORD}%')
+              + (SELECT count(*) FROM job_runs WHERE message LIKE '%{PASSWORD}%')"
+    ));
+    assert_eq!(leaks, 0);
+    let eml = std::fs::read(desk.dir.path().join("logs/reports/2024-01-05-daily.eml")).unwrap();
+    assert!(!String::from_utf8_lossy(&eml).contains(PASSWORD));
+}
+
+fn tables_but_reports(desk: &Desk) -> Vec<(String, i64, String)> {
+    desk.fingerprint(false)
+        .into_iter()
+        .filter(|(t, _, _)| t != "reports" && t != "alerts")
+        .collect()
+}
+
+#[test]
+fn smtp_failures_name_the_server_reply_keep_the_report_and_change_nothing_else() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-01-02"]);
+    let eml = desk.dir.path().join("logs/reports/2024-01-02-daily.eml");
+    std::fs::remove_file(&eml).unwrap();
+    let before = tables_but_reports(&desk);
+
+    // A refused login.
+    let server = SmtpServer::start(USER, PASSWORD, None);
+    let o = run_with_smtp(
+        &desk,
+        server.port,
+        "wrong",
+        &["job", "run", "email_report", "--as-of", "2024-01-02"],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("535") && err.contains("Invalid credentials"),
+        "{err}"
+    );
+    assert!(err.contains("the report is at"), "{err}");
+    assert!(eml.exists(), "the report is still written");
+    assert!(server.messages().is_empty());
+    assert!(!err.contains("wrong"), "the password is not echoed: {err}");
+
+    // A rejected recipient.
+    let server = SmtpServer::start(USER, PASSWORD, Some("risk@example.com"));
+    let o = run_with_smtp(
+        &desk,
+        server.port,
+        PASSWORD,
+        &["job", "run", "email_report", "--as-of", "2024-01-02"],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("550") && err.contains("Recipient address rejected"),
+        "{err}"
+    );
+
+    // An unreachable host: a port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = run_with_smtp(
+        &desk,
+        port,
+        PASSWORD,
+        &["job", "run", "email_report", "--as-of", "2024-01-02"],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+
+    // Each failure is recorded with the reply; nothing else in the store changed.
+    let c = desk.open();
+    let mut s = c
+        .prepare("SELECT status, error FROM reports WHERE as_of = DATE '2024-01-02' AND status = 'failed' ORDER BY created_at")
+        .unwrap();
+    let rows: Vec<(String, String)> = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[0].1.contains("535"), "{rows:?}");
+    assert!(rows[1].1.contains("550"), "{rows:?}");
+    let failed_runs = desk
+        .count("SELECT count(*) FROM job_runs WHERE job = 'email_report' AND status = 'failed'");
+    assert_eq!(failed_runs, 3);
+    assert_eq!(tables_but_reports(&desk), before);
+}
+
+#[test]
+fn without_smtp_the_report_is_an_eml_file_and_missing_data_reads_as_sentences() {
+    let desk = Desk::new();
+    // A day with nothing in the store but this job: every section is empty.
+    let o = desk.run(&["job", "run", "email_report", "--as-of", "2024-01-02"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("no SMTP host") && out.contains("2024-01-02-daily.eml"),
+        "{out}"
+    );
+    let eml = std::fs::read(desk.dir.path().join("logs/reports/2024-01-02-daily.eml")).unwrap();
+    let m = MessageParser::default().parse(&eml).unwrap();
+    let text = m.body_text(0).unwrap();
+    for s in [
+        "No portfolio snapshot for this day yet",
+        "No benchmark history yet",
+        "Not enough history yet",
+        "No positions are open.",
+        "No strategy produced a signal today.",
+        "No trades today.",
+        "No order was refused today.",
+    ] {
+        assert!(text.contains(s), "missing {s:?}:\n{text}");
+    }
+    let html = m.body_html(0).unwrap();
+    assert!(!text.contains("NaN") && !html.contains("NaN"));
+    assert!(!html.contains("<table cellspacing=\"0\" cellpadding=\"0\" style=\"border-collapse:collapse;width:100%;\"><tr><th style=\"padding:4px 8px;border-bottom:2px solid #d0d7de;font-size:12px;text-align:left;color:#57606a;\">Strategy</th>"),
+        "no empty positions table");
+    let (status, recipients): (String, Option<String>) = desk
+        .open()
+        .query_row("SELECT status, recipients FROM reports", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), recipients), ("written", None));
+    let dash = std::fs::read_to_string(desk.dir.path().join("data/dashboard.html")).unwrap();
+    assert!(dash.contains("No positions are open.") && !dash.contains("NaN"));
+
+    // A dry run writes the file and records nothing.
+    let server = SmtpServer::start(USER, PASSWORD, None);
+    let o = run_with_smtp(
+        &desk,
+        server.port,
+        PASSWORD,
+        &[
+            "job",
+            "run",
+            "email_report",
+            "--as-of",
+            "2024-01-03",
+            "--dry-run",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("dry run: not sent"), "{}", stdout(&o));
+    assert!(server.messages().is_empty());
+    assert!(desk
+        .dir
+        .path()
+        .join("logs/reports/2024-01-03-daily.eml")
+        .exists());
+    assert_eq!(
+        desk.count("SELECT count(*) FROM reports WHERE as_of = DATE '2024-01-03'"),
+        0
+    );
+
+    // `optdesk report` regenerates the dashboard for a stored day.
+    let out = desk.run_ok(&["report", "--as-of", "2024-01-02", "--out", "other.html"]);
+    assert!(out.contains("other.html"), "{out}");
+    assert!(desk.dir.path().join("other.html").exists());
+}
+
+fn alert_env(c: &mut std::process::Command, port: u16) {
+    c.env("OPTDESK_TELEGRAM_TOKEN", "123:SECRET-TOKEN")
+        .env("OPTDESK_TELEGRAM_CHAT_ID", "42")
+        .env("OPTDESK_TELEGRAM_API", format!("http://127.0.0.1:{port}"))
+        .env(
+            "OPTDESK_WEBHOOK_URL",
+            format!("http://127.0.0.1:{port}/hook"),
+        );
+}
+
+#[test]
+fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded() {
+    // Delivered: fills and the daily summary, on both channels.
+    let http = HttpServer::start(vec![Reply::Status(200)]);
+    let desk = Desk::new();
+    let mut c = desk.cmd();
+    alert_env(&mut c, http.port);
+    let o = c
+        .args(["run", "daily", "--as-of", "2024-01-02"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits = http.hits();
+    let tg: Vec<_> = hits
+        .iter()
+        .filter(|h| h.url == "/bot123:SECRET-TOKEN/sendMessage")
+        .collect();
+    let hook: Vec<_> = hits.iter().filter(|h| h.url == "/hook").collect();
+    assert!(!tg.is_empty() && tg.len() == hook.len(), "{hits:?}");
+    let events: Vec<String> = hook
+        .iter()
+        .map(|h| {
+            serde_json::from_str::<serde_json::Value>(&h.body).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(events.contains(&"fills".to_string()), "{events:?}");
+    assert!(events.contains(&"daily_summary".to_string()), "{events:?}");
+    let first: serde_json::Value = serde_json::from_str(&tg[0].body).unwrap();
+    assert_eq!(first["chat_id"], "42");
+    assert!(first["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("optdesk 2024-01-02"));
+    assert_eq!(
+        desk.count("SELECT count(*) FROM alerts WHERE status = 'sent' AND attempts = 1"),
+        hits.len() as i64
+    );
+
+    // Re-running the day does not repeat what was delivered.
+    let http2 = HttpServer::start(vec![Reply::Status(200)]);
+    let mut c = desk.cmd();
+    alert_env(&mut c, http2.port);
+    let o = c
+        .args(["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-02"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(http2.hits().is_empty(), "{:?}", http2.hits());
+
+    // A 500 twice, then OK: retried, and recorded as sent on the third attempt.
+    desk.run_ok(&["run", "daily", "--as-of", "2024-01-03"]);
+    let http = HttpServer::start(vec![
+        Reply::Status(500),
+        Reply::Status(500),
+        Reply::Status(200),
+    ]);
+    let mut c = desk.cmd();
+    c.env(
+        "OPTDESK_WEBHOOK_URL",
+        format!("http://127.0.0.1:{}/hook", http.port),
+    );
+    let o = c
+        .args(["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-03"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(http.hits().len(), 3);
+    let (status, attempts): (String, i32) = desk
+        .open()
+        .query_row(
+            "SELECT status, attempts FROM alerts WHERE channel = 'webhook' ORDER BY created_at DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("sent", 3));
+
+    // Always 500: three attempts, then recorded as failed; the job itself is fine.
+    desk.run_ok(&["run", "daily", "--as-of", "2024-01-04"]);
+    let http = HttpServer::start(vec![Reply::Status(500)]);
+    let mut c = desk.cmd();
+    alert_env(&mut c, http.port);
+    let o = c
+        .args(["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-04"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "an alert failure never fails the job: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("not delivered after 3 attempt(s): HTTP 500"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(http.hits().len(), 6, "3 attempts on each of 2 channels");
+    let failed: Vec<(String, i32, String)> = {
+        let c = desk.open();
+        let mut s = c
+            .prepare("SELECT channel, attempts, error FROM alerts WHERE status = 'failed' ORDER BY channel")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|(_, a, e)| *a == 3 && e.contains("HTTP 500")),
+        "{failed:?}"
+    );
+
+    // A timeout: bounded too.
+    let http = HttpServer::start(vec![Reply::Sleep(Duration::from_secs(4))]);
+    desk.write_config(
+        "desk.toml",
+        "[alerts]\nattempts = 2\ntimeout_secs = 1\nevents = [\"daily_summary\"]\n",
+    );
+    let mut c = desk.cmd();
+    c.env(
+        "OPTDESK_WEBHOOK_URL",
+        format!("http://127.0.0.1:{}/hook", http.port),
+    );
+    let o = c
+        .args(["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-04"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("timed out after 1 s"), "{}", stderr(&o));
+    assert_eq!(http.hits().len(), 2);
+
+    // A job failure is an alert too.
+    let http = HttpServer::start(vec![Reply::Status(200)]);
+    let mut c = desk.cmd();
+    c.env(
+        "OPTDESK_WEBHOOK_URL",
+        format!("http://127.0.0.1:{}/hook", http.port),
+    )
+    .env("OPTDESK_FAILPOINT", "fetch_chains:mid:error");
+    desk.write_config("desk.toml", "[alerts]\nevents = [\"job_failure\"]\n");
+    let o = c
+        .args(["job", "run", "fetch_chains", "--as-of", "2024-01-02"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let hits = http.hits();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let v: serde_json::Value = serde_json::from_str(&hits[0].body).unwrap();
+    assert_eq!(v["event"], "job_failure");
+    assert!(
+        v["text"].as_str().unwrap().contains("fetch_chains FAILED"),
+        "{v}"
+    );
+
+    // The bot token is never stored.
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM alerts WHERE concat_ws('|', error, text) LIKE '%SECRET-TOKEN%'"
+        ),
+        0
+    );
+}
+
+/// Chromium: $CHROMIUM, or the usual names on PATH.
+fn chromium() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
+        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn headless(chrome: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_dashboard_renders_in_headless_chromium_without_errors() {
+    let Some(chrome) = chromium() else {
+        assert!(
+            std::env::var("OPTDESK_REQUIRE_CHROMIUM").is_err(),
+            "OPTDESK_REQUIRE_CHROMIUM is set but no Chromium was found (install Debian's chromium)"
+        );
+        eprintln!("SKIPPED: no Chromium on this machine (set CHROMIUM=/path or install chromium)");
+        return;
+    };
+    let desk = Desk::new();
+    for d in DAYS {
+        desk.run_ok(&["run", "daily", "--as-of", d]);
+    }
+    let page = desk.dir.path().join("data/dashboard.html");
+    let url = format!("file://{}", page.display());
+    let profile = desk.dir.path().join("chrome-profile");
+
+    // The DOM after load: the charts are there.
+    let o = headless(&chrome, &profile, &["--dump-dom", &url]);
+    let dom = stdout(&o);
+    for needle in [
+        "id=\"equity-chart\"",
+        "id=\"drawdown-chart\"",
+        "id=\"strategy-pnl-chart\"",
+        "id=\"correlation-chart\"",
+        "id=\"zscore-chart\"",
+        "data-series=\"Portfolio\"",
+        "data-series=\"SPY\"",
+        "class=\"bar\"",
+        "id=\"positions\"",
+        "id=\"universe\"",
+    ] {
+        assert!(dom.contains(needle), "the rendered page lacks {needle}");
+    }
+    let log = stderr(&o);
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            (l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
+                || l.contains("Failed to load resource")
+                || l.contains("net::ERR_")
+        })
+        .collect();
+    assert!(
+        console_errors.is_empty(),
+        "console errors: {console_errors:#?}"
+    );
+
+    // A screenshot that is not blank.
+    let shot = desk.dir.path().join("shot.png");
+    let o = headless(
+        &chrome,
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1600",
+            &url,
+        ],
+    );
+    assert!(shot.exists(), "no screenshot: {}", stderr(&o));
+    let img = tiny_skia::Pixmap::load_png(&shot).unwrap();
+    let px = img.pixels();
+    let non_bg = px
+        .iter()
+        .filter(|p| {
+            let c = p.demultiply();
+            !(c.red() > 240 && c.green() > 240 && c.blue() > 240)
+        })
+        .count();
+    let colors: std::collections::HashSet<(u8, u8, u8)> = px
+        .iter()
+        .map(|p| {
+            let c = p.demultiply();
+            (c.red(), c.green(), c.blue())
+        })
+        .collect();
+    assert!(
+        non_bg * 20 > px.len(),
+        "mostly blank: {non_bg} of {} pixels",
+        px.len()
+    );
+    assert!(colors.len() > 50, "only {} colors", colors.len());
+}
