@@ -130,6 +130,9 @@ fn wanted(config: &Config, event: &str) -> bool {
     config.desk.alerts.events.iter().any(|e| e == event)
 }
 
+/// equity, total return, SPY return, alpha, open positions
+type SummaryRow = (f64, f64, Option<f64>, Option<f64>, i32);
+
 const HALT_RULES: &[&str] = &[
     "kill_switch",
     "daily_loss_cap",
@@ -217,7 +220,7 @@ pub fn alerts_for(
         }
     }
     if rec.job == "snapshot_benchmarks" && wanted(config, "daily_summary") {
-        let row: Option<(f64, f64, Option<f64>, Option<f64>, i32)> = conn
+        let row: Option<SummaryRow> = conn
             .query_row(
                 "SELECT equity::DOUBLE, total_return, spy_return, alpha_vs_spy, open_positions
                  FROM portfolio_snapshots WHERE run_id = ?",

@@ -139,7 +139,7 @@ pub fn render(d: &ReportData) -> String {
                 pct(Some(p.total_return)),
                 &format!("since {}", p.start_date),
             );
-            kpi(&mut o, pct(p.alpha_vs_spy), "alpha vs. SPY");
+            kpi(&mut o, pct(p.alpha_vs_spy), "excess return over SPY");
             kpi(&mut o, p.open_positions.to_string(), "open positions");
         }
         None => {

@@ -236,7 +236,12 @@ pub fn render_text(d: &ReportData) -> String {
                 (Some(t), Some(b)) => Some(t - b),
                 _ => None,
             };
-            let _ = writeln!(o, "  {sym:<6} {:>9}   alpha {:>9}", pct(r), pct(alpha));
+            let _ = writeln!(
+                o,
+                "  {sym:<6} {:>9}   portfolio − benchmark {:>9}",
+                pct(r),
+                pct(alpha)
+            );
         }
     }
     let _ = writeln!(o);
@@ -625,7 +630,14 @@ pub fn render_html(d: &ReportData) -> String {
                 ]
             })
             .collect();
-        o.push_str(&table(&["Benchmark", "Return", "Portfolio alpha"], &rows));
+        o.push_str(&table(
+            &[
+                "Benchmark",
+                "Return",
+                "Portfolio − benchmark (excess return)",
+            ],
+            &rows,
+        ));
     }
     let _ = write!(
         o,

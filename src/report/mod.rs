@@ -530,7 +530,7 @@ fn signal_detail(reason: &str, numbers: &str) -> String {
 }
 
 fn trim_num(x: f64) -> String {
-    if x.abs() >= 100.0 {
+    if x.abs() >= 1000.0 {
         format!("{x:.0}")
     } else if x.abs() >= 1.0 {
         format!("{x:.2}")

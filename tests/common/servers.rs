@@ -181,8 +181,7 @@ impl HttpServer {
         let h = hits.clone();
         let server = Arc::new(server);
         std::thread::spawn(move || {
-            let mut n = 0usize;
-            for mut req in server.incoming_requests() {
+            for (n, mut req) in server.incoming_requests().enumerate() {
                 let mut body = String::new();
                 let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
                 h.lock().unwrap().push(HttpHit {
@@ -190,7 +189,6 @@ impl HttpServer {
                     body,
                 });
                 let reply = script[n.min(script.len() - 1)];
-                n += 1;
                 std::thread::spawn(move || {
                     let status = match reply {
                         Reply::Status(s) => s,
