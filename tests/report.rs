@@ -224,6 +224,27 @@ fn smtp_failures_name_the_server_reply_keep_the_report_and_change_nothing_else()
         "{err}"
     );
 
+    // STARTTLS is required, not opportunistic: a server without it gets no password.
+    let server = SmtpServer::start(USER, PASSWORD, None);
+    let mut c = desk.cmd();
+    smtp_env(&mut c, server.port, PASSWORD);
+    let o = c
+        .env("OPTDESK_SMTP_SECURITY", "starttls")
+        .args(["job", "run", "email_report", "--as-of", "2024-01-02"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("STARTTLS") && err.contains("(starttls)"),
+        "{err}"
+    );
+    assert!(
+        server.log.lock().unwrap().auth_attempts.is_empty(),
+        "no login in the clear"
+    );
+    assert!(server.messages().is_empty());
+
     // An unreachable host: a port nobody listens on.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -249,12 +270,12 @@ fn smtp_failures_name_the_server_reply_keep_the_report_and_change_nothing_else()
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
     assert!(rows[0].1.contains("535"), "{rows:?}");
     assert!(rows[1].1.contains("550"), "{rows:?}");
     let failed_runs = desk
         .count("SELECT count(*) FROM job_runs WHERE job = 'email_report' AND status = 'failed'");
-    assert_eq!(failed_runs, 3);
+    assert_eq!(failed_runs, 4);
     assert_eq!(tables_but_reports(&desk), before);
 }
 
@@ -296,6 +317,20 @@ fn without_smtp_the_report_is_an_eml_file_and_missing_data_reads_as_sentences() 
     assert_eq!((status.as_str(), recipients), ("written", None));
     let dash = std::fs::read_to_string(desk.dir.path().join("data/dashboard.html")).unwrap();
     assert!(dash.contains("No positions are open.") && !dash.contains("NaN"));
+    // Self-contained: nothing the page would fetch.
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(",
+        "@import",
+        "<script src",
+        "<link ",
+    ] {
+        assert!(
+            !dash.contains(external),
+            "the dashboard fetches something: {external}"
+        );
+    }
 
     // A dry run writes the file and records nothing.
     let server = SmtpServer::start(USER, PASSWORD, None);
@@ -630,4 +665,36 @@ fn the_dashboard_renders_in_headless_chromium_without_errors() {
         px.len()
     );
     assert!(colors.len() > 50, "only {} colors", colors.len());
+}
+
+#[test]
+fn a_risk_halt_is_an_alert_with_the_rule_and_reason() {
+    let http = HttpServer::start(vec![Reply::Status(200)]);
+    let desk = Desk::new();
+    desk.write_config("desk.toml", "[alerts]\nevents = [\"risk_halt\"]\n");
+    desk.run_ok(&["kill", "on"]);
+    let mut c = desk.cmd();
+    c.env(
+        "OPTDESK_WEBHOOK_URL",
+        format!("http://127.0.0.1:{}/hook", http.port),
+    );
+    let o = c
+        .args(["run", "daily", "--as-of", "2024-06-04"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits = http.hits();
+    assert_eq!(hits.len(), 1, "one halt alert for the run: {hits:?}");
+    let v: serde_json::Value = serde_json::from_str(&hits[0].body).unwrap();
+    assert_eq!(v["event"], "risk_halt");
+    assert_eq!(v["job"], "select_trades");
+    let text = v["text"].as_str().unwrap();
+    assert!(
+        text.contains("kill_switch") && text.contains("new entries halted"),
+        "{text}"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM alerts WHERE event = 'risk_halt' AND status = 'sent'"),
+        1
+    );
 }
