@@ -373,3 +373,81 @@ fn record(store: &Store, alert: &Alert, d: &Delivery) -> Result<(), duckdb::Erro
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert() -> Alert {
+        Alert {
+            event: "daily_summary",
+            as_of: NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+            job: "snapshot_benchmarks".into(),
+            run_id: 7,
+            text: "optdesk 2025-03-14: equity $400,000.00".into(),
+        }
+    }
+
+    #[test]
+    fn sends_from_the_daemons_blocking_threads_and_never_prints_secrets() {
+        // The daemon runs jobs with tokio's spawn_blocking: the blocking HTTP client
+        // must work there.
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let got = std::thread::spawn(move || {
+            let mut req = server.recv().unwrap();
+            let mut body = String::new();
+            std::io::Read::read_to_string(req.as_reader(), &mut body).unwrap();
+            let url = req.url().to_string();
+            req.respond(tiny_http::Response::from_string("{\"ok\":true}"))
+                .unwrap();
+            (url, body)
+        });
+        let config =
+            Config::load(std::path::Path::new("/nonexistent/optdesk-jobs"), false).unwrap();
+        let ch = Channel::Telegram {
+            api: format!("http://127.0.0.1:{port}"),
+            token: "42:TOKEN".into(),
+            chat_id: "99".into(),
+        };
+        assert!(!format!("{ch:?}").contains("TOKEN"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let c2 = ch.clone();
+        let d = rt.block_on(async move {
+            tokio::task::spawn_blocking(move || send(&c2, &alert(), &config))
+                .await
+                .unwrap()
+        });
+        assert!(d.ok && d.attempts == 1, "{d:?}");
+        let (url, body) = got.join().unwrap();
+        assert_eq!(url, "/bot42:TOKEN/sendMessage");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["chat_id"], "99");
+        assert_eq!(v["text"], alert().text);
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_then_reported_without_the_url() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut config =
+            Config::load(std::path::Path::new("/nonexistent/optdesk-jobs"), false).unwrap();
+        config.desk.alerts.attempts = 2;
+        let ch = Channel::Telegram {
+            api: format!("http://127.0.0.1:{port}"),
+            token: "42:TOKEN".into(),
+            chat_id: "99".into(),
+        };
+        let d = send(&ch, &alert(), &config);
+        assert!(!d.ok);
+        assert_eq!(d.attempts, 2);
+        let err = d.error.unwrap();
+        assert!(!err.contains("TOKEN"), "{err}");
+        assert!(err.to_lowercase().contains("connect"), "{err}");
+    }
+}

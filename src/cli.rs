@@ -549,7 +549,12 @@ fn open_reader(ctx: &Ctx) -> Result<Store> {
 fn report(ctx: &Ctx, as_of: Option<NaiveDate>, out: Option<PathBuf>, open: bool) -> Result<bool> {
     let config = ctx.config()?;
     let (file, _) = crate::jobs::email_report::load_params(&config)?;
-    let store = open_reader(ctx)?;
+    let mut store = open_reader(ctx)?;
+    if store.schema_version()? < crate::store::latest_schema_version() {
+        // A store from an older optdesk: upgrade it (as any job would) before reading.
+        drop(store);
+        store = open_writer(ctx, &config)?;
+    }
     let as_of = match as_of {
         Some(d) => d,
         None => store
