@@ -5,7 +5,6 @@
 //! comes from a [`sources::MarketData`] source; the embedded default is the seeded
 //! simulated market [`sources::sim`].
 
-pub mod alerts;
 pub mod analytics;
 pub mod calc;
 pub mod calendar;

@@ -302,7 +302,7 @@ pub fn run_one(
     req: &RunRequest,
 ) -> Result<RunRecord, StoreError> {
     let rec = run_one_inner(store, config, p, req)?;
-    crate::alerts::after_run(store, config, &rec);
+    crate::report::alerts::after_run(store, config, &rec);
     Ok(rec)
 }
 

@@ -6,6 +6,7 @@
 //! Everything is read as of the day: a report regenerated later for a past day shows
 //! that day's book, not today's.
 
+pub mod alerts;
 pub mod chart;
 pub mod dashboard;
 pub mod email;
