@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::servers::{HttpServer, Reply, SmtpServer};
+use common::servers::{HttpServer, Reply, SmtpServer, SmtpTls};
 use common::{stderr, stdout, Desk};
 use mail_parser::{MessageParser, MimeHeaders};
 use std::path::{Path, PathBuf};
@@ -697,4 +697,56 @@ fn a_risk_halt_is_an_alert_with_the_rule_and_reason() {
         desk.count("SELECT count(*) FROM alerts WHERE event = 'risk_halt' AND status = 'sent'"),
         1
     );
+}
+
+#[test]
+fn the_report_goes_out_over_starttls_and_implicit_tls_and_certificates_are_verified() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-01-02"]);
+    for (tls, security, day) in [
+        (SmtpTls::StartTls, "starttls", "2024-01-02"),
+        (SmtpTls::Implicit, "tls", "2024-01-03"),
+    ] {
+        let server = SmtpServer::start_with(USER, PASSWORD, None, tls);
+        let ca = desk.dir.path().join(format!("relay-{security}.pem"));
+        std::fs::write(&ca, &server.cert_pem).unwrap();
+
+        // Without trusting the relay's certificate: refused, nothing sent, no login.
+        let mut c = desk.cmd();
+        smtp_env(&mut c, server.port, PASSWORD);
+        let o = c
+            .env("OPTDESK_SMTP_SECURITY", security)
+            .args(["job", "run", "email_report", "--as-of", day])
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "an unknown certificate must be refused"
+        );
+        let err = stderr(&o);
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        assert!(server.messages().is_empty());
+        assert!(server.log.lock().unwrap().auth_attempts.is_empty());
+
+        // Trusting it (a private CA): logged in over TLS and sent.
+        let mut c = desk.cmd();
+        smtp_env(&mut c, server.port, PASSWORD);
+        let o = c
+            .env("OPTDESK_SMTP_SECURITY", security)
+            .env("OPTDESK_SMTP_CA_FILE", &ca)
+            .args(["job", "run", "email_report", "--as-of", day])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{security}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains(&format!("({security})")),
+            "{}",
+            stdout(&o)
+        );
+        let msgs = server.messages();
+        assert_eq!(msgs.len(), 1, "{security}");
+        assert_eq!(msgs[0].auth_user.as_deref(), Some(USER));
+        let m = MessageParser::default().parse(&msgs[0].data).unwrap();
+        assert!(m.subject().unwrap().starts_with(&format!("optdesk {day}")));
+    }
 }

@@ -36,6 +36,7 @@ pub struct SmtpParams {
     pub from: String,
     pub to: Vec<String>,
     pub timeout_secs: u64,
+    pub ca_file: String,
 }
 
 impl Default for SmtpParams {
@@ -48,6 +49,7 @@ impl Default for SmtpParams {
             from: String::new(),
             to: Vec::new(),
             timeout_secs: 30,
+            ca_file: String::new(),
         }
     }
 }
@@ -181,6 +183,9 @@ pub fn resolve_smtp(p: &SmtpParams) -> Result<Option<Smtp>, String> {
         from,
         to,
         timeout_secs: p.timeout_secs,
+        ca_file: env("OPTDESK_SMTP_CA_FILE")
+            .or_else(|| Some(p.ca_file.clone()).filter(|f| !f.trim().is_empty()))
+            .map(PathBuf::from),
     }))
 }
 
@@ -254,6 +259,13 @@ impl Job for EmailReport {
         )
         .map_err(|e| JobError::Failed(format!("cannot draw the equity chart: {e}")))?;
 
+        // A relative CA file is relative to the project folder, like every path here.
+        let smtp = smtp.map(|s| {
+            s.map(|mut s| {
+                s.ca_file = s.ca_file.map(|f| ctx.config.resolve(&f.to_string_lossy()));
+                s
+            })
+        });
         let (from, to) = match &smtp {
             Ok(Some(s)) => (s.from.clone(), s.to.clone()),
             _ => (

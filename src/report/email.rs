@@ -6,7 +6,7 @@ use super::{money, num, pct, ratio, signed_money, MetricsRow, ReportData};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -56,6 +56,8 @@ pub struct Smtp {
     pub from: String,
     pub to: Vec<String>,
     pub timeout_secs: u64,
+    /// Extra root certificates (PEM) to trust: a private CA, or a relay's own certificate.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Smtp {
@@ -133,8 +135,16 @@ pub fn message_id(msg: &Message) -> Option<String> {
 
 /// Send by SMTP. The error carries the server's reply (or why it could not connect).
 pub fn send(smtp: &Smtp, msg: &Message) -> Result<String, String> {
-    let tls = || {
-        TlsParameters::new(smtp.host.clone())
+    let tls = || -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(smtp.host.clone());
+        if let Some(path) = &smtp.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("ca_file {}: cannot read: {e}", path.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build_rustls()
             .map_err(|e| format!("TLS setup for {}: {e}", smtp.host))
     };
     let builder = match smtp.security {
@@ -773,6 +783,7 @@ mod tests {
             from: "a@b.c".into(),
             to: vec!["d@e.f".into()],
             timeout_secs: 1,
+            ca_file: None,
         };
         let msg = build_message(
             "a@b.c",

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use mailin::{response, AuthMechanism, Handler, Response, SessionBuilder};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,14 +83,50 @@ impl SmtpHandler {
     }
 }
 
+/// How the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text; AUTH allowed without TLS (a loopback relay).
+    None,
+    /// STARTTLS offered; AUTH only after it.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
 /// An SMTP server on 127.0.0.1 that requires AUTH with `user`/`password`.
 pub struct SmtpServer {
     pub port: u16,
     pub log: Arc<Mutex<SmtpLog>>,
+    /// The server's self-signed certificate (PEM), for the TLS modes.
+    pub cert_pem: String,
 }
 
 impl SmtpServer {
     pub fn start(user: &str, password: &str, reject_rcpt: Option<&str>) -> SmtpServer {
+        SmtpServer::start_with(user, password, reject_rcpt, SmtpTls::None)
+    }
+
+    pub fn start_with(
+        user: &str,
+        password: &str,
+        reject_rcpt: Option<&str>,
+        tls: SmtpTls,
+    ) -> SmtpServer {
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+                .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap(),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(SmtpLog::default()));
@@ -106,12 +142,17 @@ impl SmtpServer {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let h = handler.clone();
+                let config = config.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_smtp(stream, h);
+                    let _ = serve_smtp(stream, h, tls, config);
                 });
             }
         });
-        SmtpServer { port, log }
+        SmtpServer {
+            port,
+            log,
+            cert_pem: cert.pem(),
+        }
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -119,36 +160,71 @@ impl SmtpServer {
     }
 }
 
-fn serve_smtp(stream: TcpStream, handler: SmtpHandler) -> std::io::Result<()> {
+fn serve_smtp(
+    stream: TcpStream,
+    handler: SmtpHandler,
+    tls: SmtpTls,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut builder = SessionBuilder::new("test.smtp.local");
     builder
         .enable_auth(AuthMechanism::Plain)
-        .enable_auth(AuthMechanism::Login)
-        .insecure_enable_plaintext_auth();
+        .enable_auth(AuthMechanism::Login);
+    match tls {
+        SmtpTls::None => {
+            builder.insecure_enable_plaintext_auth();
+        }
+        SmtpTls::StartTls => {
+            builder.enable_start_tls();
+        }
+        SmtpTls::Implicit => {}
+    }
     let peer: IpAddr = stream.peer_addr()?.ip();
     let mut session = builder.build(peer, handler);
-    let mut out = stream.try_clone()?;
+    let wrap = |tcp: TcpStream| {
+        let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>(rustls::StreamOwned::new(conn, tcp))
+    };
+    if tls == SmtpTls::Implicit {
+        session.tls_active();
+        let mut s = wrap(stream)?;
+        session.greeting().write_to(&mut s)?;
+        s.flush()?;
+        pump(s, &mut session)?;
+        return Ok(());
+    }
+    let mut out = &stream;
     session.greeting().write_to(&mut out)?;
-    let mut reader = BufReader::new(stream);
+    if pump(&stream, &mut session)? {
+        // STARTTLS accepted: the rest of the session is encrypted.
+        session.tls_active();
+        pump(wrap(stream)?, &mut session)?;
+    }
+    Ok(())
+}
+
+/// Feed the session line by line; `Ok(true)` when it asks to upgrade to TLS.
+fn pump<S: Read + Write, H: Handler>(
+    stream: S,
+    session: &mut mailin::Session<H>,
+) -> std::io::Result<bool> {
+    let mut r = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(false);
         }
         let resp = session.process(&line);
+        if resp.action != mailin::Action::NoReply {
+            resp.write_to(r.get_mut())?;
+            r.get_mut().flush()?;
+        }
         match resp.action {
-            mailin::Action::Close => {
-                resp.write_to(&mut out)?;
-                out.flush()?;
-                return Ok(());
-            }
-            mailin::Action::NoReply => {}
-            _ => {
-                resp.write_to(&mut out)?;
-                out.flush()?;
-            }
+            mailin::Action::Close => return Ok(false),
+            mailin::Action::UpgradeTls => return Ok(true),
+            _ => {}
         }
     }
 }
