@@ -280,6 +280,7 @@ pub fn record_skip(
         Status::Skipped,
         reason,
         config_hash,
+        None,
     )?;
     Ok(RunRecord {
         run_id: id,
@@ -418,7 +419,7 @@ fn run_one_inner(
                 JobError::FailedWithRecord { record, .. } => Some(record),
                 _ => None,
             };
-            let id = record_outcome_with(
+            let id = record_outcome(
                 store,
                 name,
                 req,
@@ -441,25 +442,13 @@ fn record_failure(
     msg: &str,
     hash: &str,
 ) -> Result<i64, StoreError> {
-    record_outcome(store, job, req, started, Status::Failed, msg, hash)
+    record_outcome(store, job, req, started, Status::Failed, msg, hash, None)
 }
 
-/// Record a run that wrote nothing (failed or skipped) in a transaction of its own.
-fn record_outcome(
-    store: &Store,
-    job: &str,
-    req: &RunRequest,
-    started: chrono::NaiveDateTime,
-    status: Status,
-    msg: &str,
-    hash: &str,
-) -> Result<i64, StoreError> {
-    record_outcome_with(store, job, req, started, status, msg, hash, None)
-}
-
-/// [`record_outcome`], plus the rows a failure asks to keep.
+/// Record a run that wrote nothing (failed or skipped) in a transaction of its own,
+/// with the rows a failure asks to keep (`after`).
 #[allow(clippy::too_many_arguments)]
-fn record_outcome_with(
+fn record_outcome(
     store: &Store,
     job: &str,
     req: &RunRequest,
