@@ -96,7 +96,7 @@ fn the_report_is_sent_by_smtp_with_text_html_and_an_inline_chart() {
         html.contains("src=\"cid:equity-chart\""),
         "the HTML shows the inline chart"
     );
-    assert!(html.contains("Sharpe") && html.contains("Max drawdown"));
+    assert!(html.contains("Sharpe") && html.contains("Max DD") && html.contains("Profit factor"));
     assert!(
         !html.contains("NaN") && !html.contains("<svg"),
         "PNG, not SVG, in the email"

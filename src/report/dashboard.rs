@@ -3,8 +3,9 @@
 
 use super::chart::{Series, YFormat};
 use super::email::{
-    fill_rows, job_rows, metrics_rows, position_rows, refusal_rows, signal_rows, table, FILL_HEAD,
-    METRICS_HEAD, POSITION_HEAD, REFUSAL_HEAD, SIGNAL_HEAD,
+    drawdown_sentence, fill_rows, job_rows, metrics_rows, position_rows, refusal_rows, signal_rows,
+    table, trade_rows, FILL_HEAD, METRICS_HEAD, POSITION_HEAD, REFUSAL_HEAD, SIGNAL_HEAD,
+    TRADES_HEAD,
 };
 use super::svg::{self, escape};
 use super::{money, num, pct, signed_money, ReportData};
@@ -245,6 +246,10 @@ pub fn render(d: &ReportData) -> String {
         .any(|m| m.metrics.as_ref().is_some_and(|x| x.volatility.is_some()))
     {
         o.push_str(&table(METRICS_HEAD, &metrics_rows(&d.metrics)));
+        if let Some(dd) = drawdown_sentence(&d.metrics) {
+            sentence(&mut o, &dd);
+        }
+        o.push_str(&table(TRADES_HEAD, &trade_rows(&d.metrics)));
     } else {
         sentence(
             &mut o,

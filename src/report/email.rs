@@ -436,11 +436,14 @@ fn plain(s: impl Into<String>) -> (String, String) {
 }
 
 fn right(s: impl Into<String>) -> (String, String) {
-    (s.into(), "text-align:right;".into())
+    (s.into(), "text-align:right;white-space:nowrap;".into())
 }
 
 fn signed(s: String, v: Option<f64>) -> (String, String) {
-    (s, format!("text-align:right;{}", color_of(v)))
+    (
+        s,
+        format!("text-align:right;white-space:nowrap;{}", color_of(v)),
+    )
 }
 
 fn sentence(s: &str) -> String {
@@ -452,57 +455,29 @@ pub fn metrics_rows(rows: &[MetricsRow]) -> Vec<Vec<(String, String)>> {
     rows.iter()
         .map(|m| {
             let x = m.metrics.as_ref();
-            let t = m.trades.as_ref();
-            let dd = x.map(|x| &x.drawdown);
+            let dd = x.map(|x| x.drawdown.max_drawdown);
             vec![
-                plain(match m.kind {
-                    "strategy" => format!("  {}", m.name),
-                    "benchmark" => format!("{} (benchmark)", m.name),
-                    _ => m.name.clone(),
-                }),
+                plain(row_name(m)),
                 signed(pct(x.map(|x| x.total_return)), x.map(|x| x.total_return)),
                 signed(pct(x.and_then(|x| x.cagr)), x.and_then(|x| x.cagr)),
                 right(pct(x.and_then(|x| x.volatility))),
                 right(ratio(x.and_then(|x| x.sharpe))),
                 right(ratio(x.and_then(|x| x.sortino))),
-                signed(
-                    match dd {
-                        Some(d) if d.max_drawdown < 0.0 => format!(
-                            "{} ({} → {})",
-                            pct(Some(d.max_drawdown)),
-                            d.peak.map(|d| d.to_string()).unwrap_or_default(),
-                            d.trough.map(|d| d.to_string()).unwrap_or_default()
-                        ),
-                        Some(_) => "0.00%".into(),
-                        None => "n/a".into(),
-                    },
-                    dd.map(|d| d.max_drawdown),
-                ),
+                signed(pct(dd), dd),
                 right(ratio(x.and_then(|x| x.calmar))),
                 signed(pct(x.and_then(|x| x.alpha)), x.and_then(|x| x.alpha)),
                 right(ratio(x.and_then(|x| x.beta))),
-                right(
-                    t.map(|t| {
-                        t.win_rate
-                            .map(|w| format!("{:.0}% of {}", w * 100.0, t.trades))
-                            .unwrap_or_else(|| "no closed trades".into())
-                    })
-                    .unwrap_or_default(),
-                ),
-                right(t.map(|t| ratio(t.profit_factor)).unwrap_or_default()),
-                right(
-                    t.map(|t| {
-                        format!(
-                            "{} / {}",
-                            t.avg_win.map(signed_money).unwrap_or_else(|| "n/a".into()),
-                            t.avg_loss.map(signed_money).unwrap_or_else(|| "n/a".into())
-                        )
-                    })
-                    .unwrap_or_default(),
-                ),
             ]
         })
         .collect()
+}
+
+fn row_name(m: &MetricsRow) -> String {
+    match m.kind {
+        "strategy" => format!("  {}", m.name),
+        "benchmark" => format!("{} (benchmark)", m.name),
+        _ => m.name.clone(),
+    }
 }
 
 pub const METRICS_HEAD: &[&str] = &[
@@ -512,14 +487,67 @@ pub const METRICS_HEAD: &[&str] = &[
     "Volatility",
     "Sharpe",
     "Sortino",
-    "Max drawdown",
+    "Max DD",
     "Calmar",
     "Alpha (ann.)",
     "Beta",
+];
+
+/// Closed-trade statistics of the book and each strategy.
+pub fn trade_rows(rows: &[MetricsRow]) -> Vec<Vec<(String, String)>> {
+    rows.iter()
+        .filter_map(|m| m.trades.as_ref().map(|t| (m, t)))
+        .map(|(m, t)| {
+            let money_or =
+                |v: Option<f64>| (v.map(signed_money).unwrap_or_else(|| "n/a".into()), v);
+            let (win, w) = money_or(t.avg_win);
+            let (loss, l) = money_or(t.avg_loss);
+            vec![
+                plain(row_name(m)),
+                right(t.trades.to_string()),
+                right(
+                    t.win_rate
+                        .map(|w| format!("{:.0}%", w * 100.0))
+                        .unwrap_or_else(|| "n/a".into()),
+                ),
+                right(ratio(t.profit_factor)),
+                signed(win, w),
+                signed(loss, l),
+                signed(signed_money(t.total_pnl), Some(t.total_pnl)),
+            ]
+        })
+        .collect()
+}
+
+pub const TRADES_HEAD: &[&str] = &[
+    "",
+    "Closed trades",
     "Win rate",
     "Profit factor",
-    "Avg win / loss",
+    "Avg win",
+    "Avg loss",
+    "Closed P&L",
 ];
+
+/// The portfolio's maximum drawdown with its dates, as a sentence.
+pub fn drawdown_sentence(rows: &[MetricsRow]) -> Option<String> {
+    let book = rows.iter().find(|m| m.kind == "book")?;
+    let d = &book.metrics.as_ref()?.drawdown;
+    if d.max_drawdown >= 0.0 {
+        return Some("The portfolio has not been below a previous high.".into());
+    }
+    let (Some(peak), Some(trough)) = (d.peak, d.trough) else {
+        return None;
+    };
+    Some(format!(
+        "Maximum drawdown of the portfolio: {} from its high on {peak} to {trough}; {}.",
+        pct(Some(d.max_drawdown)),
+        match d.recovered {
+            Some(r) => format!("recovered on {r}"),
+            None => "not recovered yet".into(),
+        }
+    ))
+}
 
 /// The positions table rows.
 pub fn position_rows(d: &ReportData) -> Vec<Vec<(String, String)>> {
@@ -661,6 +689,11 @@ pub fn render_html(d: &ReportData) -> String {
     );
     if has_metrics(&d.metrics) {
         o.push_str(&table(METRICS_HEAD, &metrics_rows(&d.metrics)));
+        if let Some(dd) = drawdown_sentence(&d.metrics) {
+            o.push_str(&sentence(&dd));
+        }
+        o.push_str("<div style=\"height:12px;\"></div>");
+        o.push_str(&table(TRADES_HEAD, &trade_rows(&d.metrics)));
     } else {
         o.push_str(&sentence(
             "Not enough history yet: the metrics need at least two sessions.",
