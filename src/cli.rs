@@ -513,6 +513,21 @@ fn status(ctx: &Ctx) -> Result<bool> {
             for l in lines {
                 println!("{l}");
             }
+            // Alerts that did not get through (an older store may not have the table).
+            let undelivered: Option<(i64, String)> = store
+                .conn
+                .query_row(
+                    "SELECT count(*), coalesce(arg_max(event || ' via ' || channel || ': ' || coalesce(error, ''), created_at), '')
+                     FROM alerts WHERE status = 'failed' AND created_at > now()::TIMESTAMP - INTERVAL 7 DAY",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .ok();
+            if let Some((n, last)) = undelivered.filter(|(n, _)| *n > 0) {
+                println!(
+                    "{n} alert(s) not delivered in the last 7 days; the latest: {last} (optdesk sql \"SELECT * FROM alerts WHERE status = 'failed'\")"
+                );
+            }
         }
         Err(crate::store::StoreError::Missing { .. }) => {
             println!(

@@ -487,6 +487,8 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
             .collect()
     };
     assert_eq!(failed.len(), 2, "{failed:?}");
+    let status = desk.run_ok(&["status"]);
+    assert!(status.contains("2 alert(s) not delivered"), "{status}");
     assert!(
         failed
             .iter()
