@@ -211,29 +211,7 @@ fn date_value_axes(out: &mut String, ext: Extent, axis: &Axis, top: f64, f: Fram
         r0: left + 4.0,
         r1: right - 4.0,
     };
-    out.push_str("<g class=\"grid\">");
-    for &t in &axis.ticks {
-        let zero = t == 0.0 && y.map(t) < bottom - 0.5;
-        w!(
-            out,
-            "<line class=\"{}\" x1=\"{}\" x2=\"{}\" y1=\"{ty}\" y2=\"{ty}\" stroke=\"{}\"/>",
-            if zero { "zero" } else { "gridline" },
-            fmt_num(left),
-            fmt_num(right),
-            if zero { AXIS } else { GRID },
-            ty = fmt_num(y.map(t).round() + 0.5)
-        );
-    }
-    out.push_str("</g><g class=\"axis y-axis\">");
-    for (&t, label) in axis.ticks.iter().zip(&labels) {
-        w!(
-            out,
-            "<text class=\"tick\" x=\"{}\" y=\"{}\" dy=\"0.35em\" text-anchor=\"end\" fill=\"{MUTED}\">{}</text>",
-            fmt_num(left - 8.0),
-            fmt_num(y.map(t)),
-            escape(label)
-        );
-    }
+    y_grid(out, axis, &labels, &y, (left, right), Some(bottom));
     let base = bottom.round() + 0.5;
     w!(
         out,
@@ -282,6 +260,42 @@ fn series_tooltip(name: &str, pts: &Points, fmt: YFormat) -> String {
     match pts.last() {
         Some(&(d, v)) => format!("{name}: {} on {}", format_value(v, fmt), format_date(d)),
         None => name.to_string(),
+    }
+}
+
+/// Horizontal gridlines at the axis ticks and the y tick labels, opening the
+/// `y-axis` group (the caller closes it). With `zero_above = Some(bottom)`, a zero
+/// tick above the bottom edge is drawn as the zero line.
+fn y_grid(
+    out: &mut String,
+    axis: &Axis,
+    labels: &[String],
+    y: &Scale,
+    (left, right): (f64, f64),
+    zero_above: Option<f64>,
+) {
+    out.push_str("<g class=\"grid\">");
+    for &t in &axis.ticks {
+        let zero = t == 0.0 && zero_above.is_some_and(|b| y.map(t) < b - 0.5);
+        w!(
+            out,
+            "<line class=\"{}\" x1=\"{}\" x2=\"{}\" y1=\"{ty}\" y2=\"{ty}\" stroke=\"{}\"/>",
+            if zero { "zero" } else { "gridline" },
+            fmt_num(left),
+            fmt_num(right),
+            if zero { AXIS } else { GRID },
+            ty = fmt_num(y.map(t).round() + 0.5)
+        );
+    }
+    out.push_str("</g><g class=\"axis y-axis\">");
+    for (&t, label) in axis.ticks.iter().zip(labels) {
+        w!(
+            out,
+            "<text class=\"tick\" x=\"{}\" y=\"{}\" dy=\"0.35em\" text-anchor=\"end\" fill=\"{MUTED}\">{}</text>",
+            fmt_num(left - 8.0),
+            fmt_num(y.map(t)),
+            escape(label)
+        );
     }
 }
 
@@ -527,26 +541,7 @@ fn vertical_bars(out: &mut String, bars: &Bars, (lo, hi): (f64, f64), top: f64, 
         r0: (bottom - pad_bottom).max(top + pad_top),
         r1: top + pad_top,
     };
-    out.push_str("<g class=\"grid\">");
-    for &t in &axis.ticks {
-        w!(
-            out,
-            "<line class=\"gridline\" x1=\"{}\" x2=\"{}\" y1=\"{ty}\" y2=\"{ty}\" stroke=\"{GRID}\"/>",
-            fmt_num(left),
-            fmt_num(right),
-            ty = fmt_num(y.map(t).round() + 0.5)
-        );
-    }
-    out.push_str("</g><g class=\"axis y-axis\">");
-    for (&t, label) in axis.ticks.iter().zip(&labels) {
-        w!(
-            out,
-            "<text class=\"tick\" x=\"{}\" y=\"{}\" dy=\"0.35em\" text-anchor=\"end\" fill=\"{MUTED}\">{}</text>",
-            fmt_num(left - 8.0),
-            fmt_num(y.map(t)),
-            escape(label)
-        );
-    }
+    y_grid(out, &axis, &labels, &y, (left, right), None);
     out.push_str("</g><g class=\"axis x-axis\">");
     let slot = (right - left) / bars.len() as f64;
     for (i, (label, _)) in bars.iter().enumerate() {
