@@ -89,6 +89,7 @@ header .kpi span{font-size:12px;color:#d0d7de}
 main{max-width:1200px;margin:0 auto;padding:16px 24px}
 section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;margin:16px 0;overflow-x:auto}
 section h2{font-size:16px;margin:0 0 8px 0}
+section h3{font-size:14px;margin:16px 0 6px 0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
 .grid section{margin:0}
 svg.chart{width:100%;height:auto;display:block}
@@ -342,12 +343,14 @@ pub fn render(d: &ReportData) -> String {
             .iter()
             .filter_map(|u| u.iv_hv.map(|v| (u.symbol.clone(), v)))
             .collect();
+        // One readable row per symbol (the chart turns horizontal for many bars).
+        let height = (18 * bars.len() as u32 + 80).max(300);
         o.push_str(&svg::bar_chart(
             "iv-hv-chart",
             "IV − HV (30d)",
             &bars,
             1100,
-            300,
+            height,
             YFormat::Percent,
         ));
     }
@@ -436,6 +439,7 @@ pub fn render(d: &ReportData) -> String {
     } else {
         o.push_str(&table(SIGNAL_HEAD, &signal_rows(d)));
     }
+    o.push_str("<h3>Risk refusals</h3>");
     if d.refusals.is_empty() {
         sentence(&mut o, "No order was refused today.");
     } else {
