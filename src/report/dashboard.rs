@@ -264,7 +264,7 @@ pub fn render(d: &ReportData) -> String {
     if d.positions.is_empty() {
         sentence(&mut o, "No positions are open.");
     } else {
-        o.push_str(&table(POSITION_HEAD, &position_rows(d)));
+        o.push_str(&table(POSITION_HEAD, &position_rows(d, usize::MAX)));
     }
     o.push_str("</section>");
 

@@ -290,7 +290,7 @@ pub fn render_text(d: &ReportData) -> String {
     if d.positions.is_empty() {
         let _ = writeln!(o, "  No positions are open.");
     } else {
-        for p in &d.positions {
+        for p in d.positions.iter().take(EMAIL_POSITIONS) {
             let _ = writeln!(
                 o,
                 "  {:<16} {:<22} {:>6} entry {:>9} mark {:>9} P&L {:>12}  Δ {:>8} Θ {:>8} V {:>8}",
@@ -304,6 +304,9 @@ pub fn render_text(d: &ReportData) -> String {
                 num(p.theta, 2),
                 num(p.vega, 2)
             );
+        }
+        if let Some(more) = more_positions(d) {
+            let _ = writeln!(o, "  {more}");
         }
     }
     let _ = writeln!(o);
@@ -549,10 +552,23 @@ pub fn drawdown_sentence(rows: &[MetricsRow]) -> Option<String> {
     ))
 }
 
-/// The positions table rows.
-pub fn position_rows(d: &ReportData) -> Vec<Vec<(String, String)>> {
+/// The email lists at most this many position legs (the dashboard lists all).
+pub const EMAIL_POSITIONS: usize = 200;
+
+fn more_positions(d: &ReportData) -> Option<String> {
+    (d.positions.len() > EMAIL_POSITIONS).then(|| {
+        format!(
+            "… and {} more legs: see the dashboard or `optdesk positions`.",
+            d.positions.len() - EMAIL_POSITIONS
+        )
+    })
+}
+
+/// The positions table rows (at most `limit`).
+pub fn position_rows(d: &ReportData, limit: usize) -> Vec<Vec<(String, String)>> {
     d.positions
         .iter()
+        .take(limit)
         .map(|p| {
             vec![
                 plain(p.strategy.clone()),
@@ -704,7 +720,10 @@ pub fn render_html(d: &ReportData) -> String {
     if d.positions.is_empty() {
         o.push_str(&sentence("No positions are open."));
     } else {
-        o.push_str(&table(POSITION_HEAD, &position_rows(d)));
+        o.push_str(&table(POSITION_HEAD, &position_rows(d, EMAIL_POSITIONS)));
+        if let Some(more) = more_positions(d) {
+            o.push_str(&sentence(&more));
+        }
     }
     // Signals
     let _ = write!(o, "<h2 style=\"{H2}\">Signals today</h2>");
@@ -831,6 +850,35 @@ mod tests {
         let err = send(&smtp, &msg).unwrap_err();
         assert!(err.contains("loopback"), "{err}");
         assert!(!format!("{smtp:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_email_lists_at_most_200_legs_and_says_how_many_more() {
+        let mut d = ReportData::empty(chrono::NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(), 0.04);
+        for i in 0..250 {
+            d.positions.push(super::super::PositionRow {
+                strategy: "dispersion".into(),
+                instrument: format!("LEG{i:03}"),
+                underlying: "QQQ".into(),
+                kind: "option".into(),
+                quantity: -1,
+                multiplier: 100,
+                entry: 1.0,
+                opened: d.as_of,
+                mark: Some(0.5),
+                pnl: Some(50.0),
+                delta: None,
+                theta: None,
+                vega: None,
+            });
+        }
+        let html = render_html(&d);
+        let text = render_text(&d);
+        for body in [&html, &text] {
+            assert!(body.contains("LEG199") && !body.contains("LEG200"));
+            assert!(body.contains("and 50 more legs"));
+        }
+        assert!(super::super::dashboard::render(&d).contains("LEG249"));
     }
 
     #[test]

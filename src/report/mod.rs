@@ -212,6 +212,29 @@ pub fn num(v: Option<f64>, dp: usize) -> String {
 }
 
 impl ReportData {
+    /// A day with nothing in it (every section empty).
+    pub fn empty(as_of: NaiveDate, risk_free_rate: f64) -> ReportData {
+        ReportData {
+            as_of,
+            portfolio: None,
+            equity: Vec::new(),
+            benchmarks: Vec::new(),
+            strategy_pnl: Vec::new(),
+            metrics: Vec::new(),
+            positions: Vec::new(),
+            fills_today: Vec::new(),
+            recent_fills: Vec::new(),
+            closed_trades: Vec::new(),
+            signals: Vec::new(),
+            refusals: Vec::new(),
+            jobs: Vec::new(),
+            universe: Vec::new(),
+            correlation_index: None,
+            correlation: Vec::new(),
+            risk_free_rate,
+        }
+    }
+
     /// The email's subject.
     pub fn subject(&self, prefix: &str) -> String {
         match &self.portfolio {
