@@ -752,3 +752,51 @@ fn the_report_goes_out_over_starttls_and_implicit_tls_and_certificates_are_verif
         assert!(m.subject().unwrap().starts_with(&format!("optdesk {day}")));
     }
 }
+
+#[test]
+fn bad_report_and_alert_settings_are_refused_with_the_file_and_key() {
+    let desk = Desk::new();
+    desk.write_config("desk.toml", "[alerts]\nevents = [\"fils\"]\n");
+    let o = desk.run(&["run", "daily", "--as-of", "2024-01-02"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("desk.toml") && err.contains("alerts.events[0]") && err.contains("'fils'"),
+        "{err}"
+    );
+    desk.write_config("desk.toml", "");
+    desk.write_config("email_report.toml", "[params.smtp]\nsecurity = \"ssl3\"\n");
+    let o = desk.run(&["job", "run", "email_report", "--as-of", "2024-01-02"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("email_report.toml") && err.contains("params.smtp.security 'ssl3'"),
+        "{err}"
+    );
+    desk.write_config("email_report.toml", "[params.smtp]\nhots = \"x\"\n");
+    let err = stderr(&desk.run(&["job", "run", "email_report", "--as-of", "2024-01-02"]));
+    assert!(
+        err.contains("email_report.toml") && err.contains("hots"),
+        "{err}"
+    );
+    // Nothing ran.
+    assert!(!desk.db().exists() || desk.count("SELECT count(*) FROM job_runs") == 0);
+
+    // A user without a password in the environment: the report is still written.
+    desk.write_config(
+        "email_report.toml",
+        "[params.smtp]\nhost = \"smtp.example.com\"\nuser = \"desk\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n",
+    );
+    let o = desk.run(&["job", "run", "email_report", "--as-of", "2024-01-02"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("OPTDESK_SMTP_PASSWORD") && err.contains("the report is at"),
+        "{err}"
+    );
+    assert!(desk
+        .dir
+        .path()
+        .join("logs/reports/2024-01-02-daily.eml")
+        .exists());
+}
