@@ -376,6 +376,18 @@ fn alert_env(c: &mut std::process::Command, port: u16) {
         );
 }
 
+/// Run optdesk with only the webhook channel on, pointed at the local server.
+fn with_webhook(desk: &Desk, port: u16, args: &[&str]) -> std::process::Output {
+    desk.cmd()
+        .env(
+            "OPTDESK_WEBHOOK_URL",
+            format!("http://127.0.0.1:{port}/hook"),
+        )
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded() {
     // Delivered: fills and the daily summary, on both channels.
@@ -435,15 +447,11 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
         Reply::Status(500),
         Reply::Status(200),
     ]);
-    let mut c = desk.cmd();
-    c.env(
-        "OPTDESK_WEBHOOK_URL",
-        format!("http://127.0.0.1:{}/hook", http.port),
+    let o = with_webhook(
+        &desk,
+        http.port,
+        &["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-03"],
     );
-    let o = c
-        .args(["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-03"])
-        .output()
-        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(http.hits().len(), 3);
     let (status, attempts): (String, i32) = desk
@@ -502,15 +510,11 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
         "desk.toml",
         "[alerts]\nattempts = 2\ntimeout_secs = 1\nevents = [\"daily_summary\"]\n",
     );
-    let mut c = desk.cmd();
-    c.env(
-        "OPTDESK_WEBHOOK_URL",
-        format!("http://127.0.0.1:{}/hook", http.port),
+    let o = with_webhook(
+        &desk,
+        http.port,
+        &["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-04"],
     );
-    let o = c
-        .args(["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-04"])
-        .output()
-        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("timed out after 1 s"), "{}", stderr(&o));
     assert_eq!(http.hits().len(), 2);
@@ -675,15 +679,7 @@ fn a_risk_halt_is_an_alert_with_the_rule_and_reason() {
     let desk = Desk::new();
     desk.write_config("desk.toml", "[alerts]\nevents = [\"risk_halt\"]\n");
     desk.run_ok(&["kill", "on"]);
-    let mut c = desk.cmd();
-    c.env(
-        "OPTDESK_WEBHOOK_URL",
-        format!("http://127.0.0.1:{}/hook", http.port),
-    );
-    let o = c
-        .args(["run", "daily", "--as-of", "2024-06-04"])
-        .output()
-        .unwrap();
+    let o = with_webhook(&desk, http.port, &["run", "daily", "--as-of", "2024-06-04"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let hits = http.hits();
     assert_eq!(hits.len(), 1, "one halt alert for the run: {hits:?}");
