@@ -3,12 +3,12 @@
 //! `cargo bench --bench fetch_chains`
 
 use chrono::NaiveDate;
-use optdesk::config::Config;
-use optdesk::jobs::{self, RunRequest, Trigger};
 use optdesk::sources::sim::Sim;
 use optdesk::sources::MarketData;
-use optdesk::store::Store;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::Bench;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -45,32 +45,9 @@ fn main() {
         contracts as f64 / g
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_write(
-        &dir.path().join("bench.duckdb"),
-        Duration::from_secs(5),
-        "bench",
-    )
-    .unwrap();
-    let config = Config::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs"),
-        false,
-    )
-    .unwrap();
-    let job = (jobs::find("fetch_chains").unwrap().prepare)(&config).unwrap();
-    let run = |date: NaiveDate| {
-        let req = RunRequest {
-            as_of: date,
-            slot: None,
-            dry_run: false,
-            trigger: Trigger::Cli,
-            resend: false,
-        };
-        let t = Instant::now();
-        let rec = jobs::run_one(&store, &config, &job, &req).unwrap();
-        assert_eq!(rec.status, jobs::Status::Ok, "{}", rec.message);
-        (t.elapsed().as_secs_f64(), rec)
-    };
+    let bench = Bench::new();
+    let job = bench.job("fetch_chains");
+    let run = |date: NaiveDate| bench.run(&job, date);
     let (first, rec) = run(days[0].date);
     println!(
         "first day incl. backfill of history: {:.2} s ({} rows: {})",

@@ -1,18 +1,17 @@
 //! Implied-vol and calculator throughput, and compute_vol + correlation on the full
 //! simulated universe for one day. `cargo bench --bench pricing`
 
-use chrono::NaiveDate;
 use implied_vol::{solver::Jaeckel, ImpliedBlackVolatility};
-use optdesk::config::Config;
-use optdesk::jobs::{self, RunRequest, Trigger};
 use optdesk::model::OptionRight;
 use optdesk::pricing::bsm::BsmInputs;
 use optdesk::pricing::iv::{implied_vol, implied_vol_forward, implied_vols, IvInput};
-use optdesk::store::Store;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::{date, Bench};
 
 /// A mixed chain: deep ITM to far OTM, 1 day to 2 years, calls and puts.
 fn mixed(n: usize) -> Vec<(OptionRight, f64, f64, f64, f64)> {
@@ -196,38 +195,18 @@ fn main() {
         runs[0], runs[1]
     );
 
-    // compute_vol + correlation, full universe, one day.
-    let store = Store::open_write(
-        &dir.path().join("b.duckdb"),
-        Duration::from_secs(5),
-        "bench",
-    )
-    .unwrap();
-    let config = Config::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs"),
-        false,
-    )
-    .unwrap();
-    let all = jobs::prepare_all(&config).unwrap();
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    // compute_vol + correlation, full universe, one day (fetch_chains untimed).
+    let bench = Bench::new();
+    let fetch = bench.job("fetch_chains");
+    let timed = [bench.job("compute_vol"), bench.job("correlation")];
     let mut times = Vec::new();
     for day in ["2025-03-12", "2025-03-13", "2025-03-14"] {
-        let req = RunRequest {
-            as_of: d(day),
-            slot: None,
-            dry_run: false,
-            trigger: Trigger::Cli,
-            resend: false,
-        };
+        bench.run(&fetch, date(day));
         let mut t_day = 0.0;
-        for p in &all {
-            let t0 = Instant::now();
-            let rec = jobs::run_one(&store, &config, p, &req).unwrap();
-            assert_eq!(rec.status, jobs::Status::Ok, "{}: {}", rec.job, rec.message);
-            if p.def.name != "fetch_chains" {
-                t_day += t0.elapsed().as_secs_f64();
-            }
-            if day == "2025-03-14" && p.def.name != "fetch_chains" {
+        for p in &timed {
+            let (t, rec) = bench.run(p, date(day));
+            t_day += t;
+            if day == "2025-03-14" {
                 println!("  {}: {}", rec.job, rec.message);
             }
         }

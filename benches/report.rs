@@ -5,17 +5,14 @@
 
 use chrono::NaiveDate;
 use optdesk::report::{self, chart, dashboard, email};
-use optdesk::store::Store;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::Bench;
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_write(
-        &dir.path().join("b.duckdb"),
-        Duration::from_secs(5),
-        "bench",
-    )
-    .unwrap();
+    let bench = Bench::new();
+    let store = &bench.store;
     let t = Instant::now();
     store
         .conn
@@ -91,7 +88,7 @@ fn main() {
         (t_load + t_mail + t_png + t_dash) * 1e3
     );
     assert!(text.len() > 1000 && html.len() > 1000);
-    std::fs::write(dir.path().join("dashboard.html"), &dash).unwrap();
+    std::fs::write(bench.dir.path().join("dashboard.html"), &dash).unwrap();
     if let Ok(keep) = std::env::var("OPTDESK_BENCH_KEEP") {
         std::fs::write(keep, &dash).unwrap();
     }

@@ -2,42 +2,16 @@
 //! 500 open positions, then the daily report (email rendered and written as .eml, PNG
 //! chart, dashboard) over that book. `cargo bench --bench trading`
 
-use chrono::NaiveDate;
-use optdesk::config::Config;
-use optdesk::jobs::{self, RunRequest, Trigger};
-use optdesk::store::Store;
-use std::time::{Duration, Instant};
+use optdesk::jobs;
+
+mod common;
+use common::{date, Bench};
 
 fn main() {
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_write(
-        &dir.path().join("b.duckdb"),
-        Duration::from_secs(5),
-        "bench",
-    )
-    .unwrap();
-    let config = Config::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs"),
-        false,
-    )
-    .unwrap();
-    let all = jobs::prepare_all(&config).unwrap();
-    let run = |name: &str, day: NaiveDate| {
-        let p = all.iter().find(|p| p.def.name == name).unwrap();
-        let req = RunRequest {
-            as_of: day,
-            slot: None,
-            dry_run: false,
-            trigger: Trigger::Cli,
-            resend: false,
-        };
-        let t = Instant::now();
-        let rec = jobs::run_one(&store, &config, p, &req).unwrap();
-        assert_eq!(rec.status, jobs::Status::Ok, "{}: {}", rec.job, rec.message);
-        t.elapsed().as_secs_f64()
-    };
-    let (day0, day1) = (d("2025-03-13"), d("2025-03-14"));
+    let bench = Bench::new();
+    let store = &bench.store;
+    let run = |name: &str, day| bench.run(&bench.job(name), day).0;
+    let (day0, day1) = (date("2025-03-13"), date("2025-03-14"));
     for name in ["fetch_chains", "compute_vol", "correlation"] {
         run(name, day0);
         run(name, day1);
@@ -82,8 +56,13 @@ fn main() {
 
     // The daily report over that book, written to the temporary folder (no SMTP).
     let params = jobs::email_report::Params {
-        reports_dir: dir.path().join("reports").display().to_string(),
-        dashboard: dir.path().join("dashboard.html").display().to_string(),
+        reports_dir: bench.dir.path().join("reports").display().to_string(),
+        dashboard: bench
+            .dir
+            .path()
+            .join("dashboard.html")
+            .display()
+            .to_string(),
         ..Default::default()
     };
     let report = jobs::Prepared {
@@ -93,21 +72,11 @@ fn main() {
         config_hash: "bench".into(),
         job: Box::new(jobs::email_report::EmailReport { params }),
     };
-    let req = RunRequest {
-        as_of: day1,
-        slot: None,
-        dry_run: false,
-        trigger: Trigger::Cli,
-        resend: false,
-    };
-    let t = Instant::now();
-    let rec = jobs::run_one(&store, &config, &report, &req).unwrap();
-    let t_report = t.elapsed().as_secs_f64();
-    assert_eq!(rec.status, jobs::Status::Ok, "{}", rec.message);
-    let eml = std::fs::metadata(dir.path().join("reports/2025-03-14-daily.eml"))
+    let (t_report, _) = bench.run(&report, day1);
+    let eml = std::fs::metadata(bench.dir.path().join("reports/2025-03-14-daily.eml"))
         .unwrap()
         .len();
-    let html = std::fs::metadata(dir.path().join("dashboard.html"))
+    let html = std::fs::metadata(bench.dir.path().join("dashboard.html"))
         .unwrap()
         .len();
     println!(

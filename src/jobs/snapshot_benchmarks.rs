@@ -107,53 +107,24 @@ impl Job for SnapshotBenchmarks {
                 summary: "no account yet (no deposit in cash_ledger): nothing to mark".into(),
             });
         };
-        // Marks: today's mid, else the last known one (stale).
+        // Marks: today's mid, else the last known one (stale); see sql/005.
         let mut s = conn.prepare(
-            "WITH pos AS (SELECT * FROM positions_as_of(?::DATE)),
-                  today AS (SELECT contract, (bid + ask) / 2 AS mid FROM option_quotes
-                            WHERE as_of = ? AND quote_time = ? AND bid > 0 AND ask >= bid),
-                  before AS (SELECT contract, arg_max((bid + ask) / 2, quote_time) AS mid, max(as_of) AS on_date
-                             FROM option_quotes WHERE as_of <= ? AND bid > 0 AND ask >= bid
-                               AND contract IN (SELECT instrument FROM pos WHERE kind = 'option')
-                             GROUP BY contract),
-                  spot AS (SELECT symbol, price FROM underlying_quotes WHERE as_of = ? AND quote_time = ?)
-             SELECT p.instrument, p.kind, p.quantity, p.multiplier,
-                    CASE WHEN p.kind = 'shares' THEN s.price ELSE coalesce(t.mid, b.mid) END::DOUBLE AS mark,
-                    (p.kind = 'option' AND t.mid IS NULL) AS stale, b.on_date::VARCHAR, p.strategy,
-                    CASE WHEN p.kind = 'shares' THEN p.quantity::DOUBLE ELSE a.delta * p.quantity * p.multiplier END,
-                    CASE WHEN p.kind = 'shares' THEN 0.0 ELSE a.theta_per_day * p.quantity * p.multiplier END,
-                    CASE WHEN p.kind = 'shares' THEN 0.0 ELSE a.vega / 100 * p.quantity * p.multiplier END
-             FROM pos p LEFT JOIN today t ON t.contract = p.instrument
-                        LEFT JOIN before b ON b.contract = p.instrument
-                        LEFT JOIN spot s ON s.symbol = p.underlying
-                        LEFT JOIN option_analytics a ON a.as_of = ? AND a.quote_time = ? AND a.contract = p.instrument
-             ORDER BY p.strategy, p.instrument",
+            "SELECT instrument, quantity, multiplier, mark, stale, marked_on::VARCHAR, strategy, delta, theta, vega
+             FROM position_marks(?::DATE, ?::TIMESTAMP) ORDER BY strategy, instrument",
         )?;
         let marks: Vec<Mark> = s
-            .query_map(
-                params![
-                    ctx.as_of,
-                    ctx.as_of,
-                    ctx.quote_time,
-                    ctx.as_of,
-                    ctx.as_of,
-                    ctx.quote_time,
-                    ctx.as_of,
-                    ctx.quote_time
-                ],
-                |r| {
-                    Ok(Mark {
-                        instrument: r.get(0)?,
-                        quantity: r.get(2)?,
-                        multiplier: r.get(3)?,
-                        mark: r.get(4)?,
-                        stale: r.get(5)?,
-                        since: r.get(6)?,
-                        strategy: r.get(7)?,
-                        greeks: (r.get(8)?, r.get(9)?, r.get(10)?),
-                    })
-                },
-            )?
+            .query_map(params![ctx.as_of, ctx.quote_time], |r| {
+                Ok(Mark {
+                    instrument: r.get(0)?,
+                    quantity: r.get(1)?,
+                    multiplier: r.get(2)?,
+                    mark: r.get(3)?,
+                    stale: r.get(4)?,
+                    since: r.get(5)?,
+                    strategy: r.get(6)?,
+                    greeks: (r.get(7)?, r.get(8)?, r.get(9)?),
+                })
+            })?
             .collect::<Result<_, _>>()?;
         let mut market_value = 0.0;
         let mut stale = Vec::new();

@@ -468,27 +468,17 @@ fn load_fills(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<FillLin
 }
 
 fn load_positions(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<PositionRow>> {
+    // The marks of the day's last portfolio snapshot (the same as its equity), or of
+    // the day's last quotes when there is no snapshot.
     let mut s = conn.prepare(
-        "WITH pos AS (SELECT * FROM positions_as_of(?::DATE)),
-              snap AS (SELECT coalesce((SELECT max(quote_time) FROM portfolio_snapshots WHERE as_of = ?),
-                                       (SELECT max(quote_time) FROM option_quotes WHERE as_of = ?)) AS qt),
-              a AS (SELECT contract, mid, delta, theta_per_day, vega FROM option_analytics
-                    WHERE as_of = ? AND quote_time = (SELECT qt FROM snap)),
-              last AS (SELECT contract, arg_max((bid + ask) / 2, quote_time)::DOUBLE AS mid FROM option_quotes
-                       WHERE as_of <= ? AND bid > 0 AND ask >= bid AND contract IN (SELECT instrument FROM pos) GROUP BY contract),
-              spot AS (SELECT symbol, arg_max(price, quote_time)::DOUBLE AS price FROM underlying_quotes WHERE as_of = ? GROUP BY symbol)
-         SELECT p.strategy, trim(p.instrument), p.underlying, p.kind, p.quantity, p.multiplier, p.avg_price::DOUBLE, p.opened,
-                CASE WHEN p.kind = 'shares' THEN s.price ELSE coalesce(a.mid, l.mid) END,
-                CASE WHEN p.kind = 'shares' THEN p.quantity::DOUBLE ELSE a.delta * p.quantity * p.multiplier END,
-                CASE WHEN p.kind = 'shares' THEN 0.0 ELSE a.theta_per_day * p.quantity * p.multiplier END,
-                CASE WHEN p.kind = 'shares' THEN 0.0 ELSE a.vega / 100 * p.quantity * p.multiplier END
-         FROM pos p LEFT JOIN a ON a.contract = p.instrument
-                    LEFT JOIN last l ON l.contract = p.instrument
-                    LEFT JOIN spot s ON s.symbol = p.underlying
-         ORDER BY p.strategy, p.underlying, p.expiry NULLS FIRST, p.instrument",
+        "SELECT strategy, trim(instrument), underlying, kind, quantity, multiplier, avg_price::DOUBLE, opened,
+                mark, delta, theta, vega
+         FROM position_marks(?::DATE, coalesce((SELECT max(quote_time) FROM portfolio_snapshots WHERE as_of = ?),
+                                             (SELECT max(quote_time) FROM option_quotes WHERE as_of = ?)))
+         ORDER BY strategy, underlying, expiry NULLS FIRST, instrument",
     )?;
     let rows = s
-        .query_map(params![as_of, as_of, as_of, as_of, as_of, as_of], |r| {
+        .query_map(params![as_of, as_of, as_of], |r| {
             let quantity: i64 = r.get(4)?;
             let multiplier: i64 = r.get(5)?;
             let entry: f64 = r.get(6)?;
