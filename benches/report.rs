@@ -78,7 +78,7 @@ fn main() {
     let t_dash = t.elapsed().as_secs_f64();
     println!(
         "15 years ({} closed trades): load {:.0} ms, email text + HTML {:.1} ms, PNG chart {:.0} ms ({} kB), dashboard {:.0} ms ({} kB); total {:.0} ms",
-        data.closed_trades.len(),
+        data.metrics[0].trades.as_ref().map_or(0, |t| t.trades),
         t_load * 1e3,
         t_mail * 1e3,
         t_png * 1e3,

@@ -392,16 +392,7 @@ pub fn run_file(input: &Path, output: Option<&Path>) -> Result<CalcSummary, Calc
                 file: oname.clone(),
                 source: e,
             };
-            let mut tmp_name = path.as_os_str().to_owned();
-            tmp_name.push(".partial");
-            let tmp = std::path::PathBuf::from(tmp_name);
-            let res = std::fs::File::create(&tmp)
-                .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
-                .and_then(|_| std::fs::rename(&tmp, path));
-            if let Err(e) = res {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io(e));
-            }
+            crate::store::write_atomic(path, &bytes).map_err(io)?;
         }
         None => {
             let stdout = std::io::stdout();

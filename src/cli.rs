@@ -554,6 +554,17 @@ fn status(ctx: &Ctx) -> Result<bool> {
     Ok(true)
 }
 
+/// A reader on a store at the current schema: a store from an older optdesk is
+/// upgraded first, as any job would (the report and `positions` read what 005 and 006 add).
+fn open_reader_current(ctx: &Ctx) -> Result<Store> {
+    let store = open_reader(ctx)?;
+    if store.schema_version()? < crate::store::latest_schema_version() {
+        drop(store);
+        return open_writer(ctx, &ctx.config()?);
+    }
+    Ok(store)
+}
+
 fn open_reader(ctx: &Ctx) -> Result<Store> {
     let config = ctx.config()?;
     let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
@@ -564,12 +575,7 @@ fn open_reader(ctx: &Ctx) -> Result<Store> {
 fn report(ctx: &Ctx, as_of: Option<NaiveDate>, out: Option<PathBuf>, open: bool) -> Result<bool> {
     let config = ctx.config()?;
     let (file, _) = crate::jobs::email_report::load_params(&config)?;
-    let mut store = open_reader(ctx)?;
-    if store.schema_version()? < crate::store::latest_schema_version() {
-        // A store from an older optdesk: upgrade it (as any job would) before reading.
-        drop(store);
-        store = open_writer(ctx, &config)?;
-    }
+    let store = open_reader_current(ctx)?;
     let as_of = match as_of {
         Some(d) => d,
         None => store
@@ -707,16 +713,17 @@ fn print_query(store: &Store, q: &str) -> Result<bool> {
 }
 
 fn positions(ctx: &Ctx) -> Result<bool> {
-    let store = open_reader(ctx)?;
+    let store = open_reader_current(ctx)?;
+    // Marked as snapshot_benchmarks marks them (sql/006), at the latest snapshot.
     print_query(
         &store,
-        "WITH last AS (SELECT contract, arg_max((bid + ask) / 2, quote_time) AS mid, max(as_of) AS marked
-                       FROM option_quotes WHERE as_of = (SELECT max(as_of) FROM option_quotes) GROUP BY contract)
-         SELECT p.strategy, trim(p.instrument) AS instrument, p.quantity, round(p.avg_price, 2) AS avg_price,
-                round(l.mid, 2) AS mid, round((l.mid - p.avg_price) * p.quantity * p.multiplier, 2) AS unrealized_pnl,
-                p.expiry, p.opened, l.marked
-         FROM positions p LEFT JOIN last l ON l.contract = p.instrument
-         ORDER BY p.strategy, p.underlying, p.expiry, p.instrument",
+        "WITH d AS (SELECT max(as_of) AS d FROM option_quotes),
+              t AS (SELECT max(quote_time) AS t FROM option_quotes WHERE as_of = (SELECT d FROM d))
+         SELECT strategy, trim(instrument) AS instrument, quantity, round(avg_price, 2) AS avg_price,
+                round(mark, 2) AS mark, round((mark - avg_price) * quantity * multiplier, 2) AS unrealized_pnl,
+                stale, marked_on, expiry, opened
+         FROM position_marks((SELECT d FROM d), (SELECT t FROM t))
+         ORDER BY strategy, underlying, expiry, instrument",
     )
 }
 

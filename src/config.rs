@@ -95,6 +95,12 @@ pub struct AlertsConfig {
     pub timeout_secs: u64,
 }
 
+/// An environment variable's value, `None` when unset or blank (so `VAR=` in an
+/// env file means "not set").
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 /// The events an alert can be about.
 pub const ALERT_EVENTS: &[&str] = &["fills", "risk_halt", "job_failure", "daily_summary"];
 

@@ -132,6 +132,11 @@ fn the_report_is_sent_by_smtp_with_text_html_and_an_inline_chart() {
         .unwrap();
     assert_eq!(n, DAYS.len() as i64);
     assert_eq!(Some(id.as_str()), m.message_id());
+    let positions = desk.run_ok(&["positions"]);
+    assert!(
+        positions.contains("unrealized_pnl") && positions.contains("marked_on"),
+        "{positions}"
+    );
     assert!(desk
         .dir
         .path()

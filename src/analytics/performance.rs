@@ -52,7 +52,7 @@ use chrono::NaiveDate;
 use std::collections::HashMap;
 
 /// Sessions per year, for annualization.
-pub const SESSIONS_PER_YEAR: f64 = 252.0;
+pub use crate::pricing::hv::SESSIONS_PER_YEAR;
 
 /// Calendar days per year, for the CAGR.
 pub const DAYS_PER_YEAR: f64 = 365.25;

@@ -297,11 +297,7 @@ impl Job for ComputeVol {
                 q.underlying,
                 q.expiry,
                 q.strike,
-                if q.right == OptionRight::Call {
-                    "C"
-                } else {
-                    "P"
-                },
+                q.right.code(),
                 a.t_years,
                 a.forward,
                 a.mid,

@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, JobFile};
 use crate::report::chart::{line_chart_png, YFormat};
 use crate::report::email::{self, Security, Smtp};
 use crate::report::{self, dashboard};
+use crate::store::write_atomic;
 use chrono::Utc;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
@@ -124,7 +125,7 @@ pub struct EmailReport {
 /// SMTP settings: the file, overridden by `OPTDESK_SMTP_*`. `Ok(None)` when no host is
 /// set anywhere (the report is then only written to a file).
 pub fn resolve_smtp(p: &SmtpParams) -> Result<Option<Smtp>, String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let env = crate::config::env_var;
     let host = env("OPTDESK_SMTP_HOST").unwrap_or_else(|| p.host.clone());
     if host.trim().is_empty() {
         return Ok(None);
@@ -187,20 +188,6 @@ pub fn resolve_smtp(p: &SmtpParams) -> Result<Option<Smtp>, String> {
             .or_else(|| Some(p.ca_file.clone()).filter(|f| !f.trim().is_empty()))
             .map(PathBuf::from),
     }))
-}
-
-/// Write a file whole or not at all (temporary file, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Render and write the dashboard for a loaded day.
@@ -311,27 +298,14 @@ impl Job for EmailReport {
         write_atomic(&eml_path, &msg.formatted())
             .map_err(|e| JobError::Failed(format!("cannot write {eml}: {e}")))?;
 
-        let insert = |conn: &duckdb::Connection,
-                      run_id: i64,
-                      recipients: Option<String>,
-                      status: &str,
-                      error: Option<String>|
-         -> Result<(), duckdb::Error> {
-            conn.execute(
-                "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
-                    ctx.as_of,
-                    Utc::now().naive_utc(),
-                    subject,
-                    recipients,
-                    msg_id,
-                    status,
-                    eml,
-                    error,
-                    run_id
-                ],
-            )?;
-            Ok(())
+        let row = ReportRow {
+            as_of: ctx.as_of,
+            subject,
+            recipients: None,
+            message_id: msg_id,
+            status: "written",
+            eml: eml.clone(),
+            error: None,
         };
 
         let smtp = smtp
@@ -340,11 +314,11 @@ impl Job for EmailReport {
             // Once per day and content: re-running the day adds nothing.
             let known: bool = ctx.conn.query_row(
                 "SELECT count(*) > 0 FROM reports WHERE as_of = ? AND status = 'written' AND message_id = ?",
-                params![ctx.as_of, msg_id],
+                params![ctx.as_of, row.message_id],
                 |r| r.get(0),
             )?;
             if !known {
-                insert(ctx.conn, ctx.run_id, None, "written", None)?;
+                row.insert(ctx.conn, ctx.run_id)?;
             }
             return Ok(JobOutput {
                 rows_written: u64::from(!known),
@@ -363,9 +337,14 @@ impl Job for EmailReport {
             });
         }
         let recipients = smtp.to.join(", ");
+        let row = ReportRow {
+            recipients: Some(recipients.clone()),
+            status: "sent",
+            ..row
+        };
         match email::send(&smtp, &msg) {
             Ok(_reply) => {
-                insert(ctx.conn, ctx.run_id, Some(recipients.clone()), "sent", None)?;
+                row.insert(ctx.conn, ctx.run_id)?;
                 Ok(JobOutput {
                     rows_written: 1,
                     summary: format!(
@@ -383,31 +362,48 @@ impl Job for EmailReport {
                     smtp.port,
                     smtp.security.as_str()
                 );
-                let as_of = ctx.as_of;
-                let subject = subject.clone();
-                let msg_id = msg_id.clone();
-                let eml = eml.clone();
+                let row = ReportRow {
+                    status: "failed",
+                    error: Some(reply),
+                    ..row
+                };
                 Err(JobError::FailedWithRecord {
                     message,
-                    record: AfterRollback(Box::new(move |conn, run_id| {
-                        conn.execute(
-                            "INSERT INTO reports VALUES (?, ?, ?, ?, ?, 'failed', ?, ?, ?)",
-                            params![
-                                as_of,
-                                Utc::now().naive_utc(),
-                                subject,
-                                recipients,
-                                msg_id,
-                                eml,
-                                reply,
-                                run_id
-                            ],
-                        )?;
-                        Ok(())
-                    })),
+                    record: AfterRollback(Box::new(move |conn, run_id| row.insert(conn, run_id))),
                 })
             }
         }
+    }
+}
+
+/// One row of `reports`.
+struct ReportRow {
+    as_of: chrono::NaiveDate,
+    subject: String,
+    recipients: Option<String>,
+    message_id: String,
+    status: &'static str,
+    eml: String,
+    error: Option<String>,
+}
+
+impl ReportRow {
+    fn insert(&self, conn: &duckdb::Connection, run_id: i64) -> Result<(), duckdb::Error> {
+        conn.execute(
+            "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                self.as_of,
+                Utc::now().naive_utc(),
+                self.subject,
+                self.recipients,
+                self.message_id,
+                self.status,
+                self.eml,
+                self.error,
+                run_id
+            ],
+        )?;
+        Ok(())
     }
 }
 

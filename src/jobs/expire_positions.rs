@@ -355,8 +355,7 @@ impl Job for ExpirePositions {
                 if booked > 0 {
                     continue;
                 }
-                let amount =
-                    Price::from_raw((qty as f64 * div * Price::SCALE as f64).round() as i64);
+                let amount = Price::from_f64(qty as f64 * div);
                 conn.execute(
                     "INSERT INTO cash_ledger VALUES (?, 'dividend', ?, ?, ?)",
                     params![ctx.as_of, amount.to_f64(), reference, ctx.run_id],

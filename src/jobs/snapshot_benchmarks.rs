@@ -107,7 +107,7 @@ impl Job for SnapshotBenchmarks {
                 summary: "no account yet (no deposit in cash_ledger): nothing to mark".into(),
             });
         };
-        // Marks: today's mid, else the last known one (stale); see sql/005.
+        // Marks: today's mid, else the last known one (stale); see sql/006.
         let mut s = conn.prepare(
             "SELECT instrument, quantity, multiplier, mark, stale, marked_on::VARCHAR, strategy, delta, theta, vega
              FROM position_marks(?::DATE, ?::TIMESTAMP) ORDER BY strategy, instrument",

@@ -46,7 +46,7 @@ impl Channel {
 
 /// The channels the environment turns on.
 pub fn channels(config: &Config) -> Vec<Channel> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let env = crate::config::env_var;
     let mut out = Vec::new();
     if let (Some(token), Some(chat_id)) = (
         env("OPTDESK_TELEGRAM_TOKEN"),
@@ -322,7 +322,7 @@ pub fn send(ch: &Channel, alert: &Alert, config: &Config) -> Delivery {
                 last = if e.is_timeout() {
                     format!("timed out after {} s", cfg.timeout_secs)
                 } else {
-                    crate::store::one_line(&format!("{e}: {}", source_chain(&e)))
+                    crate::store::error_chain(&e)
                 };
             }
         }
@@ -333,16 +333,6 @@ pub fn send(ch: &Channel, alert: &Alert, config: &Config) -> Delivery {
         attempts,
         error: Some(last),
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 fn already_sent(store: &Store, alert: &Alert, channel: &str) -> bool {

@@ -238,7 +238,7 @@ fn decimals_for(step: f64) -> usize {
 
 /// `v` with `decimals` decimals and thousands separators, without a sign,
 /// and whether it is negative (after rounding: `-0.0001` at 2 decimals is 0).
-fn fixed(v: f64, decimals: usize) -> (bool, String) {
+pub(crate) fn fixed(v: f64, decimals: usize) -> (bool, String) {
     let s = format!("{:.*}", decimals, v.abs());
     let (int, frac) = match s.split_once('.') {
         Some((i, f)) => (i, Some(f)),

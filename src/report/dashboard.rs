@@ -3,9 +3,9 @@
 
 use super::chart::{Series, YFormat};
 use super::email::{
-    drawdown_sentence, fill_rows, job_rows, metrics_rows, position_rows, refusal_rows, signal_rows,
-    table, trade_rows, FILL_HEAD, METRICS_HEAD, POSITION_HEAD, REFUSAL_HEAD, SIGNAL_HEAD,
-    TRADES_HEAD,
+    drawdown_sentence, fill_rows, has_metrics, job_rows, metrics_rows, position_rows, refusal_rows,
+    signal_rows, table, trade_rows, FILL_HEAD, METRICS_HEAD, POSITION_HEAD, REFUSAL_HEAD,
+    SIGNAL_HEAD, TRADES_HEAD,
 };
 use super::svg::{self, escape};
 use super::{money, num, pct, signed_money, ReportData};
@@ -242,10 +242,7 @@ pub fn render(d: &ReportData) -> String {
         "<p class=\"note\">Risk-free rate {:.2}%; alpha (annualized) and beta against SPY; win rate, profit factor and average win/loss over closed trades.</p>",
         d.risk_free_rate * 100.0
     );
-    if d.metrics
-        .iter()
-        .any(|m| m.metrics.as_ref().is_some_and(|x| x.volatility.is_some()))
-    {
+    if has_metrics(&d.metrics) {
         o.push_str(&table(METRICS_HEAD, &metrics_rows(&d.metrics)));
         if let Some(dd) = drawdown_sentence(&d.metrics) {
             sentence(&mut o, &dd);

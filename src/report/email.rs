@@ -123,16 +123,6 @@ pub fn build_message(
     .map_err(|e| format!("cannot build the message: {e}"))
 }
 
-/// The message's Message-ID header, without the angle brackets.
-pub fn message_id(msg: &Message) -> Option<String> {
-    msg.headers().get_raw("Message-ID").map(|s| {
-        s.trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .to_string()
-    })
-}
-
 /// Send by SMTP. The error carries the server's reply (or why it could not connect).
 pub fn send(smtp: &Smtp, msg: &Message) -> Result<String, String> {
     let tls = || -> Result<TlsParameters, String> {
@@ -172,22 +162,8 @@ pub fn send(smtp: &Smtp, msg: &Message) -> Result<String, String> {
     let transport = builder.build();
     match transport.send(msg) {
         Ok(resp) => Ok(resp.message().collect::<Vec<_>>().join(" ")),
-        Err(e) => Err(describe_smtp_error(&e)),
+        Err(e) => Err(crate::store::error_chain(&e)),
     }
-}
-
-fn describe_smtp_error(e: &lettre::transport::smtp::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(src) = cur {
-        let m = src.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = src.source();
-    }
-    crate::store::one_line(&s)
 }
 
 // ---------------------------------------------------------------------------------
@@ -371,7 +347,8 @@ fn bench_return(curve: &[crate::analytics::performance::Point]) -> Option<f64> {
     (first.value > 0.0).then_some(last.value / first.value - 1.0)
 }
 
-fn has_metrics(rows: &[MetricsRow]) -> bool {
+/// Whether any row has enough history for the metrics (two sessions).
+pub fn has_metrics(rows: &[MetricsRow]) -> bool {
     rows.iter()
         .any(|m| m.metrics.as_ref().is_some_and(|x| x.volatility.is_some()))
 }

@@ -12,7 +12,7 @@ pub mod dashboard;
 pub mod email;
 pub mod svg;
 
-use crate::analytics::performance::{self, ClosedTrade, FillRow, Metrics, Point, TradeStats};
+use crate::analytics::performance::{self, FillRow, Metrics, Point, TradeStats};
 use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::{params, Connection};
 use std::collections::BTreeMap;
@@ -148,7 +148,6 @@ pub struct ReportData {
     pub positions: Vec<PositionRow>,
     pub fills_today: Vec<FillLine>,
     pub recent_fills: Vec<FillLine>,
-    pub closed_trades: Vec<ClosedTrade>,
     pub signals: Vec<SignalLine>,
     pub refusals: Vec<Refusal>,
     pub jobs: Vec<JobLine>,
@@ -163,28 +162,18 @@ pub fn money(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".into();
     }
-    let neg = v < 0.0;
-    let cents = (v.abs() * 100.0).round() as u128;
-    let (whole, frac) = (cents / 100, cents % 100);
-    let digits = whole.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    format!("{}{out}.{frac:02}", if neg { "-" } else { "" })
+    let (neg, body) = chart::fixed(v, 2);
+    format!("{}{body}", if neg { "-" } else { "" })
 }
 
-/// A signed dollar amount: `+$1,234.50`, `-$12.00`.
+/// A signed dollar amount: `+$1,234.50`, `-$12.00` (an amount that rounds to zero is
+/// `+$0.00`, never `-$0.00`).
 pub fn signed_money(v: f64) -> String {
-    let m = money(v.abs());
-    if v < 0.0 {
-        format!("-${m}")
-    } else {
-        format!("+${m}")
+    if !v.is_finite() {
+        return "n/a".into();
     }
+    let (neg, body) = chart::fixed(v, 2);
+    format!("{}${body}", if neg { "-" } else { "+" })
 }
 
 /// A fraction as a signed percentage, or "n/a".
@@ -224,7 +213,6 @@ impl ReportData {
             positions: Vec::new(),
             fills_today: Vec::new(),
             recent_fills: Vec::new(),
-            closed_trades: Vec::new(),
             signals: Vec::new(),
             refusals: Vec::new(),
             jobs: Vec::new(),
@@ -415,6 +403,18 @@ pub fn load(
         .collect();
     let recent_fills: Vec<FillLine> = all_fills.iter().rev().take(50).cloned().collect();
 
+    let correlation_index: Option<String> = conn
+        .query_row(
+            "SELECT index_symbol FROM correlation WHERE as_of <= ? GROUP BY index_symbol ORDER BY count(*) DESC, index_symbol LIMIT 1",
+            params![as_of],
+            |r| r.get(0),
+        )
+        .ok();
+    let correlation = match &correlation_index {
+        Some(index) => load_correlation(conn, as_of, index)?,
+        None => Vec::new(),
+    };
+
     Ok(ReportData {
         as_of,
         portfolio,
@@ -425,19 +425,12 @@ pub fn load(
         positions: load_positions(conn, as_of)?,
         fills_today,
         recent_fills,
-        closed_trades: closed,
         signals: load_signals(conn, as_of)?,
         refusals: load_refusals(conn, as_of)?,
         jobs: load_jobs(conn, as_of)?,
         universe: load_universe(conn, as_of)?,
-        correlation_index: conn
-            .query_row(
-                "SELECT index_symbol FROM correlation WHERE as_of <= ? GROUP BY index_symbol ORDER BY count(*) DESC, index_symbol LIMIT 1",
-                params![as_of],
-                |r| r.get(0),
-            )
-            .ok(),
-        correlation: load_correlation(conn, as_of)?,
+        correlation_index,
+        correlation,
         risk_free_rate,
     })
 }
@@ -637,15 +630,18 @@ fn load_universe(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<Univ
     Ok(rows)
 }
 
-fn load_correlation(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<CorrPoint>> {
+fn load_correlation(
+    conn: &Connection,
+    as_of: NaiveDate,
+    index: &str,
+) -> anyhow::Result<Vec<CorrPoint>> {
     let mut s = conn.prepare(
-        "WITH idx AS (SELECT index_symbol FROM correlation WHERE as_of <= ? GROUP BY index_symbol ORDER BY count(*) DESC, index_symbol LIMIT 1)
-         SELECT as_of, arg_max_null(implied_corr, quote_time), arg_max_null(realized_corr, quote_time), arg_max_null(zscore, quote_time)
-         FROM correlation WHERE as_of <= ? AND as_of > ?::DATE - INTERVAL 400 DAY AND index_symbol = (SELECT index_symbol FROM idx)
+        "SELECT as_of, arg_max_null(implied_corr, quote_time), arg_max_null(realized_corr, quote_time), arg_max_null(zscore, quote_time)
+         FROM correlation WHERE as_of <= ? AND as_of > ?::DATE - INTERVAL 400 DAY AND index_symbol = ?
          GROUP BY as_of ORDER BY as_of",
     )?;
     let rows = s
-        .query_map(params![as_of, as_of, as_of], |r| {
+        .query_map(params![as_of, as_of, index], |r| {
             Ok(CorrPoint {
                 date: r.get(0)?,
                 implied: r.get(1)?,
@@ -670,6 +666,8 @@ mod tests {
         assert_eq!(signed_money(-12.0), "-$12.00");
         assert_eq!(signed_money(1234.5), "+$1,234.50");
         assert_eq!(money(f64::NAN), "n/a");
+        assert_eq!(money(-0.004), "0.00");
+        assert_eq!(signed_money(-0.004), "+$0.00");
     }
 
     #[test]

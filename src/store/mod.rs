@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005_reporting.sql",
         sql: include_str!("../../sql/005_reporting.sql"),
     },
+    Migration {
+        version: 6,
+        name: "006_position_marks.sql",
+        sql: include_str!("../../sql/006_position_marks.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {
@@ -277,6 +282,41 @@ fn open_with_retry(
 
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// An error and every cause under it, on one line (causes already in the message are
+/// not repeated).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let m = src.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = src.source();
+    }
+    one_line(&s)
+}
+
+/// Write a file whole or not at all: a temporary file beside it, synced, then renamed;
+/// on failure the temporary file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 #[cfg(test)]
