@@ -173,6 +173,31 @@ fn flatten_closes_everything_at_the_snapshot_quotes() {
     );
 }
 
+#[test]
+fn closes_pay_the_configured_commission_like_entries() {
+    let desk = Desk::new();
+    let cfg = std::fs::read_to_string(desk.jobs.join("select_trades.toml")).unwrap();
+    desk.write_config(
+        "select_trades.toml",
+        &cfg.replace(
+            "commission_per_contract = 0.65",
+            "commission_per_contract = 1.25",
+        ),
+    );
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    desk.run_ok(&["flatten", "--as-of", "2024-06-04"]);
+    let per_contract = |refs: &str| {
+        desk.count(&format!(
+            "SELECT count(DISTINCT round(commission / abs(quantity), 4)) * 100
+                    + max(round(commission / abs(quantity) * 100))
+             FROM fills WHERE kind = 'option' AND order_ref LIKE '{refs}'"
+        ))
+    };
+    // One rate, $1.25 per contract, on the entries and on flatten's closes.
+    assert_eq!(per_contract("flatten:%"), 225);
+    assert_eq!(per_contract("%:2024-06-04:%"), 225);
+}
+
 /// Issue 4's acceptance run: 61 sessions (Jan 2 – Mar 28, 2024) of `run daily` on the simulated market from
 /// a fresh store; every enabled strategy trades, expiries settle, a put is assigned
 /// and the wheel sells calls on the shares, and `optdesk check` reconciles after every

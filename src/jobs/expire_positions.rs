@@ -48,6 +48,7 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         config_hash: config.hash_with(&format!("{text}\n{d_text}")),
         job: Box::new(ExpirePositions {
             holds: vec![("dispersion".to_string(), dispersion.hold_sessions)],
+            paper: super::select_trades::paper_config(config)?,
         }),
     })
 }
@@ -67,6 +68,8 @@ type HeldRow = (
 pub struct ExpirePositions {
     /// (strategy, sessions held before closing at the market).
     pub holds: Vec<(String, u32)>,
+    /// The paper broker of `jobs/select_trades.toml` (exits trade through it).
+    pub paper: crate::trading::broker::PaperConfig,
 }
 
 struct Open {
@@ -257,7 +260,7 @@ impl Job for ExpirePositions {
         // Holding-period exits: close at the market (buy shorts at the ask, sell longs at
         // the bid) once a position has been held for its strategy's sessions.
         let mut closed = 0;
-        let paper = crate::trading::broker::PaperConfig::default();
+        let paper = &self.paper;
         for (strategy, hold) in &self.holds {
             let before = crate::calendar::sessions_before(ctx.as_of, *hold as usize);
             let Some(&cutoff) = before.first().filter(|_| before.len() == *hold as usize) else {
@@ -306,7 +309,7 @@ impl Job for ExpirePositions {
                     bid: Price::from_f64(bid),
                     ask: Price::from_f64(ask),
                 };
-                let price = match crate::trading::broker::leg_price(&paper, &contract, &quote, -qty)
+                let price = match crate::trading::broker::leg_price(paper, &contract, &quote, -qty)
                 {
                     Ok(p) => p,
                     Err(e) => {
@@ -324,7 +327,7 @@ impl Job for ExpirePositions {
                 };
                 let reference = format!("exit:{}:{}", contract, ctx.as_of);
                 super::select_trades::close_position(
-                    conn, ctx, strategy, &reference, instrument, qty, price,
+                    ctx, strategy, &reference, instrument, qty, price, paper,
                 )?;
                 rows += 3;
                 closed += 1;

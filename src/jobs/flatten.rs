@@ -25,11 +25,16 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         enabled: true,
         slots: Vec::new(),
         config_hash: config.hash_with("flatten"),
-        job: Box::new(Flatten),
+        job: Box::new(Flatten {
+            paper: super::select_trades::paper_config(config)?,
+        }),
     })
 }
 
-pub struct Flatten;
+pub struct Flatten {
+    /// The paper broker of `jobs/select_trades.toml`.
+    pub paper: PaperConfig,
+}
 
 /// (strategy, instrument, underlying, kind, expiry, strike, put/call, quantity, bid, ask, spot)
 type Row = (
@@ -82,7 +87,7 @@ impl Job for Flatten {
                 },
             )?
             .collect::<Result<_, _>>()?;
-        let paper = PaperConfig::default();
+        let paper = &self.paper;
         let (mut closed, mut written) = (0u64, 0u64);
         let mut left = Vec::new();
         for (strategy, key, underlying, kind, expiry, strike, pc, qty, bid, ask, spot) in rows {
@@ -109,7 +114,7 @@ impl Job for Flatten {
                     bid: Price::from_f64(bid),
                     ask: Price::from_f64(ask),
                 };
-                match leg_price(&paper, &key, &quote, -qty) {
+                match leg_price(paper, &key, &quote, -qty) {
                     Ok(p) => (
                         Instrument::Option {
                             contract: key.clone(),
@@ -129,7 +134,7 @@ impl Job for Flatten {
             };
             let reference = format!("flatten:{key}:{}", ctx.quote_time.format("%Y-%m-%dT%H:%M"));
             super::select_trades::close_position(
-                conn, ctx, &strategy, &reference, instrument, qty, price,
+                ctx, &strategy, &reference, instrument, qty, price, paper,
             )?;
             closed += 1;
             written += 3;

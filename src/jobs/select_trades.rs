@@ -213,15 +213,35 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
 }
 
+/// `jobs/select_trades.toml`'s `[params]`, for the jobs and commands that share them.
+fn file_params(config: &Config) -> Result<Params, ConfigError> {
+    let path = config.dir.join("select_trades.toml");
+    Ok(match std::fs::read_to_string(&path) {
+        Ok(t) => crate::config::parse::<FileShape>(&path, &t)?.params,
+        Err(_) => Params::default(),
+    })
+}
+
 /// The kill file named in `jobs/select_trades.toml` (default `data/KILL`), resolved
 /// against the project folder.
 pub fn kill_file_path(config: &Config) -> Result<std::path::PathBuf, ConfigError> {
-    let path = config.dir.join("select_trades.toml");
-    let params = match std::fs::read_to_string(&path) {
-        Ok(t) => crate::config::parse::<FileShape>(&path, &t)?.params,
-        Err(_) => Params::default(),
-    };
-    Ok(config.resolve(&params.kill_file))
+    Ok(config.resolve(&file_params(config)?.kill_file))
+}
+
+/// The paper broker as `jobs/select_trades.toml` configures it (fills toward the mid,
+/// commission): entries, exits, expiries and `flatten` all trade through it.
+pub fn paper_config(config: &Config) -> Result<PaperConfig, ConfigError> {
+    Ok(file_params(config)?.paper())
+}
+
+impl Params {
+    fn paper(&self) -> PaperConfig {
+        PaperConfig {
+            toward_mid: self.fill_toward_mid,
+            commission_per_contract: Price::from_f64(self.commission_per_contract),
+            ..PaperConfig::default()
+        }
+    }
 }
 
 pub struct SelectTrades {
@@ -474,26 +494,25 @@ fn instrument_cols(
 /// Close a position at `price` (already the market's, for the side that closes it):
 /// one filled order leg and its fill, with the paper broker's commission.
 pub(crate) fn close_position(
-    conn: &Connection,
     ctx: &JobContext,
     strategy: &str,
     reference: &str,
     instrument: Instrument,
     open_quantity: i64,
     price: Price,
+    paper: &PaperConfig,
 ) -> Result<(), JobError> {
-    let paper = PaperConfig::default();
     let f = Fill {
         order_reference: reference.to_string(),
         leg: 0,
         as_of: ctx.as_of,
-        commission: crate::trading::broker::commission(&paper, &instrument, open_quantity),
+        commission: crate::trading::broker::commission(paper, &instrument, open_quantity),
         instrument,
         quantity: -open_quantity,
         price,
     };
     write_order_leg(
-        conn,
+        ctx.conn,
         ctx.as_of,
         reference,
         strategy,
@@ -505,7 +524,7 @@ pub(crate) fn close_position(
         None,
         ctx.run_id,
     )?;
-    write_fill(conn, &f, strategy, CashKind::Premium, ctx.run_id)
+    write_fill(ctx.conn, &f, strategy, CashKind::Premium, ctx.run_id)
 }
 
 /// Append one order leg to `orders`.
@@ -688,11 +707,7 @@ impl Job for SelectTrades {
                 )
             })
             .collect();
-        let paper = PaperConfig {
-            toward_mid: self.params.fill_toward_mid,
-            commission_per_contract: Price::from_f64(self.params.commission_per_contract),
-            ..PaperConfig::default()
-        };
+        let paper = self.params.paper();
         let (mut proposed, mut approved, mut refused, mut filled, mut rejected) = (0, 0, 0, 0, 0);
         for strategy in &self.strategies {
             let out = strategy.propose(&day);
