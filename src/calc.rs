@@ -75,11 +75,9 @@ struct Columns {
     idx: [usize; 6],
     price: Option<usize>,
     vol: Option<usize>,
-    /// Output columns already present in the input (not appended again).
-    present: [bool; 8],
-    /// Where each output column sits in the input, when it does: computed values are
-    /// written into those cells (a stale iv or greek is never carried through; an
-    /// input price is kept, an empty one filled).
+    /// Where each output column sits in the input, when it does (such a column is not
+    /// appended again): computed values are written into those cells (a stale iv or
+    /// greek is never carried through; an input price is kept, an empty one filled).
     at: [Option<usize>; 8],
     header: Vec<String>,
 }
@@ -104,17 +102,11 @@ fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
             message: "line 1: missing column 'price' or 'vol' (one is needed: price to solve the IV, vol to price)".into(),
         });
     }
-    let mut present = [false; 8];
-    let mut at = [None; 8];
-    for (i, n) in OUTPUTS.iter().enumerate() {
-        at[i] = find(n);
-        present[i] = find(n).is_some() && *n != "price" || (*n == "price" && price.is_some());
-    }
+    let at = OUTPUTS.map(find);
     Ok(Columns {
         idx,
         price,
         vol,
-        present,
         at,
         header: names,
     })
@@ -304,7 +296,14 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
                     g.map(|g| g.theta_per_day),
                     g.map(|g| g.rho),
                 ];
-                if cols.at.iter().any(|a| a.is_some()) {
+                // Rewrite the line only when it has a cell to fill: an input price is
+                // kept, so the usual "solve the IV" file is copied as it is.
+                let rewrite = cols
+                    .at
+                    .iter()
+                    .enumerate()
+                    .any(|(i, a)| a.is_some() && !(i == 1 && r.price.is_some()));
+                if rewrite {
                     // Rewrite the cells of output columns the input already has.
                     let mut fields: Vec<String> = split_fields(line)
                         .into_iter()
@@ -339,11 +338,11 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
                     buf.extend_from_slice(line.as_bytes());
                 }
                 for (i, v) in vals.iter().enumerate() {
-                    if !cols.present[i] {
+                    if cols.at[i].is_none() {
                         push_f64(&mut buf, *v, &mut fmt);
                     }
                 }
-                if !cols.present[7] {
+                if cols.at[7].is_none() {
                     buf.push(b',');
                     buf.extend_from_slice(o.note.as_bytes());
                 }
@@ -356,7 +355,7 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
         Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() + header.len() + 64);
     out.extend_from_slice(header.trim_end_matches('\r').as_bytes());
     for (i, n) in OUTPUTS.iter().enumerate() {
-        if !cols.present[i] {
+        if cols.at[i].is_none() {
             out.push(b',');
             out.extend_from_slice(n.as_bytes());
         }
