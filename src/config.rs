@@ -115,6 +115,30 @@ impl Default for AlertsConfig {
     }
 }
 
+/// Which broker executes approved orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// Fills from the stored quotes of the snapshot.
+    #[default]
+    Paper,
+}
+
+/// `[broker]` in `jobs/desk.toml`: who executes orders, and the paper broker's fills
+/// and commissions. A key left out takes its default (or, for the two keys that used to
+/// live there, the value still in `jobs/select_trades.toml [params]`, with a note).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    pub kind: BrokerKind,
+    /// Paper fills: 0 = sell at the bid / buy at the ask, 1 = at the mid.
+    pub fill_toward_mid: Option<f64>,
+    /// Commission per option contract, dollars (IBKR-like 0.65).
+    pub commission_per_contract: Option<f64>,
+    /// Commission per share, dollars (0.005).
+    pub commission_per_share: Option<f64>,
+}
+
 /// `jobs/desk.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -123,6 +147,7 @@ pub struct DeskFile {
     pub sim: SimConfig,
     pub schedule: ScheduleConfig,
     pub alerts: AlertsConfig,
+    pub broker: BrokerSettings,
 }
 
 /// `jobs/<job>.toml`: the envelope every job file shares, plus the job's own `[params]`.

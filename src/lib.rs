@@ -6,10 +6,12 @@
 //! simulated market [`sources::sim`].
 
 pub mod analytics;
+pub mod broker;
 pub mod calc;
 pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod failpoint;
 pub mod jobs;
 pub mod model;
 pub mod pricing;
@@ -17,6 +19,7 @@ pub mod report;
 pub mod schedule;
 pub mod sources;
 pub mod store;
+pub mod testkit;
 pub mod trading;
 
 /// The program version recorded with every job run.

@@ -175,10 +175,18 @@ fn flatten_closes_everything_at_the_snapshot_quotes() {
 
 #[test]
 fn closes_pay_the_configured_commission_like_entries() {
+    let per_contract = |desk: &Desk, refs: &str| {
+        desk.count(&format!(
+            "SELECT count(DISTINCT round(commission / abs(quantity), 4)) * 100
+                    + max(round(commission / abs(quantity) * 100))
+             FROM fills WHERE kind = 'option' AND order_ref LIKE '{refs}'"
+        ))
+    };
+    // The paper broker's settings live in desk.toml [broker].
     let desk = Desk::new();
-    let cfg = std::fs::read_to_string(desk.jobs.join("select_trades.toml")).unwrap();
+    let cfg = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
     desk.write_config(
-        "select_trades.toml",
+        "desk.toml",
         &cfg.replace(
             "commission_per_contract = 0.65",
             "commission_per_contract = 1.25",
@@ -186,16 +194,166 @@ fn closes_pay_the_configured_commission_like_entries() {
     );
     desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
     desk.run_ok(&["flatten", "--as-of", "2024-06-04"]);
-    let per_contract = |refs: &str| {
-        desk.count(&format!(
-            "SELECT count(DISTINCT round(commission / abs(quantity), 4)) * 100
-                    + max(round(commission / abs(quantity) * 100))
-             FROM fills WHERE kind = 'option' AND order_ref LIKE '{refs}'"
-        ))
-    };
     // One rate, $1.25 per contract, on the entries and on flatten's closes.
-    assert_eq!(per_contract("flatten:%"), 225);
-    assert_eq!(per_contract("%:2024-06-04:%"), 225);
+    assert_eq!(per_contract(&desk, "flatten:%"), 225);
+    assert_eq!(per_contract(&desk, "%:2024-06-04T%"), 225);
+
+    // An older select_trades.toml that still sets it is accepted, and told where it moved.
+    let desk = Desk::new();
+    let cfg = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
+    desk.write_config(
+        "desk.toml",
+        &cfg.replace("commission_per_contract = 0.65\n", ""),
+    );
+    let cfg = std::fs::read_to_string(desk.jobs.join("select_trades.toml")).unwrap();
+    desk.write_config(
+        "select_trades.toml",
+        &cfg.replace("[params]\n", "[params]\ncommission_per_contract = 1.25\n"),
+    );
+    let o = desk.run(&["run", "daily", "--as-of", "2024-06-04"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "commission_per_contract = 1.25 still applies, but it moved to jobs/desk.toml [broker]"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(per_contract(&desk, "%:2024-06-04T%"), 225);
+}
+
+#[test]
+fn an_order_sent_before_a_crash_is_completed_by_the_next_run_and_never_sent_twice() {
+    let desk = Desk::new();
+    // Die between the broker's acceptance of the first order and the record of its fills.
+    let o = desk
+        .cmd()
+        .args(["run", "daily", "--as-of", "2024-06-04"])
+        .env("OPTDESK_FAILPOINT", "select_trades:after_submit:abort")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the run was killed");
+    let sent: String = desk
+        .open()
+        .query_row("SELECT min(order_ref) FROM paper_orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        desk.count("SELECT count(*) FROM paper_orders"),
+        1,
+        "one order reached the broker"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM fills"),
+        0,
+        "no fill recorded yet"
+    );
+    assert_eq!(
+        desk.count(&format!(
+            "SELECT count(*) FROM orders WHERE order_ref = '{sent}' AND status = 'submitted'"
+        )),
+        desk.count(&format!(
+            "SELECT count(*) FROM order_legs WHERE order_ref = '{sent}'"
+        )),
+        "the intent and the broker's acceptance survived the crash"
+    );
+    let out = desk.run_ok(&["check"]);
+    assert!(
+        out.contains(&format!("order {sent} is submitted"))
+            && out.contains("the next run completes it"),
+        "{out}"
+    );
+
+    // The next run asks the broker, records the fills, and goes on deciding the rest.
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    assert!(
+        out.contains("completed 1 order(s) an earlier run left open"),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count(&format!(
+            "SELECT count(*) FROM paper_orders WHERE order_ref = '{sent}'"
+        )),
+        1,
+        "never sent twice"
+    );
+    let events: String = desk
+        .open()
+        .query_row(
+            &format!("SELECT string_agg(status, ',' ORDER BY seq) FROM order_events WHERE order_ref = '{sent}'"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(events, "pending,submitted,filled");
+    assert_eq!(
+        desk.count(&format!(
+            "SELECT count(*) FROM fills WHERE order_ref = '{sent}'"
+        )),
+        desk.count(&format!(
+            "SELECT count(*) FROM order_legs WHERE order_ref = '{sent}'"
+        )),
+        "each leg filled once"
+    );
+    assert!(
+        desk.count("SELECT count(*) FROM paper_orders") >= 2,
+        "the other proposals were decided and sent"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM paper_orders"),
+        desk.count("SELECT count(DISTINCT order_ref) FROM order_legs"),
+    );
+    assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
+}
+
+#[test]
+fn two_slots_on_one_day_never_share_an_order_id() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    for job in [
+        "fetch_chains",
+        "compute_vol",
+        "correlation",
+        "select_trades",
+    ] {
+        desk.run_ok(&[
+            "job",
+            "run",
+            job,
+            "--as-of",
+            "2024-06-04",
+            "--slot",
+            "12:00",
+        ]);
+    }
+    let c = desk.open();
+    let slots: i64 = c
+        .query_row(
+            "SELECT count(DISTINCT created_at) FROM order_legs WHERE intent = 'entry'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(slots, 2, "both slots traded");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM order_legs WHERE order_ref LIKE '%:2024-06-04T1200:%'"),
+        desk.count(
+            "SELECT count(*) FROM order_legs WHERE created_at = TIMESTAMP '2024-06-04 12:00'"
+        ),
+        "the 12:00 orders carry their slot"
+    );
+    // A duplicate cannot even be written.
+    let dup = c.execute_batch("INSERT INTO order_legs SELECT * FROM order_legs LIMIT 1");
+    assert!(
+        dup.is_err(),
+        "order_legs refuses a second row for (order_ref, leg)"
+    );
+    let dup = c.execute_batch("INSERT INTO fills SELECT * FROM fills LIMIT 1");
+    assert!(
+        dup.is_err(),
+        "fills refuses a second row for an execution id"
+    );
+    drop(c);
+    assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
 }
 
 /// Issue 4's acceptance run: 61 sessions (Jan 2 – Mar 28, 2024) of `run daily` on the simulated market from
@@ -221,6 +379,31 @@ fn sixty_sessions_trade_every_strategy_and_reconcile_after_each() {
         desk.count("SELECT count(*) FROM job_runs WHERE status <> 'ok'"),
         0
     );
+    // Margin is held by structure, as each trade was approved: the buying power
+    // select_trades reports never goes below zero.
+    let reported: Vec<(String, f64)> = {
+        let c = desk.open();
+        let mut s = c
+            .prepare("SELECT as_of::VARCHAR, message FROM job_runs WHERE job = 'select_trades' ORDER BY run_id")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(d, m)| {
+                let bp = m
+                    .split("buying power ")
+                    .nth(1)
+                    .and_then(|x| x.split([' ', ';']).next())
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("{d}: no buying power in '{m}'"));
+                (d, bp)
+            })
+            .collect()
+    };
+    assert_eq!(reported.len(), sessions.len());
+    for (d, bp) in &reported {
+        assert!(*bp >= 0.0, "{d}: buying power {bp}");
+    }
     for strategy in [
         "call_premium",
         "cash_secured_put",

@@ -203,7 +203,9 @@ fn load_quotes(ctx: &JobContext) -> Result<Vec<QuoteRow>, JobError> {
             underlying,
             expiry: r.get(3)?,
             strike: r.get(4)?,
-            right: OptionRight::from_code(&r.get::<_, String>(5)?),
+            right: OptionRight::from_code(&r.get::<_, String>(5)?).map_err(|e| {
+                duckdb::Error::FromSqlConversionFailure(5, duckdb::types::Type::Text, Box::new(e))
+            })?,
             bid: r.get(7)?,
             ask: r.get(8)?,
         })

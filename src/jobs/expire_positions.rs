@@ -1,33 +1,39 @@
 //! `expire_positions` — settle the options that expired before `as_of`, from the
 //! expiry day's bar: the close for PM-settled series, the open for AM-settled index
-//! monthlies (SPX). Cash-settled index options pay intrinsic; equity and ETF options in
-//! the money by more than a cent are assigned (short) or exercised (long) into shares
-//! at the strike; the rest expire worthless. Shares sold short by an assigned naked
-//! call are bought in at the settlement price the same day (net: the intrinsic value),
-//! except in the covered-call wheel. Every settlement is a filled order with
-//! a deterministic reference (`expire:<contract>`), so a re-run books nothing twice.
-//! Shares held at the close before an ex-date are paid the dividend (kind
-//! `dividend` in `cash_ledger`), once per holding and ex-date.
+//! monthlies (SPX). The instrument says how it settles: cash-settled options pay
+//! intrinsic; physically settled options in the money by a cent or more are assigned
+//! (short) or exercised (long) into shares at the strike, and the holding strategy's
+//! assignment rule says what happens to the shares; the rest expire worthless. Then
+//! each strategy's exit rules close what they say (the dispersion trade after its
+//! holding period). Every settlement and exit is an order approved explicitly (its
+//! rule in `risk_decisions`) and sent through the broker like any other, with an id
+//! `expire:<strategy>:<session>T<time>:<n>` or `exit:...`. Shares held at the close
+//! before an ex-date are paid the dividend (kind `dividend` in `cash_ledger`), once
+//! per holding and ex-date.
 
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
+use crate::broker::paper::{PaperBroker, PaperConfig};
+use crate::broker::router::Router;
 use crate::config::{Config, ConfigError, JobFile};
-use crate::model::{OptionRight, Price};
+use crate::model::identifiers::{ClientOrderId, Intent};
+use crate::model::instrument::Instrument;
+use crate::model::Price;
 use crate::pricing::is_am_settled;
-use crate::trading::ledger::CashKind;
-use crate::trading::{Fill, Instrument};
-use chrono::NaiveDate;
+use crate::store::repo::{day, orders, positions};
+use crate::trading::risk::approve_exit;
+use crate::trading::settlement::{self, Expiring};
+use crate::trading::strategies::{registry, Registry};
+use crate::trading::{Leg, Order, OrderStatus, OrderType};
 use duckdb::params;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 pub const DEF: JobDef = JobDef {
     name: "expire_positions",
-    about: "settle expired options (cash, or assignment/exercise into shares); holding-period exits; dividends on shares",
-    writes: &["orders", "fills", "cash_ledger"],
+    about: "settle expired options (cash, or assignment/exercise into shares); strategies' exits; dividends on shares",
+    writes: &["risk_decisions", "order_legs", "order_events", "fills", "cash_ledger"],
     prepare,
 };
-
-/// Index options settle in cash; everything else by delivery of shares.
-pub const CASH_SETTLED: &[&str] = &["SPX", "XSP", "NDX", "RUT"];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -35,302 +41,193 @@ pub struct Params {}
 
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
-    // Holding-period exits follow the strategies' own configuration.
-    let (_, dispersion, d_text) = super::select_trades::load_strategy(
-        config,
-        "dispersion",
-        crate::trading::strategies::dispersion::Config::validate,
-    )?;
+    let strategies = registry(config)?;
+    let (paper, _) = crate::broker::paper_config(config)?;
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
         slots: file.slots,
-        config_hash: config.hash_with(&format!("{text}\n{d_text}")),
-        job: Box::new(ExpirePositions {
-            holds: vec![("dispersion".to_string(), dispersion.hold_sessions)],
-            paper: super::select_trades::paper_config(config)?,
-        }),
+        config_hash: config.hash_with(&format!("{text}\n{}", strategies.text)),
+        job: Box::new(ExpirePositions { strategies, paper }),
     })
 }
 
-/// (contract, underlying, expiry, strike, put/call, quantity, today's bid, ask)
-type HeldRow = (
-    String,
-    String,
-    NaiveDate,
-    f64,
-    String,
-    i64,
-    Option<f64>,
-    Option<f64>,
-);
-
 pub struct ExpirePositions {
-    /// (strategy, sessions held before closing at the market).
-    pub holds: Vec<(String, u32)>,
-    /// The paper broker of `jobs/select_trades.toml` (exits trade through it).
-    pub paper: crate::trading::broker::PaperConfig,
-}
-
-struct Open {
-    strategy: String,
-    contract: String,
-    underlying: String,
-    expiry: NaiveDate,
-    strike: f64,
-    right: OptionRight,
-    quantity: i64,
+    pub strategies: Registry,
+    pub paper: PaperConfig,
 }
 
 impl Job for ExpirePositions {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
-        let mut s = conn.prepare(
-            "SELECT strategy, instrument, underlying, expiry, strike::DOUBLE, put_call, quantity
-             FROM positions_as_of(?::DATE) WHERE kind = 'option' AND expiry < ? ORDER BY expiry, instrument",
-        )?;
-        let open: Vec<Open> = s
-            .query_map(params![ctx.as_of, ctx.as_of], |r| {
-                Ok(Open {
-                    strategy: r.get(0)?,
-                    contract: r.get(1)?,
-                    underlying: r.get(2)?,
-                    expiry: r.get(3)?,
-                    strike: r.get(4)?,
-                    right: OptionRight::from_code(&r.get::<_, String>(5)?),
-                    quantity: r.get(6)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let (mut rows, mut settled, mut assigned, mut worthless) = (0u64, 0, 0, 0);
+        let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
+        let checkpoint = || ctx.checkpoint();
+        let mut router = Router::new(
+            conn,
+            &mut broker,
+            DEF.name,
+            ctx.run_id,
+            ctx.quote_time,
+            &checkpoint,
+        );
+        let mut rows = 0u64;
+        for p in router.resume_open()? {
+            rows += 1 + 2 * p.fills.len() as u64;
+        }
+        let held = positions::open_positions(conn, ctx.as_of)?;
+        // Long shares per underlying, per strategy, for covered-call deliveries.
+        let mut shares: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        for p in &held {
+            if let Instrument::Equity { symbol } = &p.instrument {
+                if p.quantity > 0 {
+                    shares
+                        .entry(symbol.clone())
+                        .or_default()
+                        .insert(p.strategy.clone(), p.quantity);
+                }
+            }
+        }
+        let (mut settled, mut assigned, mut worthless) = (0, 0, 0);
         let mut waiting = Vec::new();
-        for p in &open {
-            let cash = CASH_SETTLED.contains(&p.underlying.as_str());
-            let root = p.contract.get(..6).unwrap_or("").trim();
-            let am = is_am_settled(root, &p.underlying, cash);
+        let mut expiring: Vec<Expiring> = held
+            .iter()
+            .filter_map(|p| match &p.instrument {
+                Instrument::Option(o) if o.expiry() < ctx.as_of => Some(Expiring {
+                    strategy: p.strategy.clone(),
+                    option: o.clone(),
+                    quantity: p.quantity,
+                }),
+                _ => None,
+            })
+            .collect();
+        expiring.sort_by(|a, b| {
+            (a.option.expiry(), a.option.contract()).cmp(&(b.option.expiry(), b.option.contract()))
+        });
+        for e in &expiring {
+            let o = &e.option;
+            let am = is_am_settled(&o.occ.root, &o.underlying, o.is_cash_settled());
             let price: Option<f64> = conn
                 .query_row(
                     &format!(
                         "SELECT {}::DOUBLE FROM underlying_bars WHERE symbol = ? AND date = ?",
                         if am { "open" } else { "close" }
                     ),
-                    params![p.underlying, p.expiry],
+                    params![o.underlying, o.expiry()],
                     |r| r.get(0),
                 )
                 .ok();
-            let Some(settle) = price else {
+            let Some(settle_px) = price.and_then(|p| Price::try_from_f64(p).ok()) else {
                 waiting.push(format!(
                     "{} (no {} bar for {} yet)",
-                    p.contract.trim(),
-                    p.underlying,
-                    p.expiry
+                    o.contract().trim(),
+                    o.underlying,
+                    o.expiry()
                 ));
                 continue;
             };
-            let intrinsic = match p.right {
-                OptionRight::Call => (settle - p.strike).max(0.0),
-                OptionRight::Put => (p.strike - settle).max(0.0),
-            };
-            let reference = format!("expire:{}", p.contract);
-            let option = Instrument::Option {
-                contract: p.contract.clone(),
-                underlying: p.underlying.clone(),
-                expiry: p.expiry,
-                strike: Price::from_f64(p.strike),
-                right: p.right,
-                multiplier: 100,
-            };
-            let mut fills = Vec::new();
-            let delivers = !cash && intrinsic >= 0.01;
-            // Close the option: at intrinsic in cash, at zero when shares are delivered
-            // or it expires worthless.
-            let close_price = if cash { intrinsic } else { 0.0 };
-            fills.push((
-                Fill {
-                    order_reference: reference.clone(),
-                    leg: 0,
-                    as_of: ctx.as_of,
-                    instrument: option,
-                    quantity: -p.quantity,
-                    price: Price::from_cents((close_price * 100.0).round() as i64),
-                    commission: Price::ZERO,
-                },
-                if delivers {
-                    CashKind::Assignment
-                } else {
-                    CashKind::Settlement
-                },
-            ));
-            if delivers {
-                // A call delivers shares to its holder; a put takes them from its holder.
-                let shares = match p.right {
-                    OptionRight::Call => 100 * p.quantity,
-                    OptionRight::Put => -100 * p.quantity,
-                };
-                fills.push((
-                    Fill {
-                        order_reference: reference.clone(),
-                        leg: 1,
-                        as_of: ctx.as_of,
-                        instrument: Instrument::Shares {
-                            symbol: p.underlying.clone(),
-                        },
-                        quantity: shares,
-                        price: Price::from_f64(p.strike),
-                        commission: Price::ZERO,
-                    },
-                    CashKind::Assignment,
-                ));
-            }
-            // Shares sold short by an assigned naked call are bought in at the settlement
-            // price the same day (the covered-call wheel keeps its shares instead).
-            if delivers
-                && p.right == OptionRight::Call
-                && p.quantity < 0
-                && p.strategy != "covered_call"
-            {
-                let held: i64 = conn
-                    .query_row(
-                        "SELECT coalesce(sum(quantity), 0) FROM positions_as_of(?::DATE) WHERE kind = 'shares' AND underlying = ? AND strategy = ?",
-                        params![ctx.as_of, p.underlying, p.strategy],
-                        |r| r.get(0),
-                    )
-                    .unwrap_or(0);
-                let short_after = held + 100 * p.quantity;
-                if short_after < 0 {
-                    fills.push((
-                        Fill {
-                            order_reference: reference.clone(),
-                            leg: 2,
-                            as_of: ctx.as_of,
-                            instrument: Instrument::Shares {
-                                symbol: p.underlying.clone(),
-                            },
-                            quantity: -short_after.max(100 * p.quantity),
-                            price: Price::from_cents((settle * 100.0).round() as i64),
-                            commission: Price::ZERO,
-                        },
-                        CashKind::Assignment,
-                    ));
+            let rule = self.strategies.on_assignment(&e.strategy);
+            let empty = HashMap::new();
+            let held_shares = shares.get(&o.underlying).unwrap_or(&empty);
+            let (outcome, legs) = settlement::settle(e, settle_px, rule, held_shares);
+            let seq = orders::next_sequence(
+                conn,
+                Intent::Expire,
+                &e.strategy,
+                ctx.as_of,
+                ctx.quote_time,
+            )?;
+            let id = ClientOrderId::new(
+                Intent::Expire,
+                &e.strategy,
+                ctx.as_of,
+                ctx.quote_time.time(),
+                seq,
+            )
+            .map_err(|m| JobError::Failed(m.to_string()))?;
+            let order = Order::new_checked(id, legs, OrderType::Settlement)
+                .map_err(|m| JobError::Failed(m.to_string()))?;
+            let reason = format!(
+                "{} expired {} with {} at {settle_px} ({})",
+                o.contract().trim(),
+                o.expiry(),
+                o.underlying,
+                match outcome {
+                    settlement::Outcome::CashSettled => "cash-settled at intrinsic",
+                    settlement::Outcome::Delivered =>
+                        "in the money: shares delivered at the strike",
+                    settlement::Outcome::Worthless => "worthless",
                 }
-            }
-            // The wheel's shares are held under the strategy that was assigned them;
-            // a covered call's delivery comes out of that holding.
-            let share_strategy: String = if delivers && p.strategy == "covered_call" {
-                conn.query_row(
-                    "SELECT strategy FROM positions_as_of(?::DATE) WHERE kind = 'shares' AND underlying = ? AND quantity > 0
-                     ORDER BY quantity DESC LIMIT 1",
-                    params![ctx.as_of, p.underlying],
-                    |r| r.get(0),
-                )
-                .unwrap_or_else(|_| p.strategy.clone())
-            } else {
-                p.strategy.clone()
-            };
-            for (f, kind) in &fills {
-                super::select_trades::write_order_leg(
-                    conn,
-                    ctx.as_of,
-                    &reference,
-                    &p.strategy,
-                    f.leg,
-                    &f.instrument,
-                    f.quantity,
-                    None,
-                    "filled",
-                    None,
-                    ctx.run_id,
-                )?;
-                let strategy = if matches!(f.instrument, Instrument::Shares { .. }) {
-                    &share_strategy
-                } else {
-                    &p.strategy
-                };
-                super::select_trades::write_fill(conn, f, strategy, *kind, ctx.run_id)?;
-                rows += 3;
-            }
-            if cash {
-                settled += 1;
-            } else if delivers {
-                assigned += 1;
-            } else {
-                worthless += 1;
+            );
+            rows += self.close(
+                ctx,
+                &mut router,
+                order,
+                &e.strategy,
+                &o.underlying,
+                "expiry_settlement",
+                &reason,
+            )?;
+            // Track deliveries for the next expiry of the same underlying.
+            match outcome {
+                settlement::Outcome::CashSettled => settled += 1,
+                settlement::Outcome::Delivered => assigned += 1,
+                settlement::Outcome::Worthless => worthless += 1,
             }
         }
-        // Holding-period exits: close at the market (buy shorts at the ask, sell longs at
-        // the bid) once a position has been held for its strategy's sessions.
+        // Strategies' exits: close the trade's open legs at the market.
         let mut closed = 0;
-        let paper = &self.paper;
-        for (strategy, hold) in &self.holds {
-            let before = crate::calendar::sessions_before(ctx.as_of, *hold as usize);
-            let Some(&cutoff) = before.first().filter(|_| before.len() == *hold as usize) else {
-                continue;
-            };
-            let mut s = conn.prepare(
-                "SELECT p.instrument, p.underlying, p.expiry, p.strike::DOUBLE, p.put_call, p.quantity,
-                        q.bid::DOUBLE, q.ask::DOUBLE
-                 FROM positions_as_of(?::DATE) p
-                 LEFT JOIN option_quotes q ON q.contract = p.instrument AND q.as_of = ? AND q.quote_time = ?
-                 WHERE p.strategy = ? AND p.kind = 'option' AND p.opened <= ? AND p.expiry >= ?",
-            )?;
-            let held: Vec<HeldRow> = s
-                .query_map(
-                    params![
-                        ctx.as_of,
-                        ctx.as_of,
-                        ctx.quote_time,
-                        strategy,
-                        cutoff,
-                        ctx.as_of
-                    ],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                        ))
-                    },
-                )?
-                .collect::<Result<_, _>>()?;
-            for (contract, underlying, expiry, strike, pc, qty, bid, ask) in held {
-                let (Some(bid), Some(ask)) = (bid, ask) else {
-                    waiting.push(format!(
-                        "{} (held {hold} sessions, no quote today to close it)",
-                        contract.trim()
-                    ));
+        let day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        for loaded in &self.strategies.strategies {
+            let s = loaded.strategy.as_ref();
+            for exit in s.exits(&day) {
+                let Some(trade) = day
+                    .open_trades
+                    .iter()
+                    .find(|t| t.order_ref == exit.order_ref && t.strategy == s.name())
+                else {
                     continue;
                 };
-                let quote = crate::trading::broker::Quote {
-                    bid: Price::from_f64(bid),
-                    ask: Price::from_f64(ask),
-                };
-                let price = match crate::trading::broker::leg_price(paper, &contract, &quote, -qty)
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        waiting.push(format!("{} ({e})", contract.trim()));
-                        continue;
-                    }
-                };
-                let instrument = Instrument::Option {
-                    contract: contract.clone(),
-                    underlying,
-                    expiry,
-                    strike: Price::from_f64(strike),
-                    right: OptionRight::from_code(&pc),
-                    multiplier: 100,
-                };
-                let reference = format!("exit:{}:{}", contract, ctx.as_of);
-                super::select_trades::close_position(
-                    ctx, strategy, &reference, instrument, qty, price, paper,
+                let legs: Vec<Leg> = trade
+                    .legs
+                    .iter()
+                    .filter(|l| !matches!(&l.instrument, Instrument::Option(o) if o.expiry() < ctx.as_of))
+                    .filter_map(|l| Leg::new(l.instrument.clone(), -l.quantity).ok())
+                    .collect();
+                if legs.is_empty() {
+                    continue;
+                }
+                let underlying = legs[0].instrument.underlying().to_string();
+                let seq =
+                    orders::next_sequence(conn, Intent::Exit, s.name(), ctx.as_of, ctx.quote_time)?;
+                let id = ClientOrderId::new(
+                    Intent::Exit,
+                    s.name(),
+                    ctx.as_of,
+                    ctx.quote_time.time(),
+                    seq,
+                )
+                .map_err(|m| JobError::Failed(m.to_string()))?;
+                let order = Order::new_checked(id, legs, OrderType::Market)
+                    .map_err(|m| JobError::Failed(m.to_string()))?;
+                let reference = order.reference();
+                let (n, status, why) = self.close_status(
+                    ctx,
+                    &mut router,
+                    order,
+                    s.name(),
+                    &underlying,
+                    exit.rule,
+                    &exit.reason,
                 )?;
-                rows += 3;
-                closed += 1;
+                rows += n;
+                match status {
+                    OrderStatus::Filled => closed += 1,
+                    _ => waiting.push(format!(
+                        "{} ({}; {reference} stays open, tried again next session)",
+                        exit.order_ref,
+                        why.unwrap_or_else(|| status.code().to_string())
+                    )),
+                }
             }
         }
         // Dividends on shares: whoever held them at the close before an ex-date is paid
@@ -368,18 +265,69 @@ impl Job for ExpirePositions {
             }
         }
         let mut summary = format!(
-            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless; {closed} closed at the end of their holding period; {dividends} dividends booked",
+            "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless; {closed} closed by their strategy's exit rules; {dividends} dividends booked",
             settled + assigned + worthless
         );
         if !waiting.is_empty() {
-            summary.push_str(&format!(
-                "; waiting for a settlement price: {}",
-                waiting.join(", ")
-            ));
+            summary.push_str(&format!("; waiting: {}", waiting.join(", ")));
         }
         Ok(JobOutput {
             rows_written: rows,
             summary,
         })
+    }
+}
+
+impl ExpirePositions {
+    /// Approve a close explicitly, record the decision with its rule, and send it.
+    #[allow(clippy::too_many_arguments)]
+    fn close(
+        &self,
+        ctx: &JobContext,
+        router: &mut Router,
+        order: Order,
+        strategy: &str,
+        underlying: &str,
+        rule: &str,
+        reason: &str,
+    ) -> Result<u64, JobError> {
+        Ok(self
+            .close_status(ctx, router, order, strategy, underlying, rule, reason)?
+            .0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn close_status(
+        &self,
+        ctx: &JobContext,
+        router: &mut Router,
+        order: Order,
+        strategy: &str,
+        underlying: &str,
+        rule: &str,
+        reason: &str,
+    ) -> Result<(u64, OrderStatus, Option<String>), JobError> {
+        let legs = order.legs.len() as u64;
+        orders::write_decision(
+            ctx.conn,
+            ctx.as_of,
+            ctx.quote_time,
+            strategy,
+            underlying,
+            &order.reference(),
+            true,
+            rule,
+            Some(reason),
+            None,
+            Price::ZERO,
+            order.id.intent,
+            ctx.run_id,
+        )?;
+        let placed = router.place(approve_exit(order))?;
+        Ok((
+            2 + legs + 2 * placed.fills.len() as u64,
+            placed.status,
+            placed.reason,
+        ))
     }
 }

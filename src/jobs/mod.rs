@@ -39,6 +39,18 @@ pub struct JobContext<'a> {
     pub resend: bool,
 }
 
+impl JobContext<'_> {
+    /// Commit what the job has written so far and go on in a new transaction: for an
+    /// order intent, which must be in the store before a broker sees the order. A no-op
+    /// in a dry run. After a checkpoint, a failure rolls back only what came after it.
+    pub fn checkpoint(&self) -> Result<(), duckdb::Error> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT; BEGIN TRANSACTION")
+    }
+}
+
 /// What a job reports: rows written and a one-line summary for the trader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutput {
@@ -56,6 +68,10 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error("store: {0}")]
     Db(#[from] duckdb::Error),
+    #[error("{0}")]
+    Repo(#[from] crate::store::repo::RepoError),
+    #[error("{0}")]
+    Router(#[from] crate::broker::router::RouterError),
     #[error("{0}")]
     Failed(String),
     /// A failure that still leaves a record: the job's output is rolled back, then
@@ -184,36 +200,15 @@ pub struct RunRequest {
 /// `<point>` (`mid` inside the job, `before_commit` in the runner). For testing the
 /// envelope's atomicity; never set it in production.
 pub fn failpoint(job: &str, point: &str) -> Result<(), JobError> {
-    let Ok(spec) = std::env::var("OPTDESK_FAILPOINT") else {
-        return Ok(());
-    };
-    let mut parts = spec.splitn(3, ':');
-    let (j, p, action) = (parts.next(), parts.next(), parts.next().unwrap_or("panic"));
-    if j != Some(job) || p != Some(point) {
-        return Ok(());
-    }
-    match action {
-        "abort" => std::process::abort(),
-        "error" => Err(JobError::Failed(format!(
-            "failpoint {job}:{point} triggered"
-        ))),
-        a if a.starts_with("sleep") => {
-            let secs: u64 = a
-                .trim_start_matches("sleep")
-                .trim_start_matches('=')
-                .parse()
-                .unwrap_or(60);
-            eprintln!("failpoint {job}:{point}: sleeping {secs} s");
-            std::thread::sleep(std::time::Duration::from_secs(secs));
-            Ok(())
-        }
-        _ => panic!("failpoint {job}:{point} triggered"),
-    }
+    crate::failpoint::hit(job, point).map_err(JobError::Failed)
 }
 
+/// The next run id: after every recorded run, and after any order event a run that
+/// died after committing an intent left behind (so its id is never reused).
 fn next_run_id(conn: &Connection) -> Result<i64, duckdb::Error> {
     conn.query_row(
-        "SELECT coalesce(max(run_id), 0) + 1 FROM job_runs",
+        "SELECT greatest((SELECT coalesce(max(run_id), 0) FROM job_runs),
+                         (SELECT coalesce(max(run_id), 0) FROM order_events)) + 1",
         [],
         |r| r.get(0),
     )
@@ -419,8 +414,9 @@ fn run_one_inner(
                 JobError::FailedWithRecord { record, .. } => Some(record),
                 _ => None,
             };
-            let id = record_outcome(
+            let id = record_outcome_as(
                 store,
+                Some(run_id),
                 name,
                 req,
                 started,
@@ -458,9 +454,30 @@ fn record_outcome(
     hash: &str,
     after: Option<AfterRollback>,
 ) -> Result<i64, StoreError> {
+    record_outcome_as(store, None, job, req, started, status, msg, hash, after)
+}
+
+/// [`record_outcome`] under a given run id (a failed run keeps its own id: what it
+/// committed before failing, such as an order intent, carries it).
+#[allow(clippy::too_many_arguments)]
+fn record_outcome_as(
+    store: &Store,
+    run_id: Option<i64>,
+    job: &str,
+    req: &RunRequest,
+    started: chrono::NaiveDateTime,
+    status: Status,
+    msg: &str,
+    hash: &str,
+    after: Option<AfterRollback>,
+) -> Result<i64, StoreError> {
     let conn = &store.conn;
     conn.execute_batch("BEGIN TRANSACTION")?;
-    let res = next_run_id(conn).and_then(|id| {
+    let res = match run_id {
+        Some(id) => Ok(id),
+        None => next_run_id(conn),
+    }
+    .and_then(|id| {
         insert_run(
             conn,
             id,

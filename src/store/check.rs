@@ -2,8 +2,10 @@
 //!
 //! * the trade cash in `cash_ledger` equals the fills' premium, settlement and
 //!   assignment cash less commissions, exactly (DECIMAL arithmetic);
-//! * every fill has its filled order leg, every filled order leg has exactly one fill
-//!   (no duplicates, no half-filled multi-leg orders);
+//! * every fill has its order leg, and that order's latest event says it filled (or
+//!   partly filled); every filled order leg is filled exactly its quantity (no
+//!   duplicates, no half-filled multi-leg orders); every event follows the life cycle;
+//! * orders still pending or submitted are named (the next run completes them);
 //! * cash is the sum of the ledger, positions the sum of the fills;
 //! * options past expiry still open are named (expire_positions settles them once the
 //!   expiry day's bar is in).
@@ -51,17 +53,31 @@ pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
     }
     for s in strings(
         conn,
-        "SELECT 'fill ' || f.order_ref || ' leg ' || f.leg || ' has no filled order leg'
-         FROM fills f LEFT JOIN orders o ON o.order_ref = f.order_ref AND o.leg = f.leg AND o.status = 'filled'
+        "SELECT 'fill ' || f.exec_id || ' of ' || f.order_ref || ' leg ' || f.leg || ' has no filled order leg'
+         FROM fills f LEFT JOIN orders o ON o.order_ref = f.order_ref AND o.leg = f.leg
+                                          AND o.status IN ('filled', 'partly_filled')
          WHERE o.order_ref IS NULL",
     )? {
         problems.push(s);
     }
     for s in strings(
         conn,
-        "SELECT 'order ' || o.order_ref || ' leg ' || o.leg || ' is filled ' || count(f.order_ref) || ' times (expected once)'
+        "SELECT 'order ' || o.order_ref || ' leg ' || o.leg || ' is filled ' || coalesce(sum(f.quantity), 0)
+                || ' of ' || any_value(o.quantity) || ' (' || count(f.order_ref) || ' fills)'
          FROM orders o LEFT JOIN fills f ON f.order_ref = o.order_ref AND f.leg = o.leg
-         WHERE o.status = 'filled' GROUP BY o.order_ref, o.leg HAVING count(f.order_ref) <> 1",
+         WHERE o.status = 'filled' GROUP BY o.order_ref, o.leg
+         HAVING coalesce(sum(f.quantity), 0) <> any_value(o.quantity)",
+    )? {
+        problems.push(s);
+    }
+    for s in strings(
+        conn,
+        "SELECT 'order ' || order_ref || ' has events ' || string_agg(status, ' → ' ORDER BY seq)
+                || ', not a life cycle (pending first, nothing after the end)'
+         FROM order_events GROUP BY order_ref
+         HAVING min(seq) <> 0 OR arg_min(status, seq) <> 'pending'
+             OR count(*) FILTER (WHERE status IN ('filled', 'cancelled', 'rejected', 'expired')) > 1
+             OR max(seq) + 1 <> count(*)",
     )? {
         problems.push(s);
     }
@@ -70,16 +86,22 @@ pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
         "SELECT 'cash ledger entry ' || reference || ' (' || kind || ') has no fill'
          FROM cash_ledger c
          WHERE kind NOT IN ('deposit', 'dividend')
-           AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_ref || '#' || f.leg = c.reference)",
+           AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.exec_id = c.reference)",
     )? {
         problems.push(s);
     }
-    let notes = strings(
+    let mut notes = strings(
         conn,
         "SELECT 'awaiting settlement: ' || instrument || ' expired ' || expiry::VARCHAR
          FROM positions WHERE kind = 'option'
            AND expiry < (SELECT max(as_of) FROM option_quotes)",
     )?;
+    notes.extend(strings(
+        conn,
+        "SELECT 'order ' || order_ref || ' is ' || status || ' since ' || strftime(status_at, '%Y-%m-%d %H:%M')
+                || ': the next run completes it'
+         FROM orders WHERE leg = 0 AND status IN ('pending', 'submitted', 'partly_filled')",
+    )?);
     let (cash, open_positions, fills): (String, i64, i64) = conn.query_row(
         "SELECT (SELECT coalesce(sum(amount), 0) FROM cash_ledger)::VARCHAR,
                 (SELECT count(*) FROM positions), (SELECT count(*) FROM fills)",

@@ -10,6 +10,7 @@
 pub mod check;
 mod lock;
 pub mod query;
+pub mod repo;
 
 pub use lock::{lock_path as lock_path_for, WriteLock};
 
@@ -71,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "006_position_marks.sql",
         sql: include_str!("../../sql/006_position_marks.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "007_trading_core.sql",
+        sql: include_str!("../../sql/007_trading_core.sql"),
     },
 ];
 
@@ -341,6 +347,87 @@ mod tests {
             assert_eq!(m.version, i as i64 + 1);
             assert!(m.name.starts_with(&format!("{:03}_", m.version)));
         }
+    }
+
+    #[test]
+    fn a_store_of_schema_6_is_upgraded_keeping_every_order_fill_and_cent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.duckdb");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL,
+                 applied_at TIMESTAMP NOT NULL, optdesk_version VARCHAR NOT NULL)",
+            )
+            .unwrap();
+            for m in MIGRATIONS.iter().filter(|m| m.version <= 6) {
+                c.execute_batch(m.sql).unwrap();
+                c.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP, 'old')",
+                    duckdb::params![m.version, m.name],
+                )
+                .unwrap();
+            }
+            // An entry, its expiry, and the old slot bug's repeated reference.
+            c.execute_batch(
+                "INSERT INTO cash_ledger VALUES (DATE '2024-06-04', 'deposit', 10000, 'starting cash', 1);
+                 INSERT INTO orders VALUES
+                   (DATE '2024-06-04', 'call_premium:2024-06-04:0', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, -2.00, 'filled', NULL, 2),
+                   (DATE '2024-06-04', 'call_premium:2024-06-04:0', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, -2.00, 'filled', NULL, 3),
+                   (DATE '2024-06-04', 'call_premium:2024-06-04:1', 'call_premium', 0, 'QQQ   240621C00480000', 'QQQ', 'option', DATE '2024-06-21', 480, 'C', 100, -1, -2.00, 'rejected', 'no quote', 2),
+                   (DATE '2024-06-24', 'expire:SPY   240621C00550000', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, 2, NULL, 'filled', NULL, 4);
+                 INSERT INTO fills VALUES
+                   (DATE '2024-06-04', 'call_premium:2024-06-04:0', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, 2.00, 0.65, 'premium', 2),
+                   (DATE '2024-06-04', 'call_premium:2024-06-04:0', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, 2.00, 0.65, 'premium', 3),
+                   (DATE '2024-06-24', 'expire:SPY   240621C00550000', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, 2, 0, 0, 'settlement', 4);
+                 INSERT INTO cash_ledger VALUES
+                   (DATE '2024-06-04', 'premium', 200, 'call_premium:2024-06-04:0#0', 2),
+                   (DATE '2024-06-04', 'commission', -0.65, 'call_premium:2024-06-04:0#0', 2),
+                   (DATE '2024-06-04', 'premium', 200, 'call_premium:2024-06-04:0#0', 3),
+                   (DATE '2024-06-04', 'commission', -0.65, 'call_premium:2024-06-04:0#0', 3),
+                   (DATE '2024-06-24', 'settlement', 0, 'expire:SPY   240621C00550000#0', 4);",
+            )
+            .unwrap();
+        }
+        let s = Store::open_write(&p, Duration::from_secs(1), "test").unwrap();
+        assert_eq!(s.schema_version().unwrap(), latest_schema_version());
+        let rows: Vec<(String, String, String)> = {
+            let mut q = s
+                .conn
+                .prepare("SELECT order_ref, status, intent FROM orders ORDER BY order_ref")
+                .unwrap();
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let rows: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("call_premium:2024-06-04:0", "filled", "entry"),
+                ("call_premium:2024-06-04:0~2", "filled", "entry"),
+                ("call_premium:2024-06-04:1", "rejected", "entry"),
+                ("expire:SPY   240621C00550000", "filled", "expire"),
+            ]
+        );
+        let (fills, unique, style): (i64, i64, String) = s
+            .conn
+            .query_row(
+                "SELECT count(*), count(DISTINCT exec_id), min(style) FROM fills",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((fills, unique, style.as_str()), (3, 3, "american"));
+        // The old slot bug's repeated order is kept as what it was, under a ~2
+        // suffix, and the record reconciles to the cent.
+        let report = check::check(&s.conn).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.cash, "10398.7000");
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! volatility kill switch (underlying moved more than `vol_move_multiple` × its
 //! expected move; VIX up more than `vix_jump_points`), max loss per trade (defined-risk
 //! structures), max open positions per strategy and per underlying, buying power.
+//!
+//! Approval is a type: [`RiskApproved`] can only be made here, and `Broker::submit`
+//! takes nothing else. Exits, expiry settlements and `flatten` are approved explicitly
+//! ([`approve_exit`]) with the rule that closes them, recorded like any decision.
 
 use super::Order;
 use crate::model::Price;
@@ -80,9 +84,42 @@ pub struct RiskState {
     pub vix_change: Option<f64>,
 }
 
+/// Something the risk gate approved (barter-rs's `RiskApproved<T>`). Only this module
+/// can make one, so an order that skipped the gate cannot reach a broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskApproved<T>(T);
+
+impl<T> RiskApproved<T> {
+    pub fn inner(&self) -> &T {
+        &self.0
+    }
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl RiskApproved<Proposal> {
+    /// The approved proposal's order.
+    pub fn order(&self) -> RiskApproved<Order> {
+        RiskApproved(self.0.order.clone())
+    }
+}
+
+/// Approve an order that reduces risk: a strategy's exit, an expiry settlement, a
+/// flatten. The caller records `rule` and `reason` in `risk_decisions`.
+pub fn approve_exit(order: Order) -> RiskApproved<Order> {
+    RiskApproved(order)
+}
+
+/// An order intent the store recorded as approved (its `risk_decisions` row is
+/// committed), resumed after a crash to be completed, never re-decided.
+pub fn resume_recorded(order: Order) -> RiskApproved<Order> {
+    RiskApproved(order)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Approved(Proposal),
+    Approved(RiskApproved<Proposal>),
     Refused {
         proposal: Proposal,
         rule: &'static str,
@@ -208,7 +245,7 @@ pub fn evaluate(cfg: &RiskConfig, state: &RiskState, p: Proposal) -> Decision {
             ),
         );
     }
-    Decision::Approved(p)
+    Decision::Approved(RiskApproved(p))
 }
 
 #[cfg(test)]
@@ -220,11 +257,16 @@ mod tests {
             strategy: "call_premium".into(),
             underlying: "SPY".into(),
             order: Order {
-                reference: "call_premium:2025-03-14:0".into(),
-                strategy: "call_premium".into(),
-                as_of: NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+                id: crate::trading::ClientOrderId::new(
+                    crate::trading::Intent::Entry,
+                    "call_premium",
+                    NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+                    chrono::NaiveTime::from_hms_opt(9, 35, 0).unwrap(),
+                    0,
+                )
+                .unwrap(),
                 legs: vec![],
-                limit: None,
+                order_type: crate::trading::OrderType::Market,
             },
             max_loss: max_loss.map(Price::from_f64),
             requirement: Price::from_f64(requirement),

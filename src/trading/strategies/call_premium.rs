@@ -3,15 +3,16 @@
 //! out of the money near 30 days; only when option volume is above 10, the bid above
 //! $0.10, IV more than 3 vol points above HV30 and the bid more than 5% above the
 //! Black–Scholes value at HV30. Size: 5% of the ticker's allocation in premium
-//! (contracts = allocation × 5% / (bid × 100)); at most 2 open per ticker; sold at
-//! the bid and held to expiry.
+//! (contracts = allocation × 5% / (bid × multiplier)), capped so the naked calls'
+//! Reg-T margin stays within `max_margin_pct` of the allocation; at most 2 open per
+//! ticker; sold at the bid and held to expiry.
 
 use super::{DayState, Outcome, Strategy};
 use crate::model::{OptionRight, Price};
 use crate::pricing::bsm::BsmInputs;
-use crate::trading::broker::naked_requirement;
+use crate::trading::margin;
 use crate::trading::risk::Proposal;
-use crate::trading::{Instrument, Leg, Order};
+use crate::trading::{ClientOrderId, Intent, Leg, Order, OrderType};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub struct Config {
     pub min_edge_pct: f64,
     /// Premium per trade as a percent of the ticker's allocation.
     pub size_pct: f64,
+    /// At most this percent of the ticker's allocation held as the trade's margin:
+    /// caps the contracts a cheap premium would otherwise buy (100 = the allocation).
+    pub max_margin_pct: f64,
     pub max_open_per_ticker: u32,
 }
 
@@ -58,6 +62,7 @@ impl Default for Config {
             min_iv_over_hv_pts: 3.0,
             min_edge_pct: 5.0,
             size_pct: 5.0,
+            max_margin_pct: 100.0,
             max_open_per_ticker: 2,
         }
     }
@@ -83,6 +88,15 @@ impl Config {
         pct("otm_max_pct", self.otm_max_pct)?;
         pct("min_edge_pct", self.min_edge_pct)?;
         pct("size_pct", self.size_pct)?;
+        if !(self.max_margin_pct.is_finite()
+            && self.max_margin_pct > 0.0
+            && self.max_margin_pct <= 1000.0)
+        {
+            return Err(format!(
+                "max_margin_pct = {}: expected a percent of the ticker's allocation above 0 and at most 1000 (100 = the allocation)",
+                self.max_margin_pct
+            ));
+        }
         if self.otm_min_pct > self.otm_max_pct {
             return Err(format!(
                 "otm_min_pct = {} is above otm_max_pct = {}",
@@ -134,11 +148,9 @@ impl Strategy for CallPremium {
                 skip(format!("{open} open (at most {})", c.max_open_per_ticker));
                 continue;
             }
-            let (Some(u), Some(chain), Some(as_of)) = (
-                day.underlyings.get(ticker),
-                day.chains.get(ticker),
-                day.as_of,
-            ) else {
+            let as_of = day.as_of;
+            let (Some(u), Some(chain)) = (day.underlyings.get(ticker), day.chains.get(ticker))
+            else {
                 skip("no quote or chain today".into());
                 continue;
             };
@@ -206,44 +218,70 @@ impl Strategy for CallPremium {
                 ));
                 continue;
             };
-            let contracts = (allocation * c.size_pct / 100.0 / (row.bid * 100.0)).floor() as i64;
-            if contracts < 1 {
-                skip(format!(
-                    "{}: {:.0}% of the {:.0} allocation buys less than one contract at {:.2}",
-                    row.contract, c.size_pct, allocation, row.bid
-                ));
-                continue;
-            }
+            let multiplier = row.multiplier();
+            let by_premium =
+                (allocation * c.size_pct / 100.0 / (row.bid * multiplier as f64)).floor() as i64;
             let bid = Price::from_f64(row.bid);
-            let instrument = Instrument::Option {
-                contract: row.contract.clone(),
-                underlying: ticker.clone(),
-                expiry,
-                strike: Price::from_f64(row.strike),
-                right: OptionRight::Call,
-                multiplier: 100,
-            };
-            let per_contract = naked_requirement(
+            let spot = Price::from_f64(u.spot);
+            let per_contract = margin::naked(
                 OptionRight::Call,
-                Price::from_f64(u.spot),
+                spot,
                 Price::from_f64(row.strike),
                 bid,
+                multiplier,
             );
+            let margin_budget = allocation * c.max_margin_pct / 100.0;
+            let by_margin = (margin_budget / per_contract.to_f64()).floor() as i64;
+            let contracts = by_premium.min(by_margin);
+            if contracts < 1 {
+                skip(if by_premium < 1 {
+                    format!(
+                        "{}: {:.0}% of the {:.0} allocation buys less than one contract at {:.2}",
+                        row.contract, c.size_pct, allocation, row.bid
+                    )
+                } else {
+                    format!(
+                        "{}: one contract holds {per_contract} of margin, more than {:.0}% of the {:.0} allocation",
+                        row.contract, c.max_margin_pct, allocation
+                    )
+                });
+                continue;
+            }
+            let legs = vec![Leg::new(row.instrument.clone(), -contracts).expect("contracts ≥ 1")];
+            let marked: Vec<margin::MarginLeg> = legs
+                .iter()
+                .map(|l| margin::MarginLeg {
+                    instrument: l.instrument.clone(),
+                    quantity: l.quantity,
+                    mark: bid,
+                })
+                .collect();
+            let requirement = margin::requirement(
+                &marked,
+                &|_| Some(spot),
+                self.margin_policy(),
+                &mut Default::default(),
+            )
+            .requirement;
+            let id =
+                match ClientOrderId::new(Intent::Entry, self.name(), as_of, day.slot(), seq as u32)
+                {
+                    Ok(id) => id,
+                    Err(e) => {
+                        skip(e.to_string());
+                        continue;
+                    }
+                };
             out.proposals.push(Proposal {
                 strategy: self.name().into(),
                 underlying: ticker.clone(),
                 order: Order {
-                    reference: Order::reference_for(self.name(), as_of, seq as u32),
-                    strategy: self.name().into(),
-                    as_of,
-                    legs: vec![Leg {
-                        instrument,
-                        quantity: -contracts,
-                    }],
-                    limit: Some(-bid),
+                    id,
+                    legs,
+                    order_type: OrderType::Limit(-bid),
                 },
                 max_loss: None,
-                requirement: Price::from_raw(per_contract.raw() * contracts),
+                requirement,
                 numbers: vec![
                     ("iv".into(), iv),
                     ("hv30".into(), hv30),
@@ -252,6 +290,8 @@ impl Strategy for CallPremium {
                     ("delta".into(), row.delta.unwrap_or(f64::NAN)),
                     ("credit".into(), row.bid * 100.0 * contracts as f64),
                     ("contracts".into(), contracts as f64),
+                    ("contracts_by_premium".into(), by_premium as f64),
+                    ("contracts_by_margin".into(), by_margin as f64),
                 ],
             });
         }
@@ -268,10 +308,7 @@ mod tests {
     fn day(strike: f64, bid: f64, iv: f64, volume: i64, hv30: f64) -> DayState {
         let as_of = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
         let expiry = NaiveDate::from_ymd_opt(2025, 4, 17).unwrap();
-        let mut d = DayState {
-            as_of: Some(as_of),
-            ..DayState::default()
-        };
+        let mut d = DayState::new(as_of, as_of.and_hms_opt(9, 35, 0).unwrap());
         d.underlyings.insert(
             "SPY".into(),
             UnderlyingDay {
@@ -284,6 +321,7 @@ mod tests {
         d.chains.insert(
             "SPY".into(),
             vec![ChainRow {
+                instrument: crate::testkit::option("SPY", OptionRight::Call, strike),
                 contract: "SPY   250417C00106000".into(),
                 underlying: "SPY".into(),
                 expiry,
@@ -333,10 +371,13 @@ mod tests {
         let out = s.propose(&good);
         assert_eq!(out.proposals.len(), 1, "{:?}", out.skips);
         let p = &out.proposals[0];
-        assert_eq!(
-            p.order.legs[0].quantity,
-            -((100_000.0 * 0.05 / (p.order.limit.unwrap().to_f64().abs() * 100.0)).floor() as i64)
-        );
+        let bid = p.order.order_type.limit().unwrap().to_f64().abs();
+        // Premium sizing: 5% of 100,000 at the bid. Margin cap: one naked 106 call
+        // holds max(20 − 6, 10) + bid per share; 100% of the allocation at most.
+        let by_premium = (100_000.0 * 0.05 / (bid * 100.0)).floor() as i64;
+        let by_margin = (100_000.0 / ((14.0 + bid) * 100.0)).floor() as i64;
+        assert_eq!(p.order.legs[0].quantity, -by_premium.min(by_margin));
+        assert!(p.requirement.to_f64() <= 100_000.0);
         assert!(p.numbers.iter().any(|(k, _)| k == "edge"));
         // Volume must exceed 10.
         assert!(s
@@ -395,7 +436,13 @@ mod tests {
         let s = strategy();
         let fair = bs(106.0, 0.15);
         let mut d = day(106.0, fair * 1.2, 0.25, 50, 0.15);
-        d.open.insert(("call_premium".into(), "SPY".into()), 2);
+        for i in 0..2 {
+            d.open_trades.push(crate::testkit::open_trade(
+                "call_premium",
+                &format!("call_premium:2025-03-13T0935:{i}"),
+                crate::testkit::naked_call(1),
+            ));
+        }
         let out = s.propose(&d);
         assert!(out.proposals.is_empty());
         assert!(
@@ -406,6 +453,43 @@ mod tests {
         let out = s.propose(&day(106.0, fair * 1.2, 0.10, 50, 0.15));
         assert!(
             out.skips[0].1.contains("none of 1 calls"),
+            "{:?}",
+            out.skips
+        );
+    }
+
+    #[test]
+    fn contracts_are_capped_by_the_margin_they_hold() {
+        // VTI-like: a cheap call on a $250 underlying. 5% of a 25,000 allocation at a
+        // 0.30 bid would sell 41 calls (over a million dollars of notional); one naked
+        // 275 call holds max(50 − 25, 25) + 0.30 = 25.30 → 2,530, so 100% of the
+        // allocation carries 9.
+        let s = CallPremium {
+            config: Config {
+                tickers: vec!["SPY".into()],
+                capital: 25_000.0,
+                min_edge_pct: 0.0,
+                ..Config::default()
+            },
+        };
+        let mut d = day(275.0, 0.30, 0.40, 50, 0.10);
+        d.underlyings.get_mut("SPY").unwrap().spot = 250.0;
+        let out = s.propose(&d);
+        assert_eq!(out.proposals.len(), 1, "{:?}", out.skips);
+        let p = &out.proposals[0];
+        assert_eq!(p.order.legs[0].quantity, -9);
+        assert_eq!(p.requirement, Price::from_f64(2_530.0 * 9.0));
+        // At 10% of the allocation (2,500) not even one contract fits: a reason.
+        let s = CallPremium {
+            config: Config {
+                max_margin_pct: 10.0,
+                ..s.config
+            },
+        };
+        let out = s.propose(&d);
+        assert!(out.proposals.is_empty());
+        assert!(
+            out.skips[0].1.contains("holds 2530.00 of margin"),
             "{:?}",
             out.skips
         );

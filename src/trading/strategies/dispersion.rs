@@ -7,11 +7,11 @@
 //! `expire_positions` closes each after `hold_sessions` sessions. With fewer than 60
 //! sessions of history there is no Z-score: no trade, and the reason.
 
-use super::{ChainRow, DayState, Outcome, Strategy};
+use super::{ChainRow, DayState, ExitSignal, Outcome, Strategy};
 use crate::model::{OptionRight, Price};
-use crate::trading::broker::naked_requirement;
+use crate::trading::margin::{self, MarginLeg};
 use crate::trading::risk::Proposal;
-use crate::trading::{Instrument, Leg, Order};
+use crate::trading::{ClientOrderId, Intent, Leg, Order, OrderType};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ impl Config {
         let (u, chain, as_of) = (
             day.underlyings.get(symbol)?,
             day.chains.get(symbol)?,
-            day.as_of?,
+            day.as_of,
         );
         let expiry = super::nearest_expiry(
             chain.iter(),
@@ -122,17 +122,6 @@ impl Config {
 
 pub struct Dispersion {
     pub config: Config,
-}
-
-fn option(r: &ChainRow) -> Instrument {
-    Instrument::Option {
-        contract: r.contract.clone(),
-        underlying: r.underlying.clone(),
-        expiry: r.expiry,
-        strike: Price::from_f64(r.strike),
-        right: r.right,
-        multiplier: 100,
-    }
 }
 
 impl Strategy for Dispersion {
@@ -168,8 +157,7 @@ impl Strategy for Dispersion {
             ));
             return out;
         }
-        // Open trades: each holds the index straddle (two open instruments).
-        let open = day.open_count(self.name(), &c.index) / 2;
+        let open = day.open_count(self.name(), &c.index);
         if open >= c.max_concurrent {
             out.skips.push((
                 index,
@@ -203,89 +191,51 @@ impl Strategy for Dispersion {
         // Z > 0: correlation rich → sell the index, buy the components.
         let index_side: i64 = if z > 0.0 { -1 } else { 1 };
         let budget = c.capital * c.trade_pct / 100.0;
-        let cost = |(a, b): (&ChainRow, &ChainRow)| (a.ask + b.ask) * 100.0;
+        let cost = |(a, b): (&ChainRow, &ChainRow)| (a.ask + b.ask) * a.multiplier() as f64;
         let n_index = ((budget / 2.0 / cost((ic, ip))).floor() as i64).max(1);
-        let mut legs = vec![
-            Leg {
-                instrument: option(ic),
-                quantity: index_side * n_index,
-            },
-            Leg {
-                instrument: option(ip),
-                quantity: index_side * n_index,
-            },
-        ];
+        let leg = |r: &ChainRow, q: i64| Leg::new(r.instrument.clone(), q).expect("q ≠ 0");
+        let mut legs = vec![leg(ic, index_side * n_index), leg(ip, index_side * n_index)];
+        let mut marks = vec![Price::from_f64(ic.bid), Price::from_f64(ip.bid)];
         let per_comp = budget / 2.0 / comps.len() as f64;
         for (cc, cp) in &comps {
             let n = ((per_comp / cost((cc, cp))).floor() as i64).max(1);
-            legs.push(Leg {
-                instrument: option(cc),
-                quantity: -index_side * n,
-            });
-            legs.push(Leg {
-                instrument: option(cp),
-                quantity: -index_side * n,
-            });
+            legs.push(leg(cc, -index_side * n));
+            legs.push(leg(cp, -index_side * n));
+            marks.extend([Price::from_f64(cc.bid), Price::from_f64(cp.bid)]);
         }
-        // Margin of each short straddle (Reg-T): the greater of the call's and the put's
-        // naked requirement, plus the other side's premium.
-        let mut requirement = Price::ZERO;
-        for pair in legs.chunks(2) {
-            let (
-                Leg {
-                    instrument: ci,
-                    quantity: q,
-                },
-                Leg { instrument: pi, .. },
-            ) = (&pair[0], &pair[1]);
-            if *q >= 0 {
-                continue;
+        // Margin by structure: each short straddle holds the greater naked side plus
+        // the other side's premium; the long straddles are paid for.
+        let marked: Vec<MarginLeg> = legs
+            .iter()
+            .zip(&marks)
+            .map(|(l, m)| MarginLeg {
+                instrument: l.instrument.clone(),
+                quantity: l.quantity,
+                mark: *m,
+            })
+            .collect();
+        let spot = |u: &str| day.underlyings.get(u).map(|x| Price::from_f64(x.spot));
+        let requirement = margin::requirement(
+            &marked,
+            &spot,
+            self.margin_policy(),
+            &mut Default::default(),
+        )
+        .requirement;
+        let id = match ClientOrderId::new(Intent::Entry, self.name(), day.as_of, day.slot(), 0) {
+            Ok(id) => id,
+            Err(e) => {
+                out.skips.push((index, e.to_string()));
+                return out;
             }
-            let (
-                Instrument::Option {
-                    underlying,
-                    strike,
-                    contract: cc,
-                    ..
-                },
-                Instrument::Option { contract: pc, .. },
-            ) = (ci, pi)
-            else {
-                continue;
-            };
-            let spot = Price::from_f64(
-                day.underlyings
-                    .get(underlying)
-                    .map(|u| u.spot)
-                    .unwrap_or(strike.to_f64()),
-            );
-            let bid_of = |contract: &str| {
-                day.chains
-                    .get(underlying)
-                    .and_then(|c| c.iter().find(|r| r.contract == contract))
-                    .map(|r| Price::from_f64(r.bid))
-                    .unwrap_or(Price::ZERO)
-            };
-            let (call_prem, put_prem) = (bid_of(cc), bid_of(pc));
-            let call_req = naked_requirement(OptionRight::Call, spot, *strike, call_prem);
-            let put_req = naked_requirement(OptionRight::Put, spot, *strike, put_prem);
-            let per = if call_req >= put_req {
-                call_req + Price::from_raw(put_prem.raw() * 100)
-            } else {
-                put_req + Price::from_raw(call_prem.raw() * 100)
-            };
-            requirement += Price::from_raw(per.raw() * q.abs());
-        }
-        let as_of = day.as_of.expect("a day has a date");
+        };
         out.proposals.push(Proposal {
             strategy: self.name().into(),
             underlying: index.clone(),
             order: Order {
-                reference: Order::reference_for(self.name(), as_of, 0),
-                strategy: self.name().into(),
-                as_of,
+                id,
                 legs,
-                limit: None,
+                order_type: OrderType::Market,
             },
             max_loss: None,
             requirement,
@@ -299,6 +249,27 @@ impl Strategy for Dispersion {
         });
         out
     }
+
+    /// Close every trade held `hold_sessions` sessions, at the market.
+    fn exits(&self, day: &DayState) -> Vec<ExitSignal> {
+        let hold = self.config.hold_sessions as usize;
+        let before = crate::calendar::sessions_before(day.as_of, hold);
+        let Some(&cutoff) = before.first().filter(|_| before.len() == hold) else {
+            return Vec::new();
+        };
+        day.open_trades
+            .iter()
+            .filter(|t| t.strategy == self.name() && t.opened <= cutoff)
+            .map(|t| ExitSignal {
+                order_ref: t.order_ref.clone(),
+                rule: "hold_sessions",
+                reason: format!(
+                    "opened {}, held {hold} sessions (hold_sessions = {hold})",
+                    t.opened
+                ),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -310,10 +281,7 @@ mod tests {
     fn day(z: Result<f64, String>) -> DayState {
         let as_of = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
         let expiry = NaiveDate::from_ymd_opt(2025, 4, 17).unwrap();
-        let mut d = DayState {
-            as_of: Some(as_of),
-            ..DayState::default()
-        };
+        let mut d = DayState::new(as_of, as_of.and_hms_opt(9, 35, 0).unwrap());
         for (sym, spot) in [("QQQ", 480.0), ("AAPL", 200.0), ("MSFT", 400.0)] {
             d.underlyings.insert(
                 sym.into(),
@@ -325,7 +293,8 @@ mod tests {
                 },
             );
             let row = |right: OptionRight| ChainRow {
-                contract: format!("{sym} {}", right.code()),
+                instrument: crate::testkit::option(sym, right, spot),
+                contract: crate::testkit::option(sym, right, spot).key(),
                 underlying: sym.into(),
                 expiry,
                 strike: spot,
@@ -392,7 +361,41 @@ mod tests {
     #[test]
     fn at_most_max_concurrent_trades() {
         let mut d = day(Ok(2.0));
-        d.open.insert(("dispersion".into(), "QQQ".into()), 6);
+        for i in 0..3 {
+            d.open_trades.push(crate::testkit::open_trade(
+                "dispersion",
+                &format!("dispersion:2025-03-1{i}T0935:0"),
+                crate::testkit::dispersion_basket(true),
+            ));
+        }
         assert!(strategy().propose(&d).skips[0].1.contains("3 trades open"));
+    }
+
+    #[test]
+    fn exits_after_its_holding_period() {
+        let mut d = day(Ok(0.0));
+        // 2025-03-07 is 5 sessions before 2025-03-14; 2025-03-10 only 4.
+        for (opened, r) in [("2025-03-07", "a"), ("2025-03-10", "b")] {
+            let mut t = crate::testkit::open_trade(
+                "dispersion",
+                r,
+                crate::testkit::dispersion_basket(true),
+            );
+            t.opened = opened.parse().unwrap();
+            d.open_trades.push(t);
+        }
+        let exits = strategy().exits(&d);
+        assert_eq!(exits.len(), 1);
+        assert_eq!(exits[0].order_ref, "a");
+        assert_eq!(exits[0].rule, "hold_sessions");
+    }
+
+    #[test]
+    fn the_short_straddle_is_margined_by_structure() {
+        // QQQ at 480, straddle bids 9.60 each side: call 0.2 × 480 + 9.60 = 105.60,
+        // put the same; 105.60 + 9.60 = 115.20 → 11,520 per index straddle sold.
+        let p = &strategy().propose(&day(Ok(2.0))).proposals[0];
+        let n = -p.order.legs[0].quantity;
+        assert_eq!(p.requirement, Price::from_f64(11_520.0 * n as f64));
     }
 }

@@ -1,15 +1,24 @@
 //! Strategies: pure functions from the day's stored state to proposals
-//! (`Strategy::propose(&DayState) -> Outcome`), each with its own configuration.
-//! Every proposal records the numbers that justified it; every ticker a strategy
-//! looked at and passed on gets a reason.
+//! (`Strategy::propose(&DayState) -> Outcome`), each with its own configuration in
+//! `jobs/strategies/<name>.toml`. A strategy also owns its exits
+//! ([`Strategy::exits`]), how its trades are margined ([`Strategy::margin_policy`]) and
+//! what happens to shares its options deliver ([`Strategy::on_assignment`]), so no job
+//! names a strategy. Every proposal records the numbers that justified it; every
+//! ticker a strategy looked at and passed on gets a reason.
 
 pub mod call_premium;
 pub mod dispersion;
 pub mod wheel;
 
+use super::margin::{MarginLeg, Policy};
 use super::risk::Proposal;
+use super::settlement::OnAssignment;
+use crate::config::{Config, ConfigError};
+use crate::model::instrument::Instrument;
 use crate::model::OptionRight;
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::collections::HashMap;
 
 /// One option of the day's chain with its analytics.
@@ -26,6 +35,15 @@ pub struct ChainRow {
     pub delta: Option<f64>,
     pub volume: i64,
     pub t_years: f64,
+    /// The contract with its terms (multiplier, style, settlement), as the source gave
+    /// them.
+    pub instrument: Instrument,
+}
+
+impl ChainRow {
+    pub fn multiplier(&self) -> i64 {
+        self.instrument.multiplier()
+    }
 }
 
 /// One underlying on the day.
@@ -37,14 +55,34 @@ pub struct UnderlyingDay {
     pub div_yield: f64,
 }
 
-/// Everything a strategy may look at; built from the store by the select_trades job.
-#[derive(Debug, Clone, Default)]
+/// One open trade: the legs of an order that are still held, at today's marks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTrade {
+    /// The order that opened it.
+    pub order_ref: String,
+    pub strategy: String,
+    pub opened: NaiveDate,
+    pub legs: Vec<MarginLeg>,
+}
+
+impl OpenTrade {
+    pub fn touches(&self, underlying: &str) -> bool {
+        self.legs
+            .iter()
+            .any(|l| l.instrument.underlying() == underlying)
+    }
+}
+
+/// Everything a strategy may look at; read from the store (`store::repo::day`).
+#[derive(Debug, Clone)]
 pub struct DayState {
-    pub as_of: Option<NaiveDate>,
+    pub as_of: NaiveDate,
+    /// The snapshot the day's quotes were taken at (New York).
+    pub quote_time: NaiveDateTime,
     pub underlyings: HashMap<String, UnderlyingDay>,
     pub chains: HashMap<String, Vec<ChainRow>>,
-    /// Open option positions per (strategy, underlying).
-    pub open: HashMap<(String, String), u32>,
+    /// Open option trades, by the order that opened them.
+    pub open_trades: Vec<OpenTrade>,
     /// Shares held per underlying (long), across strategies.
     pub shares: HashMap<String, i64>,
     /// Per index: (implied correlation Z-score, or why there is none) from `correlation`.
@@ -52,11 +90,45 @@ pub struct DayState {
 }
 
 impl DayState {
+    pub fn new(as_of: NaiveDate, quote_time: NaiveDateTime) -> DayState {
+        DayState {
+            as_of,
+            quote_time,
+            underlyings: HashMap::new(),
+            chains: HashMap::new(),
+            open_trades: Vec::new(),
+            shares: HashMap::new(),
+            correlation_z: HashMap::new(),
+        }
+    }
+
+    /// Open trades of a strategy on an underlying (a multi-leg trade counts once).
     pub fn open_count(&self, strategy: &str, underlying: &str) -> u32 {
-        self.open
-            .get(&(strategy.to_string(), underlying.to_string()))
-            .copied()
-            .unwrap_or(0)
+        self.open_trades
+            .iter()
+            .filter(|t| t.strategy == strategy && t.touches(underlying))
+            .count() as u32
+    }
+
+    /// Contracts a strategy is short of one right on an underlying.
+    pub fn short_contracts(&self, strategy: &str, underlying: &str, right: OptionRight) -> i64 {
+        self.open_trades
+            .iter()
+            .filter(|t| t.strategy == strategy)
+            .flat_map(|t| &t.legs)
+            .filter(|l| {
+                l.quantity < 0
+                    && l.instrument
+                        .as_option()
+                        .is_some_and(|o| o.underlying == underlying && o.right() == right)
+            })
+            .map(|l| -l.quantity)
+            .sum()
+    }
+
+    /// The snapshot's slot time, for order ids.
+    pub fn slot(&self) -> chrono::NaiveTime {
+        self.quote_time.time()
     }
 }
 
@@ -66,6 +138,17 @@ pub struct Outcome {
     pub proposals: Vec<Proposal>,
     /// (underlying, reason) for each underlying looked at without a proposal.
     pub skips: Vec<(String, String)>,
+}
+
+/// A strategy's decision to close one of its open trades at the market.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitSignal {
+    /// The order that opened the trade.
+    pub order_ref: String,
+    /// The exit rule (`hold_sessions`, `profit_take`, `stop`, ...), recorded in
+    /// `risk_decisions.rule`.
+    pub rule: &'static str,
+    pub reason: String,
 }
 
 /// Check a (min, target, max) days-to-expiry window.
@@ -89,7 +172,163 @@ pub fn nearest_expiry<'a>(
         .min_by_key(|e| ((*e - as_of).num_days() - target).abs())
 }
 
-pub trait Strategy {
+pub trait Strategy: Send + Sync {
     fn name(&self) -> &'static str;
     fn propose(&self, day: &DayState) -> Outcome;
+    /// Which of its open trades to close today, and why. Default: hold to expiry.
+    fn exits(&self, _day: &DayState) -> Vec<ExitSignal> {
+        Vec::new()
+    }
+    /// How its trades are margined. Default: Reg-T naked.
+    fn margin_policy(&self) -> Policy {
+        Policy::NAKED
+    }
+    /// What happens to shares its options deliver at expiry. Default: closed at the
+    /// settlement price the same day (in effect cash-settled at intrinsic).
+    fn on_assignment(&self) -> OnAssignment {
+        OnAssignment::CloseShares
+    }
+}
+
+/// Every strategy optdesk knows, with its file in `jobs/strategies/`.
+pub const KNOWN: &[&str] = &[
+    "call_premium",
+    "dispersion",
+    "cash_secured_put",
+    "covered_call",
+];
+
+/// A strategy as loaded: enabled or not (a disabled strategy proposes nothing, but its
+/// open trades still follow its exits, margin and assignment rules).
+pub struct Loaded {
+    pub enabled: bool,
+    pub strategy: Box<dyn Strategy>,
+}
+
+/// The strategies from `jobs/strategies/*.toml`, each validated (an error names the
+/// file and the key; a file for an unknown strategy is refused with the known names),
+/// and the files' text for the configuration hash.
+pub struct Registry {
+    pub strategies: Vec<Loaded>,
+    pub text: String,
+}
+
+impl Registry {
+    pub fn enabled(&self) -> impl Iterator<Item = &dyn Strategy> {
+        self.strategies
+            .iter()
+            .filter(|l| l.enabled)
+            .map(|l| l.strategy.as_ref())
+    }
+    pub fn get(&self, name: &str) -> Option<&dyn Strategy> {
+        self.strategies
+            .iter()
+            .find(|l| l.strategy.name() == name)
+            .map(|l| l.strategy.as_ref())
+    }
+    /// A strategy's margin policy; a strategy optdesk no longer knows is margined naked.
+    pub fn margin_policy(&self, name: &str) -> Policy {
+        self.get(name).map_or(Policy::NAKED, |s| s.margin_policy())
+    }
+    pub fn on_assignment(&self, name: &str) -> OnAssignment {
+        self.get(name)
+            .map_or(OnAssignment::CloseShares, |s| s.on_assignment())
+    }
+}
+
+/// `jobs/strategies/<name>.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyFile<P> {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    params: P,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Load `jobs/strategies/<name>.toml` (defaults when absent) and validate its params;
+/// an error names the file and the key. Returns (enabled, params, raw text).
+fn load<P: DeserializeOwned + Default>(
+    config: &Config,
+    name: &str,
+    validate: impl Fn(&P) -> Result<(), String>,
+) -> Result<(bool, P, String), ConfigError> {
+    let path = config.dir.join("strategies").join(format!("{name}.toml"));
+    let (enabled, params, text) = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let f: StrategyFile<P> = crate::config::parse(&path, &text)?;
+            (f.enabled, f.params, text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (true, P::default(), String::new()),
+        Err(e) => {
+            return Err(ConfigError::Read {
+                file: path.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    validate(&params).map_err(|m| ConfigError::Invalid {
+        file: path.display().to_string(),
+        message: format!("params.{m}"),
+    })?;
+    Ok((enabled, params, text))
+}
+
+/// Build the registry from `jobs/strategies/`.
+pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
+    let dir = config.dir.join("strategies");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        names.sort();
+        for n in names {
+            let stem = n.trim_end_matches(".toml");
+            if !KNOWN.contains(&stem) {
+                return Err(ConfigError::Invalid {
+                    file: dir.join(&n).display().to_string(),
+                    message: format!(
+                        "no strategy named '{stem}'; the strategies are: {}",
+                        KNOWN.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    let mut strategies = Vec::new();
+    let mut texts = Vec::new();
+    let (on, c, t) = load(config, "call_premium", call_premium::Config::validate)?;
+    strategies.push(Loaded {
+        enabled: on,
+        strategy: Box::new(call_premium::CallPremium { config: c }),
+    });
+    texts.push(t);
+    let (on, c, t) = load(config, "dispersion", dispersion::Config::validate)?;
+    strategies.push(Loaded {
+        enabled: on,
+        strategy: Box::new(dispersion::Dispersion { config: c }),
+    });
+    texts.push(t);
+    let (on, c, t) = load(config, "cash_secured_put", wheel::Config::validate)?;
+    strategies.push(Loaded {
+        enabled: on,
+        strategy: Box::new(wheel::CashSecuredPut { config: c }),
+    });
+    texts.push(t);
+    let (on, c, t) = load(config, "covered_call", wheel::Config::validate)?;
+    strategies.push(Loaded {
+        enabled: on,
+        strategy: Box::new(wheel::CoveredCall { config: c }),
+    });
+    texts.push(t);
+    Ok(Registry {
+        strategies,
+        text: texts.join("\n"),
+    })
 }

@@ -7,9 +7,10 @@
 
 use super::{ChainRow, DayState, Outcome, Strategy};
 use crate::model::{OptionRight, Price};
-use crate::trading::broker::cash_secured_put_requirement;
+use crate::trading::margin::{self, MarginLeg, Policy};
 use crate::trading::risk::Proposal;
-use crate::trading::{Instrument, Leg, Order};
+use crate::trading::settlement::OnAssignment;
+use crate::trading::{ClientOrderId, Intent, Leg, Order, OrderType};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,11 +90,8 @@ impl Config {
         ticker: &str,
         right: OptionRight,
     ) -> Result<(&'a ChainRow, f64, f64), String> {
-        let (Some(u), Some(chain), Some(as_of)) = (
-            day.underlyings.get(ticker),
-            day.chains.get(ticker),
-            day.as_of,
-        ) else {
+        let as_of = day.as_of;
+        let (Some(u), Some(chain)) = (day.underlyings.get(ticker), day.chains.get(ticker)) else {
             return Err("no quote or chain today".into());
         };
         let Some(hv30) = u.hv30 else {
@@ -136,6 +134,8 @@ impl Config {
     }
 }
 
+/// A proposal to sell `contracts` of `row`, margined by `policy` (with `free_shares`
+/// of the underlying available to cover calls).
 #[allow(clippy::too_many_arguments)]
 fn sell(
     strategy: &'static str,
@@ -144,35 +144,39 @@ fn sell(
     day: &DayState,
     row: &ChainRow,
     contracts: i64,
-    requirement: Price,
+    policy: Policy,
+    free_shares: i64,
     numbers: Vec<(String, f64)>,
-) -> Proposal {
-    let as_of = day.as_of.expect("a day has a date");
+) -> Result<Proposal, String> {
     let bid = Price::from_f64(row.bid);
-    Proposal {
+    let legs = vec![Leg::new(row.instrument.clone(), -contracts).map_err(|e| e.to_string())?];
+    let marked = [MarginLeg {
+        instrument: row.instrument.clone(),
+        quantity: -contracts,
+        mark: bid,
+    }];
+    let spot = day.underlyings.get(ticker).map(|u| Price::from_f64(u.spot));
+    let requirement = margin::requirement(
+        &marked,
+        &|_| spot,
+        policy,
+        &mut [(ticker.to_string(), free_shares)].into(),
+    )
+    .requirement;
+    let id = ClientOrderId::new(Intent::Entry, strategy, day.as_of, day.slot(), seq as u32)
+        .map_err(|e| e.to_string())?;
+    Ok(Proposal {
         strategy: strategy.into(),
         underlying: ticker.to_string(),
         order: Order {
-            reference: Order::reference_for(strategy, as_of, seq as u32),
-            strategy: strategy.into(),
-            as_of,
-            legs: vec![Leg {
-                instrument: Instrument::Option {
-                    contract: row.contract.clone(),
-                    underlying: ticker.to_string(),
-                    expiry: row.expiry,
-                    strike: Price::from_f64(row.strike),
-                    right: row.right,
-                    multiplier: 100,
-                },
-                quantity: -contracts,
-            }],
-            limit: Some(-bid),
+            id,
+            legs,
+            order_type: OrderType::Limit(-bid),
         },
         max_loss: None,
         requirement,
         numbers,
-    }
+    })
 }
 
 pub struct CashSecuredPut {
@@ -182,6 +186,16 @@ pub struct CashSecuredPut {
 impl Strategy for CashSecuredPut {
     fn name(&self) -> &'static str {
         "cash_secured_put"
+    }
+
+    /// Puts secured by strike × multiplier in cash.
+    fn margin_policy(&self) -> Policy {
+        Policy::CASH_SECURED
+    }
+
+    /// An assigned put becomes shares the wheel sells calls on.
+    fn on_assignment(&self) -> OnAssignment {
+        OnAssignment::KeepShares
     }
 
     fn propose(&self, day: &DayState) -> Outcome {
@@ -206,7 +220,8 @@ impl Strategy for CashSecuredPut {
             match c.pick(day, t, OptionRight::Put) {
                 Err(why) => out.skips.push((t.clone(), why)),
                 Ok((row, iv, hv30)) => {
-                    let per = cash_secured_put_requirement(Price::from_f64(row.strike));
+                    let per =
+                        margin::cash_secured_put(Price::from_f64(row.strike), row.multiplier());
                     let contracts = (c.capital_per_ticker / per.to_f64()).floor() as i64;
                     if contracts < 1 {
                         out.skips.push((
@@ -226,16 +241,20 @@ impl Strategy for CashSecuredPut {
                         ("collateral".into(), per.to_f64() * contracts as f64),
                         ("contracts".into(), contracts as f64),
                     ];
-                    out.proposals.push(sell(
+                    match sell(
                         self.name(),
                         t,
                         seq,
                         day,
                         row,
                         contracts,
-                        Price::from_raw(per.raw() * contracts),
+                        self.margin_policy(),
+                        0,
                         numbers,
-                    ));
+                    ) {
+                        Ok(p) => out.proposals.push(p),
+                        Err(why) => out.skips.push((t.clone(), why)),
+                    }
                 }
             }
         }
@@ -252,13 +271,28 @@ impl Strategy for CoveredCall {
         "covered_call"
     }
 
+    /// Calls covered by the shares held.
+    fn margin_policy(&self) -> Policy {
+        Policy::COVERED
+    }
+
+    /// An assigned call delivers the shares the wheel holds.
+    fn on_assignment(&self) -> OnAssignment {
+        OnAssignment::DeliverFromHoldings
+    }
+
     fn propose(&self, day: &DayState) -> Outcome {
         let c = &self.config;
         let mut out = Outcome::default();
         for (seq, t) in c.tickers.iter().enumerate() {
             let shares = day.shares.get(t).copied().unwrap_or(0);
-            let covered = 100 * day.open_count(self.name(), t) as i64;
-            let free = (shares - covered).max(0) / 100;
+            let per = day
+                .chains
+                .get(t)
+                .and_then(|c| c.first())
+                .map_or(100, |r| r.multiplier());
+            let covered = per * day.short_contracts(self.name(), t, OptionRight::Call);
+            let free = (shares - covered).max(0) / per;
             if free < 1 {
                 out.skips.push((
                     t.clone(),
@@ -277,16 +311,21 @@ impl Strategy for CoveredCall {
                         ("shares_covered".into(), 100.0 * free as f64),
                         ("contracts".into(), free as f64),
                     ];
-                    out.proposals.push(sell(
+                    let free_shares = shares - covered;
+                    match sell(
                         self.name(),
                         t,
                         seq,
                         day,
                         row,
                         free,
-                        Price::ZERO,
+                        self.margin_policy(),
+                        free_shares,
                         numbers,
-                    ));
+                    ) {
+                        Ok(p) => out.proposals.push(p),
+                        Err(why) => out.skips.push((t.clone(), why)),
+                    }
                 }
             }
         }
@@ -302,10 +341,7 @@ mod tests {
 
     fn day(right: OptionRight, delta: f64, bid: f64, iv: f64) -> DayState {
         let as_of = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
-        let mut d = DayState {
-            as_of: Some(as_of),
-            ..DayState::default()
-        };
+        let mut d = DayState::new(as_of, as_of.and_hms_opt(9, 35, 0).unwrap());
         d.underlyings.insert(
             "SPY".into(),
             UnderlyingDay {
@@ -318,6 +354,7 @@ mod tests {
         d.chains.insert(
             "SPY".into(),
             vec![ChainRow {
+                instrument: crate::testkit::option("SPY", right, 480.0),
                 contract: "SPY   250417P00480000".into(),
                 underlying: "SPY".into(),
                 expiry: NaiveDate::from_ymd_opt(2025, 4, 17).unwrap(),
@@ -384,8 +421,16 @@ mod tests {
             "250 shares cover 2 calls"
         );
         assert_eq!(out.proposals[0].requirement, Price::ZERO);
-        d.open.insert(("covered_call".into(), "SPY".into()), 2);
+        // One open trade of 2 contracts covers 200 of the 250 shares: nothing left.
+        d.open_trades.push(crate::testkit::open_trade(
+            "covered_call",
+            "covered_call:2025-03-13T0935:0",
+            crate::testkit::naked_call(2),
+        ));
         assert!(s.propose(&d).proposals.is_empty(), "already covered");
+        // With 350 shares, one more contract.
+        d.shares.insert("SPY".into(), 350);
+        assert_eq!(s.propose(&d).proposals[0].order.legs[0].quantity, -1);
     }
 
     #[test]

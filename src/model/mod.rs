@@ -1,6 +1,12 @@
 //! Domain types: plain data with validated constructors. Prices are exact
 //! ([`Price`], fixed point at 1/10,000 of a dollar, stored as `DECIMAL(18,4)`);
-//! analytics (vols, greeks) are `f64`.
+//! analytics (vols, greeks) are `f64`. Identifiers ([`identifiers`]: symbols, OCC
+//! option symbols, client order ids) and instruments with their contract terms
+//! ([`instrument`]) are checked where they are made: an unknown right code, a NaN
+//! price or a malformed OCC symbol is an error at the boundary, never a put or $0.00.
+
+pub mod identifiers;
+pub mod instrument;
 
 use chrono::NaiveDate;
 use std::fmt;
@@ -19,9 +25,24 @@ impl Price {
     pub fn from_cents(cents: i64) -> Self {
         Price(cents * 100)
     }
-    /// Rounds to the nearest 1/10,000 dollar (half away from zero).
+    /// Rounds to the nearest 1/10,000 dollar (half away from zero). For amounts the
+    /// program computed itself; a value from outside (a file, a source, a setting) goes
+    /// through [`Price::try_from_f64`], which refuses NaN and infinities.
     pub fn from_f64(dollars: f64) -> Self {
+        debug_assert!(dollars.is_finite(), "Price::from_f64({dollars})");
         Price((dollars * Self::SCALE as f64).round() as i64)
+    }
+    /// A price from outside data: NaN, an infinity or a value beyond ±$900 billion is
+    /// an error naming the value, never a silent $0.00.
+    pub fn try_from_f64(dollars: f64) -> Result<Self, ModelError> {
+        if !dollars.is_finite() || dollars.abs() > 9.0e11 {
+            return Err(ModelError::BadPrice(dollars.to_string()));
+        }
+        Ok(Price((dollars * Self::SCALE as f64).round() as i64))
+    }
+    /// `self × n` (a per-unit amount times a quantity or multiplier).
+    pub fn times(self, n: i64) -> Price {
+        Price(self.0 * n)
     }
     pub fn raw(self) -> i64 {
         self.0
@@ -87,14 +108,23 @@ pub enum OptionRight {
     Put,
 }
 
-impl OptionRight {
-    /// From the store's `put_call` column: `C` is a call, anything else a put.
-    pub fn from_code(code: &str) -> OptionRight {
-        if code == "C" {
-            OptionRight::Call
-        } else {
-            OptionRight::Put
+impl std::str::FromStr for OptionRight {
+    type Err = ModelError;
+    /// `C`/`P` (the store's `put_call`), or `call`/`put` in any case; anything else is
+    /// an error naming the code.
+    fn from_str(code: &str) -> Result<OptionRight, ModelError> {
+        match code.trim().to_ascii_uppercase().as_str() {
+            "C" | "CALL" => Ok(OptionRight::Call),
+            "P" | "PUT" => Ok(OptionRight::Put),
+            _ => Err(ModelError::BadRight(code.to_string())),
         }
+    }
+}
+
+impl OptionRight {
+    /// From the store's `put_call` column (`C` or `P`); any other code is an error.
+    pub fn from_code(code: &str) -> Result<OptionRight, ModelError> {
+        code.parse()
     }
 
     pub fn code(self) -> &'static str {
@@ -106,7 +136,7 @@ impl OptionRight {
 }
 
 /// How an option settles at expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Settlement {
     /// Equity and ETF options: American style, settled by delivery of shares.
     Physical,
@@ -121,6 +151,44 @@ impl Settlement {
             Settlement::Cash => "cash",
         }
     }
+    pub fn from_code(code: &str) -> Result<Settlement, ModelError> {
+        match code {
+            "physical" => Ok(Settlement::Physical),
+            "cash" => Ok(Settlement::Cash),
+            _ => Err(ModelError::BadField {
+                field: "settlement",
+                value: code.to_string(),
+            }),
+        }
+    }
+}
+
+/// When an option can be exercised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExerciseStyle {
+    /// Any day up to expiry (equity and ETF options).
+    American,
+    /// At expiry only (SPX, NDX, RUT, XSP index options).
+    European,
+}
+
+impl ExerciseStyle {
+    pub fn code(self) -> &'static str {
+        match self {
+            ExerciseStyle::American => "american",
+            ExerciseStyle::European => "european",
+        }
+    }
+    pub fn from_code(code: &str) -> Result<ExerciseStyle, ModelError> {
+        match code {
+            "american" => Ok(ExerciseStyle::American),
+            "european" => Ok(ExerciseStyle::European),
+            _ => Err(ModelError::BadField {
+                field: "style",
+                value: code.to_string(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +199,22 @@ pub enum ModelError {
     ExpiredContract { expiry: NaiveDate, as_of: NaiveDate },
     #[error("underlying symbol must be 1 to 6 characters, got '{0}'")]
     BadSymbol(String),
+    #[error("unknown option right '{0}': expected C or P")]
+    BadRight(String),
+    #[error("price '{0}' is not a finite amount of dollars")]
+    BadPrice(String),
+    #[error("quantity {0} is not a whole, non-zero number of units")]
+    BadQuantity(String),
+    #[error("malformed OCC option symbol '{symbol}': {reason}")]
+    BadOcc { symbol: String, reason: String },
+    #[error("bad {field} '{value}'")]
+    BadField { field: &'static str, value: String },
+    #[error("bid {bid} is above ask {ask}")]
+    CrossedQuote { bid: Price, ask: Price },
+    #[error("bad instrument: {0}")]
+    BadInstrument(String),
+    #[error("bad client order id '{id}': {reason}")]
+    BadOrderId { id: String, reason: String },
 }
 
 /// The OCC option symbol: root padded to 6, YYMMDD, C/P, strike × 1000 in 8 digits.
@@ -202,6 +286,12 @@ impl OptionQuote {
         if self.underlying.is_empty() || self.underlying.len() > 6 {
             return Err(ModelError::BadSymbol(self.underlying.clone()));
         }
+        if self.ask.raw() > 0 && self.bid > self.ask {
+            return Err(ModelError::CrossedQuote {
+                bid: self.bid,
+                ask: self.ask,
+            });
+        }
         Ok(())
     }
 }
@@ -221,6 +311,21 @@ mod tests {
             occ_symbol("SPXW", e, OptionRight::Put, Price::from_f64(5872.5)),
             "SPXW  250321P05872500"
         );
+    }
+
+    #[test]
+    fn bad_codes_and_non_finite_prices_are_errors_not_puts_or_zero() {
+        assert_eq!("C".parse::<OptionRight>(), Ok(OptionRight::Call));
+        assert_eq!("put".parse::<OptionRight>(), Ok(OptionRight::Put));
+        assert_eq!(
+            OptionRight::from_code("X"),
+            Err(ModelError::BadRight("X".into()))
+        );
+        assert!(Price::try_from_f64(f64::NAN).is_err());
+        assert!(Price::try_from_f64(f64::INFINITY).is_err());
+        assert_eq!(Price::try_from_f64(1.25), Ok(Price::from_cents(125)));
+        assert_eq!(Settlement::from_code("cash"), Ok(Settlement::Cash));
+        assert!(Settlement::from_code("CASH").is_err());
     }
 
     #[test]

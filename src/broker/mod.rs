@@ -1,0 +1,176 @@
+//! Brokers: where approved orders are executed, behind one synchronous trait (IBKR's
+//! blocking client fits a batch job). `paper` fills from the stored quotes; the order
+//! life cycle (intent committed before submission, events appended, fills keyed by
+//! execution id) lives in [`router`], the same for every broker, so entries, exits,
+//! expiry settlements and `flatten` all take one path.
+
+pub mod paper;
+pub mod router;
+
+use crate::config::{BrokerKind, Config, ConfigError};
+use crate::model::Price;
+use crate::trading::risk::RiskApproved;
+use crate::trading::{Order, OrderStatus};
+use chrono::NaiveDateTime;
+
+/// What a broker says about one of our orders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerOrder {
+    pub order_ref: String,
+    pub broker_order_id: String,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+}
+
+/// One execution of (part of) a leg, as the broker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// Unique per execution (IBKR's execId); a fill is recorded once per exec id.
+    pub exec_id: String,
+    pub order_ref: String,
+    pub leg: usize,
+    pub broker_order_id: String,
+    pub at: NaiveDateTime,
+    /// Signed: positive bought.
+    pub quantity: i64,
+    pub price: Price,
+    pub commission: Price,
+}
+
+/// Broker errors, split as barter's `ClientError` is: retry the transient ones, give up
+/// on the final ones.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{broker}: connection lost: {reason}")]
+    Disconnected {
+        broker: &'static str,
+        reason: String,
+    },
+    #[error("{broker}: no answer within {secs} s")]
+    Timeout { broker: &'static str, secs: u64 },
+    #[error("{broker}: pacing limit hit: {reason}")]
+    RateLimited {
+        broker: &'static str,
+        reason: String,
+    },
+    /// The broker refused the order: final for this order.
+    #[error("rejected by {broker} ({code}): {reason}")]
+    Rejected {
+        broker: &'static str,
+        code: String,
+        reason: String,
+    },
+    #[error("{broker}: {reason}")]
+    Other {
+        broker: &'static str,
+        reason: String,
+    },
+}
+
+impl BrokerError {
+    /// Worth trying again later (the order stays pending or submitted).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Disconnected { .. }
+                | BrokerError::Timeout { .. }
+                | BrokerError::RateLimited { .. }
+        )
+    }
+}
+
+/// Executes approved orders. `submit` takes only what the risk gate approved.
+pub trait Broker {
+    fn name(&self) -> &'static str;
+    /// Send an order; returns the broker's order id. A refusal is
+    /// [`BrokerError::Rejected`] with the broker's code and reason.
+    fn submit(
+        &mut self,
+        order: &RiskApproved<Order>,
+        at: NaiveDateTime,
+    ) -> Result<String, BrokerError>;
+    /// What the broker knows of an order by our reference; `None` if it never got it.
+    fn order_status(&mut self, order_ref: &str) -> Result<Option<BrokerOrder>, BrokerError>;
+    /// The executions of an order so far.
+    fn executions(&mut self, order_ref: &str) -> Result<Vec<Execution>, BrokerError>;
+    /// Ask the broker to cancel a working order.
+    fn cancel(&mut self, order_ref: &str) -> Result<(), BrokerError>;
+}
+
+/// The paper broker's settings: `jobs/desk.toml [broker]`, or for the two keys that
+/// used to live in `jobs/select_trades.toml [params]`, the value still there (with a
+/// note saying where it moved).
+pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>), ConfigError> {
+    let b = &config.desk.broker;
+    let BrokerKind::Paper = b.kind;
+    let mut notes = Vec::new();
+    let legacy_path = config.dir.join("select_trades.toml");
+    let legacy: Option<toml::Table> = std::fs::read_to_string(&legacy_path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok());
+    let legacy_key = |key: &str| -> Option<f64> {
+        legacy
+            .as_ref()?
+            .get("params")?
+            .get(key)
+            .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+    };
+    let desk_file = config.dir.join("desk.toml").display().to_string();
+    let mut pick = |key: &str, desk: Option<f64>, default: f64| -> f64 {
+        match (desk, legacy_key(key)) {
+            (Some(v), Some(_)) => {
+                notes.push(format!(
+                    "{}: [params] {key} is ignored: jobs/desk.toml [broker] {key} = {v} applies (remove it from select_trades.toml)",
+                    legacy_path.display()
+                ));
+                v
+            }
+            (Some(v), None) => v,
+            (None, Some(v)) => {
+                notes.push(format!(
+                    "{}: [params] {key} = {v} still applies, but it moved to jobs/desk.toml [broker] {key}",
+                    legacy_path.display()
+                ));
+                v
+            }
+            (None, None) => default,
+        }
+    };
+    let d = paper::PaperConfig::default();
+    let toward_mid = pick("fill_toward_mid", b.fill_toward_mid, d.toward_mid);
+    let per_contract = pick(
+        "commission_per_contract",
+        b.commission_per_contract,
+        d.commission_per_contract.to_f64(),
+    );
+    let per_share = b
+        .commission_per_share
+        .unwrap_or(d.commission_per_share.to_f64());
+    let bad = |message: String| ConfigError::Invalid {
+        file: desk_file.clone(),
+        message,
+    };
+    if !(toward_mid.is_finite() && (0.0..=1.0).contains(&toward_mid)) {
+        return Err(bad(format!(
+            "broker.fill_toward_mid = {toward_mid}: expected 0 (bid/ask) to 1 (mid)"
+        )));
+    }
+    for (k, v) in [
+        ("commission_per_contract", per_contract),
+        ("commission_per_share", per_share),
+    ] {
+        if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+            return Err(bad(format!(
+                "broker.{k} = {v}: expected dollars from 0 to 100"
+            )));
+        }
+    }
+    Ok((
+        paper::PaperConfig {
+            toward_mid,
+            commission_per_contract: Price::from_f64(per_contract),
+            commission_per_share: Price::from_f64(per_share),
+        },
+        notes,
+    ))
+}

@@ -1,0 +1,253 @@
+//! The day's state for the strategies and the risk state for the gate, read from what
+//! the earlier jobs stored for one snapshot.
+
+use super::positions::open_trades;
+use super::{instrument, RepoError};
+use crate::model::{OptionRight, Price};
+use crate::trading::margin::{self, Policy};
+use crate::trading::risk::RiskState;
+use crate::trading::strategies::{ChainRow, DayState, UnderlyingDay};
+use chrono::{NaiveDate, NaiveDateTime};
+use duckdb::{params, Connection};
+use std::collections::{BTreeSet, HashMap};
+
+/// The day's state at one snapshot: underlyings, chains with analytics, open trades
+/// (marked at the snapshot's mids), shares held, the correlation Z-scores.
+pub fn load(
+    conn: &Connection,
+    as_of: NaiveDate,
+    quote_time: NaiveDateTime,
+) -> Result<DayState, RepoError> {
+    let mut day = DayState::new(as_of, quote_time);
+    let mut s = conn.prepare(
+        "SELECT v.symbol, v.spot, v.hv_30, u.rate, u.div_yield FROM vol_metrics v
+         JOIN underlying_quotes u ON u.as_of = v.as_of AND u.quote_time = v.quote_time AND u.symbol = v.symbol
+         WHERE v.as_of = ? AND v.quote_time = ?",
+    )?;
+    for r in s.query_map(params![as_of, quote_time], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            UnderlyingDay {
+                spot: r.get(1)?,
+                hv30: r.get(2)?,
+                rate: r.get(3)?,
+                div_yield: r.get(4)?,
+            },
+        ))
+    })? {
+        let (sym, u) = r?;
+        day.underlyings.insert(sym, u);
+    }
+    let mut s = conn.prepare(
+        "SELECT a.contract, a.underlying, a.expiry, a.strike::DOUBLE, a.put_call, q.bid::DOUBLE, q.ask::DOUBLE,
+                a.iv, a.delta, q.volume, a.t_years, q.multiplier, q.style, q.settlement
+         FROM option_analytics a JOIN option_quotes q USING (as_of, quote_time, contract)
+         WHERE a.as_of = ? AND a.quote_time = ?",
+    )?;
+    let rows = s.query_map(params![as_of, quote_time], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, NaiveDate>(2)?,
+            r.get::<_, f64>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, f64>(5)?,
+            r.get::<_, f64>(6)?,
+            r.get::<_, Option<f64>>(7)?,
+            r.get::<_, Option<f64>>(8)?,
+            r.get::<_, i64>(9)?,
+            r.get::<_, f64>(10)?,
+            (
+                r.get::<_, i64>(11)?,
+                r.get::<_, String>(12)?,
+                r.get::<_, String>(13)?,
+            ),
+        ))
+    })?;
+    for row in rows {
+        let (
+            contract,
+            underlying,
+            expiry,
+            strike,
+            pc,
+            bid,
+            ask,
+            iv,
+            delta,
+            volume,
+            t_years,
+            (mult, style, settlement),
+        ) = row?;
+        let bad = |source| RepoError::BadRow {
+            table: "option_quotes",
+            row: contract.clone(),
+            source,
+        };
+        let right = OptionRight::from_code(&pc).map_err(bad)?;
+        let inst = instrument(
+            "option",
+            &contract,
+            &underlying,
+            mult,
+            Some(&style),
+            Some(&settlement),
+        )
+        .map_err(bad)?;
+        day.chains
+            .entry(underlying.clone())
+            .or_default()
+            .push(ChainRow {
+                contract,
+                underlying,
+                expiry,
+                strike,
+                right,
+                bid,
+                ask,
+                iv,
+                delta,
+                volume,
+                t_years,
+                instrument: inst,
+            });
+    }
+    let mids: HashMap<String, Price> = day
+        .chains
+        .values()
+        .flatten()
+        .filter(|r| r.bid > 0.0 && r.ask >= r.bid)
+        .map(|r| (r.contract.clone(), Price::from_f64((r.bid + r.ask) / 2.0)))
+        .collect();
+    day.open_trades = open_trades(conn, as_of, &|k| mids.get(k).copied())?;
+    let mut s = conn.prepare(
+        "SELECT index_symbol, zscore, coalesce(note, 'no Z-score') FROM correlation
+         WHERE as_of = ? AND quote_time = ? AND basis = 'chains'",
+    )?;
+    for r in s.query_map(params![as_of, quote_time], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<f64>>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (index, z, note) = r?;
+        day.correlation_z.insert(index, z.ok_or(note));
+    }
+    let mut s = conn.prepare(
+        "SELECT underlying, sum(quantity)::BIGINT FROM positions_as_of(?::DATE) WHERE kind = 'shares' GROUP BY ALL HAVING sum(quantity) > 0",
+    )?;
+    for r in s.query_map(params![as_of], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (u, q) = r?;
+        day.shares.insert(u, q);
+    }
+    Ok(day)
+}
+
+/// Cash as of the end of `as_of`: the sum of the ledger.
+pub fn cash(conn: &Connection, as_of: NaiveDate) -> Result<Price, RepoError> {
+    let c: f64 = conn.query_row(
+        "SELECT coalesce(sum(amount), 0)::DOUBLE FROM cash_ledger WHERE as_of <= ?",
+        params![as_of],
+        |r| r.get(0),
+    )?;
+    Ok(Price::from_f64(c))
+}
+
+/// Margin the open trades hold, each by its structure and its strategy's policy, at
+/// the day's underlying prices and marks.
+pub fn held_margin(day: &DayState, policy: &dyn Fn(&str) -> Policy) -> Price {
+    let spot = |u: &str| day.underlyings.get(u).map(|x| Price::from_f64(x.spot));
+    let mut free_shares = day.shares.clone();
+    day.open_trades
+        .iter()
+        .map(|t| {
+            margin::requirement(&t.legs, &spot, policy(&t.strategy), &mut free_shares).requirement
+        })
+        .sum()
+}
+
+/// What the gate knows: buying power (cash − margin held by structure), open trades
+/// per strategy and per underlying, the kill switch and blackout days, and the market
+/// side (VIX's change, each underlying's move against its expected move, the last
+/// session's realized P&L).
+pub fn risk_state(
+    conn: &Connection,
+    day: &DayState,
+    policy: &dyn Fn(&str) -> Policy,
+    kill_file: bool,
+    blackout_dates: BTreeSet<NaiveDate>,
+) -> Result<RiskState, RepoError> {
+    let mut state = RiskState {
+        as_of: Some(day.as_of),
+        kill_file,
+        blackout_dates,
+        buying_power: cash(conn, day.as_of)? - held_margin(day, policy),
+        ..RiskState::default()
+    };
+    for t in &day.open_trades {
+        *state
+            .open_by_strategy
+            .entry(t.strategy.clone())
+            .or_default() += 1;
+        let mut us: Vec<&str> = t.legs.iter().map(|l| l.instrument.underlying()).collect();
+        us.sort_unstable();
+        us.dedup();
+        for u in us {
+            *state.open_by_underlying.entry(u.to_string()).or_default() += 1;
+        }
+    }
+    market_risk(conn, day, &mut state)?;
+    Ok(state)
+}
+
+/// VIX's change since the last close, each underlying's move since its last close
+/// against a one-day expected move (spot × 30-day ATM IV × √(1/252)), and the realized
+/// P&L of positions closed on the previous session (what a morning decision can know).
+fn market_risk(conn: &Connection, day: &DayState, state: &mut RiskState) -> Result<(), RepoError> {
+    let prev = crate::calendar::sessions_before(day.as_of, 1);
+    let Some(&prev) = prev.first() else {
+        return Ok(());
+    };
+    let mut s = conn.prepare(
+        "SELECT b.symbol, b.close::DOUBLE, v.atm_iv_30d, q.price::DOUBLE
+         FROM underlying_bars b
+         JOIN underlying_quotes q ON q.symbol = b.symbol AND q.as_of = ? AND q.quote_time = ?
+         LEFT JOIN vol_metrics v ON v.symbol = b.symbol AND v.as_of = q.as_of AND v.quote_time = q.quote_time
+         WHERE b.date = ?",
+    )?;
+    for r in s.query_map(params![day.as_of, day.quote_time, prev], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, f64>(1)?,
+            r.get::<_, Option<f64>>(2)?,
+            r.get::<_, f64>(3)?,
+        ))
+    })? {
+        let (sym, prev_close, iv, now) = r?;
+        if sym == "VIX" {
+            state.vix_change = Some(now - prev_close);
+        } else if let Some(iv) = iv.filter(|_| day.underlyings.contains_key(&sym)) {
+            state.moves.insert(
+                sym,
+                (
+                    (now - prev_close).abs(),
+                    prev_close * iv * (1.0f64 / 252.0).sqrt(),
+                ),
+            );
+        }
+    }
+    let realized: f64 = conn.query_row(
+        "WITH touched AS (SELECT DISTINCT strategy, instrument FROM fills WHERE as_of = ?),
+              closed AS (SELECT * FROM touched t WHERE NOT EXISTS
+                           (SELECT 1 FROM positions_as_of(?::DATE) p WHERE p.strategy = t.strategy AND p.instrument = t.instrument))
+         SELECT coalesce(sum(-f.quantity * f.multiplier * f.price - f.commission), 0)::DOUBLE
+         FROM fills f JOIN closed c USING (strategy, instrument) WHERE f.as_of <= ?",
+        params![prev, prev, prev],
+        |r| r.get(0),
+    )?;
+    state.realized_pnl_today = Price::from_f64(realized);
+    Ok(())
+}
