@@ -174,7 +174,9 @@ impl Job for ExpirePositions {
                 settlement::Outcome::Worthless => worthless += 1,
             }
         }
-        // Strategies' exits: close the trade's open legs at the market.
+        // Strategies' exits: close the trade's open legs at the market, one order per
+        // leg (as a trader legs out of a basket), so a leg without a quote today waits
+        // without holding the others open.
         let mut closed = 0;
         let day = day::load(conn, ctx.as_of, ctx.quote_time)?;
         for loaded in &self.strategies.strategies {
@@ -187,46 +189,63 @@ impl Job for ExpirePositions {
                 else {
                     continue;
                 };
-                let legs: Vec<Leg> = trade
-                    .legs
-                    .iter()
-                    .filter(|l| !matches!(&l.instrument, Instrument::Option(o) if o.expiry() < ctx.as_of))
-                    .filter_map(|l| Leg::new(l.instrument.clone(), -l.quantity).ok())
-                    .collect();
-                if legs.is_empty() {
-                    continue;
-                }
-                let underlying = legs[0].instrument.underlying().to_string();
-                let seq =
-                    orders::next_sequence(conn, Intent::Exit, s.name(), ctx.as_of, ctx.quote_time)?;
-                let id = ClientOrderId::new(
-                    Intent::Exit,
-                    s.name(),
-                    ctx.as_of,
-                    ctx.quote_time.time(),
-                    seq,
-                )
-                .map_err(|m| JobError::Failed(m.to_string()))?;
-                let order = Order::new_checked(id, legs, OrderType::Market)
+                let mut left = Vec::new();
+                let mut done = 0;
+                for l in &trade.legs {
+                    if matches!(&l.instrument, Instrument::Option(o) if o.expiry() < ctx.as_of) {
+                        continue; // settled above
+                    }
+                    let Ok(leg) = Leg::new(l.instrument.clone(), -l.quantity) else {
+                        continue;
+                    };
+                    let underlying = l.instrument.underlying().to_string();
+                    let seq = orders::next_sequence(
+                        conn,
+                        Intent::Exit,
+                        s.name(),
+                        ctx.as_of,
+                        ctx.quote_time,
+                    )?;
+                    let id = ClientOrderId::new(
+                        Intent::Exit,
+                        s.name(),
+                        ctx.as_of,
+                        ctx.quote_time.time(),
+                        seq,
+                    )
                     .map_err(|m| JobError::Failed(m.to_string()))?;
-                let reference = order.reference();
-                let (n, status, why) = self.close_status(
-                    ctx,
-                    &mut router,
-                    order,
-                    s.name(),
-                    &underlying,
-                    exit.rule,
-                    &exit.reason,
-                )?;
-                rows += n;
-                match status {
-                    OrderStatus::Filled => closed += 1,
-                    _ => waiting.push(format!(
-                        "{} ({}; {reference} stays open, tried again next session)",
+                    let order = Order::new_checked(id, vec![leg], OrderType::Market)
+                        .map_err(|m| JobError::Failed(m.to_string()))?;
+                    let reason = format!("{} of {}", exit.reason, exit.order_ref);
+                    let (n, status, why) = self.close_status(
+                        ctx,
+                        &mut router,
+                        order,
+                        s.name(),
+                        &underlying,
+                        exit.rule,
+                        &reason,
+                    )?;
+                    rows += n;
+                    if status == OrderStatus::Filled {
+                        done += 1;
+                    } else {
+                        left.push(format!(
+                            "{} ({})",
+                            l.instrument.key().trim(),
+                            why.unwrap_or_else(|| status.code().to_string())
+                        ));
+                    }
+                }
+                if left.is_empty() {
+                    closed += 1;
+                } else {
+                    waiting.push(format!(
+                        "{}: {done} legs closed, {} stay open until a quote allows: {}",
                         exit.order_ref,
-                        why.unwrap_or_else(|| status.code().to_string())
-                    )),
+                        left.len(),
+                        left.join(", ")
+                    ));
                 }
             }
         }
