@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod model;
+pub mod net;
 pub mod pricing;
 pub mod report;
 pub mod schedule;
