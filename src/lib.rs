@@ -14,6 +14,7 @@ pub mod config;
 pub mod failpoint;
 pub mod jobs;
 pub mod model;
+pub mod net;
 pub mod pricing;
 pub mod report;
 pub mod schedule;

@@ -3,13 +3,15 @@
 //!
 //! A channel is on when its secrets are in the environment (`OPTDESK_TELEGRAM_TOKEN` and
 //! `OPTDESK_TELEGRAM_CHAT_ID`; `OPTDESK_WEBHOOK_URL`); they never reach the store, the
-//! logs or the terminal. Each alert is tried `alerts.attempts` times (a 5xx, a 429, a
-//! timeout or a refused connection is tried again, with a short back-off) and every
-//! outcome is recorded in the `alerts` table. An alert runs after its job has committed,
-//! in a transaction of its own: it can never fail or undo a trading job.
+//! logs or the terminal. Each alert is tried up to `alerts.attempts` times through
+//! [`crate::net::HttpClient`] (a 5xx, a 429, a timeout or a refused connection is tried
+//! again, with a short back-off; any other 4xx is not) and every outcome is recorded in
+//! the `alerts` table. An alert runs after its job has committed, in a transaction of
+//! its own: it can never fail or undo a trading job.
 
 use crate::config::Config;
 use crate::jobs::{RunRecord, Status};
+use crate::net::{HttpClient, RetryPolicy};
 use crate::store::Store;
 use chrono::{NaiveDate, Utc};
 use duckdb::params;
@@ -248,24 +250,32 @@ pub fn alerts_for(
     Ok(out)
 }
 
+/// How alerts are retried: `alerts.attempts` tries, 250 ms then doubling up to 4 s apart
+/// (a 429's Retry-After is honoured up to 4 s).
+fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy {
+        attempts: config.desk.alerts.attempts,
+        ..RetryPolicy::default()
+    }
+}
+
 /// Send one alert on one channel with bounded retries.
 pub fn send(ch: &Channel, alert: &Alert, config: &Config) -> Delivery {
-    let cfg = &config.desk.alerts;
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(cfg.timeout_secs))
-        .user_agent(concat!("optdesk/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Delivery {
-                channel: ch.name(),
-                ok: false,
-                attempts: 0,
-                error: Some(format!("cannot build the HTTP client: {}", e.without_url())),
-            }
-        }
-    };
+    let timeout = Duration::from_secs(config.desk.alerts.timeout_secs);
+    match HttpClient::new(timeout, retry_policy(config)) {
+        Ok(client) => send_with(&client, ch, alert),
+        Err(e) => Delivery {
+            channel: ch.name(),
+            ok: false,
+            attempts: 0,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Send one alert on one channel with `client`. The error recorded never holds the URL
+/// (a Telegram URL carries the bot token).
+pub fn send_with(client: &HttpClient, ch: &Channel, alert: &Alert) -> Delivery {
     let (url, body) = match ch {
         Channel::Telegram {
             api,
@@ -291,47 +301,12 @@ pub fn send(ch: &Channel, alert: &Alert, config: &Config) -> Delivery {
             }),
         ),
     };
-    let mut last = String::new();
-    let mut attempts = 0;
-    while attempts < cfg.attempts {
-        if attempts > 0 {
-            std::thread::sleep(Duration::from_millis(250 << (attempts - 1).min(4)));
-        }
-        attempts += 1;
-        match client.post(&url).json(&body).send() {
-            Ok(resp) if resp.status().is_success() => {
-                return Delivery {
-                    channel: ch.name(),
-                    ok: true,
-                    attempts,
-                    error: None,
-                }
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let mut text = resp.text().unwrap_or_default();
-                text.truncate(300);
-                last = format!("HTTP {status}: {}", crate::store::one_line(text.trim()));
-                if !(status.is_server_error() || status.as_u16() == 429) {
-                    break;
-                }
-            }
-            Err(e) => {
-                // Without the URL: a Telegram URL carries the bot token.
-                let e = e.without_url();
-                last = if e.is_timeout() {
-                    format!("timed out after {} s", cfg.timeout_secs)
-                } else {
-                    crate::store::error_chain(&e)
-                };
-            }
-        }
-    }
+    let x = client.post_json(&url, &body);
     Delivery {
         channel: ch.name(),
-        ok: false,
-        attempts,
-        error: Some(last),
+        ok: x.result.is_ok(),
+        attempts: x.attempts,
+        error: x.result.err().map(|e| e.to_string()),
     }
 }
 
@@ -439,5 +414,37 @@ mod tests {
         let err = d.error.unwrap();
         assert!(!err.contains("TOKEN"), "{err}");
         assert!(err.to_lowercase().contains("connect"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_request_is_not_retried_and_its_answer_is_recorded() {
+        // A 400 (say, a wrong chat id) cannot succeed on a second try.
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        // One answer, then the server is gone: a retry would be refused and counted.
+        let served = std::thread::spawn(move || {
+            let req = server.recv().unwrap();
+            req.respond(
+                tiny_http::Response::from_string(r#"{"ok":false,"description":"chat not found"}"#)
+                    .with_status_code(400),
+            )
+            .unwrap();
+        });
+        let config =
+            Config::load(std::path::Path::new("/nonexistent/optdesk-jobs"), false).unwrap();
+        assert_eq!(config.desk.alerts.attempts, 3);
+        let ch = Channel::Telegram {
+            api: format!("http://127.0.0.1:{port}"),
+            token: "42:TOKEN".into(),
+            chat_id: "99".into(),
+        };
+        let d = send(&ch, &alert(), &config);
+        served.join().unwrap();
+        assert_eq!((d.ok, d.attempts), (false, 1), "{d:?}");
+        let err = d.error.unwrap();
+        assert_eq!(
+            err,
+            r#"HTTP 400 Bad Request: {"ok":false,"description":"chat not found"}"#
+        );
     }
 }

@@ -17,6 +17,14 @@ use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::{params, Connection};
 use std::collections::BTreeMap;
 
+/// Why the report could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Db(#[from] duckdb::Error),
+}
+
 /// The portfolio on the day.
 #[derive(Debug, Clone)]
 pub struct PortfolioDay {
@@ -243,7 +251,7 @@ pub fn load(
     conn: &Connection,
     as_of: NaiveDate,
     risk_free_rate: f64,
-) -> anyhow::Result<ReportData> {
+) -> Result<ReportData, ReportError> {
     // The last snapshot of each day up to as_of.
     let mut s = conn.prepare(
         "SELECT as_of, arg_max(quote_time, quote_time), arg_max(equity::DOUBLE, quote_time), arg_max(cash::DOUBLE, quote_time),
@@ -435,7 +443,7 @@ pub fn load(
     })
 }
 
-fn load_fills(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<FillLine>> {
+fn load_fills(conn: &Connection, as_of: NaiveDate) -> Result<Vec<FillLine>, duckdb::Error> {
     let mut s = conn.prepare(
         "SELECT as_of, strategy, order_ref, trim(instrument), quantity, price::DOUBLE, commission::DOUBLE, cash_kind,
                 (-quantity * multiplier * price - commission)::DOUBLE, multiplier
@@ -460,7 +468,7 @@ fn load_fills(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<FillLin
     Ok(rows)
 }
 
-fn load_positions(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<PositionRow>> {
+fn load_positions(conn: &Connection, as_of: NaiveDate) -> Result<Vec<PositionRow>, duckdb::Error> {
     // The marks of the day's last portfolio snapshot (the same as its equity), or of
     // the day's last quotes when there is no snapshot.
     let mut s = conn.prepare(
@@ -496,7 +504,7 @@ fn load_positions(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<Pos
     Ok(rows)
 }
 
-fn load_signals(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<SignalLine>> {
+fn load_signals(conn: &Connection, as_of: NaiveDate) -> Result<Vec<SignalLine>, duckdb::Error> {
     let mut s = conn.prepare(
         "SELECT strategy, underlying, action, coalesce(reason, order_ref, ''), coalesce(numbers, '')
          FROM signals WHERE as_of = ? ORDER BY quote_time, strategy, underlying",
@@ -546,7 +554,7 @@ fn trim_num(x: f64) -> String {
     }
 }
 
-fn load_refusals(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<Refusal>> {
+fn load_refusals(conn: &Connection, as_of: NaiveDate) -> Result<Vec<Refusal>, duckdb::Error> {
     let mut s = conn.prepare(
         "SELECT strategy, underlying, order_ref, rule, coalesce(reason, '') FROM risk_decisions
          WHERE as_of = ? AND decision = 'refused' ORDER BY quote_time, order_ref",
@@ -565,7 +573,7 @@ fn load_refusals(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<Refu
     Ok(rows)
 }
 
-fn load_jobs(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<JobLine>> {
+fn load_jobs(conn: &Connection, as_of: NaiveDate) -> Result<Vec<JobLine>, duckdb::Error> {
     // The latest run of each job and slot for the day (dry runs left out).
     let mut s = conn.prepare(
         "SELECT run_id, job, slot, status, coalesce(message, '') FROM job_runs
@@ -587,7 +595,7 @@ fn load_jobs(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<JobLine>
     Ok(rows)
 }
 
-fn load_universe(conn: &Connection, as_of: NaiveDate) -> anyhow::Result<Vec<UniverseRow>> {
+fn load_universe(conn: &Connection, as_of: NaiveDate) -> Result<Vec<UniverseRow>, duckdb::Error> {
     let mut s = conn.prepare(
         "WITH v AS (SELECT * FROM vol_metrics WHERE as_of = ?
                     QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY quote_time DESC) = 1),
@@ -634,7 +642,7 @@ fn load_correlation(
     conn: &Connection,
     as_of: NaiveDate,
     index: &str,
-) -> anyhow::Result<Vec<CorrPoint>> {
+) -> Result<Vec<CorrPoint>, duckdb::Error> {
     let mut s = conn.prepare(
         "SELECT as_of, arg_max_null(implied_corr, quote_time), arg_max_null(realized_corr, quote_time), arg_max_null(zscore, quote_time)
          FROM correlation WHERE as_of <= ? AND as_of > ?::DATE - INTERVAL 400 DAY AND index_symbol = ?

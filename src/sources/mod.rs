@@ -3,8 +3,13 @@
 pub mod sim;
 
 use crate::model::{DailyBar, OptionQuote, Price};
+use crate::net::NetError;
 use chrono::{NaiveDate, NaiveDateTime};
+use std::time::Duration;
 
+/// Why a source gave nothing. [`SourceError::is_retryable`] tells a job whether trying
+/// again later can help (a timeout, a 429, a 5xx, a dropped connection) or not (bad
+/// data, a refused request, a symbol the source does not have).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{source_name} has no data for symbol {symbol}")]
@@ -18,6 +23,68 @@ pub enum SourceError {
         date: NaiveDate,
         reason: String,
     },
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The source asks us to slow down (HTTP 429, IBKR pacing), for `retry_after` when
+    /// it says.
+    #[error("rate limited{}", retry_after_text(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    /// An HTTP answer that is not a success (429 is [`SourceError::RateLimited`]).
+    #[error("HTTP {status}")]
+    Http { status: u16 },
+    /// The connection could not be made or was lost.
+    #[error("disconnected: {reason}")]
+    Disconnected { reason: String },
+    /// The request cannot be made at all (a malformed URL, no HTTP client).
+    #[error("cannot make the request: {reason}")]
+    Request { reason: String },
+    /// A file or an answer with a value that cannot be used; `line` when it has lines.
+    #[error("{file_or_source}: {}field '{field}': {reason}", line_text(.line))]
+    BadData {
+        file_or_source: String,
+        line: Option<u64>,
+        field: String,
+        reason: String,
+    },
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(", retry after {} s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+fn line_text(line: &Option<u64>) -> String {
+    line.map(|n| format!("line {n}, ")).unwrap_or_default()
+}
+
+impl SourceError {
+    /// Whether trying the same request again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Timeout
+            | SourceError::RateLimited { .. }
+            | SourceError::Disconnected { .. } => true,
+            SourceError::Http { status } => *status >= 500,
+            SourceError::UnknownSymbol { .. }
+            | SourceError::NoData { .. }
+            | SourceError::Request { .. }
+            | SourceError::BadData { .. } => false,
+        }
+    }
+}
+
+impl From<NetError> for SourceError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Timeout { .. } => SourceError::Timeout,
+            NetError::RateLimited { retry_after, .. } => SourceError::RateLimited { retry_after },
+            NetError::Http { status, .. } => SourceError::Http { status },
+            NetError::Disconnected { reason } => SourceError::Disconnected { reason },
+            NetError::Request { reason } => SourceError::Request { reason },
+        }
+    }
 }
 
 /// One point of ATM implied-vol history: (date, symbol, 30-day ATM IV).
@@ -75,5 +142,130 @@ pub trait MarketData: Send + Sync {
 pub fn from_config(config: &crate::config::Config) -> Box<dyn MarketData> {
     match config.desk.desk.source {
         crate::config::SourceKind::Sim => Box::new(sim::Sim::new(config.desk.sim.seed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_says_whether_to_retry() {
+        let d = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
+        let cases: Vec<(SourceError, bool, &str)> = vec![
+            (SourceError::Timeout, true, "timed out"),
+            (
+                SourceError::RateLimited {
+                    retry_after: Some(Duration::from_secs(5)),
+                },
+                true,
+                "rate limited, retry after 5 s",
+            ),
+            (
+                SourceError::RateLimited { retry_after: None },
+                true,
+                "rate limited",
+            ),
+            (SourceError::Http { status: 503 }, true, "HTTP 503"),
+            (SourceError::Http { status: 500 }, true, "HTTP 500"),
+            (SourceError::Http { status: 404 }, false, "HTTP 404"),
+            (SourceError::Http { status: 401 }, false, "HTTP 401"),
+            (
+                SourceError::Disconnected {
+                    reason: "IB 1100: connectivity lost".into(),
+                },
+                true,
+                "disconnected: IB 1100: connectivity lost",
+            ),
+            (
+                SourceError::Request {
+                    reason: "builder error".into(),
+                },
+                false,
+                "cannot make the request: builder error",
+            ),
+            (
+                SourceError::BadData {
+                    file_or_source: "eod.csv".into(),
+                    line: Some(3),
+                    field: "bid".into(),
+                    reason: "'abc' is not a number".into(),
+                },
+                false,
+                "eod.csv: line 3, field 'bid': 'abc' is not a number",
+            ),
+            (
+                SourceError::BadData {
+                    file_or_source: "cboe".into(),
+                    line: None,
+                    field: "expiration".into(),
+                    reason: "missing".into(),
+                },
+                false,
+                "cboe: field 'expiration': missing",
+            ),
+            (
+                SourceError::UnknownSymbol {
+                    source_name: "sim",
+                    symbol: "XYZ".into(),
+                },
+                false,
+                "sim has no data for symbol XYZ",
+            ),
+            (
+                SourceError::NoData {
+                    source_name: "sim",
+                    date: d,
+                    reason: "not a session".into(),
+                },
+                false,
+                "sim has no data for 2025-03-14: not a session",
+            ),
+        ];
+        for (e, retry, text) in cases {
+            assert_eq!(e.is_retryable(), retry, "{e:?}");
+            assert_eq!(e.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn a_network_error_keeps_its_kind_and_verdict() {
+        let cases = [
+            NetError::Timeout {
+                after: Duration::from_secs(1),
+            },
+            NetError::RateLimited {
+                retry_after: Some(Duration::from_secs(2)),
+                body: String::new(),
+            },
+            NetError::Http {
+                status: 502,
+                body: String::new(),
+            },
+            NetError::Http {
+                status: 403,
+                body: String::new(),
+            },
+            NetError::Disconnected {
+                reason: "connection refused".into(),
+            },
+            NetError::Request {
+                reason: "builder error".into(),
+            },
+        ];
+        for n in cases {
+            let retry = n.is_retryable();
+            let status = n.status();
+            let s = SourceError::from(n);
+            assert_eq!(s.is_retryable(), retry, "{s:?}");
+            match (&s, status) {
+                (SourceError::Http { status }, Some(code)) => assert_eq!(*status, code),
+                (SourceError::RateLimited { retry_after }, Some(429)) => {
+                    assert_eq!(*retry_after, Some(Duration::from_secs(2)))
+                }
+                (_, None) => {}
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
