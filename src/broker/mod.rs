@@ -79,7 +79,23 @@ impl BrokerError {
     }
 }
 
-/// Executes approved orders. `submit` takes only what the risk gate approved.
+/// Executes approved orders. `submit` takes only what the risk gate approved: an order
+/// that skipped the gate does not type-check,
+///
+/// ```compile_fail
+/// fn send(b: &mut dyn optdesk::broker::Broker, o: optdesk::trading::Order, at: chrono::NaiveDateTime) {
+///     let _ = b.submit(&o, at);
+/// }
+/// ```
+///
+/// and cannot be wrapped by hand (only `trading::risk` makes a `RiskApproved`):
+///
+/// ```compile_fail
+/// use optdesk::trading::{risk::RiskApproved, Order};
+/// fn wrap(o: Order) -> RiskApproved<Order> {
+///     RiskApproved(o)
+/// }
+/// ```
 pub trait Broker {
     fn name(&self) -> &'static str;
     /// Send an order; returns the broker's order id. A refusal is

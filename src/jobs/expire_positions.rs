@@ -342,7 +342,7 @@ impl ExpirePositions {
             order.id.intent,
             ctx.run_id,
         )?;
-        let placed = router.place(approve_exit(order))?;
+        let placed = router.place(approve_exit(order).map_err(JobError::Failed)?)?;
         Ok((
             2 + legs + 2 * placed.fills.len() as u64,
             placed.status,

@@ -98,7 +98,7 @@ impl Job for Flatten {
                 Intent::Flatten,
                 ctx.run_id,
             )?;
-            let placed = router.place(approve_exit(order))?;
+            let placed = router.place(approve_exit(order).map_err(JobError::Failed)?)?;
             written += 3 + 2 * placed.fills.len() as u64;
             match placed.status {
                 OrderStatus::Filled => closed += 1,

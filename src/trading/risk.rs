@@ -105,15 +105,23 @@ impl RiskApproved<Proposal> {
     }
 }
 
-/// Approve an order that reduces risk: a strategy's exit, an expiry settlement, a
-/// flatten. The caller records `rule` and `reason` in `risk_decisions`.
-pub fn approve_exit(order: Order) -> RiskApproved<Order> {
-    RiskApproved(order)
+/// Approve an order that closes: a strategy's exit, an expiry settlement, a flatten.
+/// The caller records its rule and reason in `risk_decisions`. An entry is refused: new
+/// risk goes through [`evaluate`].
+pub fn approve_exit(order: Order) -> Result<RiskApproved<Order>, String> {
+    if order.id.intent == super::Intent::Entry {
+        return Err(format!(
+            "{} is an entry: only the risk gate's evaluate() approves new risk",
+            order.id
+        ));
+    }
+    Ok(RiskApproved(order))
 }
 
 /// An order intent the store recorded as approved (its `risk_decisions` row is
-/// committed), resumed after a crash to be completed, never re-decided.
-pub fn resume_recorded(order: Order) -> RiskApproved<Order> {
+/// committed), resumed after a crash to be completed, never re-decided. Only the order
+/// router uses it.
+pub(crate) fn resume_recorded(order: Order) -> RiskApproved<Order> {
     RiskApproved(order)
 }
 
@@ -362,6 +370,16 @@ mod tests {
         ));
         s.vix_change = Some(3.01);
         assert_eq!(rule(&evaluate(&cfg, &s, proposal(None, 1.0))), "vix_jump");
+    }
+
+    #[test]
+    fn only_closes_are_approved_outside_the_gate() {
+        let entry = proposal(None, 1.0).order;
+        let e = approve_exit(entry.clone()).unwrap_err();
+        assert!(e.contains("is an entry"), "{e}");
+        let mut exit = entry;
+        exit.id.intent = crate::trading::Intent::Exit;
+        assert!(approve_exit(exit).is_ok());
     }
 
     #[test]
