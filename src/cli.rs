@@ -1,8 +1,9 @@
 //! The command line: parse, load the configuration, call into the library, print.
 
 use crate::calendar;
+use crate::clock;
 use crate::config::Config;
-use crate::jobs::{self, RunRecord, RunRequest, Status, Trigger};
+use crate::jobs::{self, RunObserver, RunRecord, RunRequest, Status, Trigger};
 use crate::schedule::{self, Target};
 use crate::store::{query, Store};
 use anyhow::{bail, Context, Result};
@@ -236,7 +237,7 @@ pub fn main() -> ExitCode {
 }
 
 fn today_ny() -> NaiveDate {
-    schedule::now_ny(None).date_naive()
+    clock::now_ny(None).date_naive()
 }
 
 fn holder() -> String {
@@ -310,8 +311,8 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         } => {
             if plan {
                 let from = match from {
-                    Some(s) => schedule::parse_ny_datetime(&s).map_err(anyhow::Error::msg)?,
-                    None => schedule::now_ny(pretend_date),
+                    Some(s) => clock::parse_ny_datetime(&s).map_err(anyhow::Error::msg)?,
+                    None => clock::now_ny(pretend_date),
                 };
                 print_plan(ctx, from, days)
             } else {
@@ -347,6 +348,17 @@ fn job_list(ctx: &Ctx) -> Result<bool> {
 /// On a non-session, do nothing and say why.
 fn closed_notice(as_of: NaiveDate) -> Result<Option<String>> {
     Ok(calendar::closed_reason(as_of)?)
+}
+
+/// What the command line and the daemon do with each recorded run: send its alerts
+/// (a dry run or a skip sends none), then print its line.
+struct PrintAndAlert;
+
+impl RunObserver for PrintAndAlert {
+    fn on_record(&self, store: &Store, config: &Config, rec: &RunRecord) {
+        crate::report::alerts::after_run(store, config, rec);
+        print_record(rec);
+    }
 }
 
 fn print_record(r: &RunRecord) {
@@ -419,7 +431,7 @@ pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, flags: RunFlags, trigger: Trigger)
         },
         resend: flags.resend,
     };
-    let records = jobs::run_sequence(&store, &config, &prepared, &req, print_record)?;
+    let records = jobs::run_sequence(&store, &config, &prepared, &req, &PrintAndAlert)?;
     Ok(summarize(&records))
 }
 
@@ -465,8 +477,7 @@ pub fn job_run(
         trigger,
         resend: flags.resend,
     };
-    let rec = jobs::run_one(&store, &config, &prepared, &req)?;
-    print_record(&rec);
+    let rec = jobs::run_one(&store, &config, &prepared, &req, &PrintAndAlert)?;
     Ok(summarize(&[rec]))
 }
 
@@ -538,7 +549,7 @@ fn status(ctx: &Ctx) -> Result<bool> {
         Err(e) => return Err(e.into()),
     }
     let entries = schedule::entries(&config)?;
-    let next = schedule::plan(&entries, schedule::now_ny(None), 14);
+    let next = schedule::plan(&entries, clock::now_ny(None), 14);
     println!("Next scheduled firings (America/New_York):");
     if next.is_empty() {
         println!("  none in the next 14 days");
@@ -640,8 +651,7 @@ fn flatten(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
         trigger: Trigger::Cli,
         resend: false,
     };
-    let rec = jobs::run_one(&store, &config, &prepared, &req)?;
-    print_record(&rec);
+    let rec = jobs::run_one(&store, &config, &prepared, &req, &PrintAndAlert)?;
     Ok(summarize(&[rec]))
 }
 

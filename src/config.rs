@@ -5,6 +5,7 @@
 //! built-in defaults (the same values as the files shipped in `jobs/`). Secrets never
 //! live here: they come from environment variables only.
 
+use crate::clock::TimeSpec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -207,7 +208,7 @@ impl Config {
             Some(text) => (parse::<DeskFile>(&path, &text)?, text),
             None => (DeskFile::default(), String::new()),
         };
-        validate_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
         for (i, e) in desk.alerts.events.iter().enumerate() {
             if !ALERT_EVENTS.contains(&e.as_str()) {
                 return Err(ConfigError::Invalid {
@@ -242,12 +243,18 @@ impl Config {
             Some(text) => {
                 let f: JobFile<P> = parse(&path, &text)?;
                 for (i, s) in f.slots.iter().enumerate() {
-                    validate_time_spec(&path, &format!("slots[{i}]"), s)?;
+                    parse_time_spec(&path, &format!("slots[{i}]"), s)?;
                 }
                 Ok((f, text))
             }
             None => Ok((JobFile::default(), String::new())),
         }
+    }
+
+    /// When the daily pipeline runs and takes its snapshot (`schedule.daily`).
+    pub fn daily_time(&self) -> Result<TimeSpec, ConfigError> {
+        let path = self.dir.join("desk.toml");
+        parse_time_spec(&path, "schedule.daily", &self.desk.schedule.daily)
     }
 
     /// A path named in the configuration: relative paths are relative to the folder
@@ -303,12 +310,11 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
     })
 }
 
-fn validate_time_spec(path: &Path, key: &str, spec: &str) -> Result<(), ConfigError> {
-    crate::schedule::TimeSpec::parse(spec).map_err(|e| ConfigError::Invalid {
+fn parse_time_spec(path: &Path, key: &str, spec: &str) -> Result<TimeSpec, ConfigError> {
+    TimeSpec::parse(spec).map_err(|e| ConfigError::Invalid {
         file: path.display().to_string(),
         message: format!("{key} = \"{spec}\": {e}"),
-    })?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ fn snippet(body: &[u8]) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    crate::store::one_line(text[..end].trim())
+    crate::text::one_line(text[..end].trim())
 }
 
 /// A successful answer (2xx).
@@ -201,7 +201,7 @@ impl HttpClient {
             .map_err(|e| NetError::Request {
                 reason: format!(
                     "cannot build the HTTP client: {}",
-                    crate::store::error_chain(&e.without_url())
+                    crate::text::error_chain(&e.without_url())
                 ),
             })?;
         Ok(HttpClient {
@@ -303,11 +303,11 @@ impl HttpClient {
             }
         } else if e.is_builder() {
             NetError::Request {
-                reason: crate::store::error_chain(&e),
+                reason: crate::text::error_chain(&e),
             }
         } else {
             NetError::Disconnected {
-                reason: crate::store::error_chain(&e),
+                reason: crate::text::error_chain(&e),
             }
         }
     }

@@ -1,5 +1,6 @@
-//! When jobs run: session-relative times (`open+5m`, `close-30m`: early closes move them)
-//! or cron expressions, always in America/New_York, and only on NYSE sessions.
+//! When jobs run: the schedule's entries (the daily pipeline and each job's slots, as
+//! [`TimeSpec`]s: session-relative or cron, in America/New_York, see [`crate::clock`]),
+//! their firings, only on NYSE sessions, and the daemon that runs them.
 //!
 //! The daemon (`optdesk schedule`) ticks once a second on tokio-cron-scheduler and asks
 //! the calendar what is due; this keeps DST and early closes exact (a cron job with a
@@ -8,199 +9,12 @@
 //! on SIGTERM/Ctrl-C lets the running job finish, then exits.
 
 use crate::calendar::{self, Session};
+use crate::clock::{now_ny, TimeSpec};
 use crate::config::Config;
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
-use chrono_tz::America::New_York;
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike};
 use chrono_tz::Tz;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anchor {
-    Open,
-    Close,
-}
-
-#[derive(Debug, Clone)]
-pub enum TimeSpec {
-    /// Minutes relative to the session's open or close.
-    Session { anchor: Anchor, offset_minutes: i64 },
-    /// A cron expression (5 fields, or 6 with seconds), evaluated in New York time.
-    Cron {
-        expr: String,
-        cron: Box<croner::Cron>,
-    },
-}
-
-/// Parse `5m`, `90m`, `1h`, `1h30m` into minutes.
-fn parse_duration(s: &str) -> Option<i64> {
-    let mut total = 0i64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            let n: i64 = num.parse().ok()?;
-            num.clear();
-            total = total.checked_add(match c {
-                'h' => n.checked_mul(60)?,
-                'm' => n,
-                _ => return None,
-            })?;
-            any = true;
-        }
-    }
-    (num.is_empty() && any).then_some(total)
-}
-
-impl TimeSpec {
-    pub fn parse(s: &str) -> Result<TimeSpec, String> {
-        let t = s.trim();
-        let lower = t.to_ascii_lowercase();
-        for (word, anchor) in [("open", Anchor::Open), ("close", Anchor::Close)] {
-            if let Some(rest) = lower.strip_prefix(word) {
-                let rest = rest.trim();
-                if rest.is_empty() {
-                    return Ok(TimeSpec::Session {
-                        anchor,
-                        offset_minutes: 0,
-                    });
-                }
-                let (sign, dur) = if let Some(d) = rest.strip_prefix('+') {
-                    (1, d.trim())
-                } else if let Some(d) = rest.strip_prefix('-') {
-                    (-1, d.trim())
-                } else {
-                    return Err(format!(
-                        "expected {word}+<n>m or {word}-<n>m with an ASCII + or -, e.g. {word}+5m"
-                    ));
-                };
-                let m = parse_duration(dur)
-                    .ok_or_else(|| format!("'{dur}' is not a duration like 5m, 2h or 1h30m"))?;
-                if m > 12 * 60 {
-                    return Err("offsets larger than 12h are not supported".into());
-                }
-                return Ok(TimeSpec::Session {
-                    anchor,
-                    offset_minutes: sign * m,
-                });
-            }
-        }
-        let expr = t.strip_prefix("cron:").unwrap_or(t).trim();
-        if expr.split_whitespace().count() >= 5 {
-            let cron: croner::Cron = expr
-                .parse()
-                .map_err(|e| format!("not a valid cron expression: {e}"))?;
-            return Ok(TimeSpec::Cron {
-                expr: expr.to_string(),
-                cron: Box::new(cron),
-            });
-        }
-        Err("expected a session-relative time (open+5m, close-30m) or a cron expression (35 9 * * MON-FRI)".into())
-    }
-
-    /// The New York times this spec fires on a session's day, in order.
-    pub fn times_on(&self, s: &Session) -> Vec<NaiveTime> {
-        match self {
-            TimeSpec::Session {
-                anchor,
-                offset_minutes,
-            } => {
-                let base = match anchor {
-                    Anchor::Open => s.open,
-                    Anchor::Close => s.close,
-                };
-                let dt = s.date.and_time(base) + Duration::minutes(*offset_minutes);
-                if dt.date() == s.date {
-                    vec![dt.time()]
-                } else {
-                    Vec::new()
-                }
-            }
-            TimeSpec::Cron { cron, .. } => {
-                let mut out = Vec::new();
-                let start = calendar::ny(s.date.and_hms_opt(0, 0, 0).expect("midnight"));
-                let mut cur = start;
-                let mut inclusive = true;
-                // Bounded: at most one firing per second of the day.
-                for _ in 0..86_400 {
-                    match cron.find_next_occurrence(&cur, inclusive) {
-                        Ok(next) if next.date_naive() == s.date => {
-                            out.push(next.time());
-                            cur = next;
-                            inclusive = false;
-                        }
-                        _ => break,
-                    }
-                }
-                out
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for TimeSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TimeSpec::Session {
-                anchor,
-                offset_minutes,
-            } => {
-                let a = if *anchor == Anchor::Open {
-                    "open"
-                } else {
-                    "close"
-                };
-                match offset_minutes {
-                    0 => write!(f, "{a}"),
-                    m if *m > 0 => write!(f, "{a}+{m}m"),
-                    m => write!(f, "{a}-{}m", -m),
-                }
-            }
-            TimeSpec::Cron { expr, .. } => write!(f, "cron {expr}"),
-        }
-    }
-}
-
-/// The New York time of a session's snapshot for a run: the intraday `slot` when
-/// given (it must fall within the session), else the session's daily time from
-/// `schedule.daily` — so `run daily --as-of D` by hand reproduces the scheduled run.
-pub fn snapshot_time(
-    config: &Config,
-    date: NaiveDate,
-    slot: Option<NaiveTime>,
-) -> Result<NaiveDateTime, String> {
-    let session = calendar::session(date)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{date} is not an NYSE session"))?;
-    let time = match slot {
-        Some(t) if t < session.open || t > session.close => {
-            return Err(format!(
-                "slot {} is outside the session of {date} ({}–{} New York)",
-                t.format("%H:%M"),
-                session.open.format("%H:%M"),
-                session.close.format("%H:%M")
-            ))
-        }
-        Some(t) => t,
-        None => {
-            let spec = TimeSpec::parse(&config.desk.schedule.daily)?;
-            let times = spec.times_on(&session);
-            // The first firing within the session's hours, else the day's first.
-            let in_hours = times
-                .iter()
-                .find(|t| **t >= session.open && **t <= session.close);
-            *in_hours.or(times.first()).ok_or_else(|| {
-                format!(
-                    "schedule.daily = \"{}\" does not fire on {date}; run with --slot HH:MM",
-                    config.desk.schedule.daily
-                )
-            })?
-        }
-    };
-    Ok(date.and_time(time))
-}
 
 /// What a schedule entry runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,12 +44,7 @@ pub struct Entry {
 pub fn entries(config: &Config) -> Result<Vec<Entry>, crate::config::ConfigError> {
     let mut out = vec![Entry {
         target: Target::Daily,
-        spec: TimeSpec::parse(&config.desk.schedule.daily).map_err(|e| {
-            crate::config::ConfigError::Invalid {
-                file: config.dir.join("desk.toml").display().to_string(),
-                message: format!("schedule.daily: {e}"),
-            }
-        })?,
+        spec: config.daily_time()?,
     }];
     for p in crate::jobs::prepare_all(config)? {
         for s in &p.slots {
@@ -295,14 +104,13 @@ pub fn plan(entries: &[Entry], from: DateTime<Tz>, days: u32) -> Vec<Firing> {
     firings_between(entries, from, from + Duration::days(days as i64))
 }
 
-/// Now in New York, optionally pretending today is another date (for testing the
-/// daemon on a chosen session; the time of day stays real).
-pub fn now_ny(pretend: Option<NaiveDate>) -> DateTime<Tz> {
-    let now = chrono::Utc::now().with_timezone(&New_York);
-    match pretend {
-        Some(d) => calendar::ny(NaiveDateTime::new(d, now.time())),
-        None => now,
-    }
+/// Why the daemon could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the scheduler: {0}")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
+    #[error("the scheduler's worker stopped abnormally: {0}")]
+    Worker(#[from] tokio::task::JoinError),
 }
 
 /// What the daemon calls to run a firing (blocking; runs on a worker thread).
@@ -332,7 +140,7 @@ pub async fn run_daemon(
     pretend: Option<NaiveDate>,
     run: Arc<RunFn>,
     skip: Arc<SkipFn>,
-) -> anyhow::Result<()> {
+) -> Result<(), DaemonError> {
     use std::collections::VecDeque;
     use tokio_cron_scheduler::{Job, JobScheduler};
 
@@ -500,73 +308,13 @@ async fn wait_for_signal() {
     }
 }
 
-/// A New York date-time from `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`.
-pub fn parse_ny_datetime(s: &str) -> Result<DateTime<Tz>, String> {
-    if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M") {
-        return Ok(calendar::ny(dt));
-    }
-    let d = calendar::parse_date(s)?;
-    Ok(New_York
-        .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-        .earliest()
-        .unwrap_or_else(|| calendar::ny(d.and_hms_opt(1, 0, 0).expect("1am"))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::parse_ny_datetime;
 
-    fn session(d: &str) -> Session {
-        calendar::session(NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap())
-            .unwrap()
-            .unwrap()
-    }
     fn hm(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
-    }
-
-    #[test]
-    fn session_relative_times_follow_early_closes() {
-        let s = TimeSpec::parse("close-30m").unwrap();
-        assert_eq!(s.times_on(&session("2025-03-14")), vec![hm(15, 30)]);
-        assert_eq!(
-            s.times_on(&session("2025-11-28")),
-            vec![hm(12, 30)],
-            "day after Thanksgiving closes at 13:00"
-        );
-        let o = TimeSpec::parse("open+5m").unwrap();
-        assert_eq!(o.times_on(&session("2025-03-14")), vec![hm(9, 35)]);
-        assert_eq!(
-            TimeSpec::parse("open+1h30m")
-                .unwrap()
-                .times_on(&session("2025-03-14")),
-            vec![hm(11, 0)]
-        );
-    }
-
-    #[test]
-    fn cron_times_are_new_york_across_dst() {
-        let c = TimeSpec::parse("35 9 * * MON-FRI").unwrap();
-        // Before and after the March 2025 DST change: 09:35 New York both times.
-        assert_eq!(c.times_on(&session("2025-03-07")), vec![hm(9, 35)]);
-        assert_eq!(c.times_on(&session("2025-03-10")), vec![hm(9, 35)]);
-        let every_30 = TimeSpec::parse("0,30 10-11 * * *").unwrap();
-        assert_eq!(every_30.times_on(&session("2025-03-10")).len(), 4);
-    }
-
-    #[test]
-    fn bad_specs_are_refused() {
-        for s in [
-            "open+",
-            "open*5m",
-            "noon",
-            "close-5x",
-            "61 9 * * *",
-            "close\u{2212}30m",
-            "open+99999999999999999h",
-        ] {
-            assert!(TimeSpec::parse(s).is_err(), "{s}");
-        }
     }
 
     #[test]

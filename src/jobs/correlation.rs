@@ -13,6 +13,7 @@ use crate::analytics::correlation::{implied_correlation, zscore};
 use crate::calendar;
 use crate::config::{Config, ConfigError, JobFile};
 use crate::pricing::hv;
+use crate::refdata;
 use chrono::NaiveDate;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             index: "QQQ".into(),
-            weights_file: "data/qqq_top50_weights.csv".into(),
+            weights_file: refdata::QQQ_WEIGHTS_FILE.into(),
             max_components: 50,
             min_components: 20,
             zscore_sessions: 60,
@@ -85,9 +86,10 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         )));
     }
     let path = config.resolve(&p.weights_file);
-    let (weights, weights_from) =
-        load_weights(&path, p.weights_file == Params::default().weights_file)
+    let loaded =
+        refdata::load_index_weights(&path, p.weights_file == Params::default().weights_file)
             .map_err(|e| bad(format!("params.weights_file: {e}")))?;
+    let (weights, weights_from) = (loaded.largest_first(), loaded.from);
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
@@ -99,69 +101,6 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             weights_from,
         }),
     })
-}
-
-/// Read (symbol, weight) from a weights CSV; `#` lines are comments. The default file
-/// is compiled in too, and that copy is used (and named) only when the default path
-/// does not exist. Returns the weights and where they came from.
-pub fn load_weights(
-    path: &std::path::Path,
-    is_default: bool,
-) -> Result<(Vec<(String, f64)>, String), String> {
-    let (text, from) = match std::fs::read_to_string(path) {
-        Ok(t) => (t, path.display().to_string()),
-        Err(e) if is_default && e.kind() == std::io::ErrorKind::NotFound => (
-            crate::sources::sim::universe::QQQ_WEIGHTS_CSV.to_string(),
-            format!(
-                "built-in copy of {} ({} not found)",
-                Params::default().weights_file,
-                path.display()
-            ),
-        ),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty());
-    let (_, header) = lines
-        .next()
-        .ok_or_else(|| format!("{}: empty", path.display()))?;
-    let cols: Vec<&str> = header.split(',').map(|s| s.trim()).collect();
-    let si = cols
-        .iter()
-        .position(|c| *c == "symbol")
-        .ok_or_else(|| format!("{}: no 'symbol' column", path.display()))?;
-    let wi = cols
-        .iter()
-        .position(|c| *c == "weight_pct")
-        .ok_or_else(|| format!("{}: no 'weight_pct' column", path.display()))?;
-    let mut out = Vec::new();
-    for (n, l) in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        let sym = f.get(si).map(|s| s.trim()).unwrap_or("");
-        let w: f64 = f
-            .get(wi)
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|w: &f64| *w > 0.0 && w.is_finite())
-            .ok_or_else(|| {
-                format!(
-                    "{} line {}, field 'weight_pct': expected a positive number",
-                    path.display(),
-                    n + 1
-                )
-            })?;
-        if sym.is_empty() {
-            return Err(format!(
-                "{} line {}, field 'symbol': empty",
-                path.display(),
-                n + 1
-            ));
-        }
-        out.push((sym.to_string(), w / 100.0));
-    }
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok((out, from))
 }
 
 pub struct Correlation {
@@ -399,27 +338,5 @@ mod tests {
             (r.unwrap() - 1.0).abs() < 1e-12,
             "all at 0.3 and the index at 0.3: ρ = 1"
         );
-    }
-
-    #[test]
-    fn weights_file_errors_name_line_and_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("w.csv");
-        std::fs::write(&f, "symbol,weight_pct\nAAPL,8.9\nMSFT,abc\n").unwrap();
-        let e = load_weights(&f, false).unwrap_err();
-        assert!(e.contains("line 3") && e.contains("weight_pct"), "{e}");
-        let (w, from) =
-            load_weights(std::path::Path::new("data/qqq_top50_weights.csv"), true).unwrap();
-        assert!(from.contains("qqq_top50_weights.csv"), "{from}");
-        let missing = dir.path().join("nope.csv");
-        assert!(load_weights(&missing, false)
-            .unwrap_err()
-            .contains("cannot read"));
-        assert!(load_weights(&missing, true)
-            .unwrap()
-            .1
-            .contains("built-in copy"));
-        assert_eq!(w.len(), 50);
-        assert_eq!(w[0].0, "AAPL");
     }
 }

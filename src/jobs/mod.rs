@@ -138,35 +138,7 @@ pub fn unknown_job_message(name: &str) -> String {
     format!("unknown job '{name}'; the jobs are: {}", names.join(", "))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Failed,
-    Skipped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
-/// The outcome of one job run, as recorded in `job_runs`.
-#[derive(Debug, Clone)]
-pub struct RunRecord {
-    pub run_id: i64,
-    pub job: &'static str,
-    pub as_of: NaiveDate,
-    pub status: Status,
-    pub rows_written: u64,
-    pub message: String,
-    pub seconds: f64,
-    pub dry_run: bool,
-}
+pub use crate::store::runs::{RunRecord, Status};
 
 /// Who triggered a run (recorded in `job_runs.trigger`).
 #[derive(Debug, Clone, Copy)]
@@ -289,16 +261,40 @@ pub fn record_skip(
     })
 }
 
-/// Run one prepared job in the envelope. Returns the recorded outcome; `Err` only when
-/// the store itself cannot record anything.
+/// Who hears about each run once it is recorded: the command line prints it and sends
+/// its alerts; a backtest replaying thousands of sessions does neither ([`Quiet`]). The
+/// runner itself never prints and never sends.
+pub trait RunObserver {
+    /// Called once per recorded run (ok, failed or skipped, dry or not), in order,
+    /// after its `job_runs` row is committed.
+    fn on_record(&self, store: &Store, config: &Config, rec: &RunRecord);
+}
+
+/// An observer that does nothing: the runs are in `job_runs` only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl RunObserver for Quiet {
+    fn on_record(&self, _: &Store, _: &Config, _: &RunRecord) {}
+}
+
+/// The snapshot time of a run: its slot, or the session's daily time.
+fn snapshot_time(config: &Config, req: &RunRequest) -> Result<NaiveDateTime, String> {
+    let daily = config.daily_time().map_err(|e| e.to_string())?;
+    crate::clock::snapshot_time(&daily, req.as_of, req.slot).map_err(|e| e.to_string())
+}
+
+/// Run one prepared job in the envelope and tell `observer`. Returns the recorded
+/// outcome; `Err` only when the store itself cannot record anything.
 pub fn run_one(
     store: &Store,
     config: &Config,
     p: &Prepared,
     req: &RunRequest,
+    observer: &dyn RunObserver,
 ) -> Result<RunRecord, StoreError> {
     let rec = run_one_inner(store, config, p, req)?;
-    crate::report::alerts::after_run(store, config, &rec);
+    observer.on_record(store, config, &rec);
     Ok(rec)
 }
 
@@ -309,7 +305,7 @@ fn run_one_inner(
     req: &RunRequest,
 ) -> Result<RunRecord, StoreError> {
     if req.dry_run {
-        let recs = run_dry_sequence(store, config, std::slice::from_ref(p), req, |_| {})?;
+        let recs = run_dry_sequence(store, config, std::slice::from_ref(p), req, &Quiet)?;
         return Ok(recs.into_iter().next().expect("one job, one record"));
     }
     let name = p.def.name;
@@ -323,7 +319,7 @@ fn run_one_inner(
     let conn = &store.conn;
     let started = Utc::now().naive_utc();
     let clock = Instant::now();
-    let quote_time = match crate::schedule::snapshot_time(config, req.as_of, req.slot) {
+    let quote_time = match snapshot_time(config, req) {
         Ok(t) => t,
         Err(msg) => {
             let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
@@ -508,16 +504,16 @@ fn record_outcome_as(
 }
 
 /// Run jobs in order for one session; stop at the first failure and record every job
-/// after it as skipped with the reason.
+/// after it as skipped with the reason. `observer` hears of each record in turn.
 pub fn run_sequence(
     store: &Store,
     config: &Config,
     jobs: &[Prepared],
     req: &RunRequest,
-    mut on_record: impl FnMut(&RunRecord),
+    observer: &dyn RunObserver,
 ) -> Result<Vec<RunRecord>, StoreError> {
     if req.dry_run {
-        return run_dry_sequence(store, config, jobs, req, on_record);
+        return run_dry_sequence(store, config, jobs, req, observer);
     }
     let mut out: Vec<RunRecord> = Vec::new();
     let mut failed: Option<(String, String)> = None;
@@ -527,12 +523,12 @@ pub fn run_sequence(
                 let reason = format!("skipped: {job} failed earlier in this run ({why})");
                 record_skip(store, p.def.name, req, &p.config_hash, &reason)?
             }
-            None => run_one(store, config, p, req)?,
+            None => run_one_inner(store, config, p, req)?,
         };
         if rec.status == Status::Failed && failed.is_none() {
             failed = Some((rec.job.to_string(), rec.message.clone()));
         }
-        on_record(&rec);
+        observer.on_record(store, config, &rec);
         out.push(rec);
     }
     Ok(out)
@@ -546,7 +542,7 @@ fn run_dry_sequence(
     config: &Config,
     jobs: &[Prepared],
     req: &RunRequest,
-    mut on_record: impl FnMut(&RunRecord),
+    observer: &dyn RunObserver,
 ) -> Result<Vec<RunRecord>, StoreError> {
     let conn = &store.conn;
     let first_id = next_run_id(conn)?;
@@ -581,7 +577,7 @@ fn run_dry_sequence(
                 ),
             )
         } else {
-            match crate::schedule::snapshot_time(config, req.as_of, req.slot) {
+            match snapshot_time(config, req) {
                 Err(msg) => (Status::Failed, 0, msg),
                 Ok(quote_time) => {
                     let ctx = JobContext {
@@ -652,7 +648,7 @@ fn run_dry_sequence(
             seconds,
             dry_run: true,
         };
-        on_record(&rec);
+        observer.on_record(store, config, &rec);
         out.push(rec);
     }
     Ok(out)
@@ -748,6 +744,16 @@ mod tests {
         prepare: never,
     };
 
+    /// Remembers what it was told, to check the runner tells each record once, in order.
+    #[derive(Default)]
+    struct Seen(std::cell::RefCell<Vec<(&'static str, Status, bool)>>);
+
+    impl RunObserver for Seen {
+        fn on_record(&self, _: &Store, _: &Config, rec: &RunRecord) {
+            self.0.borrow_mut().push((rec.job, rec.status, rec.dry_run));
+        }
+    }
+
     fn prepared(def: &'static JobDef, fail: bool) -> Prepared {
         Prepared {
             def,
@@ -772,9 +778,19 @@ mod tests {
             resend: false,
         };
         let jobs = vec![prepared(&A, false), prepared(&B, true), prepared(&C, false)];
-        let recs = run_sequence(&store, &config, &jobs, &req, |_| {}).unwrap();
+        let seen = Seen::default();
+        let recs = run_sequence(&store, &config, &jobs, &req, &seen).unwrap();
         let st: Vec<Status> = recs.iter().map(|r| r.status).collect();
         assert_eq!(st, [Status::Ok, Status::Failed, Status::Skipped]);
+        assert_eq!(
+            *seen.0.borrow(),
+            [
+                ("a", Status::Ok, false),
+                ("b", Status::Failed, false),
+                ("c", Status::Skipped, false)
+            ],
+            "the observer hears of every record once, skipped ones too"
+        );
         assert!(recs[1].message.contains("boom"));
         assert!(
             recs[2].message.contains("b failed") && recs[2].message.contains("boom"),
@@ -804,6 +820,29 @@ mod tests {
                 ("b".into(), "failed".into()),
                 ("c".into(), "skipped".into())
             ]
+        );
+    }
+
+    #[test]
+    fn run_one_tells_the_observer_once_dry_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_write(&dir.path().join("s.duckdb"), Duration::from_secs(1), "test")
+            .unwrap();
+        let config = Config::load(&dir.path().join("none"), false).unwrap();
+        let mut req = RunRequest {
+            as_of: NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+            slot: None,
+            dry_run: true,
+            trigger: Trigger::Cli,
+            resend: false,
+        };
+        let seen = Seen::default();
+        run_one(&store, &config, &prepared(&A, false), &req, &seen).unwrap();
+        req.dry_run = false;
+        run_one(&store, &config, &prepared(&B, true), &req, &seen).unwrap();
+        assert_eq!(
+            *seen.0.borrow(),
+            [("a", Status::Ok, true), ("b", Status::Failed, false)]
         );
     }
 }

@@ -142,8 +142,8 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     }
     let kill_file = config.resolve(&p.kill_file);
     let events_path = config.resolve(&p.events_file);
-    let blackout_dates =
-        load_events(&events_path).map_err(|m| bad(format!("params.events_file: {m}")))?;
+    let blackout_dates = crate::refdata::load_events(&events_path)
+        .map_err(|m| bad(format!("params.events_file: {m}")))?;
     Ok(Prepared {
         def: &DEF,
         enabled: shape.enabled,
@@ -178,35 +178,6 @@ pub struct SelectTrades {
     pub paper: PaperConfig,
     pub kill_file: std::path::PathBuf,
     pub blackout_dates: std::collections::BTreeSet<chrono::NaiveDate>,
-}
-
-/// Read event dates: a CSV whose first column is `date` (YYYY-MM-DD); `#` lines are
-/// comments. A missing file means no blackout days; a bad line is an error naming it.
-pub fn load_events(
-    path: &std::path::Path,
-) -> Result<std::collections::BTreeSet<chrono::NaiveDate>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let mut out = std::collections::BTreeSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with("date") {
-            continue;
-        }
-        let field = l.split(',').next().unwrap_or("");
-        let d = chrono::NaiveDate::parse_from_str(field.trim(), "%Y-%m-%d").map_err(|_| {
-            format!(
-                "{} line {}, field 'date': '{field}' is not a date (YYYY-MM-DD)",
-                path.display(),
-                i + 1
-            )
-        })?;
-        out.insert(d);
-    }
-    Ok(out)
 }
 
 impl Job for SelectTrades {

@@ -10,8 +10,8 @@
 //! its own: it can never fail or undo a trading job.
 
 use crate::config::Config;
-use crate::jobs::{RunRecord, Status};
 use crate::net::{HttpClient, RetryPolicy};
+use crate::store::runs::{RunRecord, Status};
 use crate::store::Store;
 use chrono::{NaiveDate, Utc};
 use duckdb::params;

@@ -11,6 +11,7 @@ pub mod check;
 mod lock;
 pub mod query;
 pub mod repo;
+pub mod runs;
 
 pub use lock::{lock_path as lock_path_for, WriteLock};
 
@@ -286,25 +287,7 @@ fn open_with_retry(
     }
 }
 
-pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// An error and every cause under it, on one line (causes already in the message are
-/// not repeated).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        let m = src.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = src.source();
-    }
-    one_line(&s)
-}
+pub(crate) use crate::text::{error_chain, one_line};
 
 /// Write a file whole or not at all: a temporary file beside it, synced, then renamed;
 /// on failure the temporary file is removed and `path` is untouched.

@@ -1,14 +1,12 @@
 //! The simulated market's default universe: the broad ETFs and SPX of the seeds, the
 //! sector ETFs, the top 50 QQQ components (weights from `data/qqq_top50_weights.csv`,
-//! compiled in) and a few other large single names, plus VIX (bars only).
+//! compiled in, through [`crate::refdata`]) and a few other large single names, plus
+//! VIX (bars only).
 //!
 //! Each name has factor loadings (market beta, sector loading, idiosyncratic vol) chosen
 //! so that the simulated cross-section looks like the real one: large QQQ components
 //! correlate 0.28–0.37 in calm years and ~0.6 in stressed ones, high-beta names move more.
 //! Prices are anchored to their approximate closes of 2025-01-02.
-
-/// The reference weights file, embedded so the simulator works from any folder.
-pub const QQQ_WEIGHTS_CSV: &str = include_str!("../../../data/qqq_top50_weights.csv");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -152,16 +150,11 @@ const SECTOR_ETF_PARAMS: [(f64, f64); 11] = [
     (97.65, 0.009),
 ];
 
-/// Parse the embedded weights file: (symbol, sector ETF, weight as a fraction).
+/// The embedded weights file: (symbol, sector ETF, weight as a fraction), in its order.
 pub fn qqq_weights() -> Vec<(String, String, f64)> {
-    QQQ_WEIGHTS_CSV
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("symbol,") && !l.trim().is_empty())
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            let w: f64 = f.get(3)?.trim().parse().ok()?;
-            Some((f[0].to_string(), f.get(2)?.to_string(), w / 100.0))
-        })
+    crate::refdata::builtin_qqq_weights()
+        .into_iter()
+        .map(|c| (c.symbol, c.sector.unwrap_or_default(), c.weight))
         .collect()
 }
 
