@@ -35,11 +35,16 @@ fn main() {
                SELECT as_of, as_of + INTERVAL '9 hours 35 minutes', s, 2, 0, 20 * i * k, 20 * i * k + 500 * sin(i / 9.0), 10, 5, -20, 0
                FROM days, (VALUES ('call_premium', 1), ('dispersion', 2), ('cash_secured_put', 3), ('covered_call', 4)) b(s, k);
              -- Each session sells four calls and buys back the previous session's four.
-             INSERT INTO fills
-               SELECT as_of, CASE WHEN leg < 4 THEN 'open:' || i ELSE 'close:' || i END, leg, 'call_premium',
-                      'SPY   ' || CASE WHEN leg < 4 THEN i ELSE i - 1 END || 'C' || (leg % 4), 'SPY', 'option',
-                      DATE '2030-01-18', 500, 'C', 100, CASE WHEN leg < 4 THEN -1 ELSE 1 END, 1.5 + (i % 7) / 10, 0.65, 'premium', 0
-               FROM days, range(0, 8) r(leg) WHERE leg < 4 OR i > 1;",
+             -- (Each contract is its own strike of a 2030 SPY call, so its OCC symbol is real.)
+             INSERT INTO fills (as_of, order_ref, leg, strategy, instrument, underlying, kind, expiry, strike,
+                 put_call, multiplier, quantity, price, commission, cash_kind, run_id, filled_at, exec_id)
+               SELECT as_of, ref, leg, 'call_premium',
+                      'SPY   300118C' || lpad((k * 1000)::VARCHAR, 8, '0'), 'SPY', 'option',
+                      DATE '2030-01-18', k, 'C', 100, CASE WHEN leg < 4 THEN -1 ELSE 1 END, 1.5 + (i % 7) / 10, 0.65,
+                      'premium', 0, as_of + INTERVAL '9 hours 35 minutes', ref || '#' || leg
+               FROM (SELECT *, CASE WHEN leg < 4 THEN 'open:' || i ELSE 'close:' || i END AS ref,
+                            1 + CASE WHEN leg < 4 THEN i * 4 + leg ELSE (i - 1) * 4 + leg % 4 END AS k
+                     FROM days, range(0, 8) r(leg) WHERE leg < 4 OR i > 1);",
         )
         .unwrap();
     let fills: i64 = store

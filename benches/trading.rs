@@ -27,10 +27,17 @@ fn main() {
                       row_number() OVER (ORDER BY q.volume DESC, q.contract) - 1 AS n
                FROM option_quotes q WHERE q.as_of = DATE '2025-03-13' AND q.bid > 0.5 AND q.expiry > DATE '2025-03-21'
                ORDER BY q.volume DESC, q.contract LIMIT 500;
-             INSERT INTO orders SELECT DATE '2025-03-13', 'bench:' || n, 'bench', 0, contract, underlying, 'option',
-               expiry, strike, put_call, 100, -1, NULL, 'filled', NULL, 0 FROM pick;
-             INSERT INTO fills SELECT DATE '2025-03-13', 'bench:' || n, 0, 'bench', contract, underlying, 'option',
-               expiry, strike, put_call, 100, -1, bid, 0.65, 'premium', 0 FROM pick;
+             INSERT INTO order_legs (order_ref, leg, as_of, created_at, strategy, book, intent, instrument,
+                 underlying, kind, expiry, strike, put_call, multiplier, quantity, order_type, cash_kind, run_id)
+               SELECT 'bench:' || n, 0, DATE '2025-03-13', TIMESTAMP '2025-03-13 09:35', 'bench', 'bench', 'entry',
+                 contract, underlying, 'option', expiry, strike, put_call, 100, -1, 'market', 'premium', 0 FROM pick;
+             INSERT INTO order_events SELECT 'bench:' || n, s, TIMESTAMP '2025-03-13 09:35', st, 'paper', NULL, NULL, 0
+               FROM pick, (VALUES (0, 'pending'), (1, 'submitted'), (2, 'filled')) e(s, st);
+             INSERT INTO fills (as_of, order_ref, leg, strategy, instrument, underlying, kind, expiry, strike,
+                 put_call, multiplier, quantity, price, commission, cash_kind, run_id, filled_at, exec_id)
+               SELECT DATE '2025-03-13', 'bench:' || n, 0, 'bench', contract, underlying, 'option',
+                 expiry, strike, put_call, 100, -1, bid, 0.65, 'premium', 0, TIMESTAMP '2025-03-13 09:35',
+                 'bench:' || n || '#0' FROM pick;
              INSERT INTO cash_ledger SELECT DATE '2025-03-13', 'premium', bid * 100, 'bench:' || n || '#0', 0 FROM pick;
              INSERT INTO cash_ledger SELECT DATE '2025-03-13', 'commission', -0.65, 'bench:' || n || '#0', 0 FROM pick;",
         )
