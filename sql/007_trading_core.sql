@@ -61,6 +61,7 @@ CREATE TABLE paper_executions (
     exec_id          VARCHAR NOT NULL UNIQUE,
     order_ref        VARCHAR NOT NULL,
     leg              INTEGER NOT NULL,
+    instrument       VARCHAR NOT NULL,     -- OCC symbol or ticker
     broker_order_id  VARCHAR NOT NULL,
     executed_at      TIMESTAMP NOT NULL,
     quantity         BIGINT NOT NULL,

@@ -302,6 +302,15 @@ fn an_order_sent_before_a_crash_is_completed_by_the_next_run_and_never_sent_twic
         desk.count("SELECT count(*) FROM paper_orders"),
         desk.count("SELECT count(DISTINCT order_ref) FROM order_legs"),
     );
+    // The broker's record and the book agree, position by position.
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM (SELECT instrument, sum(quantity) q FROM paper_executions GROUP BY ALL) b
+             FULL JOIN (SELECT instrument, sum(quantity) q FROM fills GROUP BY ALL) f USING (instrument)
+             WHERE b.q IS DISTINCT FROM f.q"
+        ),
+        0
+    );
     assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
 }
 

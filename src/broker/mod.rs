@@ -109,6 +109,11 @@ pub trait Broker {
     fn order_status(&mut self, order_ref: &str) -> Result<Option<BrokerOrder>, BrokerError>;
     /// The executions of an order so far.
     fn executions(&mut self, order_ref: &str) -> Result<Vec<Execution>, BrokerError>;
+    /// Orders the broker is still working.
+    fn open_orders(&mut self) -> Result<Vec<BrokerOrder>, BrokerError>;
+    /// What the broker holds for the account: (instrument key, net quantity), for
+    /// reconciling the book against it.
+    fn positions(&mut self) -> Result<Vec<(String, i64)>, BrokerError>;
     /// Ask the broker to cancel a working order.
     fn cancel(&mut self, order_ref: &str) -> Result<(), BrokerError>;
 }

@@ -277,11 +277,12 @@ impl Broker for PaperBroker<'_> {
                 for (i, (leg, (price, commission))) in order.legs.iter().zip(priced).enumerate() {
                     self.conn
                         .execute(
-                            "INSERT INTO paper_executions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO paper_executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             params![
                                 format!("{reference}#{i}"),
                                 reference,
                                 i as i32,
+                                leg.instrument.key(),
                                 broker_order_id,
                                 at,
                                 leg.quantity,
@@ -339,6 +340,25 @@ impl Broker for PaperBroker<'_> {
                     commission: Price::from_f64(r.get(6)?),
                 })
             })
+            .map_err(Self::db)?;
+        rows.collect::<Result<_, _>>().map_err(Self::db)
+    }
+
+    fn open_orders(&mut self) -> Result<Vec<BrokerOrder>, BrokerError> {
+        // Paper orders fill or are rejected when they arrive: none is ever working.
+        Ok(Vec::new())
+    }
+
+    fn positions(&mut self) -> Result<Vec<(String, i64)>, BrokerError> {
+        let mut s = self
+            .conn
+            .prepare(
+                "SELECT instrument, sum(quantity)::BIGINT FROM paper_executions
+                 GROUP BY instrument HAVING sum(quantity) <> 0 ORDER BY instrument",
+            )
+            .map_err(Self::db)?;
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(Self::db)?;
         rows.collect::<Result<_, _>>().map_err(Self::db)
     }

@@ -277,3 +277,171 @@ fn fill_of(order: &Order, e: &Execution) -> Fill {
         broker_order_id: Some(e.broker_order_id.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The life cycle against a broker that times out, then fills in two parts (as IBKR
+    //! can), over a real store.
+    use super::*;
+    use crate::broker::BrokerOrder;
+    use crate::model::{OptionRight, Price};
+    use crate::store::Store;
+    use crate::trading::{ClientOrderId, Intent, Leg, OrderType};
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Venue {
+        /// Fail the next submission with this.
+        fail_next: Option<BrokerError>,
+        orders: HashMap<String, (Order, usize)>,
+        /// How many executions of each order are reported so far (one more per call).
+        submissions: usize,
+    }
+
+    impl Broker for Venue {
+        fn name(&self) -> &'static str {
+            "paper"
+        }
+        fn submit(
+            &mut self,
+            o: &RiskApproved<Order>,
+            _at: NaiveDateTime,
+        ) -> Result<String, BrokerError> {
+            if let Some(e) = self.fail_next.take() {
+                return Err(e);
+            }
+            self.submissions += 1;
+            let o = o.inner().clone();
+            self.orders.insert(o.reference(), (o, 0));
+            Ok("V-1".into())
+        }
+        fn order_status(&mut self, r: &str) -> Result<Option<BrokerOrder>, BrokerError> {
+            Ok(self.orders.get(r).map(|_| BrokerOrder {
+                order_ref: r.into(),
+                broker_order_id: "V-1".into(),
+                status: OrderStatus::Submitted,
+                reason: None,
+            }))
+        }
+        fn executions(&mut self, r: &str) -> Result<Vec<Execution>, BrokerError> {
+            let Some((o, shown)) = self.orders.get_mut(r) else {
+                return Ok(Vec::new());
+            };
+            *shown = (*shown + 1).min(2);
+            // Two executions of leg 0: 3 contracts, then 2.
+            let at = o.id.at;
+            Ok([(3i64, "E1"), (2i64, "E2")][..*shown]
+                .iter()
+                .map(|(q, id)| Execution {
+                    exec_id: id.to_string(),
+                    order_ref: r.into(),
+                    leg: 0,
+                    broker_order_id: "V-1".into(),
+                    at,
+                    quantity: -q,
+                    price: Price::from_f64(1.5),
+                    commission: Price::from_f64(0.65 * *q as f64),
+                })
+                .collect())
+        }
+        fn open_orders(&mut self) -> Result<Vec<BrokerOrder>, BrokerError> {
+            Ok(Vec::new())
+        }
+        fn positions(&mut self) -> Result<Vec<(String, i64)>, BrokerError> {
+            Ok(Vec::new())
+        }
+        fn cancel(&mut self, _: &str) -> Result<(), BrokerError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn pending_through_a_timeout_then_partly_filled_then_filled_never_sent_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_write(
+            &dir.path().join("s.duckdb"),
+            std::time::Duration::from_secs(1),
+            "test",
+        )
+        .unwrap();
+        let conn = &store.conn;
+        let at = crate::testkit::as_of().and_hms_opt(9, 35, 0).unwrap();
+        let id = ClientOrderId::new(Intent::Exit, "s", at.date(), at.time(), 0).unwrap();
+        let leg = Leg::new(crate::testkit::option("SPY", OptionRight::Put, 95.0), -5).unwrap();
+        let order = Order::new_checked(id, vec![leg], OrderType::Market).unwrap();
+        let reference = order.reference();
+        let mut venue = Venue {
+            fail_next: Some(BrokerError::Timeout {
+                broker: "paper",
+                secs: 10,
+            }),
+            ..Venue::default()
+        };
+        let commit = || Ok(());
+        let status = |conn| orders::latest_status(conn, &reference).unwrap().unwrap().0;
+        {
+            let mut r = Router::new(conn, &mut venue, "test", 1, at, &commit);
+            let p = r
+                .place(crate::trading::risk::approve_exit(order).unwrap())
+                .unwrap();
+            assert_eq!(p.status, OrderStatus::Pending);
+            assert!(p.reason.unwrap().contains("the next run tries again"));
+        }
+        assert_eq!(status(conn), OrderStatus::Pending);
+        {
+            let mut r = Router::new(conn, &mut venue, "test", 2, at, &commit);
+            let p = r.resume_open().unwrap();
+            assert_eq!(p[0].status, OrderStatus::PartlyFilled);
+            assert_eq!(p[0].fills.len(), 1);
+        }
+        {
+            let mut r = Router::new(conn, &mut venue, "test", 3, at, &commit);
+            let p = r.resume_open().unwrap();
+            assert_eq!(p[0].status, OrderStatus::Filled);
+            assert_eq!(
+                p[0].fills.len(),
+                1,
+                "the first execution is not recorded again"
+            );
+            assert!(r.resume_open().unwrap().is_empty(), "nothing left open");
+        }
+        assert_eq!(venue.submissions, 1, "sent once");
+        let events: String = conn
+            .query_row(
+                "SELECT string_agg(status, ',' ORDER BY seq) FROM order_events WHERE order_ref = ?",
+                [&reference],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(events, "pending,submitted,partly_filled,filled");
+        let (n, q): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), sum(quantity)::BIGINT FROM fills",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((n, q), (2, -5));
+        // A step the life cycle does not allow is refused before it is written.
+        let e = orders::append_event(
+            conn,
+            &reference,
+            OrderStatus::Submitted,
+            at,
+            "paper",
+            None,
+            None,
+            4,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("illegal transition filled → submitted"),
+            "{e}"
+        );
+        assert!(crate::store::check::check(conn)
+            .unwrap()
+            .problems
+            .is_empty());
+    }
+}

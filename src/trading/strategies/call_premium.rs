@@ -288,7 +288,10 @@ impl Strategy for CallPremium {
                     ("bs_value_at_hv30".into(), bs),
                     ("edge".into(), edge),
                     ("delta".into(), row.delta.unwrap_or(f64::NAN)),
-                    ("credit".into(), row.bid * 100.0 * contracts as f64),
+                    (
+                        "credit".into(),
+                        row.bid * multiplier as f64 * contracts as f64,
+                    ),
                     ("contracts".into(), contracts as f64),
                     ("contracts_by_premium".into(), by_premium as f64),
                     ("contracts_by_margin".into(), by_margin as f64),

@@ -237,7 +237,10 @@ impl Strategy for CashSecuredPut {
                         ("iv".into(), iv),
                         ("hv30".into(), hv30),
                         ("delta".into(), row.delta.unwrap_or(f64::NAN)),
-                        ("credit".into(), row.bid * 100.0 * contracts as f64),
+                        (
+                            "credit".into(),
+                            row.bid * row.multiplier() as f64 * contracts as f64,
+                        ),
                         ("collateral".into(), per.to_f64() * contracts as f64),
                         ("contracts".into(), contracts as f64),
                     ];
@@ -307,8 +310,11 @@ impl Strategy for CoveredCall {
                         ("iv".into(), iv),
                         ("hv30".into(), hv30),
                         ("delta".into(), row.delta.unwrap_or(f64::NAN)),
-                        ("credit".into(), row.bid * 100.0 * free as f64),
-                        ("shares_covered".into(), 100.0 * free as f64),
+                        (
+                            "credit".into(),
+                            row.bid * row.multiplier() as f64 * free as f64,
+                        ),
+                        ("shares_covered".into(), (row.multiplier() * free) as f64),
                         ("contracts".into(), free as f64),
                     ];
                     let free_shares = shares - covered;
