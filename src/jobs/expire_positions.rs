@@ -158,16 +158,17 @@ impl Job for ExpirePositions {
                     settlement::Outcome::Worthless => "worthless",
                 }
             );
-            rows += self.close(
-                ctx,
-                &mut router,
-                order,
-                &e.strategy,
-                &o.underlying,
-                "expiry_settlement",
-                &reason,
-            )?;
-            // Track deliveries for the next expiry of the same underlying.
+            rows += self
+                .close(
+                    ctx,
+                    &mut router,
+                    order,
+                    &e.strategy,
+                    &o.underlying,
+                    "expiry_settlement",
+                    &reason,
+                )?
+                .0;
             match outcome {
                 settlement::Outcome::CashSettled => settled += 1,
                 settlement::Outcome::Delivered => assigned += 1,
@@ -217,7 +218,7 @@ impl Job for ExpirePositions {
                     let order = Order::new_checked(id, vec![leg], OrderType::Market)
                         .map_err(|m| JobError::Failed(m.to_string()))?;
                     let reason = format!("{} of {}", exit.reason, exit.order_ref);
-                    let (n, status, why) = self.close_status(
+                    let (n, status, why) = self.close(
                         ctx,
                         &mut router,
                         order,
@@ -298,25 +299,10 @@ impl Job for ExpirePositions {
 }
 
 impl ExpirePositions {
-    /// Approve a close explicitly, record the decision with its rule, and send it.
+    /// Approve a close explicitly, record the decision with its rule, and send it:
+    /// (rows written, where the order stands, why it did not fill).
     #[allow(clippy::too_many_arguments)]
     fn close(
-        &self,
-        ctx: &JobContext,
-        router: &mut Router,
-        order: Order,
-        strategy: &str,
-        underlying: &str,
-        rule: &str,
-        reason: &str,
-    ) -> Result<u64, JobError> {
-        Ok(self
-            .close_status(ctx, router, order, strategy, underlying, rule, reason)?
-            .0)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn close_status(
         &self,
         ctx: &JobContext,
         router: &mut Router,

@@ -348,8 +348,9 @@ impl Job for SelectTrades {
                 if self.params.signal_only {
                     continue;
                 }
+                let legs = a.inner().order.legs.len() as u64;
                 let placed = router.place(a.order())?;
-                rows += 1 + p_legs(&a) as u64;
+                rows += 2 + legs;
                 match placed.status {
                     OrderStatus::Filled | OrderStatus::PartlyFilled => {
                         filled += 1;
@@ -395,8 +396,4 @@ impl Job for SelectTrades {
             summary,
         })
     }
-}
-
-fn p_legs(a: &crate::trading::risk::RiskApproved<crate::trading::risk::Proposal>) -> usize {
-    a.inner().order.legs.len()
 }
