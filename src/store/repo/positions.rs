@@ -63,6 +63,9 @@ pub fn shares_held(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// (strategy, instrument, order_ref, as_of, quantity) of one order's fills.
+type FillSum = (String, String, String, NaiveDate, i64);
+
 /// Open option positions grouped into the trades that opened them: each open
 /// (strategy, instrument) quantity is attributed to the fills that built it, latest
 /// first, so a multi-leg order is one trade and two trades in one contract stay two.
@@ -90,13 +93,12 @@ pub fn open_trades(
          GROUP BY f.strategy, f.instrument, f.order_ref, f.as_of
          ORDER BY f.as_of, f.order_ref",
     )?;
-    let fills: Vec<(String, String, String, NaiveDate, i64)> = s
+    let fills: Vec<FillSum> = s
         .query_map(params![as_of, as_of], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<Result<_, _>>()?;
-    let mut by_key: HashMap<(&str, &str), Vec<&(String, String, String, NaiveDate, i64)>> =
-        HashMap::new();
+    let mut by_key: HashMap<(&str, &str), Vec<&FillSum>> = HashMap::new();
     for f in &fills {
         by_key.entry((&f.0, &f.1)).or_default().push(f);
     }
