@@ -12,7 +12,9 @@ pub mod dashboard;
 pub mod email;
 pub mod svg;
 
-use crate::analytics::performance::{self, FillRow, Metrics, Point, TradeStats};
+use crate::analytics::performance::{self, Metrics, Point, TradeStats};
+use crate::store::repo::{self, RepoError};
+use crate::trading::{trades, Fill};
 use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::{params, Connection};
 use std::collections::BTreeMap;
@@ -23,6 +25,9 @@ pub enum ReportError {
     /// The store could not be read.
     #[error(transparent)]
     Db(#[from] duckdb::Error),
+    /// A fill in the store is not a valid fill (its instrument or cash kind).
+    #[error(transparent)]
+    Repo(#[from] RepoError),
 }
 
 /// The portfolio on the day.
@@ -77,6 +82,25 @@ pub struct FillLine {
     pub commission: f64,
     pub cash_kind: String,
     pub cash: f64,
+}
+
+impl FillLine {
+    /// A fill as the report shows it: the cash it moved is its premium (or settlement)
+    /// less its commission.
+    pub fn of(f: &Fill) -> FillLine {
+        FillLine {
+            as_of: f.as_of,
+            strategy: f.book.clone(),
+            order_ref: f.order_reference.clone(),
+            instrument: f.instrument.key().trim().to_string(),
+            quantity: f.quantity,
+            multiplier: f.instrument.multiplier(),
+            price: f.price.to_f64(),
+            commission: f.commission.to_f64(),
+            cash_kind: f.cash_kind.code().to_string(),
+            cash: (f.premium_cash() - f.commission).to_f64(),
+        }
+    }
 }
 
 /// A strategy's proposal or pass.
@@ -339,22 +363,10 @@ pub fn load(
     }
     let strategy_pnl: Vec<(String, Vec<Point>)> = strategy_pnl.into_iter().collect();
 
-    // Fills up to the day: trades and their round trips.
-    let all_fills = load_fills(conn, as_of)?;
-    let rows: Vec<FillRow> = all_fills
-        .iter()
-        .map(|f| FillRow {
-            as_of: f.as_of,
-            order_ref: f.order_ref.clone(),
-            strategy: f.strategy.clone(),
-            instrument: f.instrument.clone(),
-            quantity: f.quantity,
-            price: f.price,
-            multiplier: f.multiplier,
-            commission: f.commission,
-        })
-        .collect();
-    let closed = performance::closed_trades(&rows);
+    // Fills up to the day: their closed trades, exact, and the lines of the fill tables.
+    let fills = repo::orders::fills_up_to(conn, as_of)?;
+    let closed = trades::closed_trades(&fills);
+    let all_fills: Vec<FillLine> = fills.iter().map(FillLine::of).collect();
 
     let spy = benchmarks
         .iter()
@@ -362,7 +374,7 @@ pub fn load(
         .map(|(_, c)| c.as_slice());
     let mut metrics = Vec::new();
     if !equity.is_empty() {
-        let pnls: Vec<f64> = closed.iter().map(|t| t.pnl).collect();
+        let pnls: Vec<f64> = closed.iter().map(|t| t.pnl.to_f64()).collect();
         metrics.push(MetricsRow {
             name: "Portfolio".into(),
             kind: "book",
@@ -384,8 +396,8 @@ pub fn load(
                 .collect();
             let pnls: Vec<f64> = closed
                 .iter()
-                .filter(|t| &t.strategy == name)
-                .map(|t| t.pnl)
+                .filter(|t| &t.book == name)
+                .map(|t| t.pnl.to_f64())
                 .collect();
             metrics.push(MetricsRow {
                 name: name.clone(),
@@ -441,31 +453,6 @@ pub fn load(
         correlation,
         risk_free_rate,
     })
-}
-
-fn load_fills(conn: &Connection, as_of: NaiveDate) -> Result<Vec<FillLine>, duckdb::Error> {
-    let mut s = conn.prepare(
-        "SELECT as_of, strategy, order_ref, trim(instrument), quantity, price::DOUBLE, commission::DOUBLE, cash_kind,
-                (-quantity * multiplier * price - commission)::DOUBLE, multiplier
-         FROM fills WHERE as_of <= ? ORDER BY as_of, run_id, rowid",
-    )?;
-    let rows = s
-        .query_map(params![as_of], |r| {
-            Ok(FillLine {
-                as_of: r.get(0)?,
-                strategy: r.get(1)?,
-                order_ref: r.get(2)?,
-                instrument: r.get(3)?,
-                quantity: r.get(4)?,
-                price: r.get(5)?,
-                commission: r.get(6)?,
-                cash_kind: r.get(7)?,
-                cash: r.get(8)?,
-                multiplier: r.get(9)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
 }
 
 fn load_positions(conn: &Connection, as_of: NaiveDate) -> Result<Vec<PositionRow>, duckdb::Error> {

@@ -1,6 +1,7 @@
 //! The trading core's domain: orders and their life cycle, fills, the cash kinds of
 //! the append-only ledger, margin by structure ([`margin`]), expiry settlement
-//! ([`settlement`]), the risk gate ([`risk`]) and the strategies ([`strategies`]).
+//! ([`settlement`]), the risk gate ([`risk`]), the strategies ([`strategies`]) and the
+//! closed trades rebuilt from fills ([`trades`]).
 //! Money is exact: [`Price`] is fixed point at 1/10,000 of a dollar. This module holds
 //! no I/O: the store reads and writes it (`store::repo`), a broker executes it
 //! (`broker`).
@@ -9,6 +10,7 @@ pub mod margin;
 pub mod risk;
 pub mod settlement;
 pub mod strategies;
+pub mod trades;
 
 pub use crate::model::identifiers::{ClientOrderId, Intent};
 pub use crate::model::instrument::{FuturesContract, Instrument, OptionContract};

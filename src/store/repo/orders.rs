@@ -3,7 +3,7 @@
 //! sees the order; every later status is an appended event checked against the life
 //! cycle; a fill is keyed by its execution id, so recording it twice is impossible.
 
-use super::{instrument, instrument_columns, RepoError};
+use super::{instrument, instrument_columns, read_instrument, RepoError, INSTRUMENT_COLS};
 use crate::model::identifiers::{ClientOrderId, Intent};
 use crate::model::{ModelError, Price};
 use crate::trading::{CashKind, Fill, Leg, Order, OrderStatus, OrderType};
@@ -184,6 +184,68 @@ pub fn write_fill(conn: &Connection, f: &Fill, run_id: i64) -> Result<bool, Repo
         )?;
     }
     Ok(true)
+}
+
+/// Every fill up to the end of `as_of`, in the order they were executed: by session,
+/// then by the run that recorded them, then in the order that run recorded them (a run
+/// writes its fills as its broker reports them). That order decides which order opens
+/// a position and which one closes it, so closed trades depend on it. Prices and
+/// commissions are read as exact integers of 1/10,000 $ (`DECIMAL(18,4)` × 10,000).
+pub fn fills_up_to(conn: &Connection, as_of: NaiveDate) -> Result<Vec<Fill>, RepoError> {
+    let mut s = conn.prepare(&format!(
+        "SELECT order_ref, leg, as_of, filled_at, strategy, quantity,
+                CAST(price * 10000 AS BIGINT), CAST(commission * 10000 AS BIGINT), cash_kind,
+                exec_id, broker_order_id, {INSTRUMENT_COLS}
+         FROM fills WHERE as_of <= ? ORDER BY as_of, run_id, rowid"
+    ))?;
+    let rows = s.query_map(params![as_of], |r| {
+        Ok((
+            (
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, NaiveDate>(2)?,
+                r.get::<_, NaiveDateTime>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ),
+            (
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, String>(9)?,
+                r.get::<_, Option<String>>(10)?,
+            ),
+            read_instrument("fills", r, 11)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            (order_reference, leg, as_of, filled_at, book, quantity),
+            (price, commission, cash_kind, exec_id, broker_order_id),
+            instrument,
+        ) = row?;
+        let cash_kind = CashKind::from_code(&cash_kind).map_err(|source| RepoError::BadRow {
+            table: "fills",
+            row: exec_id.clone(),
+            source,
+        })?;
+        out.push(Fill {
+            order_reference,
+            leg: leg as usize,
+            as_of,
+            filled_at,
+            book,
+            instrument: instrument?,
+            quantity,
+            price: Price::from_raw(price),
+            commission: Price::from_raw(commission),
+            cash_kind,
+            exec_id,
+            broker_order_id,
+        });
+    }
+    Ok(out)
 }
 
 /// Quantity filled so far per leg of an order.
@@ -403,4 +465,63 @@ pub fn write_decision(
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OptionRight;
+    use crate::store::Store;
+    use crate::testkit;
+    use crate::trading::Instrument;
+    use std::time::Duration;
+
+    fn fill(exec_id: &str, as_of: NaiveDate, instrument: Instrument, price: i64) -> Fill {
+        Fill {
+            order_reference: format!("o:{exec_id}"),
+            leg: 1,
+            as_of,
+            filled_at: as_of.and_hms_opt(10, 0, 0).unwrap(),
+            book: "wheel".into(),
+            instrument,
+            quantity: -3,
+            price: Price::from_raw(price),
+            commission: Price::from_raw(1),
+            cash_kind: CashKind::Premium,
+            exec_id: exec_id.into(),
+            broker_order_id: Some("b1".into()),
+        }
+    }
+
+    #[test]
+    fn fills_are_read_back_exactly_in_execution_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_write(&dir.path().join("s.duckdb"), Duration::from_secs(1), "test")
+            .unwrap();
+        let d1 = testkit::as_of();
+        let d2 = d1.succ_opt().unwrap();
+        let put = testkit::option("SPY", OptionRight::Put, 95.0);
+        let shares = Instrument::Equity {
+            symbol: "SPY".into(),
+        };
+        // (fill, run): a later session first, then a later run of the first session
+        // before an earlier one, which records two fills.
+        let written = [
+            (fill("x", d2, put.clone(), 12_345), 5),
+            (fill("y", d1, shares.clone(), 1_000_001), 7),
+            (fill("z", d1, put.clone(), 1), 6),
+            (fill("w", d1, shares, 99_999), 6),
+        ];
+        for (f, run) in &written {
+            assert!(write_fill(&s.conn, f, *run).unwrap());
+        }
+        let ids = |fills: &[Fill]| fills.iter().map(|f| f.exec_id.clone()).collect::<Vec<_>>();
+        let all = fills_up_to(&s.conn, d2).unwrap();
+        assert_eq!(ids(&all), ["z", "w", "y", "x"]);
+        // Every field as written: prices to the 1/10,000, the option's terms.
+        assert_eq!(all[3], written[0].0);
+        assert_eq!(all[0], written[2].0);
+        assert_eq!(all[2], written[1].0);
+        assert_eq!(ids(&fills_up_to(&s.conn, d1).unwrap()), ["z", "w", "y"]);
+    }
 }
