@@ -516,3 +516,34 @@ fn a_held_position_without_a_quote_is_marked_stale_never_zeroed() {
     );
     assert!(mv != 0.0, "marked at its last mid, not zero");
 }
+
+#[test]
+fn a_malformed_contract_in_the_book_is_refused_naming_it_and_nothing_is_written() {
+    let desk = Desk::new();
+    desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    for job in ["fetch_chains", "compute_vol", "correlation"] {
+        desk.run_ok(&["job", "run", job, "--as-of", "2024-06-05"]);
+    }
+    {
+        // A fill whose contract has an unknown right code (written by something else).
+        let c = duckdb::Connection::open(desk.db()).unwrap();
+        c.execute_batch(
+            "UPDATE fills SET instrument = substr(instrument, 1, 12) || 'X' || substr(instrument, 14)
+             WHERE rowid = (SELECT min(rowid) FROM fills WHERE kind = 'option')",
+        )
+        .unwrap();
+    }
+    let before = desk.fingerprint(false);
+    let o = desk.run(&["job", "run", "select_trades", "--as-of", "2024-06-05"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown right code 'X'") && err.contains("malformed OCC option symbol"),
+        "{err}"
+    );
+    assert_eq!(desk.fingerprint(false), before, "nothing half-written");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE job = 'select_trades' AND status = 'failed' AND message LIKE '%unknown right code%'"),
+        1
+    );
+}
