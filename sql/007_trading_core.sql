@@ -151,8 +151,9 @@ ALTER TABLE fills_v7 RENAME TO fills;
 -- Decisions say what they were about: a strategy's entry, or an approved close.
 ALTER TABLE risk_decisions ADD COLUMN intent VARCHAR DEFAULT 'entry';
 
--- Positions as of a date, now with the option's terms.
-CREATE OR REPLACE MACRO positions_as_of(d) AS TABLE
+-- Positions up to a session and a moment, with the option's terms: the one definition
+-- behind positions_as_of (a whole session) and positions_at (a moment, New York time).
+CREATE MACRO positions_until(d, ts) AS TABLE
 SELECT strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier,
        sum(quantity) AS quantity,
        sum(quantity * price) / nullif(sum(quantity), 0) AS avg_price,
@@ -160,20 +161,13 @@ SELECT strategy, instrument, underlying, kind, expiry, strike, put_call, multipl
        any_value(style) AS style,
        any_value(settlement) AS settlement
 FROM fills
-WHERE as_of <= d
+WHERE as_of <= d AND filled_at <= ts
 GROUP BY strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier
 HAVING sum(quantity) <> 0;
 
--- Positions at a moment (New York time), for intraday work:
+CREATE OR REPLACE MACRO positions_as_of(d) AS TABLE
+SELECT * FROM positions_until(d, TIMESTAMP '9999-12-31 00:00:00');
+
 -- SELECT * FROM positions_at(TIMESTAMP '2025-03-14 12:00').
 CREATE MACRO positions_at(ts) AS TABLE
-SELECT strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier,
-       sum(quantity) AS quantity,
-       sum(quantity * price) / nullif(sum(quantity), 0) AS avg_price,
-       min(as_of) AS opened,
-       any_value(style) AS style,
-       any_value(settlement) AS settlement
-FROM fills
-WHERE filled_at <= ts
-GROUP BY strategy, instrument, underlying, kind, expiry, strike, put_call, multiplier
-HAVING sum(quantity) <> 0;
+SELECT * FROM positions_until(DATE '9999-12-31', ts);

@@ -45,7 +45,7 @@ pub struct Router<'a> {
     /// The snapshot time orders are decided and sent at (New York).
     at: NaiveDateTime,
     /// Commits what is written so far (a no-op in a dry run).
-    checkpoint: &'a dyn Fn() -> Result<(), duckdb::Error>,
+    checkpoint: Box<dyn Fn() -> Result<(), duckdb::Error> + 'a>,
 }
 
 impl<'a> Router<'a> {
@@ -55,7 +55,7 @@ impl<'a> Router<'a> {
         job: &'static str,
         run_id: i64,
         at: NaiveDateTime,
-        checkpoint: &'a dyn Fn() -> Result<(), duckdb::Error>,
+        checkpoint: Box<dyn Fn() -> Result<(), duckdb::Error> + 'a>,
     ) -> Self {
         Router {
             conn,
@@ -100,23 +100,7 @@ impl<'a> Router<'a> {
                 self.collect(approved.inner(), OrderStatus::Submitted)
             }
             Err(e @ BrokerError::Rejected { .. }) => {
-                let why = e.to_string();
-                orders::append_event(
-                    self.conn,
-                    &reference,
-                    OrderStatus::Rejected,
-                    self.at,
-                    broker,
-                    None,
-                    Some(&why),
-                    self.run_id,
-                )?;
-                Ok(Placed {
-                    order_ref: reference,
-                    status: OrderStatus::Rejected,
-                    reason: Some(why),
-                    fills: Vec::new(),
-                })
+                self.end(reference, OrderStatus::Rejected, Some(e.to_string()))
             }
             Err(e) if e.is_retryable() => Ok(Placed {
                 order_ref: reference,
@@ -126,6 +110,32 @@ impl<'a> Router<'a> {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// End an order without fills (rejected, cancelled, expired), with the reason.
+    fn end(
+        &self,
+        reference: String,
+        status: OrderStatus,
+        reason: Option<String>,
+    ) -> Result<Placed, RouterError> {
+        let broker = self.broker.name();
+        orders::append_event(
+            self.conn,
+            &reference,
+            status,
+            self.at,
+            broker,
+            None,
+            reason.as_deref(),
+            self.run_id,
+        )?;
+        Ok(Placed {
+            order_ref: reference,
+            status,
+            reason,
+            fills: Vec::new(),
+        })
     }
 
     /// Record the broker's executions of an order not yet recorded, and the status
@@ -210,22 +220,7 @@ impl<'a> Router<'a> {
                         OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Expired
                             if orders::filled_by_leg(self.conn, &reference)?.is_empty() =>
                         {
-                            orders::append_event(
-                                self.conn,
-                                &reference,
-                                known.status,
-                                self.at,
-                                broker,
-                                None,
-                                known.reason.as_deref(),
-                                self.run_id,
-                            )?;
-                            out.push(Placed {
-                                order_ref: reference,
-                                status: known.status,
-                                reason: known.reason,
-                                fills: Vec::new(),
-                            });
+                            out.push(self.end(reference, known.status, known.reason)?);
                         }
                         _ => out.push(self.collect(&order, OrderStatus::Submitted)?),
                     }
@@ -236,22 +231,7 @@ impl<'a> Router<'a> {
                 }
                 None => {
                     let why = format!("{broker} has no record of it");
-                    orders::append_event(
-                        self.conn,
-                        &reference,
-                        OrderStatus::Rejected,
-                        self.at,
-                        broker,
-                        None,
-                        Some(&why),
-                        self.run_id,
-                    )?;
-                    out.push(Placed {
-                        order_ref: reference,
-                        status: OrderStatus::Rejected,
-                        reason: Some(why),
-                        fills: Vec::new(),
-                    });
+                    out.push(self.end(reference, OrderStatus::Rejected, Some(why))?);
                 }
             }
         }
@@ -377,10 +357,10 @@ mod tests {
             }),
             ..Venue::default()
         };
-        let commit = || Ok(());
+        let commit = || Box::new(|| Ok(()));
         let status = |conn| orders::latest_status(conn, &reference).unwrap().unwrap().0;
         {
-            let mut r = Router::new(conn, &mut venue, "test", 1, at, &commit);
+            let mut r = Router::new(conn, &mut venue, "test", 1, at, commit());
             let p = r
                 .place(crate::trading::risk::approve_exit(order).unwrap())
                 .unwrap();
@@ -389,13 +369,13 @@ mod tests {
         }
         assert_eq!(status(conn), OrderStatus::Pending);
         {
-            let mut r = Router::new(conn, &mut venue, "test", 2, at, &commit);
+            let mut r = Router::new(conn, &mut venue, "test", 2, at, commit());
             let p = r.resume_open().unwrap();
             assert_eq!(p[0].status, OrderStatus::PartlyFilled);
             assert_eq!(p[0].fills.len(), 1);
         }
         {
-            let mut r = Router::new(conn, &mut venue, "test", 3, at, &commit);
+            let mut r = Router::new(conn, &mut venue, "test", 3, at, commit());
             let p = r.resume_open().unwrap();
             assert_eq!(p[0].status, OrderStatus::Filled);
             assert_eq!(

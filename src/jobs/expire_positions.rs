@@ -61,15 +61,7 @@ impl Job for ExpirePositions {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
         let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
-        let checkpoint = || ctx.checkpoint();
-        let mut router = Router::new(
-            conn,
-            &mut broker,
-            DEF.name,
-            ctx.run_id,
-            ctx.quote_time,
-            &checkpoint,
-        );
+        let mut router = ctx.router(&mut broker, DEF.name);
         let mut rows = 0u64;
         for p in router.resume_open()? {
             rows += 1 + 2 * p.fills.len() as u64;

@@ -7,7 +7,6 @@
 
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::broker::paper::{PaperBroker, PaperConfig};
-use crate::broker::router::Router;
 use crate::config::{Config, ConfigError};
 use crate::model::identifiers::{ClientOrderId, Intent};
 use crate::model::Price;
@@ -49,15 +48,7 @@ impl Job for Flatten {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
         let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
-        let checkpoint = || ctx.checkpoint();
-        let mut router = Router::new(
-            conn,
-            &mut broker,
-            DEF.name,
-            ctx.run_id,
-            ctx.quote_time,
-            &checkpoint,
-        );
+        let mut router = ctx.router(&mut broker, DEF.name);
         router.resume_open()?;
         let held = positions::open_positions(conn, ctx.as_of)?;
         let (mut closed, mut written) = (0u64, 0u64);

@@ -49,6 +49,23 @@ impl JobContext<'_> {
         }
         self.conn.execute_batch("COMMIT; BEGIN TRANSACTION")
     }
+
+    /// The order router for this run: orders go to `broker`, intents are committed at
+    /// the run's checkpoints, and events and fills carry the run's id and snapshot time.
+    pub fn router<'b>(
+        &'b self,
+        broker: &'b mut dyn crate::broker::Broker,
+        job: &'static str,
+    ) -> crate::broker::router::Router<'b> {
+        crate::broker::router::Router::new(
+            self.conn,
+            broker,
+            job,
+            self.run_id,
+            self.quote_time,
+            Box::new(move || self.checkpoint()),
+        )
+    }
 }
 
 /// What a job reports: rows written and a one-line summary for the trader.

@@ -13,7 +13,6 @@
 
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::broker::paper::{PaperBroker, PaperConfig};
-use crate::broker::router::Router;
 use crate::config::{Config, ConfigError};
 use crate::model::identifiers::Intent;
 use crate::model::Price;
@@ -184,15 +183,7 @@ impl Job for SelectTrades {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
         let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
-        let checkpoint = || ctx.checkpoint();
-        let mut router = Router::new(
-            conn,
-            &mut broker,
-            DEF.name,
-            ctx.run_id,
-            ctx.quote_time,
-            &checkpoint,
-        );
+        let mut router = ctx.router(&mut broker, DEF.name);
         let resumed = router.resume_open()?;
         let mut rows = 0u64;
         let resumed_note = if resumed.is_empty() {
