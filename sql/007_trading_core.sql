@@ -72,7 +72,7 @@ CREATE TABLE paper_executions (
 -- Orders written before 007: one intent per leg (a reference repeated by the old
 -- slot bug gets a ~2, ~3 suffix so the key holds), and its events.
 CREATE TEMP TABLE legacy_orders AS
-SELECT *, row_number() OVER (PARTITION BY order_ref, leg ORDER BY run_id) AS rn FROM orders;
+SELECT *, row_number() OVER (PARTITION BY order_ref, leg ORDER BY run_id, strategy) AS rn FROM orders;
 
 INSERT INTO order_legs
 SELECT order_ref || CASE WHEN rn > 1 THEN '~' || rn ELSE '' END, leg, as_of,
@@ -93,7 +93,6 @@ FROM (SELECT DISTINCT order_ref || CASE WHEN rn > 1 THEN '~' || rn ELSE '' END A
        AS s(seq, status, final)
 WHERE s.final = 'any' OR s.final = o.status;
 
-DROP TABLE legacy_orders;
 DROP TABLE orders;
 
 -- Orders as before (one row per leg), with the status of the latest event.
@@ -130,8 +129,16 @@ CREATE TABLE fills_v7 (
     settlement       VARCHAR
 );
 
+-- A fill takes the suffix of the order row it belongs to (same reference, leg and
+-- run; the same strategy first), so an order repeated by the old slot bug keeps its
+-- own fills; its execution id is order_ref#leg, numbered only among repeated fills so
+-- it still matches the cash ledger's reference.
 INSERT INTO fills_v7
-SELECT f.* EXCLUDE (rn) REPLACE (f.order_ref || CASE WHEN f.rn > 1 THEN '~' || f.rn ELSE '' END AS order_ref),
+SELECT f.* EXCLUDE (rn) REPLACE (
+         f.order_ref || coalesce(
+           (SELECT CASE WHEN o.rn > 1 THEN '~' || o.rn ELSE '' END FROM legacy_orders o
+            WHERE o.order_ref = f.order_ref AND o.leg = f.leg AND o.run_id = f.run_id
+            ORDER BY (o.strategy = f.strategy) DESC, o.rn LIMIT 1), '') AS order_ref),
        f.as_of + INTERVAL '9 hours 35 minutes',
        f.order_ref || '#' || f.leg || CASE WHEN f.rn > 1 THEN '~' || f.rn ELSE '' END, NULL,
        CASE WHEN f.kind = 'option' THEN
@@ -142,11 +149,12 @@ SELECT f.* EXCLUDE (rn) REPLACE (f.order_ref || CASE WHEN f.rn > 1 THEN '~' || f
          coalesce((SELECT any_value(q.settlement) FROM option_quotes q WHERE q.contract = f.instrument),
                   CASE WHEN trim(substr(f.instrument, 1, 6)) IN ('SPX', 'SPXW', 'XSP', 'NDX', 'NDXP', 'RUT', 'RUTW', 'VIX', 'VIXW', 'DJX', 'MRUT')
                        THEN 'cash' ELSE 'physical' END) END
-FROM (SELECT *, row_number() OVER (PARTITION BY order_ref, leg ORDER BY run_id) AS rn FROM fills) f
+FROM (SELECT *, row_number() OVER (PARTITION BY order_ref, leg ORDER BY run_id, strategy) AS rn FROM fills) f
 ORDER BY f.run_id;
 
 DROP TABLE fills;
 ALTER TABLE fills_v7 RENAME TO fills;
+DROP TABLE legacy_orders;
 
 -- Decisions say what they were about: a strategy's entry, or an approved close.
 ALTER TABLE risk_decisions ADD COLUMN intent VARCHAR DEFAULT 'entry';

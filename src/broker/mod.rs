@@ -98,6 +98,11 @@ impl BrokerError {
 /// ```
 pub trait Broker {
     fn name(&self) -> &'static str;
+    /// A simulated broker (paper) may be sent orders in a dry run, whose record is rolled
+    /// back with the rest; a real one is never sent anything in a dry run.
+    fn is_simulated(&self) -> bool {
+        false
+    }
     /// Send an order; returns the broker's order id. A refusal is
     /// [`BrokerError::Rejected`] with the broker's code and reason.
     fn submit(

@@ -230,6 +230,10 @@ impl Broker for PaperBroker<'_> {
         "paper"
     }
 
+    fn is_simulated(&self) -> bool {
+        true
+    }
+
     fn submit(
         &mut self,
         approved: &RiskApproved<Order>,

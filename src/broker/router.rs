@@ -46,6 +46,8 @@ pub struct Router<'a> {
     at: NaiveDateTime,
     /// Commits what is written so far (a no-op in a dry run).
     checkpoint: Box<dyn Fn() -> Result<(), duckdb::Error> + 'a>,
+    /// A dry run: nothing it writes is kept, so nothing is sent to a real broker.
+    dry_run: bool,
 }
 
 impl<'a> Router<'a> {
@@ -56,6 +58,7 @@ impl<'a> Router<'a> {
         run_id: i64,
         at: NaiveDateTime,
         checkpoint: Box<dyn Fn() -> Result<(), duckdb::Error> + 'a>,
+        dry_run: bool,
     ) -> Self {
         Router {
             conn,
@@ -64,7 +67,14 @@ impl<'a> Router<'a> {
             run_id,
             at,
             checkpoint,
+            dry_run,
         }
+    }
+
+    /// In a dry run a real broker is sent nothing (its order would outlive the rolled
+    /// back intent); a simulated one is, inside the transaction that is rolled back.
+    fn holds_back(&self) -> bool {
+        self.dry_run && !self.broker.is_simulated()
     }
 
     fn commit(&self) -> Result<(), RouterError> {
@@ -75,6 +85,14 @@ impl<'a> Router<'a> {
     pub fn place(&mut self, approved: RiskApproved<Order>) -> Result<Placed, RouterError> {
         let broker = self.broker.name();
         orders::write_intent(self.conn, approved.inner(), self.at, broker, self.run_id)?;
+        if self.holds_back() {
+            return Ok(Placed {
+                order_ref: approved.inner().reference(),
+                status: OrderStatus::Pending,
+                reason: Some(format!("dry run: not sent to {broker}")),
+                fills: Vec::new(),
+            });
+        }
         self.commit()?;
         self.send(approved)
     }
@@ -191,10 +209,14 @@ impl<'a> Router<'a> {
     pub fn resume_open(&mut self) -> Result<Vec<Placed>, RouterError> {
         let broker = self.broker.name();
         let mut out = Vec::new();
+        if self.holds_back() {
+            return Ok(out);
+        }
         for OpenOrder {
             order,
             status,
             broker: b,
+            created_at,
             ..
         } in orders::open_orders(self.conn)?
         {
@@ -225,9 +247,19 @@ impl<'a> Router<'a> {
                         _ => out.push(self.collect(&order, OrderStatus::Submitted)?),
                     }
                 }
-                None if status == OrderStatus::Pending => {
-                    // The intent was committed but never reached the broker.
+                None if status == OrderStatus::Pending && created_at == self.at => {
+                    // The intent was committed but never reached the broker: send it at
+                    // the snapshot it was decided on.
                     out.push(self.send(resume_recorded(order))?);
+                }
+                None if status == OrderStatus::Pending => {
+                    // Decided on an earlier snapshot's prices and never sent: not sent
+                    // now; today's run decides afresh (the gate sees today's state).
+                    let why = format!(
+                        "never reached {broker}; decided at {}, not sent on later prices",
+                        created_at.format("%Y-%m-%d %H:%M")
+                    );
+                    out.push(self.end(reference, OrderStatus::Cancelled, Some(why))?);
                 }
                 None => {
                     let why = format!("{broker} has no record of it");
@@ -360,7 +392,7 @@ mod tests {
         let commit = || Box::new(|| Ok(()));
         let status = |conn| orders::latest_status(conn, &reference).unwrap().unwrap().0;
         {
-            let mut r = Router::new(conn, &mut venue, "test", 1, at, commit());
+            let mut r = Router::new(conn, &mut venue, "test", 1, at, commit(), false);
             let p = r
                 .place(crate::trading::risk::approve_exit(order).unwrap())
                 .unwrap();
@@ -369,13 +401,13 @@ mod tests {
         }
         assert_eq!(status(conn), OrderStatus::Pending);
         {
-            let mut r = Router::new(conn, &mut venue, "test", 2, at, commit());
+            let mut r = Router::new(conn, &mut venue, "test", 2, at, commit(), false);
             let p = r.resume_open().unwrap();
             assert_eq!(p[0].status, OrderStatus::PartlyFilled);
             assert_eq!(p[0].fills.len(), 1);
         }
         {
-            let mut r = Router::new(conn, &mut venue, "test", 3, at, commit());
+            let mut r = Router::new(conn, &mut venue, "test", 3, at, commit(), false);
             let p = r.resume_open().unwrap();
             assert_eq!(p[0].status, OrderStatus::Filled);
             assert_eq!(
@@ -423,5 +455,50 @@ mod tests {
             .unwrap()
             .problems
             .is_empty());
+    }
+
+    #[test]
+    fn an_intent_never_sent_is_not_sent_on_a_later_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_write(
+            &dir.path().join("s.duckdb"),
+            std::time::Duration::from_secs(1),
+            "test",
+        )
+        .unwrap();
+        let conn = &store.conn;
+        let at = crate::testkit::as_of().and_hms_opt(9, 35, 0).unwrap();
+        let id = ClientOrderId::new(Intent::Exit, "s", at.date(), at.time(), 0).unwrap();
+        let leg = Leg::new(crate::testkit::option("SPY", OptionRight::Put, 95.0), -1).unwrap();
+        let order = Order::new_checked(id, vec![leg], OrderType::Market).unwrap();
+        let mut venue = Venue {
+            fail_next: Some(BrokerError::Disconnected {
+                broker: "paper",
+                reason: "1100".into(),
+            }),
+            ..Venue::default()
+        };
+        Router::new(conn, &mut venue, "test", 1, at, Box::new(|| Ok(())), false)
+            .place(crate::trading::risk::approve_exit(order).unwrap())
+            .unwrap();
+        let next_day = at + chrono::Duration::days(1);
+        let p = Router::new(
+            conn,
+            &mut venue,
+            "test",
+            2,
+            next_day,
+            Box::new(|| Ok(())),
+            false,
+        )
+        .resume_open()
+        .unwrap();
+        assert_eq!(p[0].status, OrderStatus::Cancelled);
+        assert!(p[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not sent on later prices"));
+        assert_eq!(venue.submissions, 0);
     }
 }

@@ -67,16 +67,17 @@ impl Job for ExpirePositions {
             rows += 1 + 2 * p.fills.len() as u64;
         }
         let held = positions::open_positions(conn, ctx.as_of)?;
-        // Long shares per underlying, per strategy, for covered-call deliveries.
+        // Positions with a close still on its way are not closed a second time.
+        let in_flight = orders::legs_in_flight(conn)?;
+        let busy = |book: &str, i: &Instrument| in_flight.contains(&(book.to_string(), i.key()));
+        // Shares per underlying, per strategy (signed), for the assignment rules.
         let mut shares: HashMap<String, HashMap<String, i64>> = HashMap::new();
         for p in &held {
             if let Instrument::Equity { symbol } = &p.instrument {
-                if p.quantity > 0 {
-                    shares
-                        .entry(symbol.clone())
-                        .or_default()
-                        .insert(p.strategy.clone(), p.quantity);
-                }
+                shares
+                    .entry(symbol.clone())
+                    .or_default()
+                    .insert(p.strategy.clone(), p.quantity);
             }
         }
         let (mut settled, mut assigned, mut worthless) = (0, 0, 0);
@@ -97,6 +98,13 @@ impl Job for ExpirePositions {
         });
         for e in &expiring {
             let o = &e.option;
+            if busy(&e.strategy, &Instrument::Option(o.clone())) {
+                waiting.push(format!(
+                    "{} (a settlement is still open at the broker)",
+                    o.contract().trim()
+                ));
+                continue;
+            }
             let am = is_am_settled(&o.occ.root, &o.underlying, o.is_cash_settled());
             let price: Option<f64> = conn
                 .query_row(
@@ -187,6 +195,13 @@ impl Job for ExpirePositions {
                 for l in &trade.legs {
                     if matches!(&l.instrument, Instrument::Option(o) if o.expiry() < ctx.as_of) {
                         continue; // settled above
+                    }
+                    if busy(s.name(), &l.instrument) {
+                        left.push(format!(
+                            "{} (a close is still open at the broker)",
+                            l.instrument.key().trim()
+                        ));
+                        continue;
                     }
                     let Ok(leg) = Leg::new(l.instrument.clone(), -l.quantity) else {
                         continue;

@@ -51,10 +51,18 @@ impl Job for Flatten {
         let mut router = ctx.router(&mut broker, DEF.name);
         router.resume_open()?;
         let held = positions::open_positions(conn, ctx.as_of)?;
+        let in_flight = orders::legs_in_flight(conn)?;
         let (mut closed, mut written) = (0u64, 0u64);
         let mut left = Vec::new();
         for p in held {
             let key = p.instrument.key();
+            if in_flight.contains(&(p.strategy.clone(), key.clone())) {
+                left.push(format!(
+                    "{} (an order for it is still open at the broker)",
+                    key.trim()
+                ));
+                continue;
+            }
             let leg = Leg::new(p.instrument.clone(), -p.quantity)
                 .map_err(|e| JobError::Failed(e.to_string()))?;
             let seq = orders::next_sequence(

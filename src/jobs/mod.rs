@@ -64,6 +64,7 @@ impl JobContext<'_> {
             self.run_id,
             self.quote_time,
             Box::new(move || self.checkpoint()),
+            self.dry_run,
         )
     }
 }
@@ -415,7 +416,18 @@ fn run_one_inner(
                         "could not commit: {}",
                         crate::store::one_line(&e.to_string())
                     );
-                    let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
+                    // The run keeps its id: what it committed at checkpoints carries it.
+                    let id = record_outcome_as(
+                        store,
+                        Some(run_id),
+                        name,
+                        req,
+                        started,
+                        Status::Failed,
+                        &msg,
+                        &p.config_hash,
+                        None,
+                    )?;
                     Ok(record(Status::Failed, 0, msg, id))
                 }
             }

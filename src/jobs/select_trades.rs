@@ -293,9 +293,6 @@ impl Job for SelectTrades {
                 )
                 .unwrap_or_default();
                 let reference = p.order.reference();
-                if decided.contains(&reference) {
-                    continue;
-                }
                 conn.execute(
                     "INSERT INTO signals VALUES (?, ?, ?, ?, ?, 'propose', NULL, ?, ?)",
                     params![
@@ -308,6 +305,11 @@ impl Job for SelectTrades {
                         ctx.run_id
                     ],
                 )?;
+                // Decided by a run that died after committing it: the signal is
+                // rewritten, the decision and its order stand.
+                if decided.contains(&reference) {
+                    continue;
+                }
                 let decision = evaluate(&self.risk, &state, p);
                 let (p, reason) = match &decision {
                     Decision::Approved(a) => (a.inner(), None),

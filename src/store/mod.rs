@@ -358,17 +358,22 @@ mod tests {
                    (DATE '2024-06-04', 'call_premium:2024-06-04:0', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, -2.00, 'filled', NULL, 2),
                    (DATE '2024-06-04', 'call_premium:2024-06-04:0', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, -2.00, 'filled', NULL, 3),
                    (DATE '2024-06-04', 'call_premium:2024-06-04:1', 'call_premium', 0, 'QQQ   240621C00480000', 'QQQ', 'option', DATE '2024-06-21', 480, 'C', 100, -1, -2.00, 'rejected', 'no quote', 2),
-                   (DATE '2024-06-24', 'expire:SPY   240621C00550000', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, 2, NULL, 'filled', NULL, 4);
+                   (DATE '2024-06-24', 'expire:SPY   240621C00550000', 'call_premium', 0, 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, 2, NULL, 'filled', NULL, 4),
+                   (DATE '2024-06-05', 'call_premium:2024-06-05:0', 'call_premium', 0, 'SPY   240621C00560000', 'SPY', 'option', DATE '2024-06-21', 560, 'C', 100, -1, -2.00, 'rejected', 'no quote', 5),
+                   (DATE '2024-06-05', 'call_premium:2024-06-05:0', 'call_premium', 0, 'SPY   240621C00560000', 'SPY', 'option', DATE '2024-06-21', 560, 'C', 100, -1, -2.00, 'filled', NULL, 6);
                  INSERT INTO fills VALUES
                    (DATE '2024-06-04', 'call_premium:2024-06-04:0', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, 2.00, 0.65, 'premium', 2),
                    (DATE '2024-06-04', 'call_premium:2024-06-04:0', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, -1, 2.00, 0.65, 'premium', 3),
-                   (DATE '2024-06-24', 'expire:SPY   240621C00550000', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, 2, 0, 0, 'settlement', 4);
+                   (DATE '2024-06-24', 'expire:SPY   240621C00550000', 0, 'call_premium', 'SPY   240621C00550000', 'SPY', 'option', DATE '2024-06-21', 550, 'C', 100, 2, 0, 0, 'settlement', 4),
+                   (DATE '2024-06-05', 'call_premium:2024-06-05:0', 0, 'call_premium', 'SPY   240621C00560000', 'SPY', 'option', DATE '2024-06-21', 560, 'C', 100, -1, 2.00, 0.65, 'premium', 6);
                  INSERT INTO cash_ledger VALUES
                    (DATE '2024-06-04', 'premium', 200, 'call_premium:2024-06-04:0#0', 2),
                    (DATE '2024-06-04', 'commission', -0.65, 'call_premium:2024-06-04:0#0', 2),
                    (DATE '2024-06-04', 'premium', 200, 'call_premium:2024-06-04:0#0', 3),
                    (DATE '2024-06-04', 'commission', -0.65, 'call_premium:2024-06-04:0#0', 3),
-                   (DATE '2024-06-24', 'settlement', 0, 'expire:SPY   240621C00550000#0', 4);",
+                   (DATE '2024-06-24', 'settlement', 0, 'expire:SPY   240621C00550000#0', 4),
+                   (DATE '2024-06-05', 'premium', 200, 'call_premium:2024-06-05:0#0', 6),
+                   (DATE '2024-06-05', 'commission', -0.65, 'call_premium:2024-06-05:0#0', 6);",
             )
             .unwrap();
         }
@@ -394,6 +399,8 @@ mod tests {
                 ("call_premium:2024-06-04:0", "filled", "entry"),
                 ("call_premium:2024-06-04:0~2", "filled", "entry"),
                 ("call_premium:2024-06-04:1", "rejected", "entry"),
+                ("call_premium:2024-06-05:0", "rejected", "entry"),
+                ("call_premium:2024-06-05:0~2", "filled", "entry"),
                 ("expire:SPY   240621C00550000", "filled", "expire"),
             ]
         );
@@ -405,12 +412,12 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();
-        assert_eq!((fills, unique, style.as_str()), (3, 3, "american"));
+        assert_eq!((fills, unique, style.as_str()), (4, 4, "american"));
         // The old slot bug's repeated order is kept as what it was, under a ~2
         // suffix, and the record reconciles to the cent.
         let report = check::check(&s.conn).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        assert_eq!(report.cash, "10398.7000");
+        assert_eq!(report.cash, "10598.0500");
     }
 
     #[test]

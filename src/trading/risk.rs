@@ -61,6 +61,9 @@ pub struct Proposal {
     pub max_loss: Option<Price>,
     /// Margin or collateral the position holds.
     pub requirement: Price,
+    /// The premium the entry is expected to move at the prices it was proposed on: +
+    /// received (a credit), − paid (a debit). A debit needs buying power too.
+    pub cash: Price,
     /// The numbers behind the signal (IV, HV, edge, Z-score, delta, credit, ...).
     pub numbers: Vec<(String, f64)>,
 }
@@ -243,14 +246,21 @@ pub fn evaluate(cfg: &RiskConfig, state: &RiskState, p: Proposal) -> Decision {
             ),
         );
     }
-    if p.requirement > state.buying_power {
+    let debit = (-p.cash).max(Price::ZERO);
+    if p.requirement + debit > state.buying_power {
+        let needs = if debit == Price::ZERO {
+            format!("requires {} of buying power", p.requirement)
+        } else {
+            format!(
+                "requires {} of buying power (margin {} + premium paid {debit})",
+                p.requirement + debit,
+                p.requirement
+            )
+        };
         return refuse(
             p.clone(),
             "buying_power",
-            format!(
-                "requires {} of buying power, the account has {}",
-                p.requirement, state.buying_power
-            ),
+            format!("{needs}, the account has {}", state.buying_power),
         );
     }
     Decision::Approved(RiskApproved(p))
@@ -278,6 +288,7 @@ mod tests {
             },
             max_loss: max_loss.map(Price::from_f64),
             requirement: Price::from_f64(requirement),
+            cash: Price::ZERO,
             numbers: vec![],
         }
     }
@@ -370,6 +381,27 @@ mod tests {
         ));
         s.vix_change = Some(3.01);
         assert_eq!(rule(&evaluate(&cfg, &s, proposal(None, 1.0))), "vix_jump");
+    }
+
+    #[test]
+    fn a_debit_needs_buying_power_as_margin_does() {
+        let cfg = RiskConfig::default();
+        // 4,000 of margin and 6,000 paid fit 10,000 exactly; a cent more does not.
+        let mut p = proposal(None, 4_000.0);
+        p.cash = Price::from_f64(-6_000.0);
+        assert!(matches!(
+            evaluate(&cfg, &state(), p.clone()),
+            Decision::Approved(_)
+        ));
+        p.cash = Price::from_f64(-6_000.01);
+        let d = evaluate(&cfg, &state(), p);
+        assert_eq!(rule(&d), "buying_power");
+        if let Decision::Refused { reason, .. } = d {
+            assert_eq!(
+                reason,
+                "requires 10000.01 of buying power (margin 4000.00 + premium paid 6000.01), the account has 10000.00"
+            );
+        }
     }
 
     #[test]

@@ -14,8 +14,10 @@ use std::collections::HashMap;
 pub enum OnAssignment {
     /// Keep them (the wheel: an assigned put becomes shares to sell calls on).
     KeepShares,
-    /// Close them at the settlement price the same day: in effect settled in cash at
-    /// intrinsic (a naked call's short shares are bought in).
+    /// Close them at the settlement price the same day, in effect settled in cash at
+    /// intrinsic (a naked call's short shares are bought in, a put's delivered shares
+    /// sold) — except shares that settle against a holding the strategy already had
+    /// (an assigned call delivering shares it held).
     CloseShares,
     /// A covered call: the shares delivered come out of the book that holds them.
     DeliverFromHoldings,
@@ -38,8 +40,10 @@ pub enum Outcome {
     Worthless,
 }
 
-/// The legs that settle `p` at `settle_px`. `shares_held` gives each strategy's long
-/// shares of the option's underlying (for [`OnAssignment::DeliverFromHoldings`]).
+/// The legs that settle `p` at `settle_px`. `shares_held` gives each strategy's shares
+/// of the option's underlying (signed): the holding's own for
+/// [`OnAssignment::CloseShares`], the largest long one for
+/// [`OnAssignment::DeliverFromHoldings`].
 pub fn settle(
     p: &Expiring,
     settle_px: Price,
@@ -88,8 +92,19 @@ pub fn settle(
         OnAssignment::KeepShares => legs.push(delivery),
         OnAssignment::CloseShares => {
             legs.push(delivery);
-            let close_px = Price::from_cents(settle_px.raw() / 100);
-            legs.push(leg(equity, -shares, close_px, CashKind::Assignment));
+            // What it held before stays held as far as the delivery leaves it; the rest
+            // of the delivery is closed.
+            let own = shares_held.get(&p.strategy).copied().unwrap_or(0);
+            let after = own + shares;
+            let keep = if own != 0 && own.signum() == after.signum() {
+                after.signum() * own.abs().min(after.abs())
+            } else {
+                0
+            };
+            if after != keep {
+                let close_px = Price::from_cents(settle_px.raw() / 100);
+                legs.push(leg(equity, keep - after, close_px, CashKind::Assignment));
+            }
         }
         OnAssignment::DeliverFromHoldings => {
             // From the book holding the most shares (ties: by name, for determinism).
@@ -153,6 +168,14 @@ mod tests {
             .map(|l| -l.quantity * l.settle.unwrap().0.raw())
             .sum();
         assert_eq!(Price::from_raw(net), p(-1000.0));
+        // A naked call's strategy that already held 100 shares delivers them: no buy-in.
+        let held: HashMap<String, i64> = [("s".to_string(), 100)].into();
+        let (_, legs) = settle(&call, p(590.0), OnAssignment::CloseShares, &held);
+        assert_eq!(legs.len(), 2);
+        // An assigned short put's shares are sold at the settlement price.
+        let (_, legs) = settle(&put, p(570.0), OnAssignment::CloseShares, &HashMap::new());
+        assert_eq!((legs[1].quantity, legs[2].quantity), (100, -100));
+        assert_eq!(legs[2].settle, Some((p(570.0), CashKind::Assignment)));
         // A covered call delivers the shares the wheel holds.
         let held: HashMap<String, i64> = [("cash_secured_put".to_string(), 100)].into();
         let (_, legs) = settle(&call, p(590.0), OnAssignment::DeliverFromHoldings, &held);

@@ -301,6 +301,19 @@ pub fn open_orders(conn: &Connection) -> Result<Vec<OpenOrder>, RepoError> {
     Ok(out)
 }
 
+/// (book, instrument) of every leg of an order still open (pending, submitted, partly
+/// filled): a position with a close on its way is not closed a second time.
+pub fn legs_in_flight(
+    conn: &Connection,
+) -> Result<std::collections::HashSet<(String, String)>, RepoError> {
+    let mut s = conn.prepare(
+        "SELECT DISTINCT book, instrument FROM orders
+         WHERE status IN ('pending', 'submitted', 'partly_filled')",
+    )?;
+    let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 type LegRow = (
     i32,
     String,

@@ -282,6 +282,7 @@ impl Strategy for CallPremium {
                 },
                 max_loss: None,
                 requirement,
+                cash: bid.times(multiplier * contracts),
                 numbers: vec![
                     ("iv".into(), iv),
                     ("hv30".into(), hv30),

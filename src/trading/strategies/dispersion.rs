@@ -196,11 +196,21 @@ impl Strategy for Dispersion {
         let leg = |r: &ChainRow, q: i64| Leg::new(r.instrument.clone(), q).expect("q ≠ 0");
         let mut legs = vec![leg(ic, index_side * n_index), leg(ip, index_side * n_index)];
         let mut marks = vec![Price::from_f64(ic.bid), Price::from_f64(ip.bid)];
+        // At the touch: a short leg is sold at its bid, a long one bought at its ask.
+        let mut cash = Price::ZERO;
+        let mut pay = |r: &ChainRow, q: i64| {
+            let px = Price::from_f64(if q < 0 { r.bid } else { r.ask });
+            cash += px.times(-q * r.multiplier());
+        };
+        pay(ic, index_side * n_index);
+        pay(ip, index_side * n_index);
         let per_comp = budget / 2.0 / comps.len() as f64;
         for (cc, cp) in &comps {
             let n = ((per_comp / cost((cc, cp))).floor() as i64).max(1);
             legs.push(leg(cc, -index_side * n));
             legs.push(leg(cp, -index_side * n));
+            pay(cc, -index_side * n);
+            pay(cp, -index_side * n);
             marks.extend([Price::from_f64(cc.bid), Price::from_f64(cp.bid)]);
         }
         // Margin by structure: each short straddle holds the greater naked side plus
@@ -239,6 +249,7 @@ impl Strategy for Dispersion {
             },
             max_loss: None,
             requirement,
+            cash,
             numbers: vec![
                 ("zscore".into(), z),
                 ("index_contracts".into(), n_index as f64),

@@ -175,6 +175,7 @@ fn sell(
         },
         max_loss: None,
         requirement,
+        cash: bid.times(row.multiplier() * contracts),
         numbers,
     })
 }
