@@ -463,6 +463,20 @@ fn check_deep_names_the_table_whose_blocks_are_damaged() {
         err.contains("optdesk restore"),
         "says how to recover: {err}"
     );
+    // A damaged store is never saved as a good backup.
+    let bk = desk.dir.path().join("bk");
+    let o = desk.run(&["backup", bk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("damaged")
+            && damaged.iter().all(|d| {
+                let table = d.split(':').next().unwrap();
+                stderr(&o).contains(table)
+            }),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bk.exists(), "no backup folder left behind");
 }
 
 #[test]

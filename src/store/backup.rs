@@ -138,12 +138,18 @@ fn deep_check_file(path: &Path) -> Result<check::DeepReport, String> {
     check::deep_check(&conn).map_err(|e| super::one_line(&e.to_string()))
 }
 
+/// The damaged tables by name, and the first one's error (the others are usually the
+/// same error at other locations; `check --deep` lists them all).
 fn damage_text(r: &check::DeepReport) -> String {
-    r.damaged
-        .iter()
-        .map(|(t, e)| format!("table {t}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
+    let names: Vec<&str> = r.damaged.iter().map(|(t, _)| t.as_str()).collect();
+    match r.damaged.first() {
+        Some((t, e)) => format!(
+            "{} damaged table(s): {} (table {t}: {e}); run `optdesk check --deep` for each",
+            names.len(),
+            names.join(", ")
+        ),
+        None => String::new(),
+    }
 }
 
 /// Back the store up into `dir` (created; it must be new or empty). `store` is open
@@ -155,7 +161,17 @@ pub fn backup(store: &Store, dir: &Path) -> Result<Manifest, BackupError> {
             return Err(BackupError::NotEmpty(dir.display().to_string()));
         }
     }
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let res = backup_into(store, dir);
+    if res.is_err() && created {
+        // Leave no empty folder behind that looks like a backup.
+        let _ = std::fs::remove_dir(dir);
+    }
+    res
+}
+
+fn backup_into(store: &Store, dir: &Path) -> Result<Manifest, BackupError> {
     if store._lock.is_none() {
         return Err(BackupError::Io {
             path: store.path().display().to_string(),
