@@ -320,3 +320,95 @@ pub fn restore(
     }
     Ok((manifest, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(1);
+
+    fn store_with_a_row(path: &Path) -> Store {
+        let s = Store::open_write(path, T, "test").unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO cash_ledger VALUES (DATE '2024-06-04', 'deposit', 10000, 'starting cash', 1)",
+            )
+            .unwrap();
+        s
+    }
+
+    fn rows(path: &Path) -> i64 {
+        let s = Store::open_read(path, T).unwrap();
+        s.conn
+            .query_row("SELECT count(*) FROM cash_ledger", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_backup_restores_and_an_existing_store_is_replaced_only_with_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.duckdb");
+        let bk = dir.path().join("bk");
+        let m = backup(&store_with_a_row(&db), &bk).unwrap();
+        assert_eq!(m.schema_version, latest_schema_version());
+        assert_eq!(verify(&bk).unwrap(), m);
+        assert!(m.tables.contains(&("cash_ledger".to_string(), 1)));
+
+        let new = dir.path().join("restored").join("b.duckdb");
+        restore(&bk, &new, false, T, "test").unwrap();
+        assert_eq!(rows(&new), 1);
+        let e = restore(&bk, &new, false, T, "test").unwrap_err();
+        assert!(matches!(e, BackupError::Exists(_)), "{e}");
+        // With --force: replaced, and a write-ahead log left by the old store is dropped.
+        std::fs::write(dir.path().join("restored").join("b.duckdb.wal"), b"junk").unwrap();
+        restore(&bk, &new, true, T, "test").unwrap();
+        assert_eq!(rows(&new), 1);
+        assert!(!dir.path().join("restored").join("b.duckdb.wal").exists());
+
+        let e = backup(&Store::open_write(&db, T, "test").unwrap(), &bk).unwrap_err();
+        assert!(matches!(e, BackupError::NotEmpty(_)), "{e}");
+    }
+
+    #[test]
+    fn restore_refuses_a_backup_it_cannot_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.duckdb");
+        let bk = dir.path().join("bk");
+        let m = backup(&store_with_a_row(&db), &bk).unwrap();
+        let new = dir.path().join("new.duckdb");
+        let write = |m: &Manifest| {
+            std::fs::write(bk.join(MANIFEST), serde_json::to_vec(m).unwrap()).unwrap()
+        };
+
+        let mut newer = m.clone();
+        newer.schema_version = latest_schema_version() + 1;
+        write(&newer);
+        let e = restore(&bk, &new, false, T, "test").unwrap_err();
+        assert!(matches!(e, BackupError::TooNew { .. }), "{e}");
+
+        let mut outside = m.clone();
+        outside.files.push(BackupFile {
+            name: "../a.duckdb".into(),
+            bytes: 0,
+            sha256: String::new(),
+        });
+        write(&outside);
+        let e = restore(&bk, &new, false, T, "test").unwrap_err();
+        assert!(e.to_string().contains("outside the folder"), "{e}");
+
+        let mut wrong = m.clone();
+        wrong.files[0].sha256 = "0".repeat(64);
+        write(&wrong);
+        let e = restore(&bk, &new, false, T, "test").unwrap_err();
+        assert!(matches!(e, BackupError::Checksum { .. }), "{e}");
+
+        std::fs::write(bk.join(MANIFEST), b"{").unwrap();
+        let e = restore(&bk, &new, false, T, "test").unwrap_err();
+        assert!(matches!(e, BackupError::NotABackup { .. }), "{e}");
+        assert!(!new.exists(), "nothing written");
+
+        write(&m);
+        restore(&bk, &new, false, T, "test").unwrap();
+        assert_eq!(rows(&new), 1);
+    }
+}
