@@ -409,3 +409,132 @@ fn an_intraday_slot_keeps_the_daily_snapshot() {
         common::stderr(&o)
     );
 }
+
+/// A store of two sessions, closed.
+fn two_session_desk() -> Desk {
+    let desk = Desk::new();
+    for d in ["2025-03-13", "2025-03-14"] {
+        desk.run_ok(&["run", "daily", "--as-of", d]);
+    }
+    desk
+}
+
+#[test]
+fn check_deep_names_the_table_whose_blocks_are_damaged() {
+    let desk = two_session_desk();
+    let out = desk.run_ok(&["check"]);
+    assert!(
+        out.contains("not verified: block checksums") && out.contains("check --deep"),
+        "plain check says what it did not verify: {out}"
+    );
+    let out = desk.run_ok(&["check", "--deep"]);
+    assert!(
+        out.contains("block checksums verified") && out.contains("reconciled to the cent"),
+        "{out}"
+    );
+
+    // Zero 1 MiB in the middle of the file: table data, well past DuckDB's three 4 KiB
+    // header blocks (DuckDB's blocks are 256 KiB; the quotes fill most of the file).
+    let len = std::fs::metadata(desk.db()).unwrap().len();
+    let start = (len / 2) & !(256 * 1024 - 1);
+    assert!(start > 3 * 4096 && start + (1 << 20) < len, "{len}");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(desk.db())
+            .unwrap();
+        f.seek(SeekFrom::Start(start)).unwrap();
+        f.write_all(&vec![0u8; 1 << 20]).unwrap();
+    }
+    let o = desk.run(&["check", "--deep"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{}{err}", stdout(&o));
+    let damaged: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("damaged: table "))
+        .collect();
+    assert!(!damaged.is_empty(), "names a table: {err}");
+    assert!(
+        damaged.iter().all(|l| l.contains("checksum")),
+        "with DuckDB's error: {err}"
+    );
+    assert!(
+        err.contains("optdesk restore"),
+        "says how to recover: {err}"
+    );
+    // A damaged store is never saved as a good backup.
+    let bk = desk.dir.path().join("bk");
+    let o = desk.run(&["backup", bk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("damaged")
+            && damaged.iter().all(|d| {
+                let table = d.split(':').next().unwrap();
+                stderr(&o).contains(table)
+            }),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bk.exists(), "no backup folder left behind");
+}
+
+#[test]
+fn backup_then_restore_gives_the_same_store() {
+    let desk = two_session_desk();
+    let original = desk.fingerprint(true);
+    let bk = desk.dir.path().join("backups").join("2025-03-14");
+    let bk_s = bk.to_str().unwrap();
+    let out = desk.run_ok(&["backup", bk_s]);
+    assert!(
+        out.contains("schema version") && out.contains("read back whole"),
+        "{out}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bk.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["schema_version"].as_i64(),
+        Some(optdesk::store::latest_schema_version())
+    );
+    assert_eq!(manifest["files"][0]["sha256"].as_str().unwrap().len(), 64);
+
+    // A backup folder is never overwritten, an existing store never replaced silently.
+    let o = desk.run(&["backup", bk_s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    let o = desk.run(&["restore", bk_s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+
+    // Lose the store; restore it.
+    std::fs::rename(desk.db(), desk.dir.path().join("lost.duckdb")).unwrap();
+    let out = desk.run_ok(&["restore", bk_s]);
+    assert!(out.contains("checksums verified"), "{out}");
+    assert_eq!(
+        desk.fingerprint(true),
+        original,
+        "every row of every table, job_runs and schema_migrations included"
+    );
+    assert!(desk
+        .run_ok(&["check", "--deep"])
+        .contains("reconciled to the cent"));
+
+    // A damaged backup is refused before anything is touched.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(bk.join("optdesk.duckdb"))
+            .unwrap();
+        f.seek(SeekFrom::Start(300_000)).unwrap();
+        f.write_all(b"damage").unwrap();
+    }
+    let o = desk.run(&["restore", bk_s, "--force"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("does not match its checksum"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(desk.fingerprint(true), original, "the store is untouched");
+}

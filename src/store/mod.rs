@@ -7,6 +7,7 @@
 //!   lock on the file). A second writer waits up to `lock_timeout`, then fails with a
 //!   message naming the holder. Readers open read-only and never write.
 
+pub mod backup;
 pub mod check;
 mod lock;
 pub mod query;
