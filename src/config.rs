@@ -102,6 +102,44 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The secrets the environment holds, for [`crate::text::redact`]: the Telegram bot
+/// token, the SMTP password, and the webhook URL with its path and query (and each
+/// query value), which often carry a secret of their own. Whatever the source of a
+/// text (a server's error page echoing the request path, a job's error), these never
+/// reach the store, the terminal or the logs.
+pub fn secrets() -> Vec<String> {
+    let mut out: Vec<String> = ["OPTDESK_TELEGRAM_TOKEN", "OPTDESK_SMTP_PASSWORD"]
+        .iter()
+        .filter_map(|k| env_var(k))
+        .collect();
+    if let Some(url) = env_var("OPTDESK_WEBHOOK_URL") {
+        out.extend(url_secrets(&url));
+    }
+    out
+}
+
+/// A URL, its path and query, and its query values.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let url = url.trim();
+    let mut out = vec![url.to_string()];
+    if let Ok(u) = reqwest::Url::parse(url) {
+        if u.path() != "/" {
+            out.push(u.path().to_string());
+        }
+        if let Some(q) = u.query() {
+            out.push(q.to_string());
+            out.push(format!("{}?{q}", u.path()));
+        }
+        out.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+    }
+    out
+}
+
+/// `text` with every secret in the environment redacted ([`secrets`]).
+pub fn redact_secrets(text: &str) -> String {
+    crate::text::redact(text, &secrets())
+}
+
 /// The events an alert can be about.
 pub const ALERT_EVENTS: &[&str] = &["fills", "risk_halt", "job_failure", "daily_summary"];
 
