@@ -711,6 +711,18 @@ fn kill(ctx: &Ctx, state: KillState) -> Result<bool> {
 
 fn check(ctx: &Ctx) -> Result<bool> {
     let store = open_reader(ctx)?;
+    let (found, latest) = (
+        store.schema_version()?,
+        crate::store::latest_schema_version(),
+    );
+    if found < latest {
+        // A run killed between two migrations leaves the store at an earlier schema
+        // (each migration is one transaction): the tables the check reads may not exist.
+        bail!(
+            "store {} is at schema version {found}, this optdesk expects {latest} (a migration was interrupted, or an older optdesk wrote it): run any writing command, e.g. `optdesk run daily`, to finish the migration, then `optdesk check` again",
+            ctx.db.display()
+        );
+    }
     let r = crate::store::check::check(&store.conn)?;
     for n in &r.notes {
         println!("note: {n}");
