@@ -246,7 +246,13 @@ impl Config {
             Some(text) => (parse::<DeskFile>(&path, &text)?, text),
             None => (DeskFile::default(), String::new()),
         };
-        parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        let daily = parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        daily
+            .check_within_sessions()
+            .map_err(|e| ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!("schedule.daily = \"{}\": {e}", desk.schedule.daily),
+            })?;
         for (i, e) in desk.alerts.events.iter().enumerate() {
             if !ALERT_EVENTS.contains(&e.as_str()) {
                 return Err(ConfigError::Invalid {
@@ -382,6 +388,41 @@ mod tests {
             .to_string();
         assert!(s.contains("line 2"), "{s}");
         assert!(s.contains("invalid type"), "{s}");
+    }
+
+    #[test]
+    fn a_daily_time_outside_the_session_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |spec: &str| {
+            std::fs::write(
+                dir.path().join("desk.toml"),
+                format!("[schedule]\ndaily = \"{spec}\"\n"),
+            )
+            .unwrap();
+            Config::load(dir.path(), true).map(|_| ())
+        };
+        for (spec, at) in [
+            ("close+30m", "16:30"),
+            ("open-2h", "07:30"),
+            ("0 3 * * *", "03:00"),
+        ] {
+            let e = load(spec).unwrap_err().to_string();
+            assert!(
+                e.contains("desk.toml")
+                    && e.contains(&format!("schedule.daily = \"{spec}\": fires at {at}"))
+                    && e.contains("outside the session"),
+                "{e}"
+            );
+        }
+        for spec in [
+            "open+5m",
+            "close-30m",
+            "close",
+            "35 9 * * MON-FRI",
+            "* * * * * *",
+        ] {
+            assert!(load(spec).is_ok(), "{spec}");
+        }
     }
 
     #[test]
