@@ -489,3 +489,31 @@ fn check_on_a_store_left_between_migrations_names_the_version_and_the_fix() {
     let out = desk.run_ok(&["check"]);
     assert!(out.contains("reconciled"), "{out}");
 }
+
+#[test]
+fn the_calendars_last_session_lists_the_usual_expiries_and_runs_whole() {
+    // Near the end of the calendar (2035) the simulator listed only 0DTE series, and
+    // correlation failed with "run compute_vol for this session first".
+    let desk = Desk::new();
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2035-12-31"]);
+    assert!(out.contains("0 failed"), "{out}");
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM job_runs WHERE as_of = DATE '2035-12-31' AND status <> 'ok'"
+        ),
+        0
+    );
+    // Weeklies into January 2036 and monthlies beyond, as on any other day.
+    let expiries = desk.count(
+        "SELECT count(DISTINCT expiry) FROM option_quotes
+         WHERE as_of = DATE '2035-12-31' AND underlying = 'SPY' AND expiry > DATE '2035-12-31'",
+    );
+    assert!(expiries >= 5, "{expiries} expiries after the day");
+    assert!(
+        desk.count(
+            "SELECT count(*) FROM option_quotes WHERE as_of = DATE '2035-12-31' AND underlying = 'SPY'
+             AND expiry BETWEEN DATE '2036-01-20' AND DATE '2036-02-20'"
+        ) > 0,
+        "an expiry near 30 days"
+    );
+}
