@@ -9,7 +9,7 @@ use crate::store::{query, Store};
 use anyhow::{bail, Context, Result};
 use chrono::{Duration, NaiveDate, NaiveTime};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -220,6 +220,8 @@ pub fn main() -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(move || RedactingStderr(secrets.clone()))
+        // Colour only on a terminal: cron and systemd append stderr to logs/daily.log.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let ctx = Ctx {
         db: cli.db.clone(),
