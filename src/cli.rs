@@ -9,7 +9,7 @@ use crate::store::{query, Store};
 use anyhow::{bail, Context, Result};
 use chrono::{Duration, NaiveDate, NaiveTime};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -235,9 +235,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPTDESK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let secrets = Arc::new(crate::config::secrets());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || RedactingStderr(secrets.clone()))
+        // Colour only on a terminal: cron and systemd append stderr to logs/daily.log.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let ctx = Ctx {
         db: cli.db.clone(),
@@ -248,10 +251,26 @@ pub fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = crate::config::redact_secrets(&format!("{e:#}"));
             eprintln!("error: {}", crate::store::one_line(&msg));
             ExitCode::from(1)
         }
+    }
+}
+
+/// stderr for the log lines, with every secret in the environment redacted from each
+/// (the fmt layer writes one event per write).
+struct RedactingStderr(Arc<Vec<String>>);
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = crate::text::redact(&String::from_utf8_lossy(buf), &self.0);
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -383,14 +402,14 @@ impl RunObserver for PrintAndAlert {
 }
 
 fn print_record(r: &RunRecord) {
-    let line = format!(
+    let line = crate::config::redact_secrets(&format!(
         "  {:<19} {:<8} {:>9} rows {:>7.2}s  {}",
         r.job,
         r.status.as_str(),
         r.rows_written,
         r.seconds,
         r.message
-    );
+    ));
     if r.status == Status::Failed {
         eprintln!("{line}");
     } else {
@@ -542,8 +561,10 @@ fn status(ctx: &Ctx) -> Result<bool> {
                 }
             }
             println!("Last run of each job (store {}):", ctx.db.display());
+            // Redacted again on the way out: a row from an older optdesk may hold a secret.
+            let secrets = crate::config::secrets();
             for l in lines {
-                println!("{l}");
+                println!("{}", crate::text::redact(&l, &secrets));
             }
             // Alerts that did not get through (an older store may not have the table).
             let undelivered: Option<(i64, String)> = store
@@ -556,6 +577,7 @@ fn status(ctx: &Ctx) -> Result<bool> {
                 )
                 .ok();
             if let Some((n, last)) = undelivered.filter(|(n, _)| *n > 0) {
+                let last = crate::text::redact(&last, &secrets);
                 println!(
                     "{n} alert(s) not delivered in the last 7 days; the latest: {last} (optdesk sql \"SELECT * FROM alerts WHERE status = 'failed'\")"
                 );
@@ -712,6 +734,18 @@ fn kill(ctx: &Ctx, state: KillState) -> Result<bool> {
 
 fn check(ctx: &Ctx, deep: bool) -> Result<bool> {
     let store = open_reader(ctx)?;
+    let (found, latest) = (
+        store.schema_version()?,
+        crate::store::latest_schema_version(),
+    );
+    if found < latest {
+        // A run killed between two migrations leaves the store at an earlier schema
+        // (each migration is one transaction): the tables the check reads may not exist.
+        bail!(
+            "store {} is at schema version {found}, this optdesk expects {latest} (a migration was interrupted, or an older optdesk wrote it): run any writing command, e.g. `optdesk run daily`, to finish the migration, then `optdesk check` again",
+            ctx.db.display()
+        );
+    }
     if deep {
         // First, on the freshly opened file: every block is read from disk.
         let d = crate::store::check::deep_check(&store.conn)?;
@@ -988,7 +1022,8 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
             match res {
                 Ok(ok) => ok,
                 Err(e) => {
-                    eprintln!("error: {}", crate::store::one_line(&format!("{e:#}")));
+                    let msg = crate::config::redact_secrets(&format!("{e:#}"));
+                    eprintln!("error: {}", crate::store::one_line(&msg));
                     false
                 }
             }

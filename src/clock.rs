@@ -175,6 +175,73 @@ pub enum ClockError {
     SlotOutsideSession { slot: NaiveTime, session: Session },
     #[error("schedule.daily ({daily}) does not fire on {date}; run with --slot HH:MM")]
     NoDailyTime { daily: String, date: NaiveDate },
+    #[error(
+        "schedule.daily ({daily}) fires at {}, outside the session of {} ({}–{} New York); run with --slot HH:MM",
+        .time.format("%H:%M"),
+        .session.date,
+        .session.open.format("%H:%M"),
+        .session.close.format("%H:%M")
+    )]
+    DailyOutsideSession {
+        daily: String,
+        time: NaiveTime,
+        session: Session,
+    },
+}
+
+/// The one rule for a snapshot time, a `--slot` and `schedule.daily` alike: within the
+/// session, from the open to the close (both included). Quotes, marks and trades taken
+/// while the market is closed are not the session's.
+pub fn within_session(t: NaiveTime, s: &Session) -> bool {
+    t >= s.open && t <= s.close
+}
+
+impl TimeSpec {
+    /// The first firing on a session's day at or after `from` (New York). Two cron
+    /// look-ups, where [`TimeSpec::times_on`] lists every firing of the day.
+    fn next_on(&self, s: &Session, from: NaiveTime) -> Option<NaiveTime> {
+        match self {
+            TimeSpec::Session { .. } => self.times_on(s).into_iter().find(|t| *t >= from),
+            TimeSpec::Cron { cron, .. } => {
+                let start = calendar::ny(s.date.and_time(from));
+                match cron.find_next_occurrence(&start, true) {
+                    Ok(next) if next.date_naive() == s.date => Some(next.time()),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Whether this spec can be the daily snapshot time: on every regular session of a
+    /// reference year (2025; early closes are checked when they come, by
+    /// [`snapshot_time`]) it fires within the session at least once when it fires at
+    /// all (the snapshot is its first firing within the session). `close+30m`,
+    /// `open-2h` or a 03:00 cron are refused, as `--slot` refuses those times.
+    pub fn check_within_sessions(&self) -> Result<(), String> {
+        let (from, to) = (
+            NaiveDate::from_ymd_opt(2025, 1, 1).expect("date"),
+            NaiveDate::from_ymd_opt(2025, 12, 31).expect("date"),
+        );
+        let sessions = calendar::sessions(from, to).map_err(|e| e.to_string())?;
+        for s in sessions.iter().filter(|s| !s.is_early_close()) {
+            let first = self.next_on(s, NaiveTime::MIN);
+            let in_session = self.next_on(s, s.open).filter(|t| within_session(*t, s));
+            if let (Some(t), None) = (first, in_session) {
+                return Err(format!(
+                    "fires at {} New York (on {}, say), outside the session ({}–{}): the desk snapshots and trades while the market is open, as a --slot outside the session is refused",
+                    t.format("%H:%M"),
+                    s.date,
+                    s.open.format("%H:%M"),
+                    s.close.format("%H:%M")
+                ));
+            }
+            if matches!(self, TimeSpec::Session { .. }) {
+                // The same on every regular session.
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The New York time of a session's snapshot for a run: the intraday `slot` when
@@ -188,22 +255,29 @@ pub fn snapshot_time(
 ) -> Result<NaiveDateTime, ClockError> {
     let session = calendar::session(date)?.ok_or(ClockError::NotASession(date))?;
     let time = match slot {
-        Some(t) if t < session.open || t > session.close => {
+        Some(t) if !within_session(t, &session) => {
             return Err(ClockError::SlotOutsideSession { slot: t, session })
         }
         Some(t) => t,
         None => {
             let times = daily.times_on(&session);
-            // The first firing within the session's hours, else the day's first.
-            let in_hours = times
-                .iter()
-                .find(|t| **t >= session.open && **t <= session.close);
-            *in_hours
-                .or(times.first())
-                .ok_or_else(|| ClockError::NoDailyTime {
-                    daily: daily.to_string(),
-                    date,
-                })?
+            // The first firing within the session: the same rule as for a slot.
+            match times.iter().find(|t| within_session(**t, &session)) {
+                Some(t) => *t,
+                None => {
+                    return Err(match times.first() {
+                        Some(t) => ClockError::DailyOutsideSession {
+                            daily: daily.to_string(),
+                            time: *t,
+                            session,
+                        },
+                        None => ClockError::NoDailyTime {
+                            daily: daily.to_string(),
+                            date,
+                        },
+                    })
+                }
+            }
         }
     };
     Ok(date.and_time(time))
@@ -321,11 +395,60 @@ mod tests {
     }
 
     #[test]
-    fn a_daily_time_before_the_open_still_gives_the_day_its_snapshot() {
-        // 08:00 is outside the session's hours but it is the day's only firing.
-        let early = TimeSpec::parse("0 8 * * *").unwrap();
+    fn a_daily_time_outside_the_session_is_refused_like_a_slot() {
         let d = date("2025-03-14");
-        assert_eq!(snapshot_time(&early, d, None), Ok(d.and_time(hm(8, 0))));
+        // (schedule.daily, the time it gives, within 09:30–16:00?)
+        let cases = [
+            ("open", "09:30", true),
+            ("close", "16:00", true),
+            ("open+5m", "09:35", true),
+            ("close-30m", "15:30", true),
+            ("35 9 * * MON-FRI", "09:35", true),
+            ("close+30m", "16:30", false),
+            ("open-2h", "07:30", false),
+            ("0 3 * * *", "03:00", false),
+            ("0 8 * * *", "08:00", false),
+            ("0 17 * * MON-FRI", "17:00", false),
+        ];
+        for (spec, at, inside) in cases {
+            let daily = TimeSpec::parse(spec).unwrap();
+            let got = snapshot_time(&daily, d, None);
+            let load = daily.check_within_sessions();
+            let slot = snapshot_time(
+                &daily,
+                d,
+                Some(NaiveTime::parse_from_str(at, "%H:%M").unwrap()),
+            );
+            assert_eq!(got.is_ok(), inside, "{spec}: {got:?}");
+            assert_eq!(load.is_ok(), inside, "{spec}: {load:?}");
+            assert_eq!(slot.is_ok(), inside, "{spec} as a slot: {slot:?}");
+            if !inside {
+                let e = got.unwrap_err().to_string();
+                assert!(
+                    e.contains(&format!(
+                        "fires at {at}, outside the session of 2025-03-14 (09:30–16:00 New York)"
+                    )),
+                    "{e}"
+                );
+                let e = load.unwrap_err();
+                assert!(
+                    e.contains(&format!("fires at {at} New York"))
+                        && e.contains("outside the session"),
+                    "{e}"
+                );
+            }
+        }
+        // A cron firing in and out of the session snapshots at its first firing in it.
+        let both = TimeSpec::parse("0 3,10 * * *").unwrap();
+        assert!(both.check_within_sessions().is_ok());
+        assert_eq!(snapshot_time(&both, d, None), Ok(d.and_time(hm(10, 0))));
+        // On an early close, open+5h (14:30) is past the 13:00 close.
+        let late = TimeSpec::parse("open+5h").unwrap();
+        assert!(late.check_within_sessions().is_ok());
+        assert!(matches!(
+            snapshot_time(&late, date("2025-11-28"), None),
+            Err(ClockError::DailyOutsideSession { .. })
+        ));
     }
 
     #[test]

@@ -102,6 +102,44 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The secrets the environment holds, for [`crate::text::redact`]: the Telegram bot
+/// token, the SMTP password, and the webhook URL with its path and query (and each
+/// query value), which often carry a secret of their own. Whatever the source of a
+/// text (a server's error page echoing the request path, a job's error), these never
+/// reach the store, the terminal or the logs.
+pub fn secrets() -> Vec<String> {
+    let mut out: Vec<String> = ["OPTDESK_TELEGRAM_TOKEN", "OPTDESK_SMTP_PASSWORD"]
+        .iter()
+        .filter_map(|k| env_var(k))
+        .collect();
+    if let Some(url) = env_var("OPTDESK_WEBHOOK_URL") {
+        out.extend(url_secrets(&url));
+    }
+    out
+}
+
+/// A URL, its path and query, and its query values.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let url = url.trim();
+    let mut out = vec![url.to_string()];
+    if let Ok(u) = reqwest::Url::parse(url) {
+        if u.path() != "/" {
+            out.push(u.path().to_string());
+        }
+        if let Some(q) = u.query() {
+            out.push(q.to_string());
+            out.push(format!("{}?{q}", u.path()));
+        }
+        out.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+    }
+    out
+}
+
+/// `text` with every secret in the environment redacted ([`secrets`]).
+pub fn redact_secrets(text: &str) -> String {
+    crate::text::redact(text, &secrets())
+}
+
 /// The events an alert can be about.
 pub const ALERT_EVENTS: &[&str] = &["fills", "risk_halt", "job_failure", "daily_summary"];
 
@@ -208,7 +246,13 @@ impl Config {
             Some(text) => (parse::<DeskFile>(&path, &text)?, text),
             None => (DeskFile::default(), String::new()),
         };
-        parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        let daily = parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        daily
+            .check_within_sessions()
+            .map_err(|e| ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!("schedule.daily = \"{}\": {e}", desk.schedule.daily),
+            })?;
         for (i, e) in desk.alerts.events.iter().enumerate() {
             if !ALERT_EVENTS.contains(&e.as_str()) {
                 return Err(ConfigError::Invalid {
@@ -344,6 +388,41 @@ mod tests {
             .to_string();
         assert!(s.contains("line 2"), "{s}");
         assert!(s.contains("invalid type"), "{s}");
+    }
+
+    #[test]
+    fn a_daily_time_outside_the_session_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |spec: &str| {
+            std::fs::write(
+                dir.path().join("desk.toml"),
+                format!("[schedule]\ndaily = \"{spec}\"\n"),
+            )
+            .unwrap();
+            Config::load(dir.path(), true).map(|_| ())
+        };
+        for (spec, at) in [
+            ("close+30m", "16:30"),
+            ("open-2h", "07:30"),
+            ("0 3 * * *", "03:00"),
+        ] {
+            let e = load(spec).unwrap_err().to_string();
+            assert!(
+                e.contains("desk.toml")
+                    && e.contains(&format!("schedule.daily = \"{spec}\": fires at {at}"))
+                    && e.contains("outside the session"),
+                "{e}"
+            );
+        }
+        for spec in [
+            "open+5m",
+            "close-30m",
+            "close",
+            "35 9 * * MON-FRI",
+            "* * * * * *",
+        ] {
+            assert!(load(spec).is_ok(), "{spec}");
+        }
     }
 
     #[test]

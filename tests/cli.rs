@@ -215,3 +215,19 @@ fn the_daemon_fires_and_stops_cleanly_on_sigterm() {
     );
     let _ = stdout;
 }
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    // cron and systemd append stderr to logs/daily.log.
+    let desk = Desk::new();
+    let o = desk
+        .cmd()
+        .env("OPTDESK_LOG", "info")
+        .args(["job", "run", "fetch_chains", "--as-of", "2025-03-14"])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("INFO"), "logging is on: {e}");
+    assert!(!o.stderr.contains(&0x1b), "an ESC byte in the log: {e:?}");
+}

@@ -801,3 +801,89 @@ fn bad_report_and_alert_settings_are_refused_with_the_file_and_key() {
         .join("logs/reports/2024-01-02-daily.eml")
         .exists());
 }
+
+#[test]
+fn secrets_echoed_by_an_error_page_are_never_stored_printed_or_logged() {
+    // Express's 404 page repeats the request path: the bot token, the webhook's secret
+    // path and query, raw and percent-encoded.
+    let http = HttpServer::start(vec![Reply::EchoPath(404)]);
+    let desk = Desk::new();
+    let env = |c: &mut std::process::Command| {
+        c.env("OPTDESK_TELEGRAM_TOKEN", "123:SECRET-TOKEN")
+            .env("OPTDESK_TELEGRAM_CHAT_ID", "42")
+            .env(
+                "OPTDESK_TELEGRAM_API",
+                format!("http://127.0.0.1:{}", http.port),
+            )
+            .env(
+                "OPTDESK_WEBHOOK_URL",
+                format!(
+                    "http://127.0.0.1:{}/hooks/HOOKPATH-SECRET?key=HOOKKEY-SECRET",
+                    http.port
+                ),
+            )
+            .env("OPTDESK_LOG", "info");
+    };
+    let mut c = desk.cmd();
+    env(&mut c);
+    let run = c
+        .args(["run", "daily", "--as-of", "2024-01-02"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        http.hits()
+            .iter()
+            .any(|h| h.url == "/bot123:SECRET-TOKEN/sendMessage"),
+        "{:?}",
+        http.hits()
+    );
+    let mut c = desk.cmd();
+    env(&mut c);
+    let status = c.arg("status").output().unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("not delivered"),
+        "{}",
+        stdout(&status)
+    );
+
+    let rows: Vec<String> = {
+        let c = desk.open();
+        let mut s = c
+            .prepare("SELECT concat_ws('|', channel, status, error, text) FROM alerts")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("Cannot POST") && r.contains("[redacted]")),
+        "{rows:?}"
+    );
+    let outputs = [
+        ("alerts rows", rows.join("\n")),
+        ("run stdout", stdout(&run)),
+        ("run stderr", stderr(&run)),
+        ("status stdout", stdout(&status)),
+        ("status stderr", stderr(&status)),
+    ];
+    for (what, text) in &outputs {
+        for secret in [
+            "SECRET-TOKEN",
+            "123%3ASECRET",
+            "HOOKPATH-SECRET",
+            "HOOKKEY-SECRET",
+        ] {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    }
+    assert!(
+        stderr(&run).contains("not delivered after 1 attempt(s): HTTP 404"),
+        "{}",
+        stderr(&run)
+    );
+}

@@ -538,3 +538,111 @@ fn backup_then_restore_gives_the_same_store() {
     );
     assert_eq!(desk.fingerprint(true), original, "the store is untouched");
 }
+
+#[test]
+fn db_naming_a_csv_parquet_memory_or_a_folder_is_refused_and_nothing_is_written() {
+    let desk = Desk::new();
+    let dir = desk.dir.path();
+    let csv = dir.join("quotes.csv");
+    std::fs::write(&csv, "symbol,price\nSPY,500\n").unwrap();
+    let parquet = dir.join("quotes.parquet");
+    std::fs::write(&parquet, b"PAR1\x15\x04\x15\x10\x15\x14PAR1").unwrap();
+    let folder = dir.join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    let cases = [
+        (csv.to_string_lossy().to_string(), "not a DuckDB file"),
+        (parquet.to_string_lossy().to_string(), "a Parquet file"),
+        (":memory:".to_string(), "in-memory"),
+        (folder.to_string_lossy().to_string(), "a folder"),
+    ];
+    for (db, why) in &cases {
+        let before = std::fs::read(db).ok();
+        for args in [
+            &["run", "daily", "--as-of", "2025-03-14"][..],
+            &["status"][..],
+            &["check"][..],
+        ] {
+            let o = desk
+                .cmd()
+                .env("OPTDESK_DB", db)
+                .args(args)
+                .output()
+                .unwrap();
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{db} {args:?}: {e}");
+            assert!(
+                e.contains(why) && e.contains("must name a DuckDB store file"),
+                "{db} {args:?}: {e}"
+            );
+            assert!(!stdout(&o).contains(" ok"), "{}", stdout(&o));
+        }
+        assert_eq!(before, std::fs::read(db).ok(), "{db} was changed");
+        assert!(!dir.join(format!("{db}.lock")).exists(), "{db}.lock left");
+    }
+    assert!(!dir.join(":memory:").exists() && !dir.join(":memory:.lock").exists());
+    assert!(!desk.db().exists(), "no store was created");
+}
+
+#[test]
+fn check_on_a_store_left_between_migrations_names_the_version_and_the_fix() {
+    let desk = Desk::new();
+    {
+        // A run killed after migration 3 of the schema.
+        let c = duckdb::Connection::open(desk.db()).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL,
+             applied_at TIMESTAMP NOT NULL, optdesk_version VARCHAR NOT NULL)",
+        )
+        .unwrap();
+        for m in optdesk::store::MIGRATIONS.iter().filter(|m| m.version <= 3) {
+            c.execute_batch(m.sql).unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP, 'old')",
+                duckdb::params![m.version, m.name],
+            )
+            .unwrap();
+        }
+    }
+    let o = desk.run(&["check"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let latest = optdesk::store::latest_schema_version();
+    assert!(
+        e.contains(&format!("schema version 3, this optdesk expects {latest}"))
+            && e.contains("optdesk run daily")
+            && !e.contains("does not exist"),
+        "{e}"
+    );
+    // The fix works: a writing command finishes the migration, then check passes.
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    let out = desk.run_ok(&["check"]);
+    assert!(out.contains("reconciled"), "{out}");
+}
+
+#[test]
+fn the_calendars_last_session_lists_the_usual_expiries_and_runs_whole() {
+    // Near the end of the calendar (2035) the simulator listed only 0DTE series, and
+    // correlation failed with "run compute_vol for this session first".
+    let desk = Desk::new();
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2035-12-31"]);
+    assert!(out.contains("0 failed"), "{out}");
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM job_runs WHERE as_of = DATE '2035-12-31' AND status <> 'ok'"
+        ),
+        0
+    );
+    // Weeklies into January 2036 and monthlies beyond, as on any other day.
+    let expiries = desk.count(
+        "SELECT count(DISTINCT expiry) FROM option_quotes
+         WHERE as_of = DATE '2035-12-31' AND underlying = 'SPY' AND expiry > DATE '2035-12-31'",
+    );
+    assert!(expiries >= 5, "{expiries} expiries after the day");
+    assert!(
+        desk.count(
+            "SELECT count(*) FROM option_quotes WHERE as_of = DATE '2035-12-31' AND underlying = 'SPY'
+             AND expiry BETWEEN DATE '2036-01-20' AND DATE '2036-02-20'"
+        ) > 0,
+        "an expiry near 30 days"
+    );
+}

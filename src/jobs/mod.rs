@@ -228,7 +228,7 @@ fn insert_run(
             Utc::now().naive_utc(),
             status.as_str(),
             rows as i64,
-            message,
+            crate::config::redact_secrets(message),
             config_hash,
             crate::VERSION,
             dry_run,

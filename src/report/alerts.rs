@@ -112,6 +112,7 @@ pub fn after_run(store: &Store, config: &Config, rec: &RunRecord) -> Vec<Deliver
                 continue;
             }
             let d = send(ch, alert, config);
+            // The error comes redacted from send_with.
             if let Some(err) = &d.error {
                 eprintln!(
                     "  alert {} via {} not delivered after {} attempt(s): {err}",
@@ -163,7 +164,9 @@ pub fn alerts_for(
                 "job_failure",
                 format!(
                     "optdesk: {} FAILED for {}: {}",
-                    rec.job, rec.as_of, rec.message
+                    rec.job,
+                    rec.as_of,
+                    crate::config::redact_secrets(&rec.message)
                 ),
             ));
         }
@@ -306,8 +309,23 @@ pub fn send_with(client: &HttpClient, ch: &Channel, alert: &Alert) -> Delivery {
         channel: ch.name(),
         ok: x.result.is_ok(),
         attempts: x.attempts,
-        error: x.result.err().map(|e| e.to_string()),
+        error: x
+            .result
+            .err()
+            .map(|e| crate::text::redact(&e.to_string(), &channel_secrets(ch))),
     }
+}
+
+/// What a channel must never show: its own secrets (the bot token; the webhook URL, its
+/// path and query) and every other secret in the environment. A server's error page
+/// often echoes the request path (Express's `Cannot POST /bot<token>/sendMessage`).
+fn channel_secrets(ch: &Channel) -> Vec<String> {
+    let mut s = crate::config::secrets();
+    match ch {
+        Channel::Telegram { token, .. } => s.push(token.clone()),
+        Channel::Webhook { url } => s.extend(crate::config::url_secrets(url)),
+    }
+    s
 }
 
 fn already_sent(store: &Store, alert: &Alert, channel: &str) -> bool {
@@ -315,13 +333,19 @@ fn already_sent(store: &Store, alert: &Alert, channel: &str) -> bool {
         .conn
         .query_row(
             "SELECT count(*) > 0 FROM alerts WHERE as_of = ? AND event = ? AND channel = ? AND text = ? AND status = 'sent'",
-            params![alert.as_of, alert.event, channel, alert.text],
+            params![
+                alert.as_of,
+                alert.event,
+                channel,
+                crate::config::redact_secrets(&alert.text)
+            ],
             |r| r.get(0),
         )
         .unwrap_or(false)
 }
 
 fn record(store: &Store, alert: &Alert, d: &Delivery) -> Result<(), duckdb::Error> {
+    let redact = crate::config::redact_secrets;
     store.conn.execute(
         "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
@@ -331,8 +355,8 @@ fn record(store: &Store, alert: &Alert, d: &Delivery) -> Result<(), duckdb::Erro
             d.channel,
             if d.ok { "sent" } else { "failed" },
             d.attempts as i32,
-            d.error,
-            alert.text,
+            d.error.as_deref().map(redact),
+            redact(&alert.text),
             alert.run_id
         ],
     )?;

@@ -133,6 +133,7 @@ impl Store {
     /// (creating it and its folder if needed) and bring its schema up to date.
     /// `holder` describes this process for the message a waiting writer sees.
     pub fn open_write(path: &Path, timeout: Duration, holder: &str) -> Result<Store, StoreError> {
+        refuse_non_store(path)?;
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
@@ -157,6 +158,7 @@ impl Store {
     /// Open read-only (for `optdesk sql`, `status`, reports). Waits up to `timeout` while
     /// a writer has the file open.
     pub fn open_read(path: &Path, timeout: Duration) -> Result<Store, StoreError> {
+        refuse_non_store(path)?;
         if !path.exists() {
             return Err(StoreError::Missing {
                 path: path.display().to_string(),
@@ -238,6 +240,69 @@ impl Store {
             tracing::info!(migration = m.name, "applied schema migration");
         }
         Ok(())
+    }
+}
+
+/// Where DuckDB's file header carries its magic bytes (checked on a store file: the
+/// first 8 bytes are a checksum, then `DUCK`).
+const DUCKDB_MAGIC_OFFSET: usize = 8;
+const DUCKDB_MAGIC: &[u8; 4] = b"DUCK";
+
+/// A store is a DuckDB file or a path where one will be created. DuckDB itself would
+/// open `:memory:` as an in-memory database and a CSV or Parquet file as a view over
+/// it: a whole run would then succeed and keep nothing. Checked before the lock file
+/// is created, so a refused path leaves nothing beside it.
+fn refuse_non_store(path: &Path) -> Result<(), StoreError> {
+    let refuse = |why: String| StoreError::Open {
+        path: path.display().to_string(),
+        message: format!("{why}; --db (or OPTDESK_DB) must name a DuckDB store file or a new path"),
+    };
+    let name = path.to_string_lossy();
+    if name.trim().is_empty() {
+        return Err(refuse("the path is empty".into()));
+    }
+    if name.starts_with(":memory:") {
+        return Err(refuse(
+            "an in-memory database keeps nothing after the command".into(),
+        ));
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(format!("cannot read it: {e}"))),
+    };
+    if meta.is_dir() {
+        return Err(refuse("it is a folder".into()));
+    }
+    if meta.len() == 0 {
+        // DuckDB refuses an empty file too ("not a valid DuckDB database file").
+        return Err(refuse(
+            "it is an empty file (remove it, and a new store is created there)".into(),
+        ));
+    }
+    let mut head = [0u8; DUCKDB_MAGIC_OFFSET + 4];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    });
+    match read {
+        Ok(n) if n == head.len() && &head[DUCKDB_MAGIC_OFFSET..] == DUCKDB_MAGIC => Ok(()),
+        Ok(_) => {
+            let kind = if head.starts_with(b"PAR1") {
+                "a Parquet file"
+            } else {
+                "not a DuckDB file (a CSV or other file?)"
+            };
+            Err(refuse(format!("it is {kind}, not a DuckDB store")))
+        }
+        Err(e) => Err(refuse(format!("cannot read it: {e}"))),
     }
 }
 
@@ -499,6 +564,48 @@ mod tests {
             .unwrap();
         assert!(matches!(e, StoreError::Open { .. }), "{e}");
         assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn only_a_duckdb_file_or_a_new_path_is_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("quotes.csv");
+        std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+        let parquet = dir.path().join("q.parquet");
+        std::fs::write(&parquet, b"PAR1\x15\x04\x15\x10\x15\x14PAR1").unwrap();
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let cases: [(&Path, &str); 4] = [
+            (&csv, "not a DuckDB file"),
+            (&parquet, "a Parquet file"),
+            (Path::new(":memory:"), "in-memory"),
+            (&folder, "a folder"),
+        ];
+        for (p, why) in cases {
+            let before = std::fs::metadata(p).ok().map(|m| m.len());
+            let e = Store::open_write(p, Duration::from_secs(1), "test")
+                .err()
+                .unwrap();
+            assert!(matches!(e, StoreError::Open { .. }), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+            let e = Store::open_read(p, Duration::from_secs(1)).err().unwrap();
+            assert!(e.to_string().contains(why), "{e}");
+            assert!(!lock_path_for(p).exists(), "lock file left for {p:?}");
+            assert_eq!(before, std::fs::metadata(p).ok().map(|m| m.len()));
+        }
+        let empty = dir.path().join("empty.duckdb");
+        std::fs::write(&empty, b"").unwrap();
+        let e = Store::open_write(&empty, Duration::from_secs(1), "test")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("an empty file"), "{e}");
+        assert!(!lock_path_for(&empty).exists());
+        // A new path and a real store are accepted.
+        let store = dir.path().join("s.duckdb");
+        drop(Store::open_write(&store, Duration::from_secs(1), "test").unwrap());
+        assert_eq!(&std::fs::read(&store).unwrap()[8..12], b"DUCK");
+        drop(Store::open_read(&store, Duration::from_secs(1)).unwrap());
+        drop(Store::open_write(&store, Duration::from_secs(1), "test").unwrap());
     }
 
     #[test]

@@ -242,6 +242,9 @@ pub enum Reply {
     Status(u16),
     /// Wait this long before answering 200.
     Sleep(Duration),
+    /// Answer with this status and an error page that echoes the request path, raw and
+    /// percent-encoded (Express's default 404 page, many proxies).
+    EchoPath(u16),
 }
 
 pub struct HttpServer {
@@ -265,15 +268,28 @@ impl HttpServer {
                     body,
                 });
                 let reply = script[n.min(script.len() - 1)];
+                let url = req.url().to_string();
                 std::thread::spawn(move || {
                     let status = match reply {
-                        Reply::Status(s) => s,
+                        Reply::Status(s) | Reply::EchoPath(s) => s,
                         Reply::Sleep(d) => {
                             std::thread::sleep(d);
                             200
                         }
                     };
-                    let body = if status == 200 {
+                    let body = if let Reply::EchoPath(_) = reply {
+                        let encoded: String = url
+                            .bytes()
+                            .map(|b| {
+                                if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+                                    (b as char).to_string()
+                                } else {
+                                    format!("%{b:02X}")
+                                }
+                            })
+                            .collect();
+                        format!("<pre>Cannot POST {url}</pre>\n<!-- {encoded} -->")
+                    } else if status == 200 {
                         r#"{"ok":true}"#.to_string()
                     } else {
                         format!(r#"{{"ok":false,"description":"test server says {status}"}}"#)

@@ -47,7 +47,22 @@ pub fn hash_normal(seed: u64, d: NaiveDate, symbol: &str, salt: u64) -> f64 {
 /// that Friday is a holiday (e.g. Good Friday).
 pub fn monthly_expiry(y: i32, m: u32) -> Option<NaiveDate> {
     let f = NaiveDate::from_weekday_of_month_opt(y, m, Weekday::Fri, 3)?;
-    calendar::previous_session_on_or_before(f)
+    expiry_on_or_before(f)
+}
+
+/// The last expiry day on or before `d`: the session on or before it, or past the
+/// calendar's last year (a chain quoted in its last weeks lists expiries there) the
+/// weekday on or before it, New Year's Day excepted. Without this, a chain quoted near
+/// the end of the calendar listed only its 0DTE series.
+fn expiry_on_or_before(d: NaiveDate) -> Option<NaiveDate> {
+    if d.year() > calendar::LAST_YEAR {
+        let mut cur = d;
+        while matches!(cur.weekday(), Weekday::Sat | Weekday::Sun) || cur.ordinal() == 1 {
+            cur -= Duration::days(1);
+        }
+        return Some(cur);
+    }
+    calendar::previous_session_on_or_before(d)
         .ok()
         .map(|s| s.date)
 }
@@ -120,9 +135,6 @@ pub fn listed_expiries(
             m = 1;
             y += 1;
         }
-        if y > calendar::LAST_YEAR {
-            break;
-        }
     }
     let listing = effective_listing(u.listing, as_of);
     if matches!(listing, Listing::Weekly | Listing::Daily) {
@@ -130,8 +142,8 @@ pub fn listed_expiries(
         let mut d = as_of;
         while d <= as_of + Duration::days(35) {
             if d.weekday() == Weekday::Fri {
-                if let Ok(s) = calendar::previous_session_on_or_before(d) {
-                    push(s.date, false);
+                if let Some(e) = expiry_on_or_before(d) {
+                    push(e, false);
                 }
             }
             d += Duration::days(1);
