@@ -409,3 +409,29 @@ fn an_intraday_slot_keeps_the_daily_snapshot() {
         common::stderr(&o)
     );
 }
+
+/// The audit trail is byte-reproducible: the same session on two fresh stores stores the
+/// same `signals` rows, the `numbers` JSON included (it was built from a HashMap, whose
+/// key order changes from run to run).
+#[test]
+fn the_same_session_stores_the_same_signals_bytes() {
+    let rows = |desk: &Desk| -> Vec<String> {
+        desk.run_ok(&["run", "daily", "--as-of", "2024-01-02"]);
+        let c = desk.open();
+        let mut s = c
+            .prepare(
+                "SELECT x::VARCHAR AS r FROM (SELECT * EXCLUDE (run_id) FROM signals) x ORDER BY r",
+            )
+            .unwrap();
+        s.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let (a, b) = (rows(&Desk::new()), rows(&Desk::new()));
+    assert!(
+        a.iter().filter(|r| r.contains("propose")).count() > 0,
+        "the session proposes something: {a:?}"
+    );
+    assert_eq!(a, b, "two fresh stores, the same signals");
+}
