@@ -435,3 +435,49 @@ fn the_same_session_stores_the_same_signals_bytes() {
     );
     assert_eq!(a, b, "two fresh stores, the same signals");
 }
+
+/// `nan` and `inf` are numbers to TOML but not to a risk limit or a budget: the file and
+/// key are named at load and `run daily` stops before any job runs.
+#[test]
+fn nan_or_inf_in_a_config_is_refused_before_any_job_runs() {
+    let cases = [
+        (
+            "select_trades.toml",
+            "vix_jump_points = 3.0",
+            "vix_jump_points = nan",
+            "risk.vix_jump_points = NaN",
+        ),
+        (
+            "strategies/dispersion.toml",
+            "capital = 100000.0",
+            "capital = inf",
+            "params.capital = inf",
+        ),
+        (
+            "strategies/cash_secured_put.toml",
+            "capital_per_ticker = 60000.0",
+            "capital_per_ticker = +inf",
+            "params.capital_per_ticker = inf",
+        ),
+    ];
+    for (file, from, to, key) in cases {
+        let desk = Desk::new();
+        let path = desk.jobs.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has {from}");
+        desk.write_config(file, &text.replacen(from, to, 1));
+        let o = desk.run(&["run", "daily", "--as-of", "2024-01-02"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains(key) && err.contains("finite"),
+            "{file}: names the file and the key: {err}"
+        );
+        assert!(
+            !stdout(&o).contains("fetch_chains"),
+            "no job ran: {}",
+            stdout(&o)
+        );
+        assert!(!desk.db().exists(), "{file}: the store is not even created");
+    }
+}

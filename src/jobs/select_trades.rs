@@ -134,6 +134,16 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             )));
         }
     }
+    for (k, v) in [
+        ("max_open_per_strategy", r.max_open_per_strategy),
+        ("max_open_per_underlying", r.max_open_per_underlying),
+    ] {
+        if v == 0 {
+            return Err(bad(format!(
+                "risk.{k} = 0: expected at least 1 (the kill switch stops all entries)"
+            )));
+        }
+    }
     let strategies = registry(config)?;
     let (paper, notes) = crate::broker::paper_config(config)?;
     for n in &notes {
