@@ -215,3 +215,21 @@ fn the_daemon_fires_and_stops_cleanly_on_sigterm() {
     );
     let _ = stdout;
 }
+
+#[test]
+fn calc_refuses_a_row_with_more_fields_than_the_header() {
+    let desk = Desk::new();
+    let input = desk.dir.path().join("extra.csv");
+    std::fs::write(
+        &input,
+        "right,spot,strike,t_years,rate,div_yield,price\nC,100,100,0.5,0.04,0.01,7.5,EXTRA,MORE\n",
+    )
+    .unwrap();
+    let o = desk.run(&["calc", "--input", input.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("line 2: 9 fields, the header has 7"),
+        "{}",
+        stderr(&o)
+    );
+}
