@@ -481,3 +481,36 @@ fn nan_or_inf_in_a_config_is_refused_before_any_job_runs() {
         assert!(!desk.db().exists(), "{file}: the store is not even created");
     }
 }
+
+/// A count limit of 0 is out of range (the kill switch is the way to stop entries): the
+/// file and key are named at load and nothing runs.
+#[test]
+fn a_max_open_limit_of_zero_is_refused_before_any_job_runs() {
+    for (file, from, to, key) in [
+        (
+            "select_trades.toml",
+            "max_open_per_underlying = 4",
+            "max_open_per_underlying = 0",
+            "risk.max_open_per_underlying = 0",
+        ),
+        (
+            "strategies/call_premium.toml",
+            "max_open_per_ticker = 2",
+            "max_open_per_ticker = 0",
+            "params.max_open_per_ticker = 0",
+        ),
+    ] {
+        let desk = Desk::new();
+        let text = std::fs::read_to_string(desk.jobs.join(file)).unwrap();
+        assert!(text.contains(from), "{file} has {from}");
+        desk.write_config(file, &text.replacen(from, to, 1));
+        let o = desk.run(&["run", "daily", "--as-of", "2024-01-02"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains(key) && err.contains("at least 1"),
+            "{file}: names the file and the key: {err}"
+        );
+        assert!(!desk.db().exists(), "{file}: nothing ran");
+    }
+}
