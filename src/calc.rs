@@ -118,7 +118,7 @@ fn parse_row(line: &str, lineno: usize, c: &Columns, file: &str) -> Result<Row, 
         file: file.into(),
         message: format!("line {lineno}, field '{field}': {msg}"),
     };
-    if f.len() < c.header.len() {
+    if f.len() != c.header.len() {
         return Err(CalcError::Input {
             file: file.into(),
             message: format!(
@@ -254,18 +254,14 @@ pub struct CalcSummary {
 pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcError> {
     // Excel's "CSV UTF-8" starts with a byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines();
-    let header = lines.next().ok_or_else(|| CalcError::Input {
+    let mut lines = records(text, file)?.into_iter();
+    let (_, header) = lines.next().ok_or_else(|| CalcError::Input {
         file: file.into(),
         message: "line 1: the file is empty (expected a header)".into(),
     })?;
     let cols = columns(header, file)?;
-    // Lines with their 1-based numbers; blank lines are skipped.
-    let body: Vec<(usize, &str)> = lines
-        .enumerate()
-        .map(|(i, l)| (i + 2, l.strip_suffix('\r').unwrap_or(l)))
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    // Records with the line each starts on; blank lines are skipped.
+    let body: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.trim().is_empty()).collect();
     const CHUNK: usize = 8192;
     let rows: Vec<Vec<Row>> = body
         .par_chunks(CHUNK)
@@ -326,7 +322,7 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
                     let quoted: Vec<String> = fields
                         .iter()
                         .map(|f| {
-                            if f.contains([',', '"']) {
+                            if f.contains([',', '"', '\n', '\r']) {
                                 format!("\"{}\"", f.replace('"', "\"\""))
                             } else {
                                 f.clone()
@@ -376,13 +372,74 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
     ))
 }
 
+/// The records of a CSV text, each with the line it starts on (1-based), a trailing
+/// `\r` removed. RFC 4180: a newline inside a quoted field belongs to the field, so
+/// records are split at newlines outside quotes (a doubled `""` toggles twice).
+fn records<'a>(text: &'a str, file: &str) -> Result<Vec<(usize, &'a str)>, CalcError> {
+    let strip = |r: &'a str| r.strip_suffix('\r').unwrap_or(r);
+    if !text.contains('"') {
+        return Ok(text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, strip(l)))
+            .collect());
+    }
+    let mut out = Vec::new();
+    let (mut start, mut line, mut start_line, mut quoted) = (0, 1, 1, false);
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' => {
+                line += 1;
+                if !quoted {
+                    out.push((start_line, strip(&text[start..i])));
+                    start = i + 1;
+                    start_line = line;
+                }
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err(CalcError::Input {
+            file: file.into(),
+            message: format!("line {start_line}: a quoted field is not closed"),
+        });
+    }
+    if start < text.len() {
+        out.push((start_line, strip(&text[start..])));
+    }
+    Ok(out)
+}
+
+/// The file's bytes as text; a byte that is not UTF-8 is an error naming its line.
+fn utf8_text(bytes: Vec<u8>, file: &str) -> Result<String, CalcError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let col = 1 + at
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+        CalcError::Input {
+            file: file.into(),
+            message: format!(
+                "line {line}, byte {col}: not valid UTF-8 (save the file as CSV UTF-8)"
+            ),
+        }
+    })
+}
+
 /// Run on a file; write `output` atomically (temporary file, then rename) or stdout.
 pub fn run_file(input: &Path, output: Option<&Path>) -> Result<CalcSummary, CalcError> {
     let name = input.display().to_string();
-    let text = std::fs::read_to_string(input).map_err(|e| CalcError::Io {
+    let bytes = std::fs::read(input).map_err(|e| CalcError::Io {
         file: name.clone(),
         source: e,
     })?;
+    let text = utf8_text(bytes, &name)?;
     let (bytes, summary) = run_text(&text, &name)?;
     match output {
         Some(path) => {
@@ -514,6 +571,54 @@ mod tests {
         assert!(
             run("\u{feff}right,spot,strike,t_years,rate,div_yield,vol\nC,100,100,1,0,0,0.2\n")
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_row_with_a_different_field_count_is_refused_naming_its_line() {
+        let h = "right,spot,strike,t_years,rate,div_yield,price\n";
+        for (text, want) in [
+            (
+                format!("{h}C,100,100,0.5,0.04,0.01,7.5\nC,100,100,0.5,0.04,0.01,7.5,EXTRA,MORE\n"),
+                "line 3: 9 fields, the header has 7",
+            ),
+            (
+                format!("{h}C,100,100,0.5,0.04,0.01\n"),
+                "line 2: 6 fields, the header has 7",
+            ),
+        ] {
+            let e = run(&text).unwrap_err();
+            assert!(e.contains(want), "{e} / want {want}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_newline_is_part_of_its_field_and_lines_are_still_counted() {
+        let text = "name,right,spot,strike,t_years,rate,div_yield,vol\n\
+                    \"two\nlines\",C,100,100,1,0,0,0.2\n\
+                    plain,C,100,100,1,0,0,0.2\n";
+        let out = run(text).unwrap();
+        assert!(out.contains("\"two\nlines\",C,100"), "{out}");
+        assert_eq!(out.matches(",C,100,100,1,0,0,0.2,").count(), 2, "{out}");
+        // The record after it starts on line 4.
+        let bad = text.replace("plain,C,100", "plain,C,abc");
+        let e = run(&bad).unwrap_err();
+        assert!(e.contains("line 4, field 'spot'"), "{e}");
+        let open = "name,right,spot,strike,t_years,rate,div_yield,vol\n\"open,C,1\n";
+        assert!(run(open)
+            .unwrap_err()
+            .contains("line 2: a quoted field is not closed"));
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_is_reported_with_its_line() {
+        let mut bytes =
+            b"right,spot,strike,t_years,rate,div_yield,vol\nC,100,100,1,0,0,0.2\n".to_vec();
+        bytes.extend_from_slice(b"C,1\xff0,100,1,0,0,0.2\n");
+        let e = utf8_text(bytes, "in.csv").unwrap_err().to_string();
+        assert!(
+            e.starts_with("in.csv: line 3, byte 4: not valid UTF-8"),
+            "{e}"
         );
     }
 

@@ -12,7 +12,53 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Set once stdout's reader has gone away (`optdesk status | head -1`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// `println!` that treats a closed stdout as the reader's choice, as Unix tools do: the
+/// rest of the output is dropped and the command carries on (a run still finishes and
+/// records its jobs). Any other write error is fatal, as with `println!`.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        out_line(format_args!($($t)*))
+    };
+}
+
+fn out_line(args: std::fmt::Arguments) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        } else {
+            panic!("failed printing to stdout: {e}");
+        }
+    }
+}
+
+/// Whether an error is stdout's reader going away (then the command ends quietly, 0).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A command line that names something that does not exist (an unknown job): exit 2,
+/// as clap's own usage errors do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// An error and its causes on one line, each cause once.
+fn error_line(e: &anyhow::Error) -> String {
+    crate::config::redact_secrets(&crate::text::error_chain(e.as_ref()))
+}
 
 const ABOUT: &str = "optdesk — an options paper-trading desk that runs itself.
 
@@ -250,10 +296,14 @@ pub fn main() -> ExitCode {
     match dispatch(&ctx, cli.cmd) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg = crate::config::redact_secrets(&format!("{e:#}"));
-            eprintln!("error: {}", crate::store::one_line(&msg));
-            ExitCode::from(1)
+            eprintln!("error: {}", error_line(&e));
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -331,9 +381,11 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         Cmd::Calc { input, output } => {
             let s = crate::calc::run_file(&input, output.as_deref())?;
             if output.is_some() {
-                println!(
+                outln!(
                     "{} rows, {} with an IV, {} without (see the note column)",
-                    s.rows, s.solved, s.unsolved
+                    s.rows,
+                    s.solved,
+                    s.unsolved
                 );
             }
             Ok(true)
@@ -365,12 +417,14 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
 fn job_list(ctx: &Ctx) -> Result<bool> {
     let config = ctx.config()?;
     let prepared = jobs::prepare_all(&config)?;
-    println!(
+    outln!(
         "{:<14} {:<8} {:<12} what it does (writes)",
-        "job", "enabled", "daily order"
+        "job",
+        "enabled",
+        "daily order"
     );
     for (i, p) in prepared.iter().enumerate() {
-        println!(
+        outln!(
             "{:<14} {:<8} {:<12} {} ({})",
             p.def.name,
             if p.enabled { "yes" } else { "no" },
@@ -379,7 +433,7 @@ fn job_list(ctx: &Ctx) -> Result<bool> {
             p.def.writes.join(", ")
         );
         for s in &p.slots {
-            println!("{:<14} {:<8} {:<12} intraday slot: {s}", "", "", "");
+            outln!("{:<14} {:<8} {:<12} intraday slot: {s}", "", "", "");
         }
     }
     Ok(true)
@@ -413,7 +467,7 @@ fn print_record(r: &RunRecord) {
     if r.status == Status::Failed {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        outln!("{line}");
     }
     let _ = std::io::stdout().flush();
 }
@@ -425,7 +479,7 @@ fn open_writer(ctx: &Ctx, config: &Config) -> Result<Store> {
 
 fn header(what: &str, as_of: NaiveDate, dry_run: bool, ctx: &Ctx) -> Result<()> {
     let s = calendar::session(as_of)?.context("not a session")?;
-    println!(
+    outln!(
         "optdesk {what} — session {as_of} ({}–{} New York{}), store {}{}",
         s.open.format("%H:%M"),
         s.close.format("%H:%M"),
@@ -456,7 +510,7 @@ pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, flags: RunFlags, trigger: Trigger)
     let config = ctx.config()?;
     let prepared = jobs::prepare_all(&config)?;
     if let Some(why) = closed_notice(as_of)? {
-        println!("{why}: not an NYSE session, nothing to do.");
+        outln!("{why}: not an NYSE session, nothing to do.");
         return Ok(true);
     }
     let store = open_writer(ctx, &config)?;
@@ -487,7 +541,7 @@ fn summarize(records: &[RunRecord]) -> bool {
         eprintln!("{line} The reasons are above and in job_runs.");
         false
     } else {
-        println!("{line}");
+        outln!("{line}");
         true
     }
 }
@@ -501,11 +555,11 @@ pub fn job_run(
     trigger: Trigger,
 ) -> Result<bool> {
     let dry_run = flags.dry_run;
-    let def = jobs::find(name).ok_or_else(|| anyhow::anyhow!(jobs::unknown_job_message(name)))?;
+    let def = jobs::find(name).ok_or_else(|| UsageError(jobs::unknown_job_message(name)))?;
     let config = ctx.config()?;
     let prepared = (def.prepare)(&config)?;
     if let Some(why) = closed_notice(as_of)? {
-        println!("{why}: not an NYSE session, nothing to do.");
+        outln!("{why}: not an NYSE session, nothing to do.");
         return Ok(true);
     }
     let store = open_writer(ctx, &config)?;
@@ -525,7 +579,7 @@ fn status(ctx: &Ctx) -> Result<bool> {
     let config = ctx.config()?;
     let lock = crate::store::lock_path_for(&ctx.db);
     if let Some(h) = crate::store::current_writer(&lock) {
-        println!("The store is being written now: {h}");
+        outln!("The store is being written now: {h}");
     }
     let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
     match Store::open_read(&ctx.db, timeout) {
@@ -560,11 +614,11 @@ fn status(ctx: &Ctx) -> Result<bool> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            println!("Last run of each job (store {}):", ctx.db.display());
+            outln!("Last run of each job (store {}):", ctx.db.display());
             // Redacted again on the way out: a row from an older optdesk may hold a secret.
             let secrets = crate::config::secrets();
             for l in lines {
-                println!("{}", crate::text::redact(&l, &secrets));
+                outln!("{}", crate::text::redact(&l, &secrets));
             }
             // Alerts that did not get through (an older store may not have the table).
             let undelivered: Option<(i64, String)> = store
@@ -578,13 +632,13 @@ fn status(ctx: &Ctx) -> Result<bool> {
                 .ok();
             if let Some((n, last)) = undelivered.filter(|(n, _)| *n > 0) {
                 let last = crate::text::redact(&last, &secrets);
-                println!(
+                outln!(
                     "{n} alert(s) not delivered in the last 7 days; the latest: {last} (optdesk sql \"SELECT * FROM alerts WHERE status = 'failed'\")"
                 );
             }
         }
         Err(crate::store::StoreError::Missing { .. }) => {
-            println!(
+            outln!(
                 "No store yet at {}: run `optdesk run daily` to create it.",
                 ctx.db.display()
             );
@@ -593,12 +647,12 @@ fn status(ctx: &Ctx) -> Result<bool> {
     }
     let entries = schedule::entries(&config)?;
     let next = schedule::plan(&entries, clock::now_ny(None), 14);
-    println!("Next scheduled firings (America/New_York):");
+    outln!("Next scheduled firings (America/New_York):");
     if next.is_empty() {
-        println!("  none in the next 14 days");
+        outln!("  none in the next 14 days");
     }
     for f in next.iter().take(5) {
-        println!(
+        outln!(
             "  {}  {}  ({})",
             f.at.format("%a %Y-%m-%d %H:%M"),
             entries[f.entry].target,
@@ -644,9 +698,9 @@ fn report(ctx: &Ctx, as_of: Option<NaiveDate>, out: Option<PathBuf>, open: bool)
     let data = crate::report::load(&store.conn, as_of, file.params.risk_free_rate)?;
     let path = out.unwrap_or_else(|| config.resolve(&file.params.dashboard));
     crate::jobs::email_report::write_dashboard(&data, &path).map_err(anyhow::Error::msg)?;
-    println!("dashboard for {as_of} written to {}", path.display());
+    outln!("dashboard for {as_of} written to {}", path.display());
     if data.portfolio.is_none() {
-        println!("(no portfolio snapshot for {as_of}: the sections say what is missing)");
+        outln!("(no portfolio snapshot for {as_of}: the sections say what is missing)");
     }
     if open {
         open_in_browser(&path)?;
@@ -682,7 +736,7 @@ fn flatten(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
     let config = ctx.config()?;
     let prepared = crate::jobs::flatten::prepare(&config)?;
     if let Some(why) = closed_notice(as_of)? {
-        println!("{why}: not an NYSE session, nothing to close at.");
+        outln!("{why}: not an NYSE session, nothing to close at.");
         return Ok(true);
     }
     let store = open_writer(ctx, &config)?;
@@ -715,14 +769,14 @@ fn kill(ctx: &Ctx, state: KillState) -> Result<bool> {
                 ),
             )
             .with_context(|| format!("cannot write {}", path.display()))?;
-            println!(
+            outln!(
                 "kill switch ON: no new entries while {} exists (`optdesk kill off` resumes)",
                 path.display()
             );
         }
         KillState::Off => match std::fs::remove_file(&path) {
-            Ok(()) => println!("kill switch OFF: removed {}", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!(
+            Ok(()) => outln!("kill switch OFF: removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => outln!(
                 "kill switch was already off ({} does not exist)",
                 path.display()
             ),
@@ -768,12 +822,14 @@ fn check(ctx: &Ctx, deep: bool) -> Result<bool> {
     }
     let r = crate::store::check::check(&store.conn)?;
     for n in &r.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     if r.problems.is_empty() {
-        println!(
+        outln!(
             "reconciled to the cent: cash {} from the ledger, {} open positions from {} fills",
-            r.cash, r.open_positions, r.fills
+            r.cash,
+            r.open_positions,
+            r.fills
         );
         if !deep {
             println!(
@@ -941,17 +997,20 @@ fn print_plan(ctx: &Ctx, from: chrono::DateTime<chrono_tz::Tz>, days: u32) -> Re
     let config = ctx.config()?;
     let entries = schedule::entries(&config)?;
     let firings = schedule::plan(&entries, from, days);
-    println!(
+    outln!(
         "Firings from {} for {days} days (America/New_York; sessions only):",
         from.format("%Y-%m-%d %H:%M %Z")
     );
-    println!(
+    outln!(
         "  {:<16} {:<6} {:<17} {:<24} when",
-        "date", "NY", "UTC", "what"
+        "date",
+        "NY",
+        "UTC",
+        "what"
     );
     for f in &firings {
         let e = &entries[f.entry];
-        println!(
+        outln!(
             "  {:<16} {:<6} {:<17} {:<24} {}{}",
             f.at.format("%a %Y-%m-%d"),
             f.at.format("%H:%M"),
@@ -966,7 +1025,7 @@ fn print_plan(ctx: &Ctx, from: chrono::DateTime<chrono_tz::Tz>, days: u32) -> Re
         );
     }
     if firings.is_empty() {
-        println!("  (no firings: no sessions in this window)");
+        outln!("  (no firings: no sessions in this window)");
     }
     Ok(true)
 }
@@ -1022,8 +1081,7 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
             match res {
                 Ok(ok) => ok,
                 Err(e) => {
-                    let msg = crate::config::redact_secrets(&format!("{e:#}"));
-                    eprintln!("error: {}", crate::store::one_line(&msg));
+                    eprintln!("error: {}", error_line(&e));
                     false
                 }
             }
@@ -1037,10 +1095,7 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     let skip: Arc<schedule::SkipFn> = Arc::new(
         move |target: &Target, date: NaiveDate, slot: Option<NaiveTime>, why: &str| {
             if let Err(e) = record_schedule_skip(&shared_skip, target, date, slot, why) {
-                eprintln!(
-                    "error: could not record the skip: {}",
-                    crate::store::one_line(&format!("{e:#}"))
-                );
+                eprintln!("error: could not record the skip: {}", error_line(&e));
             }
         },
     );

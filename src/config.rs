@@ -339,7 +339,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
 
 /// Parse a TOML file; the error names the file, the line and the offending key.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
+    let parsed: T = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -351,6 +351,52 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
                 None => msg,
             },
         }
+    })?;
+    // TOML accepts `nan` and `inf`, and a check written as `x <= 0.0` lets NaN through
+    // (the rule it sets then never fires): no configuration number may be either.
+    if let Ok(value) = toml::from_str::<toml::Table>(text) {
+        if let Some((key, v)) = non_finite(&value, "") {
+            let leaf = key.rsplit('.').next().unwrap_or(&key);
+            let leaf = leaf.split('[').next().unwrap_or(leaf);
+            let line = text.lines().position(|l| {
+                l.trim_start()
+                    .strip_prefix(leaf)
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+                    && (l.contains("nan") || l.contains("inf"))
+            });
+            return Err(ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!(
+                    "{}{key} = {v}: expected a finite number (nan and inf are not numbers here)",
+                    line.map(|l| format!("line {}: ", l + 1))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok(parsed)
+}
+
+/// The first float in a TOML table that is NaN or infinite: its dotted key and value.
+fn non_finite(table: &toml::Table, prefix: &str) -> Option<(String, f64)> {
+    fn walk(v: &toml::Value, key: String) -> Option<(String, f64)> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => Some((key, *f)),
+            toml::Value::Table(t) => non_finite(t, &key),
+            toml::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, format!("{key}[{i}]"))),
+            _ => None,
+        }
+    }
+    table.iter().find_map(|(k, v)| {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        walk(v, key)
     })
 }
 
@@ -388,6 +434,38 @@ mod tests {
             .to_string();
         assert!(s.contains("line 2"), "{s}");
         assert!(s.contains("invalid type"), "{s}");
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Limits {
+        risk: std::collections::BTreeMap<String, f64>,
+        params: std::collections::BTreeMap<String, Vec<f64>>,
+    }
+
+    #[test]
+    fn nan_and_inf_are_refused_naming_file_line_and_key() {
+        for (text, want) in [
+            (
+                "[risk]\nmax_loss = 5.0\nvix_jump_points = nan\n",
+                "jobs/x.toml: line 3: risk.vix_jump_points = NaN",
+            ),
+            (
+                "[risk]\nmax_loss = -inf\n",
+                "jobs/x.toml: line 2: risk.max_loss = -inf",
+            ),
+            (
+                "[params]\nw = [1.0, +inf]\n",
+                "jobs/x.toml: line 2: params.w[1] = inf",
+            ),
+        ] {
+            let s = parse::<Limits>(Path::new("jobs/x.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(s.starts_with(want), "{s} / want {want}");
+            assert!(s.contains("expected a finite number"), "{s}");
+        }
+        assert!(parse::<Limits>(Path::new("x.toml"), "[risk]\nx = 1e300\n").is_ok());
     }
 
     #[test]

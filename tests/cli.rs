@@ -231,3 +231,101 @@ fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(e.contains("INFO"), "logging is on: {e}");
     assert!(!o.stderr.contains(&0x1b), "an ESC byte in the log: {e:?}");
 }
+
+/// Spawn optdesk with stdout piped, read one line, close the pipe: the command ends
+/// quietly with success (as `optdesk calendar | head -1` should).
+fn read_one_line_then_close(desk: &Desk, args: &[&str]) {
+    let mut child = desk
+        .cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty(), "optdesk {args:?} printed nothing");
+    // The reader is dropped here: the pipe is closed.
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        o.status.success() && !err.contains("panicked") && !err.contains("Broken pipe"),
+        "optdesk {args:?} | head -1: {:?} {err}",
+        o.status
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_with_success() {
+    let desk = Desk::new();
+    read_one_line_then_close(
+        &desk,
+        &["calendar", "--from", "2000-01-01", "--to", "2035-12-31"],
+    );
+    read_one_line_then_close(
+        &desk,
+        &[
+            "calendar",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2035-12-31",
+            "--format",
+            "csv",
+        ],
+    );
+    // A large calc output to stdout.
+    let mut csv = String::from("right,spot,strike,t_years,rate,div_yield,vol\n");
+    for _ in 0..20_000 {
+        csv.push_str("C,100,100,0.5,0.04,0.01,0.2\n");
+    }
+    let input = desk.dir.path().join("big.csv");
+    std::fs::write(&input, csv).unwrap();
+    read_one_line_then_close(&desk, &["calc", "--input", input.to_str().unwrap()]);
+    // `status` prints with println-style lines (it panicked on EPIPE).
+    desk.run_ok(&["run", "daily", "--as-of", "2024-01-02"]);
+    read_one_line_then_close(&desk, &["status"]);
+    read_one_line_then_close(&desk, &["sql", "SELECT * FROM range(100000)"]);
+}
+
+#[test]
+fn a_missing_calc_input_names_its_cause_once() {
+    let desk = Desk::new();
+    let o = desk.run(&["calc", "--input", "/nonexistent.csv"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the cause once: {err}"
+    );
+    assert!(err.contains("/nonexistent.csv"), "{err}");
+}
+
+#[test]
+fn calc_refuses_a_row_with_more_fields_than_the_header() {
+    let desk = Desk::new();
+    let input = desk.dir.path().join("extra.csv");
+    std::fs::write(
+        &input,
+        "right,spot,strike,t_years,rate,div_yield,price\nC,100,100,0.5,0.04,0.01,7.5,EXTRA,MORE\n",
+    )
+    .unwrap();
+    let o = desk.run(&["calc", "--input", input.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("line 2: 9 fields, the header has 7"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn job_run_of_an_unknown_job_is_a_usage_error() {
+    let desk = Desk::new();
+    let o = desk.run(&["job", "run", "nope", "--as-of", "2024-01-02"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown job 'nope'"), "{}", stderr(&o));
+}

@@ -646,3 +646,108 @@ fn the_calendars_last_session_lists_the_usual_expiries_and_runs_whole() {
         "an expiry near 30 days"
     );
 }
+
+/// The audit trail is byte-reproducible: the same session on two fresh stores stores the
+/// same `signals` rows, the `numbers` JSON included (it was built from a HashMap, whose
+/// key order changes from run to run).
+#[test]
+fn the_same_session_stores_the_same_signals_bytes() {
+    let rows = |desk: &Desk| -> Vec<String> {
+        desk.run_ok(&["run", "daily", "--as-of", "2024-01-02"]);
+        let c = desk.open();
+        let mut s = c
+            .prepare(
+                "SELECT x::VARCHAR AS r FROM (SELECT * EXCLUDE (run_id) FROM signals) x ORDER BY r",
+            )
+            .unwrap();
+        s.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let (a, b) = (rows(&Desk::new()), rows(&Desk::new()));
+    assert!(
+        a.iter().filter(|r| r.contains("propose")).count() > 0,
+        "the session proposes something: {a:?}"
+    );
+    assert_eq!(a, b, "two fresh stores, the same signals");
+}
+
+/// `nan` and `inf` are numbers to TOML but not to a risk limit or a budget: the file and
+/// key are named at load and `run daily` stops before any job runs.
+#[test]
+fn nan_or_inf_in_a_config_is_refused_before_any_job_runs() {
+    let cases = [
+        (
+            "select_trades.toml",
+            "vix_jump_points = 3.0",
+            "vix_jump_points = nan",
+            "risk.vix_jump_points = NaN",
+        ),
+        (
+            "strategies/dispersion.toml",
+            "capital = 100000.0",
+            "capital = inf",
+            "params.capital = inf",
+        ),
+        (
+            "strategies/cash_secured_put.toml",
+            "capital_per_ticker = 60000.0",
+            "capital_per_ticker = +inf",
+            "params.capital_per_ticker = inf",
+        ),
+    ];
+    for (file, from, to, key) in cases {
+        let desk = Desk::new();
+        let path = desk.jobs.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has {from}");
+        desk.write_config(file, &text.replacen(from, to, 1));
+        let o = desk.run(&["run", "daily", "--as-of", "2024-01-02"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains(key) && err.contains("finite"),
+            "{file}: names the file and the key: {err}"
+        );
+        assert!(
+            !stdout(&o).contains("fetch_chains"),
+            "no job ran: {}",
+            stdout(&o)
+        );
+        assert!(!desk.db().exists(), "{file}: the store is not even created");
+    }
+}
+
+/// A count limit of 0 is out of range (the kill switch is the way to stop entries): the
+/// file and key are named at load and nothing runs.
+#[test]
+fn a_max_open_limit_of_zero_is_refused_before_any_job_runs() {
+    for (file, from, to, key) in [
+        (
+            "select_trades.toml",
+            "max_open_per_underlying = 4",
+            "max_open_per_underlying = 0",
+            "risk.max_open_per_underlying = 0",
+        ),
+        (
+            "strategies/call_premium.toml",
+            "max_open_per_ticker = 2",
+            "max_open_per_ticker = 0",
+            "params.max_open_per_ticker = 0",
+        ),
+    ] {
+        let desk = Desk::new();
+        let text = std::fs::read_to_string(desk.jobs.join(file)).unwrap();
+        assert!(text.contains(from), "{file} has {from}");
+        desk.write_config(file, &text.replacen(from, to, 1));
+        let o = desk.run(&["run", "daily", "--as-of", "2024-01-02"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains(key) && err.contains("at least 1"),
+            "{file}: names the file and the key: {err}"
+        );
+        assert!(!desk.db().exists(), "{file}: nothing ran");
+    }
+}

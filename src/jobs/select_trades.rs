@@ -22,7 +22,7 @@ use crate::trading::strategies::{registry, Registry};
 use crate::trading::OrderStatus;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 pub const DEF: JobDef = JobDef {
     name: "select_trades",
@@ -131,6 +131,16 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         if !(v.is_finite() && v > 0.0) {
             return Err(bad(format!(
                 "risk.{k} = {v}: expected a positive, finite number"
+            )));
+        }
+    }
+    for (k, v) in [
+        ("max_open_per_strategy", r.max_open_per_strategy),
+        ("max_open_per_underlying", r.max_open_per_underlying),
+    ] {
+        if v == 0 {
+            return Err(bad(format!(
+                "risk.{k} = 0: expected at least 1 (the kill switch stops all entries)"
             )));
         }
     }
@@ -289,7 +299,7 @@ impl Job for SelectTrades {
             for p in out.proposals {
                 proposed += 1;
                 let numbers = serde_json::to_string(
-                    &p.numbers.iter().cloned().collect::<HashMap<String, f64>>(),
+                    &p.numbers.iter().cloned().collect::<BTreeMap<String, f64>>(),
                 )
                 .unwrap_or_default();
                 let reference = p.order.reference();

@@ -117,8 +117,14 @@ impl Config {
                 self.capital
             ));
         }
-        if self.min_bid < 0.0 || self.min_volume < 0 {
-            return Err("min_bid and min_volume must not be negative".into());
+        if !(self.min_bid.is_finite() && self.min_bid >= 0.0) || self.min_volume < 0 {
+            return Err(format!(
+                "min_bid = {}, min_volume = {}: expected dollars and a count, not negative",
+                self.min_bid, self.min_volume
+            ));
+        }
+        if self.max_open_per_ticker == 0 {
+            return Err("max_open_per_ticker = 0: expected at least 1".into());
         }
         super::validate_dte(self.min_dte, self.target_dte, self.max_dte)?;
         if self.tickers.is_empty() {
@@ -519,6 +525,26 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().unwrap_err().contains("min_iv_over_hv_pts"));
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_numbers_are_refused_naming_the_key() {
+        type Set = fn(&mut Config);
+        let cases: [(Set, &str); 6] = [
+            (|c| c.capital = f64::INFINITY, "capital = inf"),
+            (|c| c.capital = f64::NAN, "capital = NaN"),
+            (|c| c.min_bid = f64::NAN, "min_bid = NaN"),
+            (|c| c.size_pct = f64::NAN, "size_pct = NaN"),
+            (|c| c.min_edge_pct = f64::INFINITY, "min_edge_pct = inf"),
+            (|c| c.max_open_per_ticker = 0, "max_open_per_ticker = 0"),
+        ];
+        for (set, want) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.starts_with(want), "{e} / want {want}");
+        }
         assert!(Config::default().validate().is_ok());
     }
 }

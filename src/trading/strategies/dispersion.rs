@@ -67,11 +67,14 @@ impl Config {
                 self.trade_pct
             ));
         }
-        if self.capital.is_nan() || self.capital <= 0.0 {
+        if !(self.capital.is_finite() && self.capital > 0.0) {
             return Err(format!(
                 "capital = {}: expected a positive amount of dollars",
                 self.capital
             ));
+        }
+        if self.max_concurrent == 0 {
+            return Err("max_concurrent = 0: expected at least 1".into());
         }
         if self.components.len() < 2 {
             return Err("components: at least two".into());
@@ -408,5 +411,24 @@ mod tests {
         let p = &strategy().propose(&day(Ok(2.0))).proposals[0];
         let n = -p.order.legs[0].quantity;
         assert_eq!(p.requirement, Price::from_f64(11_520.0 * n as f64));
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_numbers_are_refused_naming_the_key() {
+        type Set = fn(&mut Config);
+        let cases: [(Set, &str); 5] = [
+            (|c| c.capital = f64::INFINITY, "capital = inf"),
+            (|c| c.capital = f64::NAN, "capital = NaN"),
+            (|c| c.z_entry = f64::NAN, "z_entry = NaN"),
+            (|c| c.trade_pct = f64::INFINITY, "trade_pct = inf"),
+            (|c| c.max_concurrent = 0, "max_concurrent = 0"),
+        ];
+        for (set, want) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.starts_with(want), "{e} / want {want}");
+        }
+        assert!(Config::default().validate().is_ok());
     }
 }

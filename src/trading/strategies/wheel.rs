@@ -62,14 +62,20 @@ impl Config {
                 self.delta_tolerance
             ));
         }
-        if self.capital_per_ticker.is_nan() || self.capital_per_ticker <= 0.0 {
+        if !(self.capital_per_ticker.is_finite() && self.capital_per_ticker > 0.0) {
             return Err(format!(
                 "capital_per_ticker = {}: expected a positive amount of dollars",
                 self.capital_per_ticker
             ));
         }
-        if self.min_bid < 0.0 || self.min_volume < 0 {
-            return Err("min_bid and min_volume must not be negative".into());
+        if !(self.min_bid.is_finite() && self.min_bid >= 0.0) || self.min_volume < 0 {
+            return Err(format!(
+                "min_bid = {}, min_volume = {}: expected dollars and a count, not negative",
+                self.min_bid, self.min_volume
+            ));
+        }
+        if self.max_open_per_ticker == 0 {
+            return Err("max_open_per_ticker = 0: expected at least 1".into());
         }
         if !(0.0..=50.0).contains(&self.min_iv_over_hv_pts)
             || (self.min_iv_over_hv_pts > 0.0 && self.min_iv_over_hv_pts < 0.5)
@@ -455,5 +461,34 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_numbers_are_refused_naming_the_key() {
+        type Set = fn(&mut Config);
+        let cases: [(Set, &str); 6] = [
+            (
+                |c| c.capital_per_ticker = f64::INFINITY,
+                "capital_per_ticker = inf",
+            ),
+            (|c| c.target_delta = f64::NAN, "target_delta = NaN"),
+            (
+                |c| c.delta_tolerance = f64::INFINITY,
+                "delta_tolerance = inf",
+            ),
+            (|c| c.min_bid = f64::INFINITY, "min_bid = inf"),
+            (
+                |c| c.min_iv_over_hv_pts = f64::NAN,
+                "min_iv_over_hv_pts = NaN",
+            ),
+            (|c| c.max_open_per_ticker = 0, "max_open_per_ticker = 0"),
+        ];
+        for (set, want) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.starts_with(want), "{e} / want {want}");
+        }
+        assert!(Config::default().validate().is_ok());
     }
 }
