@@ -410,13 +410,21 @@ fn fuzz_time_spec_parse() {
 
 #[test]
 fn fuzz_parse_ny_datetime() {
-    let near = (date(), 0u32..30, 0u32..70, any::<bool>()).prop_map(|(d, h, m, with_time)| {
-        if with_time {
-            format!("{d}T{h:02}:{m:02}")
-        } else {
-            d.to_string()
-        }
-    });
+    // Dates near the present, and years at the ends of what chrono can represent
+    // (`%Y` takes a sign and more than four digits).
+    let year = prop_oneof![Just(None), (-262_145i32..=262_145).prop_map(Some)];
+    let near =
+        (date(), year, 0u32..30, 0u32..70, any::<bool>()).prop_map(|(d, y, h, m, with_time)| {
+            let d = match y {
+                Some(y) => format!("{y:+}{}", &d.to_string()[4..]),
+                None => d.to_string(),
+            };
+            if with_time {
+                format!("{d}T{h:02}:{m:02}")
+            } else {
+                d
+            }
+        });
     fuzz("clock::parse_ny_datetime", text(near), |s| {
         if let Err(e) = parse_ny_datetime(&s) {
             has_message(&e)?;
