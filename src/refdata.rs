@@ -139,10 +139,13 @@ pub fn parse_index_weights(file: &str, text: &str) -> Result<Vec<IndexWeight>, R
     let mut out = Vec::new();
     for (n, l) in lines {
         let f: Vec<&str> = l.split(',').map(|s| s.trim()).collect();
-        let weight_pct: f64 = f
+        // The fraction is checked, not the percent: a tiny positive percent (`5e-324`)
+        // would otherwise become a weight of 0.
+        let weight: f64 = f
             .get(wi)
-            .and_then(|s| s.parse().ok())
-            .filter(|w: &f64| *w > 0.0 && w.is_finite())
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|w| w / 100.0)
+            .filter(|w| *w > 0.0 && w.is_finite())
             .ok_or_else(|| bad(n, "weight_pct", "expected a positive number"))?;
         let symbol = f.get(si).copied().unwrap_or("");
         if symbol.is_empty() {
@@ -154,7 +157,7 @@ pub fn parse_index_weights(file: &str, text: &str) -> Result<Vec<IndexWeight>, R
                 .and_then(|i| f.get(i))
                 .filter(|s| !s.is_empty())
                 .map(|s| s.to_string()),
-            weight: weight_pct / 100.0,
+            weight,
         });
     }
     Ok(out)
@@ -225,6 +228,20 @@ mod tests {
         std::fs::write(&f, "# only a comment\n\n").unwrap();
         let e = load_index_weights(&f, false).unwrap_err().to_string();
         assert!(e.ends_with(": empty"), "{e}");
+    }
+
+    #[test]
+    fn a_weight_too_small_to_be_a_fraction_is_refused() {
+        // Found by tests/fuzz.rs: 5e-324 percent is positive, its fraction is 0.
+        let e = parse_index_weights("w.csv", "symbol,weight_pct\nAAPL,5e-324\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "w.csv line 2, field 'weight_pct': expected a positive number"
+        );
+        let w = parse_index_weights("w.csv", "symbol,weight_pct\nAAPL,1e-300\n").unwrap();
+        assert!(w[0].weight > 0.0);
     }
 
     #[test]

@@ -1,0 +1,859 @@
+//! Fuzz targets: property tests over arbitrary bytes and strings, and over
+//! structured-but-hostile inputs (near-valid CSV lines, TOML with nan/inf/huge numbers
+//! and unknown keys), for every parser of outside input reachable through the library:
+//! identifiers, prices and rights, the reference-data CSVs (`data/`), the TOML
+//! configuration (`jobs/desk.toml`, job files, `jobs/strategies/*.toml`), session times
+//! and `--as-of` dates, and `calc`'s CSV.
+//!
+//! Every property asks: no panic; an error has a message (and names the file where it
+//! has one); a parsed value prints back to text that parses to the same value.
+//!
+//! `cargo test` runs 256 cases per target. The full run is
+//! `OPTDESK_FUZZ_CASES=1000000 cargo test --release --test fuzz` (see the README).
+
+use optdesk::calc;
+use optdesk::clock::{parse_ny_datetime, TimeSpec};
+use optdesk::config::{self, Config, DeskFile, JobFile};
+use optdesk::jobs::{
+    compute_vol, correlation, email_report, fetch_chains, select_trades, snapshot_benchmarks,
+};
+use optdesk::model::identifiers::{ClientOrderId, Intent, OccSymbol, Symbol};
+use optdesk::model::{OptionRight, Price};
+use optdesk::refdata;
+use optdesk::trading::strategies;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use std::path::Path;
+
+/// Cases per target: `OPTDESK_FUZZ_CASES`, 256 when unset.
+fn cases() -> u32 {
+    std::env::var("OPTDESK_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(256)
+}
+
+/// Run `check` over `strategy`; a panic or a failed check fails the test with the
+/// smallest input proptest finds. No regression files are written.
+fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let n = cases();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: n,
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..ProptestConfig::default()
+    });
+    let started = std::time::Instant::now();
+    if let Err(e) = runner.run(&strategy, check) {
+        panic!("fuzz target {name}: {e}");
+    }
+    eprintln!(
+        "fuzz target {name}: {n} cases, no panic ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// An error must say something.
+fn has_message(e: &impl std::fmt::Display) -> Result<(), TestCaseError> {
+    let s = e.to_string();
+    prop_assert!(!s.trim().is_empty(), "an error with an empty message");
+    Ok(())
+}
+
+/// An error must say something and name `file`.
+fn names_file(e: &impl std::fmt::Display, file: &str) -> Result<(), TestCaseError> {
+    let s = e.to_string();
+    prop_assert!(
+        s.contains(file) && s.len() > file.len() + 1,
+        "the error does not name {file} or says nothing else: {s}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Input generators
+// ---------------------------------------------------------------------------------
+
+/// Characters that break parsers: separators, quotes, line ends, signs, exponents,
+/// NUL, a byte-order mark, multi-byte characters.
+fn hostile_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        3 => select(vec![
+            ',', '"', '\'', '\n', '\r', '\t', ' ', '#', '=', '[', ']', '{', '}', ':', '.',
+            '-', '+', '_', 'e', 'E', 'n', 'i', 'T', 'C', 'P', '0', '1', '9', '\\', '\0',
+            '\u{feff}', '\u{a0}', 'é', 'Ä', 'ß', '日', '\u{10ffff}', '\u{202e}',
+        ]),
+        1 => any::<char>(),
+    ]
+}
+
+/// Apply a few random edits (insert, delete, replace, duplicate a run) to a valid
+/// input, so most cases stay near the valid form.
+fn mutate(base: String, edits: Vec<(usize, u8, char)>) -> String {
+    let mut v: Vec<char> = base.chars().collect();
+    for (pos, op, c) in edits {
+        let i = pos % (v.len() + 1);
+        match op % 4 {
+            0 => v.insert(i, c),
+            1 => {
+                if i < v.len() {
+                    v.remove(i);
+                }
+            }
+            2 => {
+                if i < v.len() {
+                    v[i] = c;
+                } else {
+                    v.push(c);
+                }
+            }
+            _ => {
+                let j = (i + 1 + c as usize % 8).min(v.len());
+                let run: Vec<char> = v[i..j].to_vec();
+                v.splice(i..i, run);
+            }
+        }
+    }
+    v.into_iter().collect()
+}
+
+fn mutated(base: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+    (
+        base,
+        vec((any::<usize>(), any::<u8>(), hostile_char()), 0..5),
+    )
+        .prop_map(|(b, e)| mutate(b, e))
+}
+
+/// Arbitrary text: any Unicode, arbitrary bytes read as UTF-8 (lossily), hostile
+/// characters only, or `near` (a generator of near-valid inputs) mutated.
+fn text(near: impl Strategy<Value = String> + Clone) -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => any::<String>(),
+        1 => vec(any::<u8>(), 0..64).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        1 => vec(hostile_char(), 0..40).prop_map(|c| c.into_iter().collect::<String>()),
+        2 => near.clone(),
+        3 => mutated(near),
+    ]
+}
+
+fn date() -> impl Strategy<Value = chrono::NaiveDate> + Clone {
+    (0i64..36_524).prop_map(|d| {
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap() + chrono::Duration::days(d)
+    })
+}
+
+fn occ_parts() -> impl Strategy<Value = (String, chrono::NaiveDate, OptionRight, i64)> + Clone {
+    (
+        "[A-Z0-9]{1,6}",
+        date(),
+        prop_oneof![Just(OptionRight::Call), Just(OptionRight::Put)],
+        1i64..=99_999_999,
+    )
+}
+
+fn valid_occ() -> impl Strategy<Value = String> + Clone {
+    occ_parts().prop_map(|(root, expiry, right, milli)| {
+        OccSymbol::new_checked(&root, expiry, right, Price::from_raw(milli * 10))
+            .expect("a valid OCC symbol")
+            .to_string()
+    })
+}
+
+fn intent() -> impl Strategy<Value = Intent> + Clone {
+    select(vec![
+        Intent::Entry,
+        Intent::Exit,
+        Intent::Expire,
+        Intent::Flatten,
+    ])
+}
+
+fn order_id_parts(
+) -> impl Strategy<Value = (Intent, String, chrono::NaiveDate, u32, u32, u32)> + Clone {
+    (
+        intent(),
+        "[a-z0-9_]{1,40}",
+        date(),
+        0u32..24,
+        0u32..60,
+        any::<u32>(),
+    )
+}
+
+fn valid_order_id() -> impl Strategy<Value = String> + Clone {
+    order_id_parts().prop_map(|(i, s, d, h, m, seq)| {
+        ClientOrderId::new(
+            i,
+            &s,
+            d,
+            chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap(),
+            seq,
+        )
+        .expect("a valid order id")
+        .to_string()
+    })
+}
+
+/// Numbers as they appear in CSV fields and TOML values, many of them hostile.
+fn number_text() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        2 => select(vec![
+            "0", "-0", "1", "-1", "0.5", "100", "7.5", "1e308", "-1e308", "1e309", "1e-400",
+            "5e-324", "nan", "NaN", "-nan", "+nan", "inf", "-inf", "+inf", "infinity",
+            "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+            "18446744073709551616", "99999999999999999999999999", "0x10", "1_000", "1,5",
+            ".", "-", "", " 7.5 ", "1e", "0.0000001",
+        ])
+        .prop_map(str::to_string),
+        1 => any::<f64>().prop_map(|x| format!("{x:?}")),
+        1 => any::<i64>().prop_map(|x| x.to_string()),
+    ]
+}
+
+// ---------------------------------------------------------------------------------
+// Identifiers, prices, rights
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn fuzz_occ_symbol_parse() {
+    fuzz("OccSymbol::parse", text(valid_occ()), |s| {
+        match OccSymbol::parse(&s) {
+            Ok(o) => {
+                // What parsed prints as the padded form, which parses to the same symbol.
+                let back = OccSymbol::parse(&o.to_string());
+                prop_assert_eq!(back.as_ref().ok(), Some(&o), "{:?} → {}", s, o);
+            }
+            Err(e) => has_message(&e)?,
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_occ_symbol_round_trip() {
+    fuzz(
+        "OccSymbol Display → parse",
+        occ_parts(),
+        |(root, expiry, right, milli)| {
+            let o = OccSymbol::new_checked(&root, expiry, right, Price::from_raw(milli * 10))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let padded = o.to_string();
+            prop_assert_eq!(padded.len(), 21);
+            prop_assert_eq!(OccSymbol::parse(&padded).ok(), Some(o.clone()));
+            // The compact vendor form parses too.
+            let compact = padded.replace(' ', "");
+            prop_assert_eq!(OccSymbol::parse(&compact).ok(), Some(o));
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_client_order_id_parse() {
+    fuzz("ClientOrderId::parse", text(valid_order_id()), |s| {
+        match ClientOrderId::parse(&s) {
+            Ok(id) => {
+                let back = ClientOrderId::parse(&id.to_string());
+                prop_assert_eq!(back.as_ref().ok(), Some(&id), "{:?} → {}", s, id);
+            }
+            Err(e) => has_message(&e)?,
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_client_order_id_round_trip() {
+    fuzz(
+        "ClientOrderId Display → parse",
+        order_id_parts(),
+        |(i, s, d, h, m, seq)| {
+            let t = chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+            let id = ClientOrderId::new(i, &s, d, t, seq)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let text = id.to_string();
+            prop_assert_eq!(ClientOrderId::parse(&text).ok(), Some(id), "{}", text);
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_symbol_new_checked() {
+    fuzz(
+        "Symbol::new_checked",
+        text("[A-Z0-9./^-]{1,10}".prop_map(|s| s.to_string())),
+        |s| {
+            match Symbol::new_checked(&s) {
+                Ok(sym) => {
+                    prop_assert_eq!(sym.as_str(), s.as_str());
+                    prop_assert_eq!(sym.to_string(), s);
+                }
+                Err(e) => has_message(&e)?,
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_option_right_from_str() {
+    let near =
+        select(vec!["C", "P", "call", "PUT", " c ", "Call", "x", ""]).prop_map(str::to_string);
+    fuzz("OptionRight::from_str", text(near), |s| {
+        match s.parse::<OptionRight>() {
+            Ok(r) => {
+                let u = s.trim().to_ascii_uppercase();
+                let expected = if u.starts_with('C') { "C" } else { "P" };
+                prop_assert_eq!(r.code(), expected, "{:?}", s);
+                prop_assert_eq!(r.code().parse::<OptionRight>().ok(), Some(r));
+            }
+            Err(e) => has_message(&e)?,
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_price_try_from_f64() {
+    let special = select(vec![
+        f64::NAN,
+        -f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        -0.0,
+        9.0e11,
+        -9.0e11,
+        9.000000000001e11,
+        5e-5,
+        -5e-5,
+        4.99999e-5,
+    ]);
+    let bits = any::<u64>().prop_map(f64::from_bits);
+    let strategy = prop_oneof![special, bits, any::<f64>(), -1.0e12f64..1.0e12];
+    fuzz("Price::try_from_f64", strategy, |x| {
+        match Price::try_from_f64(x) {
+            Ok(p) => {
+                prop_assert!(x.is_finite() && x.abs() <= 9.0e11, "{x} accepted");
+                // Within half a tick, and it prints.
+                prop_assert!((p.to_f64() - x).abs() <= 0.5 / Price::SCALE as f64 + x.abs() * 1e-15);
+                prop_assert!(!p.to_string().is_empty());
+            }
+            Err(e) => {
+                prop_assert!(!x.is_finite() || x.abs() > 9.0e11, "{x} refused");
+                has_message(&e)?;
+            }
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// Session times and dates from configuration and the command line
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn fuzz_time_spec_parse() {
+    let near = prop_oneof![
+        (
+            select(vec!["open", "close", "OPEN", "Close"]),
+            select(vec!["+", "-", " + ", "−", ""]),
+            "[0-9]{0,22}[hm]?([0-9]{0,3}m)?",
+        )
+            .prop_map(|(a, s, d)| format!("{a}{s}{d}")),
+        vec(
+            select(vec![
+                "*",
+                "0",
+                "35",
+                "9",
+                "59",
+                "60",
+                "-1",
+                "*/5",
+                "1-5",
+                "MON-FRI",
+                "L",
+                "5L",
+                "1#3",
+                "?",
+                "W",
+                "15W",
+                "JAN",
+                "1,2,3",
+                "4294967296",
+                "*/0",
+                "0-59/61",
+                "SUN-SAT",
+                "7",
+            ]),
+            0..8,
+        )
+        .prop_map(|f| f.join(" ")),
+    ];
+    fuzz("TimeSpec::parse", text(near), |s| {
+        if let Err(e) = TimeSpec::parse(&s) {
+            has_message(&e)?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_parse_ny_datetime() {
+    // Dates near the present, and years at the ends of what chrono can represent
+    // (`%Y` takes a sign and more than four digits).
+    let year = prop_oneof![Just(None), (-262_145i32..=262_145).prop_map(Some)];
+    let near =
+        (date(), year, 0u32..30, 0u32..70, any::<bool>()).prop_map(|(d, y, h, m, with_time)| {
+            let d = match y {
+                Some(y) => format!("{y:+}{}", &d.to_string()[4..]),
+                None => d.to_string(),
+            };
+            if with_time {
+                format!("{d}T{h:02}:{m:02}")
+            } else {
+                d
+            }
+        });
+    fuzz("clock::parse_ny_datetime", text(near), |s| {
+        if let Err(e) = parse_ny_datetime(&s) {
+            has_message(&e)?;
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// Reference data: data/qqq_top50_weights.csv and data/events.csv
+// ---------------------------------------------------------------------------------
+
+/// Near-valid CSV: a header of (maybe) the right columns, comment and blank lines,
+/// rows of hostile fields, `\n` or `\r\n` line ends.
+fn csv_text(
+    columns: Vec<&'static str>,
+    field: impl Strategy<Value = String> + Clone,
+) -> impl Strategy<Value = String> + Clone {
+    let header = vec(select(columns), 0..6).prop_map(|c| c.join(","));
+    let line = prop_oneof![
+        6 => vec(field, 0..7).prop_map(|f| f.join(",")),
+        1 => Just(String::new()),
+        1 => "# [ -~]{0,20}".prop_map(|s| s.to_string()),
+        1 => Just("   ".to_string()),
+    ];
+    (
+        vec("# [ -~]{0,20}".prop_map(|s| s.to_string()), 0..2),
+        header,
+        vec(line, 0..8),
+        select(vec!["\n", "\r\n", "\r"]),
+        any::<bool>(),
+    )
+        .prop_map(|(comments, header, lines, eol, bom)| {
+            let mut all = comments;
+            all.push(header);
+            all.extend(lines);
+            let t = all.join(eol);
+            if bom {
+                format!("\u{feff}{t}")
+            } else {
+                t
+            }
+        })
+}
+
+fn weights_field() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        2 => number_text(),
+        1 => select(vec!["AAPL", "BRK.B", "", " ", "XLK", "\"MSFT\"", "\"a,b\"", "#"])
+            .prop_map(str::to_string),
+        1 => "[A-Za-z0-9 .\"#-]{0,8}".prop_map(|s| s.to_string()),
+    ]
+}
+
+#[test]
+fn fuzz_parse_index_weights() {
+    let near = csv_text(
+        vec![
+            "symbol",
+            "weight_pct",
+            "sector",
+            "name",
+            " symbol ",
+            "\"symbol\"",
+            "",
+        ],
+        weights_field(),
+    );
+    fuzz("refdata::parse_index_weights", text(near), |s| {
+        match refdata::parse_index_weights("w.csv", &s) {
+            Ok(rows) => {
+                for r in rows {
+                    prop_assert!(r.weight > 0.0 && r.weight.is_finite(), "{r:?}");
+                    prop_assert!(!r.symbol.is_empty());
+                }
+            }
+            Err(e) => names_file(&e, "w.csv")?,
+        }
+        Ok(())
+    });
+}
+
+fn event_date_field() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        2 => date().prop_map(|d| d.to_string()),
+        1 => (-300_000i32..300_000, 0u32..15, 0u32..40)
+            .prop_map(|(y, m, d)| format!("{y}-{m:02}-{d:02}")),
+        1 => select(vec!["date", "FOMC", "CPI", "03/20/2025", "2025-02-29", "+2025-01-01", ""])
+            .prop_map(str::to_string),
+        1 => number_text(),
+    ]
+}
+
+/// The events file is read from disk only (`load_events`): each case is written to one
+/// file of a temporary folder, as raw bytes (so invalid UTF-8 reaches the reader).
+#[test]
+fn fuzz_load_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("events.csv");
+    let file = f.display().to_string();
+    let near = csv_text(
+        vec!["date", "event", "detail", "Date", ""],
+        event_date_field(),
+    );
+    let bytes = prop_oneof![
+        4 => text(near).prop_map(String::into_bytes),
+        1 => vec(any::<u8>(), 0..128),
+    ];
+    fuzz("refdata::load_events", bytes, |b| {
+        std::fs::write(&f, &b).unwrap();
+        if let Err(e) = refdata::load_events(&f) {
+            names_file(&e, &file)?;
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// Configuration TOML
+// ---------------------------------------------------------------------------------
+
+/// A TOML value, mostly hostile: nan, infinities, numbers beyond every integer type,
+/// wrong types, bad session times and cron expressions, unknown names in lists.
+fn toml_value() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        3 => number_text(),
+        3 => select(vec![
+            "true", "false", "\"sim\"", "\"paper\"", "\"live\"", "\"\"", "\"open+5m\"",
+            "\"close-30m\"", "\"close+30m\"", "\"open-2h\"", "\"35 9 * * MON-FRI\"",
+            "\"0 3 * * *\"", "\"* * * * * * *\"", "\"open+99999999999999999999m\"",
+            "\"open+9223372036854775807h\"", "\"open+\"", "[]", "[\"SPY\", \"NOPE\"]",
+            "[\"SPY\", \"SPY\"]", "[1, \"a\"]", "[\"fills\", \"bogus\"]", "[\"\"]", "{}",
+            "{ a = 1 }", "1979-05-27", "1979-05-27T07:32:00Z", "07:32:00", "'literal'",
+            "\"\"\"multi\nline\"\"\"", "\"\\u0000\"", "\"é\"", "[[]]", "[nan, inf]",
+            "\"https://api.telegram.org\"", "\"starttls\"", "\"data/events.csv\"",
+            "\"/dev/null\"", "\"../../x\"",
+        ])
+        .prop_map(str::to_string),
+        1 => any::<String>().prop_map(|s| format!("{s:?}")),
+        1 => vec(number_text(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+    ]
+}
+
+/// Every key any optdesk TOML file has, and some it does not.
+const TOML_KEYS: &[&str] = &[
+    "source",
+    "lock_timeout_secs",
+    "seed",
+    "daily",
+    "events",
+    "telegram_api",
+    "attempts",
+    "timeout_secs",
+    "kind",
+    "fill_toward_mid",
+    "commission_per_contract",
+    "commission_per_share",
+    "enabled",
+    "slots",
+    "symbols",
+    "max_expiry_days",
+    "history_sessions",
+    "tickers",
+    "capital",
+    "otm_min_pct",
+    "otm_max_pct",
+    "target_dte",
+    "min_dte",
+    "max_dte",
+    "min_volume",
+    "min_bid",
+    "min_iv_over_hv_pts",
+    "min_edge_pct",
+    "size_pct",
+    "max_margin_pct",
+    "max_open_per_ticker",
+    "components",
+    "index",
+    "starting_cash",
+    "signal_only",
+    "kill_file",
+    "events_file",
+    "benchmarks",
+    "risk_free_rate",
+    "subject_prefix",
+    "port",
+    "host",
+    "bogus",
+    "\"quoted key\"",
+    "a.b",
+    "params.capital",
+    "desk.seed",
+    "sim.seed",
+];
+
+const TOML_SECTIONS: &[&str] = &[
+    "[desk]",
+    "[sim]",
+    "[schedule]",
+    "[alerts]",
+    "[broker]",
+    "[params]",
+    "[params.smtp]",
+    "[limits]",
+    "[bogus]",
+    "[[params]]",
+    "[params.sub]",
+    "[desk",
+    "[]",
+];
+
+/// A TOML document from known and unknown sections and keys with hostile values,
+/// sometimes with a few character edits on top.
+fn toml_text() -> impl Strategy<Value = String> + Clone {
+    let line = prop_oneof![
+        1 => select(TOML_SECTIONS.to_vec()).prop_map(str::to_string),
+        5 => (select(TOML_KEYS.to_vec()), toml_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+        1 => Just("# comment".to_string()),
+        1 => Just(String::new()),
+    ];
+    let doc = vec(line, 0..12).prop_map(|l| l.join("\n"));
+    prop_oneof![3 => doc.clone(), 1 => mutated(doc)]
+}
+
+/// TOML for the files: hostile structured documents, the shipped file mutated, or
+/// arbitrary text.
+fn config_text(shipped: &'static str) -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        4 => toml_text(),
+        2 => mutated(Just(shipped.to_string())),
+        1 => any::<String>(),
+        1 => vec(any::<u8>(), 0..64).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ]
+}
+
+const DESK_TOML: &str = include_str!("../jobs/desk.toml");
+const FETCH_CHAINS_TOML: &str = include_str!("../jobs/fetch_chains.toml");
+const CALL_PREMIUM_TOML: &str = include_str!("../jobs/strategies/call_premium.toml");
+const DISPERSION_TOML: &str = include_str!("../jobs/strategies/dispersion.toml");
+const WHEEL_TOML: &str = include_str!("../jobs/strategies/cash_secured_put.toml");
+
+#[test]
+fn fuzz_config_parse_desk_file() {
+    fuzz("config::parse::<DeskFile>", config_text(DESK_TOML), |s| {
+        if let Err(e) = config::parse::<DeskFile>(Path::new("jobs/desk.toml"), &s) {
+            names_file(&e, "jobs/desk.toml")?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_config_parse_job_files() {
+    fn one<P: serde::de::DeserializeOwned + Default>(s: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = config::parse::<JobFile<P>>(Path::new("jobs/x.toml"), s) {
+            names_file(&e, "jobs/x.toml")?;
+        }
+        Ok(())
+    }
+    fuzz(
+        "config::parse::<JobFile<_>>",
+        config_text(FETCH_CHAINS_TOML),
+        |s| {
+            one::<fetch_chains::Params>(&s)?;
+            one::<compute_vol::Params>(&s)?;
+            one::<correlation::Params>(&s)?;
+            one::<select_trades::Params>(&s)?;
+            one::<email_report::Params>(&s)?;
+            one::<snapshot_benchmarks::Params>(&s)?;
+            Ok(())
+        },
+    );
+}
+
+/// Each case writes a file's bytes into a temporary configuration folder.
+fn write_case(path: &Path, text: &str, raw: &[u8]) {
+    let mut b = text.as_bytes().to_vec();
+    b.extend_from_slice(raw);
+    std::fs::write(path, b).unwrap();
+}
+
+/// Raw bytes to append: usually none, sometimes invalid UTF-8.
+fn raw_tail() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![6 => Just(Vec::new()), 1 => vec(any::<u8>(), 1..8)]
+}
+
+#[test]
+fn fuzz_config_load_desk_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    let desk = jobs.join("desk.toml");
+    let file = desk.display().to_string();
+    fuzz(
+        "Config::load (desk.toml)",
+        (config_text(DESK_TOML), raw_tail()),
+        |(s, raw)| {
+            write_case(&desk, &s, &raw);
+            match Config::load(&jobs, true) {
+                Ok(c) => {
+                    // What loaded is usable: the daily time was checked at load.
+                    let t = c.daily_time();
+                    prop_assert!(t.is_ok(), "loaded, then daily_time fails: {:?}", t.err());
+                }
+                Err(e) => names_file(&e, &file)?,
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_config_job_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    let config = Config::load(&jobs, true).unwrap();
+    let job = jobs.join("fetch_chains.toml");
+    let file = job.display().to_string();
+    fuzz(
+        "Config::job (fetch_chains.toml)",
+        (config_text(FETCH_CHAINS_TOML), raw_tail()),
+        |(s, raw)| {
+            write_case(&job, &s, &raw);
+            if let Err(e) = config.job::<fetch_chains::Params>("fetch_chains") {
+                names_file(&e, &file)?;
+            }
+            Ok(())
+        },
+    );
+}
+
+/// `strategies::registry` with an arbitrary file for one strategy (call_premium most
+/// often) in `jobs/strategies/`; the other strategies take their defaults.
+#[test]
+fn fuzz_strategy_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    let strat = jobs.join("strategies");
+    std::fs::create_dir_all(&strat).unwrap();
+    let config = Config::load(&jobs, true).unwrap();
+    let which = prop_oneof![
+        4 => Just(("call_premium", CALL_PREMIUM_TOML)),
+        1 => Just(("dispersion", DISPERSION_TOML)),
+        1 => Just(("cash_secured_put", WHEEL_TOML)),
+        1 => Just(("covered_call", WHEEL_TOML)),
+    ];
+    let case =
+        which.prop_flat_map(|(name, shipped)| (Just(name), config_text(shipped), raw_tail()));
+    fuzz("strategies::registry", case, |(name, s, raw)| {
+        for k in strategies::KNOWN {
+            let _ = std::fs::remove_file(strat.join(format!("{k}.toml")));
+        }
+        let path = strat.join(format!("{name}.toml"));
+        write_case(&path, &s, &raw);
+        if let Err(e) = strategies::registry(&config) {
+            names_file(&e, &path.display().to_string())?;
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// calc's CSV
+// ---------------------------------------------------------------------------------
+
+fn calc_field() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        4 => number_text(),
+        1 => select(vec![
+            "C", "P", "call", "put", "X", "", "\"C\"", "\"1,5\"", "\"", "\"\"", "\"a\"\"b\"",
+            "\"multi\nline\"", "\"7.5", "note",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+#[test]
+fn fuzz_calc_run_text() {
+    let near = csv_text(
+        vec![
+            "right",
+            "spot",
+            "strike",
+            "t_years",
+            "rate",
+            "div_yield",
+            "price",
+            "vol",
+            "id",
+            "iv",
+            "note",
+            "\"price\"",
+            "",
+        ],
+        calc_field(),
+    );
+    // A header with every required column, in any order, then rows.
+    let full = (
+        Just(vec![
+            "right",
+            "spot",
+            "strike",
+            "t_years",
+            "rate",
+            "div_yield",
+        ])
+        .prop_shuffle(),
+        select(vec![
+            "price",
+            "vol",
+            "price,vol",
+            "vol,id",
+            "price,iv,delta",
+        ]),
+        vec(vec(calc_field(), 5..10), 0..6),
+        select(vec!["\n", "\r\n"]),
+    )
+        .prop_map(|(cols, extra, rows, eol)| {
+            let mut lines = vec![format!("{},{extra}", cols.join(","))];
+            lines.extend(rows.into_iter().map(|r| r.join(",")));
+            lines.join(eol)
+        });
+    let strategy = prop_oneof![1 => text(near), 2 => full.clone(), 2 => mutated(full)];
+    fuzz("calc::run_text", strategy, |s| {
+        match calc::run_text(&s, "in.csv") {
+            Ok((out, _)) => prop_assert!(String::from_utf8(out).is_ok(), "output not UTF-8"),
+            Err(e) => names_file(&e, "in.csv")?,
+        }
+        Ok(())
+    });
+}
