@@ -815,7 +815,7 @@ fn check(ctx: &Ctx, deep: bool) -> Result<bool> {
             return Ok(false);
         }
         let rows: i64 = d.tables.iter().map(|t| t.1).sum();
-        println!(
+        outln!(
             "read every block of {} tables ({rows} rows): block checksums verified",
             d.tables.len()
         );
@@ -832,7 +832,7 @@ fn check(ctx: &Ctx, deep: bool) -> Result<bool> {
             r.fills
         );
         if !deep {
-            println!(
+            outln!(
                 "verified: the trading record (cash_ledger, fills, orders, order_events, positions); \
                  not verified: block checksums of every table (DuckDB checks a block only when \
                  it reads it): run `optdesk check --deep`"
@@ -863,7 +863,7 @@ fn backup(ctx: &Ctx, dir: &std::path::Path) -> Result<bool> {
     let m = crate::store::backup::backup(&store, dir)?;
     let rows: i64 = m.tables.iter().map(|t| t.1).sum();
     let f = &m.files[0];
-    println!(
+    outln!(
         "backed up {} to {} (schema version {}, {} tables, {rows} rows, {} bytes, sha256 {}); read back whole",
         ctx.db.display(),
         dir.display(),
@@ -880,7 +880,7 @@ fn restore(ctx: &Ctx, dir: &std::path::Path, force: bool) -> Result<bool> {
     let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
     let (m, d) = crate::store::backup::restore(dir, &ctx.db, force, timeout, &holder())?;
     let rows: i64 = d.tables.iter().map(|t| t.1).sum();
-    println!(
+    outln!(
         "restored {} from {} (taken {}, schema version {}, optdesk {}): checksums verified, {} tables, {rows} rows read back",
         ctx.db.display(),
         dir.display(),
