@@ -22,7 +22,7 @@ use crate::trading::strategies::{registry, Registry};
 use crate::trading::OrderStatus;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 pub const DEF: JobDef = JobDef {
     name: "select_trades",
@@ -289,7 +289,7 @@ impl Job for SelectTrades {
             for p in out.proposals {
                 proposed += 1;
                 let numbers = serde_json::to_string(
-                    &p.numbers.iter().cloned().collect::<HashMap<String, f64>>(),
+                    &p.numbers.iter().cloned().collect::<BTreeMap<String, f64>>(),
                 )
                 .unwrap_or_default();
                 let reference = p.order.reference();
