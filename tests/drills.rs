@@ -313,6 +313,7 @@ fn kill_9_at_random_points_of_run_daily() {
     let jobs = optdesk::jobs::JOBS.len();
     let mut landed: BTreeMap<(usize, String), u32> = BTreeMap::new();
     let mut open_orders = 0;
+    let mut failures: Vec<String> = Vec::new();
     for i in 0..kills {
         let day = &days[i as usize % days.len()];
         let desk = desk_from(&day.base);
@@ -351,55 +352,77 @@ fn kill_9_at_random_points_of_run_daily() {
             delay.as_millis()
         );
 
-        let out = assert_check_passes(&desk, &when);
-        assert_no_duplicates(&desk, &when);
-        let fp = fingerprint(&desk);
-        let completes = out.contains("the next run completes it");
-        if completes {
-            open_orders += 1;
-        }
-        let boundary = &day.boundaries[done.min(jobs)];
-        assert!(
-            fp == *boundary || completes,
-            "{when}: the store is neither at the boundary after its {done} recorded jobs nor holds \
-             an order the next run completes; it differs in {:?}",
-            differing(&fp, boundary)
-        );
-
-        let out = desk.run_ok(&["run", "daily", "--as-of", &day.day]);
-        assert!(out.contains("7 ok"), "{when}: the re-run: {out}");
-        assert_check_passes(&desk, &format!("{when}, after the re-run"));
-        assert_no_duplicates(&desk, &format!("{when}, after the re-run"));
-        let fp = fingerprint(&desk);
-        assert!(
-            fp == day.reference,
-            "{when}: the re-run differs from a clean run in {:?}",
-            differing(&fp, &day.reference)
-        );
         let job = place.split(" (").next().unwrap().to_string();
         *landed.entry((rank, job)).or_default() += 1;
-        println!(
-            "drill: {when}: {}check ok, no duplicates, re-run = clean run",
-            if completes {
-                "an open order the re-run completed; "
-            } else {
-                "at a job boundary; "
+        // Every kill is checked; a failure is counted and named, and the drill goes on.
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let out = assert_check_passes(&desk, &when);
+            assert_no_duplicates(&desk, &when);
+            let fp = fingerprint(&desk);
+            let completes = out.contains("the next run completes it");
+            let boundary = &day.boundaries[done.min(jobs)];
+            assert!(
+                fp == *boundary || completes,
+                "{when}: the store is neither at the boundary after its {done} recorded jobs nor holds \
+                 an order the next run completes; it differs in {:?}",
+                differing(&fp, boundary)
+            );
+
+            let out = desk.run_ok(&["run", "daily", "--as-of", &day.day]);
+            assert!(out.contains("7 ok"), "{when}: the re-run: {out}");
+            assert_check_passes(&desk, &format!("{when}, after the re-run"));
+            assert_no_duplicates(&desk, &format!("{when}, after the re-run"));
+            let fp = fingerprint(&desk);
+            assert!(
+                fp == day.reference,
+                "{when}: the re-run differs from a clean run in {:?}",
+                differing(&fp, &day.reference)
+            );
+            completes
+        }));
+        match checked {
+            Ok(completes) => {
+                open_orders += usize::from(completes);
+                println!(
+                    "drill: {when}: {}check ok, no duplicates, re-run = clean run",
+                    if completes {
+                        "an open order the re-run completed; "
+                    } else {
+                        "at a job boundary; "
+                    }
+                );
             }
-        );
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                println!("drill: FAILED {why}");
+                failures.push(why);
+            }
+        }
     }
     let spread: Vec<String> = landed
         .iter()
         .map(|((_, k), v)| format!("{k} {v}"))
         .collect();
     println!(
-        "drill summary: {kills} kills of `run daily` ({}), 0 failures; landed in: {}; \
+        "drill summary: {kills} kills of `run daily` ({}), {} failures; landed in: {}; \
          {open_orders} left an order the re-run completed; {:.0} s in all",
         days.iter()
             .map(|d| format!("{} clean {:.1} s", d.day, d.duration.as_secs_f64()))
             .collect::<Vec<_>>()
             .join(", "),
+        failures.len(),
         spread.join(", "),
         started.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {kills} kills failed:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
 
@@ -499,4 +522,34 @@ fn two_writers_at_once() {
             "{day} ran"
         );
     }
+}
+
+/// Found by the kill drill (kill 55 of 100, 2024-07-10, in select_trades): a run killed
+/// after the broker accepted an entry is continued by the next run, which completes the
+/// order but then proposes from a book that already holds it, so the strategy's signal
+/// for the order it made is rewritten as a pass ("3 trades open (at most 3)"): the
+/// re-run's `signals` differ from a clean run's. Ignored until fixed; run with
+/// `cargo test --release --test drills -- --ignored`.
+#[test]
+#[ignore = "defect: a continued select_trades proposes from a book holding its own entries"]
+fn a_run_killed_after_an_entry_was_sent_reruns_to_the_clean_days_signals() {
+    let days = drill_days(2);
+    let day = &days[1];
+    let desk = desk_from(&day.base);
+    let o = desk
+        .cmd()
+        .args(["run", "daily", "--as-of", &day.day])
+        .env("OPTDESK_FAILPOINT", "select_trades:after_submit:abort")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the run was killed");
+    assert!(assert_check_passes(&desk, "after the crash").contains("the next run completes it"));
+    desk.run_ok(&["run", "daily", "--as-of", &day.day]);
+    assert_no_duplicates(&desk, "after the re-run");
+    let fp = fingerprint(&desk);
+    assert!(
+        fp == day.reference,
+        "the re-run differs from a clean run in {:?}",
+        differing(&fp, &day.reference)
+    );
 }
