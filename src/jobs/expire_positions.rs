@@ -70,6 +70,19 @@ impl Job for ExpirePositions {
         // Positions with a close still on its way are not closed a second time.
         let in_flight = orders::legs_in_flight(conn)?;
         let busy = |book: &str, i: &Instrument| in_flight.contains(&(book.to_string(), i.key()));
+        // A close the broker rejected at this snapshot is not sent again by a re-run of
+        // the same snapshot (the same quotes give the same answer), so running twice
+        // records what running once does; the next snapshot tries it again.
+        let rejected_here: HashMap<(String, String), String> = conn
+            .prepare(
+                "SELECT book, instrument, min(coalesce(reason, status)) FROM orders
+                 WHERE as_of = ? AND created_at = ? AND intent = 'exit' AND status = 'rejected'
+                 GROUP BY ALL",
+            )?
+            .query_map(params![ctx.as_of, ctx.quote_time], |r| {
+                Ok(((r.get(0)?, r.get(1)?), r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
         // Shares per underlying, per strategy (signed), for the assignment rules.
         let mut shares: HashMap<String, HashMap<String, i64>> = HashMap::new();
         for p in &held {
@@ -199,6 +212,15 @@ impl Job for ExpirePositions {
                     if busy(s.name(), &l.instrument) {
                         left.push(format!(
                             "{} (a close is still open at the broker)",
+                            l.instrument.key().trim()
+                        ));
+                        continue;
+                    }
+                    if let Some(why) =
+                        rejected_here.get(&(s.name().to_string(), l.instrument.key()))
+                    {
+                        left.push(format!(
+                            "{} (rejected at this snapshot: {why})",
                             l.instrument.key().trim()
                         ));
                         continue;
