@@ -531,7 +531,6 @@ fn two_writers_at_once() {
 /// re-run's `signals` differ from a clean run's. Ignored until fixed; run with
 /// `cargo test --release --test drills -- --ignored`.
 #[test]
-#[ignore = "defect: a continued select_trades proposes from a book holding its own entries"]
 fn a_run_killed_after_an_entry_was_sent_reruns_to_the_clean_days_signals() {
     let days = drill_days(2);
     let day = &days[1];

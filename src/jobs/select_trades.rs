@@ -22,7 +22,7 @@ use crate::trading::strategies::{registry, Registry};
 use crate::trading::OrderStatus;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub const DEF: JobDef = JobDef {
     name: "select_trades",
@@ -256,7 +256,13 @@ impl Job for SelectTrades {
                 rows += 1;
             }
         }
-        let day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        let mut day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        // Continuing a run that died: decide from the book as it stood before this
+        // snapshot's own entries, then replay what each decided order did, so the rest
+        // is decided exactly as the uninterrupted run would have.
+        let replay = decided_outcomes(conn, ctx)?;
+        day.open_trades
+            .retain(|t| !replay.contains_key(&t.order_ref));
         if day.underlyings.is_empty() {
             return Err(JobError::Failed(format!(
                 "no vol_metrics for {} at {}: run compute_vol for this session first",
@@ -276,6 +282,9 @@ impl Job for SelectTrades {
             self.kill_file.exists(),
             self.blackout_dates.clone(),
         )?;
+        for cash in replay.values().filter_map(|o| o.filled_cash) {
+            state.buying_power = state.buying_power - cash;
+        }
         let (mut proposed, mut approved, mut refused, mut filled, mut rejected, mut pending) =
             (0, 0, 0, 0, 0, 0);
         let mut strategies = 0;
@@ -318,6 +327,17 @@ impl Job for SelectTrades {
                 // Decided by a run that died after committing it: the signal is
                 // rewritten, the decision and its order stand.
                 if decided.contains(&reference) {
+                    if let Some(cash) = replay.get(&reference).and_then(|o| o.filled_cash) {
+                        state.buying_power = state.buying_power + cash - p.requirement;
+                        *state
+                            .open_by_strategy
+                            .entry(p.strategy.clone())
+                            .or_default() += 1;
+                        *state
+                            .open_by_underlying
+                            .entry(p.underlying.clone())
+                            .or_default() += 1;
+                    }
                     continue;
                 }
                 let decision = evaluate(&self.risk, &state, p);
@@ -399,4 +419,43 @@ impl Job for SelectTrades {
             summary,
         })
     }
+}
+
+/// What an entry decided at this snapshot by an earlier (interrupted) run did: the
+/// cash its fills moved, if it was approved and filled.
+struct Decided {
+    filled_cash: Option<Price>,
+}
+
+fn decided_outcomes(
+    conn: &duckdb::Connection,
+    ctx: &JobContext,
+) -> Result<HashMap<String, Decided>, JobError> {
+    let mut s = conn.prepare(
+        "SELECT d.order_ref, d.decision = 'approved' AND coalesce(o.filled, false),
+                coalesce((SELECT sum(c.amount) FROM cash_ledger c JOIN fills f ON c.reference = f.exec_id
+                          WHERE f.order_ref = d.order_ref), 0)::DOUBLE
+         FROM risk_decisions d
+         LEFT JOIN (SELECT order_ref, bool_or(status IN ('filled', 'partly_filled')) AS filled
+                    FROM orders GROUP BY order_ref) o USING (order_ref)
+         WHERE d.as_of = ? AND d.quote_time = ? AND coalesce(d.intent, 'entry') = 'entry'",
+    )?;
+    let rows = s.query_map(params![ctx.as_of, ctx.quote_time], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, f64>(2)?,
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let (reference, filled, cash) = r?;
+        out.insert(
+            reference,
+            Decided {
+                filled_cash: filled.then(|| Price::from_f64(cash)),
+            },
+        );
+    }
+    Ok(out)
 }
