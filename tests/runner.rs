@@ -751,3 +751,48 @@ fn a_max_open_limit_of_zero_is_refused_before_any_job_runs() {
         assert!(!desk.db().exists(), "{file}: nothing ran");
     }
 }
+
+#[test]
+fn a_symbol_the_source_does_not_quote_is_refused_at_load_naming_file_and_key() {
+    let cases = [
+        (
+            "strategies/call_premium.toml",
+            r#"tickers = ["SPY", "VOO", "VTI", "QQQ"]"#,
+            r#"tickers = ["SPY", "NOPE"]"#,
+            "params.tickers: 'NOPE' not quoted by the sim source",
+        ),
+        (
+            "strategies/dispersion.toml",
+            r#""GOOGL", "GOOG"]"#,
+            r#""GOOGL", "NOPE"]"#,
+            "params.components: 'NOPE' not quoted by the sim source",
+        ),
+    ];
+    for (file, from, to, msg) in cases {
+        let desk = Desk::new();
+        let text = std::fs::read_to_string(desk.jobs.join(file)).unwrap();
+        assert!(text.contains(from), "{file} has {from}");
+        desk.write_config(file, &text.replacen(from, to, 1));
+        let o = desk.run(&["run", "daily", "--as-of", "2024-01-02"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(file) && err.contains(msg), "{file}: {err}");
+        assert!(
+            !desk.db().exists(),
+            "{file}: nothing ran, the store is not even created"
+        );
+    }
+    // fetch_chains' own symbols too.
+    let desk = Desk::new();
+    desk.write_config(
+        "fetch_chains.toml",
+        "[params]\nsymbols = [\"SPY\", \"NOPE\"]\n",
+    );
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", "2024-01-02"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("params.symbols: 'NOPE' not quoted"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -91,6 +91,12 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
     let path = config.dir.join("fetch_chains.toml").display().to_string();
     file.params.validate(&path)?;
+    crate::sources::check_symbols(
+        config,
+        &config.dir.join("fetch_chains.toml"),
+        "params.symbols",
+        &file.params.symbols,
+    )?;
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,

@@ -145,6 +145,15 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         }
     }
     let strategies = registry(config)?;
+    for s in strategies.enabled() {
+        let file = config
+            .dir
+            .join("strategies")
+            .join(format!("{}.toml", s.name()));
+        for (key, symbols) in s.symbols() {
+            crate::sources::check_symbols(config, &file, key, &symbols)?;
+        }
+    }
     let (paper, notes) = crate::broker::paper_config(config)?;
     for n in &notes {
         eprintln!("note: {n}");

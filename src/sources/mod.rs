@@ -139,6 +139,50 @@ pub trait MarketData: Send + Sync {
 }
 
 /// The source `jobs/desk.toml` names.
+/// The symbols the configured source can quote, when it can know them before it is
+/// asked (the simulator's universe), so a configuration naming another symbol is
+/// refused at load; `None` for a source that cannot know its universe in advance.
+pub fn known_symbols(config: &crate::config::Config) -> Option<(&'static str, Vec<String>)> {
+    match config.desk.desk.source {
+        crate::config::SourceKind::Sim => Some((
+            "sim",
+            sim::universe::default_universe()
+                .into_iter()
+                .map(|u| u.symbol)
+                .collect(),
+        )),
+    }
+}
+
+/// Refuse symbols the configured source does not know, naming the file and the key.
+pub fn check_symbols<'a>(
+    config: &crate::config::Config,
+    file: &std::path::Path,
+    key: &str,
+    symbols: impl IntoIterator<Item = &'a String>,
+) -> Result<(), crate::config::ConfigError> {
+    let Some((source, known)) = known_symbols(config) else {
+        return Ok(());
+    };
+    let unknown: Vec<&String> = symbols.into_iter().filter(|s| !known.contains(s)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(crate::config::ConfigError::Invalid {
+        file: file.display().to_string(),
+        message: format!(
+            "{key}: {} not quoted by the {source} source (desk.source); it knows {} symbols, e.g. {}",
+            unknown
+                .iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            known.len(),
+            known.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
 pub fn from_config(config: &crate::config::Config) -> Box<dyn MarketData> {
     match config.desk.desk.source {
         crate::config::SourceKind::Sim => Box::new(sim::Sim::new(config.desk.sim.seed)),

@@ -143,6 +143,10 @@ impl Strategy for CallPremium {
         "call_premium"
     }
 
+    fn symbols(&self) -> Vec<(&'static str, Vec<String>)> {
+        vec![("params.tickers", self.config.tickers.clone())]
+    }
+
     fn propose(&self, day: &DayState) -> Outcome {
         let c = &self.config;
         let mut out = Outcome::default();

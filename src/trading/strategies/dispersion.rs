@@ -132,6 +132,13 @@ impl Strategy for Dispersion {
         "dispersion"
     }
 
+    fn symbols(&self) -> Vec<(&'static str, Vec<String>)> {
+        vec![
+            ("params.index", vec![self.config.index.clone()]),
+            ("params.components", self.config.components.clone()),
+        ]
+    }
+
     fn propose(&self, day: &DayState) -> Outcome {
         let c = &self.config;
         let mut out = Outcome::default();

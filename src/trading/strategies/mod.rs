@@ -175,6 +175,11 @@ pub fn nearest_expiry<'a>(
 pub trait Strategy: Send + Sync {
     fn name(&self) -> &'static str;
     fn propose(&self, day: &DayState) -> Outcome;
+    /// The symbols it trades, as its file names them: (key, symbols), checked against
+    /// the source's universe when the configuration loads.
+    fn symbols(&self) -> Vec<(&'static str, Vec<String>)> {
+        Vec::new()
+    }
     /// Which of its open trades to close today, and why. Default: hold to expiry.
     fn exits(&self, _day: &DayState) -> Vec<ExitSignal> {
         Vec::new()

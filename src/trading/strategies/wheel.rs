@@ -205,6 +205,10 @@ impl Strategy for CashSecuredPut {
         OnAssignment::KeepShares
     }
 
+    fn symbols(&self) -> Vec<(&'static str, Vec<String>)> {
+        vec![("params.tickers", self.config.tickers.clone())]
+    }
+
     fn propose(&self, day: &DayState) -> Outcome {
         let c = &self.config;
         let mut out = Outcome::default();
@@ -289,6 +293,10 @@ impl Strategy for CoveredCall {
     /// An assigned call delivers the shares the wheel holds.
     fn on_assignment(&self) -> OnAssignment {
         OnAssignment::DeliverFromHoldings
+    }
+
+    fn symbols(&self) -> Vec<(&'static str, Vec<String>)> {
+        vec![("params.tickers", self.config.tickers.clone())]
     }
 
     fn propose(&self, day: &DayState) -> Outcome {
