@@ -367,8 +367,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pending_through_a_timeout_then_partly_filled_then_filled_never_sent_twice() {
+    /// A new store, the fixtures' 09:35 snapshot, and an exit selling `quantity` SPY 95
+    /// puts at the market.
+    fn exit_order(quantity: i64) -> (tempfile::TempDir, Store, NaiveDateTime, Order) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_write(
             &dir.path().join("s.duckdb"),
@@ -376,11 +377,21 @@ mod tests {
             "test",
         )
         .unwrap();
-        let conn = &store.conn;
         let at = crate::testkit::as_of().and_hms_opt(9, 35, 0).unwrap();
         let id = ClientOrderId::new(Intent::Exit, "s", at.date(), at.time(), 0).unwrap();
-        let leg = Leg::new(crate::testkit::option("SPY", OptionRight::Put, 95.0), -5).unwrap();
+        let leg = Leg::new(
+            crate::testkit::option("SPY", OptionRight::Put, 95.0),
+            quantity,
+        )
+        .unwrap();
         let order = Order::new_checked(id, vec![leg], OrderType::Market).unwrap();
+        (dir, store, at, order)
+    }
+
+    #[test]
+    fn pending_through_a_timeout_then_partly_filled_then_filled_never_sent_twice() {
+        let (_dir, store, at, order) = exit_order(-5);
+        let conn = &store.conn;
         let reference = order.reference();
         let mut venue = Venue {
             fail_next: Some(BrokerError::Timeout {
@@ -459,18 +470,8 @@ mod tests {
 
     #[test]
     fn an_intent_never_sent_is_not_sent_on_a_later_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_write(
-            &dir.path().join("s.duckdb"),
-            std::time::Duration::from_secs(1),
-            "test",
-        )
-        .unwrap();
+        let (_dir, store, at, order) = exit_order(-1);
         let conn = &store.conn;
-        let at = crate::testkit::as_of().and_hms_opt(9, 35, 0).unwrap();
-        let id = ClientOrderId::new(Intent::Exit, "s", at.date(), at.time(), 0).unwrap();
-        let leg = Leg::new(crate::testkit::option("SPY", OptionRight::Put, 95.0), -1).unwrap();
-        let order = Order::new_checked(id, vec![leg], OrderType::Market).unwrap();
         let mut venue = Venue {
             fail_next: Some(BrokerError::Disconnected {
                 broker: "paper",

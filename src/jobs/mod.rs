@@ -393,6 +393,22 @@ fn run_one_inner(
         seconds: clock.elapsed().as_secs_f64(),
         dry_run: req.dry_run,
     };
+    // A failed run is recorded under its own id: what it committed at checkpoints (an
+    // order intent) carries it.
+    let fail = |msg: String, after: Option<AfterRollback>| {
+        let id = record_outcome_as(
+            store,
+            Some(run_id),
+            name,
+            req,
+            started,
+            Status::Failed,
+            &msg,
+            &p.config_hash,
+            after,
+        )?;
+        Ok(record(Status::Failed, 0, msg, id))
+    };
     match outcome {
         Ok(out) => {
             let committed = insert_run(
@@ -416,19 +432,7 @@ fn run_one_inner(
                         "could not commit: {}",
                         crate::store::one_line(&e.to_string())
                     );
-                    // The run keeps its id: what it committed at checkpoints carries it.
-                    let id = record_outcome_as(
-                        store,
-                        Some(run_id),
-                        name,
-                        req,
-                        started,
-                        Status::Failed,
-                        &msg,
-                        &p.config_hash,
-                        None,
-                    )?;
-                    Ok(record(Status::Failed, 0, msg, id))
+                    fail(msg, None)
                 }
             }
         }
@@ -439,18 +443,7 @@ fn run_one_inner(
                 JobError::FailedWithRecord { record, .. } => Some(record),
                 _ => None,
             };
-            let id = record_outcome_as(
-                store,
-                Some(run_id),
-                name,
-                req,
-                started,
-                Status::Failed,
-                &msg,
-                &p.config_hash,
-                after,
-            )?;
-            Ok(record(Status::Failed, 0, msg, id))
+            fail(msg, after)
         }
     }
 }

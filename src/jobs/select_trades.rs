@@ -235,15 +235,9 @@ impl Job for SelectTrades {
             params![ctx.as_of, slot],
             |r| r.get(0),
         )?;
-        let decided: std::collections::HashSet<String> = {
-            let mut s = conn.prepare(
-                "SELECT order_ref FROM risk_decisions WHERE as_of = ? AND quote_time = ? AND coalesce(intent, 'entry') = 'entry'",
-            )?;
-            let refs = s.query_map(params![ctx.as_of, ctx.quote_time], |r| {
-                r.get::<_, String>(0)
-            })?;
-            refs.collect::<Result<_, _>>()?
-        };
+        // This snapshot's entries already decided, and what each did (one query for the
+        // guard and for a continued run's replay).
+        let decided = decided_outcomes(conn, ctx)?;
         if completed > 0 && !decided.is_empty() {
             return Ok(JobOutput {
                 rows_written: rows,
@@ -269,9 +263,8 @@ impl Job for SelectTrades {
         // Continuing a run that died: decide from the book as it stood before this
         // snapshot's own entries, then replay what each decided order did, so the rest
         // is decided exactly as the uninterrupted run would have.
-        let replay = decided_outcomes(conn, ctx)?;
         day.open_trades
-            .retain(|t| !replay.contains_key(&t.order_ref));
+            .retain(|t| !decided.contains_key(&t.order_ref));
         if day.underlyings.is_empty() {
             return Err(JobError::Failed(format!(
                 "no vol_metrics for {} at {}: run compute_vol for this session first",
@@ -291,7 +284,7 @@ impl Job for SelectTrades {
             self.kill_file.exists(),
             self.blackout_dates.clone(),
         )?;
-        for cash in replay.values().filter_map(|o| o.filled_cash) {
+        for cash in decided.values().filter_map(|o| o.filled_cash) {
             state.buying_power = state.buying_power - cash;
         }
         let (mut proposed, mut approved, mut refused, mut filled, mut rejected, mut pending) =
@@ -335,8 +328,8 @@ impl Job for SelectTrades {
                 )?;
                 // Decided by a run that died after committing it: the signal is
                 // rewritten, the decision and its order stand.
-                if decided.contains(&reference) {
-                    if let Some(cash) = replay.get(&reference).and_then(|o| o.filled_cash) {
+                if let Some(done) = decided.get(&reference) {
+                    if let Some(cash) = done.filled_cash {
                         state.buying_power = state.buying_power + cash - p.requirement;
                         *state
                             .open_by_strategy

@@ -308,30 +308,56 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
     }
     let mut strategies = Vec::new();
     let mut texts = Vec::new();
-    let (on, c, t) = load(config, "call_premium", call_premium::Config::validate)?;
-    strategies.push(Loaded {
-        enabled: on,
-        strategy: Box::new(call_premium::CallPremium { config: c }),
-    });
-    texts.push(t);
-    let (on, c, t) = load(config, "dispersion", dispersion::Config::validate)?;
-    strategies.push(Loaded {
-        enabled: on,
-        strategy: Box::new(dispersion::Dispersion { config: c }),
-    });
-    texts.push(t);
-    let (on, c, t) = load(config, "cash_secured_put", wheel::Config::validate)?;
-    strategies.push(Loaded {
-        enabled: on,
-        strategy: Box::new(wheel::CashSecuredPut { config: c }),
-    });
-    texts.push(t);
-    let (on, c, t) = load(config, "covered_call", wheel::Config::validate)?;
-    strategies.push(Loaded {
-        enabled: on,
-        strategy: Box::new(wheel::CoveredCall { config: c }),
-    });
-    texts.push(t);
+    // Load one file (validated) and box the strategy it configures.
+    fn add<P: DeserializeOwned + Default, S: Strategy + 'static>(
+        config: &Config,
+        name: &str,
+        validate: impl Fn(&P) -> Result<(), String>,
+        make: impl Fn(P) -> S,
+        strategies: &mut Vec<Loaded>,
+        texts: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let (enabled, params, text) = load(config, name, validate)?;
+        strategies.push(Loaded {
+            enabled,
+            strategy: Box::new(make(params)),
+        });
+        texts.push(text);
+        Ok(())
+    }
+    let (s, t) = (&mut strategies, &mut texts);
+    add(
+        config,
+        "call_premium",
+        call_premium::Config::validate,
+        |config| call_premium::CallPremium { config },
+        s,
+        t,
+    )?;
+    add(
+        config,
+        "dispersion",
+        dispersion::Config::validate,
+        |config| dispersion::Dispersion { config },
+        s,
+        t,
+    )?;
+    add(
+        config,
+        "cash_secured_put",
+        wheel::Config::validate,
+        |config| wheel::CashSecuredPut { config },
+        s,
+        t,
+    )?;
+    add(
+        config,
+        "covered_call",
+        wheel::Config::validate,
+        |config| wheel::CoveredCall { config },
+        s,
+        t,
+    )?;
     Ok(Registry {
         strategies,
         text: texts.join("\n"),
