@@ -116,6 +116,17 @@ pub enum Cmd {
         /// The backup folder (new or empty).
         dir: PathBuf,
     },
+    /// Delete the option quotes and analytics of sessions before a date that nothing
+    /// used (keeping every traded or held contract's quotes and the chain slices each
+    /// strategy scanned), then rewrite the store compactly. Recorded in `prunes`.
+    Prune {
+        /// Prune sessions before this date, YYYY-MM-DD (at most the last stored session).
+        #[arg(long, value_parser = calendar::parse_date)]
+        quotes_before: NaiveDate,
+        /// Count what would be deleted and kept; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rebuild the store named by --db from a backup folder, after verifying its checksums.
     Restore {
         /// The backup folder (written by `optdesk backup`).
@@ -373,6 +384,10 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         Cmd::Check { deep } => check(ctx, deep),
         Cmd::Backup { dir } => backup(ctx, &dir),
         Cmd::Restore { dir, force } => restore(ctx, &dir, force),
+        Cmd::Prune {
+            quotes_before,
+            dry_run,
+        } => prune(ctx, quotes_before, dry_run),
         Cmd::Kill { state } => kill(ctx, state),
         Cmd::Flatten { as_of } => flatten(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Positions => positions(ctx),
@@ -615,6 +630,7 @@ fn status(ctx: &Ctx) -> Result<bool> {
                 }
             }
             outln!("Last run of each job (store {}):", ctx.db.display());
+            outln!("  {}", store_size_line(&store)?);
             // Redacted again on the way out: a row from an older optdesk may hold a secret.
             let secrets = crate::config::secrets();
             for l in lines {
@@ -660,6 +676,34 @@ fn status(ctx: &Ctx) -> Result<bool> {
         );
     }
     Ok(true)
+}
+
+/// The store's size, per session, and its prune boundary.
+fn store_size_line(store: &Store) -> Result<String> {
+    let bytes = crate::store::retention::file_bytes(store.path());
+    let sessions: i64 = store.conn.query_row(
+        "SELECT count(DISTINCT as_of) FROM job_runs WHERE status = 'ok' AND NOT dry_run",
+        [],
+        |r| r.get(0),
+    )?;
+    let per = if sessions > 0 {
+        format!(
+            ", {:.2} MB per session",
+            bytes as f64 / 1e6 / sessions as f64
+        )
+    } else {
+        String::new()
+    };
+    // A store from before schema 8 has no prunes table until a writer upgrades it.
+    let pruned = crate::store::retention::horizon(&store.conn)
+        .ok()
+        .flatten()
+        .map(|d| format!("; quotes before {d} pruned"))
+        .unwrap_or_default();
+    Ok(format!(
+        "store size {:.1} MB over {sessions} session(s){per}{pruned}",
+        bytes as f64 / 1e6
+    ))
 }
 
 /// A reader on a store at the current schema: a store from an older optdesk is
@@ -872,6 +916,48 @@ fn backup(ctx: &Ctx, dir: &std::path::Path) -> Result<bool> {
         f.bytes,
         f.sha256
     );
+    Ok(true)
+}
+
+fn prune(ctx: &Ctx, before: NaiveDate, dry_run: bool) -> Result<bool> {
+    use crate::store::retention;
+    let config = ctx.config()?;
+    if !ctx.db.exists() {
+        bail!(
+            "store {} does not exist: nothing to prune",
+            ctx.db.display()
+        );
+    }
+    let store = open_writer(ctx, &config)?;
+    let mb = |b: u64| b as f64 / 1e6;
+    let (r, verb) = if dry_run {
+        (retention::plan(&store, before)?, "would delete")
+    } else {
+        let (_store, r) = retention::prune(store, before)?;
+        (r, "deleted")
+    };
+    outln!(
+        "{verb} {} option quotes and {} analytics rows of {} session(s) before {}; kept {} quotes there (traded or held contracts, the chains strategies scanned)",
+        r.quotes_deleted,
+        r.analytics_deleted,
+        r.sessions,
+        r.quotes_before,
+        r.quotes_kept
+    );
+    if dry_run {
+        outln!(
+            "dry run: nothing changed (store {:.1} MB)",
+            mb(r.bytes_before)
+        );
+    } else {
+        outln!(
+            "store {}: {:.1} MB before, {:.1} MB after (rewritten and read back whole); sessions before {} can no longer be re-run",
+            ctx.db.display(),
+            mb(r.bytes_before),
+            mb(r.bytes_after),
+            r.quotes_before
+        );
+    }
     Ok(true)
 }
 

@@ -163,13 +163,23 @@ pub fn parse_index_weights(file: &str, text: &str) -> Result<Vec<IndexWeight>, R
     Ok(out)
 }
 
+/// A compiled-in copy of [`EVENTS_FILE`]: a desk run from a folder without `data/`
+/// keeps its FOMC/CPI blackout instead of silently trading through it.
+pub const EVENTS_CSV: &str = include_str!("../data/events.csv");
+
 /// Read event dates (the risk gate's blackout days): a CSV whose first column is
-/// `date` (YYYY-MM-DD); `#` lines are comments. A missing file means no blackout days;
-/// a bad line is an error naming the file, the line and the field.
-pub fn load_events(path: &Path) -> Result<BTreeSet<NaiveDate>, RefDataError> {
+/// `date` (YYYY-MM-DD); `#` lines are comments. A missing file is an error, or with
+/// `builtin_if_missing` (the default path only) the compiled-in [`EVENTS_CSV`]; a bad
+/// line is an error naming the file, the line and the field.
+pub fn load_events(
+    path: &Path,
+    builtin_if_missing: bool,
+) -> Result<BTreeSet<NaiveDate>, RefDataError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) if builtin_if_missing && e.kind() == std::io::ErrorKind::NotFound => {
+            return parse_events(EVENTS_FILE, EVENTS_CSV)
+        }
         Err(e) => {
             return Err(RefDataError::Read {
                 file: path.display().to_string(),
@@ -177,6 +187,10 @@ pub fn load_events(path: &Path) -> Result<BTreeSet<NaiveDate>, RefDataError> {
             })
         }
     };
+    parse_events(&path.display().to_string(), &text)
+}
+
+fn parse_events(file: &str, text: &str) -> Result<BTreeSet<NaiveDate>, RefDataError> {
     let mut out = BTreeSet::new();
     for (i, line) in text.lines().enumerate() {
         let l = line.trim();
@@ -186,7 +200,7 @@ pub fn load_events(path: &Path) -> Result<BTreeSet<NaiveDate>, RefDataError> {
         let field = l.split(',').next().unwrap_or("");
         let d = NaiveDate::parse_from_str(field.trim(), "%Y-%m-%d").map_err(|_| {
             RefDataError::BadField {
-                file: path.display().to_string(),
+                file: file.to_string(),
                 line: i + 1,
                 field: "date",
                 problem: format!("'{field}' is not a date (YYYY-MM-DD)"),
@@ -284,24 +298,32 @@ mod tests {
     }
 
     #[test]
-    fn events_missing_file_is_no_blackout_and_a_bad_date_is_named() {
+    fn a_missing_events_file_is_the_builtin_copy_or_an_error_and_a_bad_date_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load_events(&dir.path().join("none.csv"))
-            .unwrap()
-            .is_empty());
+        let none = dir.path().join("none.csv");
+        assert_eq!(
+            load_events(&none, true).unwrap(),
+            load_events(&shipped(EVENTS_FILE), false).unwrap(),
+            "the default path falls back to the shipped dates"
+        );
+        let e = load_events(&none, false).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("cannot read {}", none.display())),
+            "{e}"
+        );
         let f = dir.path().join("events.csv");
         std::fs::write(
             &f,
             "# c\ndate,event,detail\n2025-03-19,FOMC,\n2025-03-12,CPI,Feb\n",
         )
         .unwrap();
-        let d = load_events(&f).unwrap();
+        let d = load_events(&f, true).unwrap();
         assert_eq!(
             d.into_iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             ["2025-03-12", "2025-03-19"]
         );
         std::fs::write(&f, "date,event\n2025-03-19,FOMC\n03/20/2025,CPI\n").unwrap();
-        let e = load_events(&f).unwrap_err().to_string();
+        let e = load_events(&f, true).unwrap_err().to_string();
         assert_eq!(
             e,
             format!(
@@ -309,6 +331,8 @@ mod tests {
                 f.display()
             )
         );
-        assert!(!load_events(&shipped(EVENTS_FILE)).unwrap().is_empty());
+        assert!(!load_events(&shipped(EVENTS_FILE), false)
+            .unwrap()
+            .is_empty());
     }
 }

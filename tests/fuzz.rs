@@ -535,7 +535,7 @@ fn fuzz_load_events() {
     ];
     fuzz("refdata::load_events", bytes, |b| {
         std::fs::write(&f, &b).unwrap();
-        if let Err(e) = refdata::load_events(&f) {
+        if let Err(e) = refdata::load_events(&f, false) {
             names_file(&e, &file)?;
         }
         Ok(())

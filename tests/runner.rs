@@ -796,3 +796,104 @@ fn a_symbol_the_source_does_not_quote_is_refused_at_load_naming_file_and_key() {
         stderr(&o)
     );
 }
+
+#[test]
+fn prune_keeps_every_quote_a_decision_or_report_used_and_shrinks_the_store() {
+    let desk = Desk::new();
+    for d in ["2025-03-12", "2025-03-13", "2025-03-14"] {
+        desk.run_ok(&["run", "daily", "--as-of", d]);
+    }
+    // Every entry's chain slice was recorded as scanned by its strategy.
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM order_legs l WHERE intent = 'entry' AND kind = 'option'
+             AND NOT EXISTS (SELECT 1 FROM scanned_chains s WHERE s.as_of = l.as_of
+                 AND s.strategy = l.strategy AND s.underlying = l.underlying AND s.expiry = l.expiry)"
+        ),
+        0
+    );
+    assert!(desk.count("SELECT count(*) FROM order_legs WHERE intent = 'entry'") > 0);
+    let kept_sql = "SELECT count(*) FROM option_quotes q WHERE q.contract IN (SELECT instrument FROM fills)
+         OR EXISTS (SELECT 1 FROM scanned_chains s WHERE s.as_of = q.as_of AND s.quote_time = q.quote_time
+                    AND s.underlying = q.underlying AND s.expiry = q.expiry)";
+    let kept = desk.count(kept_sql);
+    let last_day = desk.count("SELECT count(*) FROM option_quotes WHERE as_of = DATE '2025-03-14'");
+    let others = |d: &Desk| {
+        let mut f = d.fingerprint(false);
+        f.retain(|(t, _, _)| {
+            !matches!(t.as_str(), "option_quotes" | "option_analytics" | "prunes")
+        });
+        f
+    };
+    let before = others(&desk);
+    let report = |name: &str| {
+        let out = desk.dir.path().join(name);
+        desk.run_ok(&[
+            "report",
+            "--as-of",
+            "2025-03-12",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let report_before = report("before.html");
+    let size = || std::fs::metadata(desk.db()).unwrap().len();
+    let size_before = size();
+
+    let out = desk.run_ok(&["prune", "--quotes-before", "2025-03-14", "--dry-run"]);
+    assert!(
+        out.contains("would delete") && out.contains("dry run"),
+        "{out}"
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM prunes"), 0);
+
+    let o = desk.run(&["prune", "--quotes-before", "2025-03-17"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("after the last stored session (2025-03-14)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let out = desk.run_ok(&["prune", "--quotes-before", "2025-03-14"]);
+    assert!(
+        out.contains("deleted") && out.contains("read back whole"),
+        "{out}"
+    );
+    assert!(size() * 2 < size_before, "{} -> {}", size_before, size());
+    assert_eq!(desk.count("SELECT count(*) FROM prunes"), 1);
+    // What was used is all there; the last session is whole; the rest went.
+    assert_eq!(desk.count(kept_sql), kept);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE as_of = DATE '2025-03-14'"),
+        last_day
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes"),
+        desk.count("SELECT count(*) FROM option_analytics")
+    );
+    assert_eq!(others(&desk), before, "no other table changed");
+    assert_eq!(
+        report("after.html"),
+        report_before,
+        "an old day's report is unchanged"
+    );
+    assert!(desk
+        .run_ok(&["check", "--deep"])
+        .contains("reconciled to the cent"));
+    assert!(desk
+        .run_ok(&["status"])
+        .contains("quotes before 2025-03-14 pruned"));
+
+    // A pruned session is not recomputed from its thinned chain.
+    let out = desk.run_ok(&["job", "run", "compute_vol", "--as-of", "2025-03-12"]);
+    assert!(
+        out.contains("skipped") && out.contains("were pruned"),
+        "{out}"
+    );
+    assert_eq!(others(&desk).len(), before.len());
+    // The desk goes on.
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-17"]);
+    assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
+}

@@ -23,6 +23,7 @@ pub const DEF: JobDef = JobDef {
     name: "correlation",
     about: "implied and realized correlation of QQQ vs. its top components, and its Z-score",
     writes: &["correlation"],
+    reads_chains: true,
     prepare,
 };
 

@@ -24,6 +24,7 @@ pub const DEF: JobDef = JobDef {
     name: "email_report",
     about: "the daily report: email (text + HTML + chart) by SMTP or to logs/reports/*.eml; data/dashboard.html",
     writes: &["reports"],
+    reads_chains: false,
     prepare,
 };
 

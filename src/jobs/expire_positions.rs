@@ -32,6 +32,7 @@ pub const DEF: JobDef = JobDef {
     name: "expire_positions",
     about: "settle expired options (cash, or assignment/exercise into shares); strategies' exits; dividends on shares",
     writes: &["risk_decisions", "order_legs", "order_events", "fills", "cash_ledger"],
+    reads_chains: true,
     prepare,
 };
 

@@ -28,6 +28,7 @@ pub const DEF: JobDef = JobDef {
         "iv_history",
         "backfills",
     ],
+    reads_chains: true,
     prepare,
 };
 

@@ -25,6 +25,7 @@ pub static DEF: JobDef = JobDef {
         "fills",
         "cash_ledger",
     ],
+    reads_chains: true,
     prepare,
 };
 

@@ -133,6 +133,9 @@ pub struct JobDef {
     pub about: &'static str,
     /// Tables the job writes (its SQL interface).
     pub writes: &'static [&'static str],
+    /// It reads (or rewrites) a session's full option chains: refused for a session
+    /// whose quotes `optdesk prune` has thinned, with that reason.
+    pub reads_chains: bool,
     pub prepare: fn(&Config) -> Result<Prepared, ConfigError>,
 }
 
@@ -333,6 +336,11 @@ fn run_one_inner(
             config.dir.display()
         );
         return record_skip(store, name, req, &p.config_hash, &reason);
+    }
+    if p.def.reads_chains {
+        if let Some(reason) = crate::store::retention::refuse_pruned(&store.conn, req.as_of)? {
+            return record_skip(store, name, req, &p.config_hash, &reason);
+        }
     }
     let conn = &store.conn;
     let started = Utc::now().naive_utc();
@@ -751,18 +759,21 @@ mod tests {
         name: "a",
         about: "",
         writes: &[],
+        reads_chains: false,
         prepare: never,
     };
     static B: JobDef = JobDef {
         name: "b",
         about: "",
         writes: &[],
+        reads_chains: false,
         prepare: never,
     };
     static C: JobDef = JobDef {
         name: "c",
         about: "",
         writes: &[],
+        reads_chains: false,
         prepare: never,
     };
 

@@ -29,12 +29,14 @@ pub const DEF: JobDef = JobDef {
     about: "strategies propose, the risk gate decides, the broker fills",
     writes: &[
         "signals",
+        "scanned_chains",
         "risk_decisions",
         "order_legs",
         "order_events",
         "fills",
         "cash_ledger",
     ],
+    reads_chains: true,
     prepare,
 };
 
@@ -159,9 +161,17 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         eprintln!("note: {n}");
     }
     let kill_file = config.resolve(&p.kill_file);
-    let events_path = config.resolve(&p.events_file);
-    let blackout_dates = crate::refdata::load_events(&events_path)
-        .map_err(|m| bad(format!("params.events_file: {m}")))?;
+    // `events_file = ""` turns the blackout off; the default path falls back to the
+    // shipped dates when the project has no `data/events.csv`.
+    let blackout_dates = if p.events_file.is_empty() {
+        Default::default()
+    } else {
+        crate::refdata::load_events(
+            &config.resolve(&p.events_file),
+            p.events_file == crate::refdata::EVENTS_FILE,
+        )
+        .map_err(|m| bad(format!("params.events_file: {m}")))?
+    };
     Ok(Prepared {
         def: &DEF,
         enabled: shape.enabled,
@@ -272,10 +282,12 @@ impl Job for SelectTrades {
                 ctx.quote_time.format("%H:%M")
             )));
         }
-        conn.execute(
-            "DELETE FROM signals WHERE as_of = ? AND quote_time = ?",
-            params![ctx.as_of, ctx.quote_time],
-        )?;
+        for table in ["signals", "scanned_chains"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE as_of = ? AND quote_time = ?"),
+                params![ctx.as_of, ctx.quote_time],
+            )?;
+        }
         let policy = |s: &str| self.strategies.margin_policy(s);
         let mut state = day::risk_state(
             conn,
@@ -293,6 +305,20 @@ impl Job for SelectTrades {
         for strategy in self.strategies.enabled() {
             strategies += 1;
             let out = strategy.propose(&day);
+            for (u, expiry) in day.take_scanned() {
+                conn.execute(
+                    "INSERT INTO scanned_chains VALUES (?, ?, ?, ?, ?, ?)",
+                    params![
+                        ctx.as_of,
+                        ctx.quote_time,
+                        strategy.name(),
+                        u,
+                        expiry,
+                        ctx.run_id
+                    ],
+                )?;
+                rows += 1;
+            }
             for (u, why) in &out.skips {
                 conn.execute(
                     "INSERT INTO signals VALUES (?, ?, ?, ?, NULL, 'pass', ?, NULL, ?)",

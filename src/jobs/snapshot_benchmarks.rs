@@ -21,6 +21,7 @@ pub const DEF: JobDef = JobDef {
         "benchmark_snapshots",
         "strategy_snapshots",
     ],
+    reads_chains: false,
     prepare,
 };
 

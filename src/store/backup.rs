@@ -127,7 +127,7 @@ fn sha256_file(path: &Path) -> Result<String, BackupError> {
 }
 
 /// Open a store file read-only on its own and read every block of every table.
-fn deep_check_file(path: &Path) -> Result<check::DeepReport, String> {
+pub(super) fn deep_check_file(path: &Path) -> Result<check::DeepReport, String> {
     let config = DuckConfig::default()
         .access_mode(AccessMode::ReadOnly)
         .and_then(|c| c.with("autoinstall_known_extensions", "false"))

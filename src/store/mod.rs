@@ -12,6 +12,7 @@ pub mod check;
 mod lock;
 pub mod query;
 pub mod repo;
+pub mod retention;
 pub mod runs;
 
 pub use lock::{lock_path as lock_path_for, WriteLock};
@@ -79,6 +80,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "007_trading_core.sql",
         sql: include_str!("../../sql/007_trading_core.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "008_retention.sql",
+        sql: include_str!("../../sql/008_retention.sql"),
     },
 ];
 
@@ -179,6 +185,27 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, path and write lock, to close the file while keeping the lock
+    /// (`retention::compact` renames a rewritten file over it).
+    pub(crate) fn into_parts(self) -> (Connection, PathBuf, Option<WriteLock>) {
+        (self.conn, self.path, self._lock)
+    }
+
+    /// Open `path` for writing again under a lock already held.
+    pub(crate) fn reopen_write(
+        path: PathBuf,
+        lock: Option<WriteLock>,
+    ) -> Result<Store, StoreError> {
+        let conn = open_with_retry(&path, false, Duration::from_secs(5))?;
+        let store = Store {
+            conn,
+            path,
+            _lock: lock,
+        };
+        store.migrate()?;
+        Ok(store)
     }
 
     fn too_new(&self, found: i64) -> StoreError {

@@ -169,9 +169,9 @@ impl Strategy for CallPremium {
                 continue;
             };
             // The expiry nearest the target DTE within the window.
-            let expiry = super::nearest_expiry(
+            let expiry = day.choose_expiry(
+                ticker,
                 chain.iter().filter(|r| r.right == OptionRight::Call),
-                as_of,
                 (c.min_dte, c.target_dte, c.max_dte),
             );
             let Some(expiry) = expiry else {

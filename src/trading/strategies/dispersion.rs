@@ -95,14 +95,10 @@ impl Config {
         day: &'a DayState,
         symbol: &str,
     ) -> Option<(&'a ChainRow, &'a ChainRow)> {
-        let (u, chain, as_of) = (
-            day.underlyings.get(symbol)?,
-            day.chains.get(symbol)?,
-            day.as_of,
-        );
-        let expiry = super::nearest_expiry(
+        let (u, chain) = (day.underlyings.get(symbol)?, day.chains.get(symbol)?);
+        let expiry = day.choose_expiry(
+            symbol,
             chain.iter(),
-            as_of,
             (self.min_dte, self.target_dte, self.max_dte),
         )?;
         let strike = chain

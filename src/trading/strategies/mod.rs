@@ -19,7 +19,7 @@ use crate::model::OptionRight;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One option of the day's chain with its analytics.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +87,9 @@ pub struct DayState {
     pub shares: HashMap<String, i64>,
     /// Per index: (implied correlation Z-score, or why there is none) from `correlation`.
     pub correlation_z: HashMap<String, Result<f64, String>>,
+    /// The (underlying, expiry) slices strategies chose to scan (`choose_expiry`),
+    /// taken by `select_trades` into `scanned_chains` after each strategy.
+    scanned: std::cell::RefCell<BTreeSet<(String, NaiveDate)>>,
 }
 
 impl DayState {
@@ -99,7 +102,28 @@ impl DayState {
             open_trades: Vec::new(),
             shares: HashMap::new(),
             correlation_z: HashMap::new(),
+            scanned: Default::default(),
         }
+    }
+
+    /// The expiry of `underlying`'s `rows` nearest the target days within the window
+    /// (`nearest_expiry`), remembered as scanned: a pruned store keeps its quotes.
+    pub fn choose_expiry<'a>(
+        &self,
+        underlying: &str,
+        rows: impl Iterator<Item = &'a ChainRow>,
+        window: (i64, i64, i64),
+    ) -> Option<NaiveDate> {
+        let e = nearest_expiry(rows, self.as_of, window)?;
+        self.scanned
+            .borrow_mut()
+            .insert((underlying.to_string(), e));
+        Some(e)
+    }
+
+    /// The slices scanned since the last call, in order.
+    pub fn take_scanned(&self) -> BTreeSet<(String, NaiveDate)> {
+        std::mem::take(&mut *self.scanned.borrow_mut())
     }
 
     /// Open trades of a strategy on an underlying (a multi-leg trade counts once).

@@ -96,24 +96,24 @@ impl Config {
         ticker: &str,
         right: OptionRight,
     ) -> Result<(&'a ChainRow, f64, f64), String> {
-        let as_of = day.as_of;
         let (Some(u), Some(chain)) = (day.underlyings.get(ticker), day.chains.get(ticker)) else {
             return Err("no quote or chain today".into());
         };
         let Some(hv30) = u.hv30 else {
             return Err("no 30-session historical vol yet".into());
         };
-        let expiry = super::nearest_expiry(
-            chain.iter().filter(|r| r.right == right),
-            as_of,
-            (self.min_dte, self.target_dte, self.max_dte),
-        )
-        .ok_or_else(|| {
-            format!(
-                "no expiry between {} and {} days",
-                self.min_dte, self.max_dte
+        let expiry = day
+            .choose_expiry(
+                ticker,
+                chain.iter().filter(|r| r.right == right),
+                (self.min_dte, self.target_dte, self.max_dte),
             )
-        })?;
+            .ok_or_else(|| {
+                format!(
+                    "no expiry between {} and {} days",
+                    self.min_dte, self.max_dte
+                )
+            })?;
         chain
             .iter()
             .filter(|r| r.right == right && r.expiry == expiry)
