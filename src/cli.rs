@@ -127,6 +127,21 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Load vendor files (option chains, daily bars) into the store's archive, for the
+    /// `replay` source. The layout is detected from each file's header.
+    Import {
+        /// CSV files, plain or gzip.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Force a layout: optionsdx, datashop, deltaneutral, deltaneutral-l3,
+        /// deltaneutral-lower, yahoo-bars, bars.
+        #[arg(long)]
+        layout: Option<String>,
+        /// The underlying, for files that do not name it (OptionsDX, a bar file without a
+        /// symbol column) when the file name does not either.
+        #[arg(long)]
+        symbol: Option<String>,
+    },
     /// Rebuild the store named by --db from a backup folder, after verifying its checksums.
     Restore {
         /// The backup folder (written by `optdesk backup`).
@@ -384,6 +399,11 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         Cmd::Check { deep } => check(ctx, deep),
         Cmd::Backup { dir } => backup(ctx, &dir),
         Cmd::Restore { dir, force } => restore(ctx, &dir, force),
+        Cmd::Import {
+            paths,
+            layout,
+            symbol,
+        } => import(ctx, &paths, layout.as_deref(), symbol.as_deref()),
         Cmd::Prune {
             quotes_before,
             dry_run,
@@ -956,6 +976,58 @@ fn prune(ctx: &Ctx, before: NaiveDate, dry_run: bool) -> Result<bool> {
             mb(r.bytes_before),
             mb(r.bytes_after),
             r.quotes_before
+        );
+    }
+    Ok(true)
+}
+
+fn import(
+    ctx: &Ctx,
+    paths: &[PathBuf],
+    layout: Option<&str>,
+    symbol: Option<&str>,
+) -> Result<bool> {
+    use crate::sources::import::{import_file, Layout};
+    let config = ctx.config()?;
+    let layout = layout
+        .map(Layout::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let store = open_writer(ctx, &config)?;
+    for p in paths {
+        let s = import_file(&store.conn, p, layout, symbol)?;
+        let range = match (s.first_date, s.last_date) {
+            (Some(a), Some(b)) if a == b => format!("{a}"),
+            (Some(a), Some(b)) => format!("{a} to {b}"),
+            _ => "no dates".into(),
+        };
+        if s.unchanged {
+            outln!(
+                "{}: already imported (same SHA-256): {} rows, nothing changed",
+                s.file,
+                s.kept
+            );
+            continue;
+        }
+        let why = if s.rules.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                s.rules
+                    .iter()
+                    .map(|(r, n)| format!("{n} {r}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        outln!(
+            "{}: {} layout, {} rows kept, {} rejected{why}; {range}; {}",
+            s.file,
+            s.layout.name(),
+            s.kept,
+            s.rejected,
+            s.symbols.join(", ")
         );
     }
     Ok(true)

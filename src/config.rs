@@ -31,6 +31,41 @@ pub enum SourceKind {
     /// The embedded, seeded, deterministic simulated market.
     #[default]
     Sim,
+    /// Vendor end-of-day files loaded by `optdesk import`, replayed from the store.
+    Replay,
+}
+
+impl std::str::FromStr for SourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sim" => Ok(SourceKind::Sim),
+            "replay" => Ok(SourceKind::Replay),
+            other => Err(format!(
+                "unknown source '{other}': the sources are sim, replay"
+            )),
+        }
+    }
+}
+
+/// `[replay]`: replaying imported end-of-day files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// Risk-free rate (continuously compounded) the replayed snapshot is priced with,
+    /// until a dated rate table replaces it.
+    pub rate: f64,
+    /// Dividend yield (continuously compounded) of every replayed underlying.
+    pub div_yield: f64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            rate: 0.04,
+            div_yield: 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,6 +219,7 @@ pub struct BrokerSettings {
 pub struct DeskFile {
     pub desk: Desk,
     pub sim: SimConfig,
+    pub replay: ReplayConfig,
     pub schedule: ScheduleConfig,
     pub alerts: AlertsConfig,
     pub broker: BrokerSettings,
@@ -246,6 +282,24 @@ impl Config {
             Some(text) => (parse::<DeskFile>(&path, &text)?, text),
             None => (DeskFile::default(), String::new()),
         };
+        let mut desk = desk;
+        if let Some(v) = env_var("OPTDESK_SOURCE") {
+            desk.desk.source = v.parse().map_err(|e| ConfigError::Invalid {
+                file: "OPTDESK_SOURCE".into(),
+                message: e,
+            })?;
+        }
+        for (key, v) in [
+            ("replay.rate", desk.replay.rate),
+            ("replay.div_yield", desk.replay.div_yield),
+        ] {
+            if !(-0.05..=0.5).contains(&v) {
+                return Err(ConfigError::Invalid {
+                    file: path.display().to_string(),
+                    message: format!("{key} = {v}: expected a rate between -0.05 and 0.5"),
+                });
+            }
+        }
         let daily = parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
         daily
             .check_within_sessions()

@@ -115,7 +115,7 @@ pub struct FetchChains {
 
 impl Job for FetchChains {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
-        let source = sources::from_config(ctx.config);
+        let source = sources::from_config(ctx.config, ctx.conn)?;
         run_with_source(&self.params, source.as_ref(), ctx)
     }
 }

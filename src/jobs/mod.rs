@@ -300,7 +300,21 @@ impl RunObserver for Quiet {
 }
 
 /// The snapshot time of a run: its slot, or the session's daily time.
-fn snapshot_time(config: &Config, req: &RunRequest) -> Result<NaiveDateTime, String> {
+fn snapshot_time(
+    conn: &duckdb::Connection,
+    config: &Config,
+    req: &RunRequest,
+) -> Result<NaiveDateTime, String> {
+    // A replayed session is the vendor's end-of-day snapshot, whatever schedule.daily says.
+    if config.desk.desk.source == crate::config::SourceKind::Replay {
+        if let Some(slot) = req.slot {
+            return Err(format!(
+                "the replay source holds end-of-day snapshots: there is no {} slot to replay",
+                slot.format("%H:%M")
+            ));
+        }
+        return crate::sources::replay::snapshot_time(conn, req.as_of);
+    }
     let daily = config.daily_time().map_err(|e| e.to_string())?;
     crate::clock::snapshot_time(&daily, req.as_of, req.slot).map_err(|e| e.to_string())
 }
@@ -345,7 +359,7 @@ fn run_one_inner(
     let conn = &store.conn;
     let started = Utc::now().naive_utc();
     let clock = Instant::now();
-    let quote_time = match snapshot_time(config, req) {
+    let quote_time = match snapshot_time(&store.conn, config, req) {
         Ok(t) => t,
         Err(msg) => {
             let id = record_failure(store, name, req, started, &msg, &p.config_hash)?;
@@ -607,7 +621,7 @@ fn run_dry_sequence(
                 ),
             )
         } else {
-            match snapshot_time(config, req) {
+            match snapshot_time(&store.conn, config, req) {
                 Err(msg) => (Status::Failed, 0, msg),
                 Ok(quote_time) => {
                     let ctx = JobContext {

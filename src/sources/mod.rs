@@ -1,5 +1,7 @@
 //! Market-data sources behind one trait. The domain never sees a source's transport.
 
+pub mod import;
+pub mod replay;
 pub mod sim;
 
 use crate::model::{DailyBar, OptionQuote, Price};
@@ -151,6 +153,8 @@ pub fn known_symbols(config: &crate::config::Config) -> Option<(&'static str, Ve
                 .map(|u| u.symbol)
                 .collect(),
         )),
+        // What the archive holds is known only to the store, not at load.
+        crate::config::SourceKind::Replay => None,
     }
 }
 
@@ -183,10 +187,19 @@ pub fn check_symbols<'a>(
     })
 }
 
-pub fn from_config(config: &crate::config::Config) -> Box<dyn MarketData> {
-    match config.desk.desk.source {
+/// The configured source; `conn` is the store's (the replay source reads its archive).
+pub fn from_config(
+    config: &crate::config::Config,
+    conn: &duckdb::Connection,
+) -> Result<Box<dyn MarketData>, SourceError> {
+    Ok(match config.desk.desk.source {
         crate::config::SourceKind::Sim => Box::new(sim::Sim::new(config.desk.sim.seed)),
-    }
+        crate::config::SourceKind::Replay => Box::new(replay::Replay::new(
+            conn,
+            config.desk.replay.rate,
+            config.desk.replay.div_yield,
+        )?),
+    })
 }
 
 #[cfg(test)]

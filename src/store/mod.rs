@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008_retention.sql",
         sql: include_str!("../../sql/008_retention.sql"),
     },
+    Migration {
+        version: 9,
+        name: "009_archive.sql",
+        sql: include_str!("../../sql/009_archive.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {

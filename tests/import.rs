@@ -1,0 +1,253 @@
+//! `optdesk import` of each vendor layout and the `replay` source through the whole
+//! daily pipeline, on the fixtures `tests/fixtures/import/make.py` writes.
+
+mod common;
+use common::{stderr, stdout, Desk};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/import")
+        .join(name)
+}
+
+const CHAINS: &[(&str, &str)] = &[
+    ("spy_eod_202403.txt", "optionsdx"),
+    ("UnderlyingOptionsEODCalcs_2024-03-14.csv", "datashop"),
+    ("L2_options_20240315.csv", "deltaneutral"),
+    ("L3_options_20240315.csv", "deltaneutral-l3"),
+    ("spy_2024-03-15_deltaneutral.csv", "deltaneutral-lower"),
+    ("SPY.csv", "yahoo-bars"),
+];
+
+fn import_all(desk: &Desk) -> String {
+    let mut args = vec!["import".to_string()];
+    args.extend(CHAINS.iter().map(|(f, _)| fixture(f).display().to_string()));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    desk.run_ok(&args)
+}
+
+fn archive(desk: &Desk) -> Vec<(String, i64, String)> {
+    let mut f = desk.fingerprint(false);
+    f.retain(|(t, _, _)| {
+        matches!(
+            t.as_str(),
+            "option_archive" | "archive_bars" | "import_rejects" | "imports"
+        )
+    });
+    f
+}
+
+#[test]
+fn each_layout_is_detected_normalized_and_imported_once() {
+    let desk = Desk::new();
+    let out = import_all(&desk);
+    for (file, layout) in CHAINS {
+        let line = out
+            .lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("{file}: {out}"));
+        assert!(line.contains(&format!("{layout} layout")), "{line}");
+    }
+    // Every chain row normalized: an OCC symbol that reads back, per-share prices, the
+    // vendor's snapshot time (DataShop 15:45, the others the close).
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE length(contract) <> 21 OR bid > ask OR ask <= 0"),
+        0
+    );
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT strftime(quote_time, '%H:%M')) FROM option_archive WHERE layout = 'datashop'"),
+        1
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE layout = 'datashop' AND strftime(quote_time, '%H:%M') = '15:45'"),
+        186
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE layout <> 'datashop' AND strftime(quote_time, '%H:%M') <> '16:00'"),
+        0
+    );
+    // OptionsDX: two rows per line (call and put), its own IV kept.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE layout = 'optionsdx'"),
+        2 * 186
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE contract = 'SPY   240419C00520000' AND layout = 'optionsdx' AND vendor_iv > 0.1 AND underlying_price = 512"),
+        1
+    );
+    // Each hygiene breaker is rejected with its rule, nothing silently dropped.
+    let rules = desk.count("SELECT count(DISTINCT rule) FROM import_rejects WHERE rule IN ('crossed', 'no_ask', 'expired', 'nonstandard', 'duplicate')");
+    assert_eq!(rules, 5);
+    assert!(
+        out.contains("1 crossed") && out.contains("1 nonstandard"),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM import_rejects WHERE rule = 'nonstandard'"),
+        2,
+        "SPY1 and the flag N row"
+    );
+    // Lines are the file's: the header is line 1, the 186 good rows 2–187, then the breakers.
+    assert_eq!(
+        desk.count("SELECT line FROM import_rejects WHERE rule = 'crossed'"),
+        188
+    );
+    assert_eq!(
+        desk.count("SELECT line FROM import_rejects WHERE rule = 'duplicate'"),
+        192
+    );
+    assert_eq!(
+        desk.count(
+            "SELECT min(line) * 1000 + max(line) FROM option_archive WHERE layout = 'datashop'"
+        ),
+        2 * 1000 + 187
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM archive_bars WHERE symbol = 'SPY'"),
+        73
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM imports"), 6);
+
+    // Importing again changes nothing.
+    let before = archive(&desk);
+    let again = import_all(&desk);
+    assert_eq!(
+        again.matches("already imported").count(),
+        CHAINS.len(),
+        "{again}"
+    );
+    assert_eq!(archive(&desk), before);
+}
+
+#[test]
+fn a_bad_file_fails_whole_naming_file_line_and_field() {
+    let desk = Desk::new();
+    desk.run_ok(&["import", fixture("SPY.csv").to_str().unwrap()]);
+    let before = archive(&desk);
+    let text =
+        std::fs::read_to_string(fixture("UnderlyingOptionsEODCalcs_2024-03-14.csv")).unwrap();
+    let write = |name: &str, body: String| {
+        let p = desk.dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let bad_strike = write(
+        "bad_strike.csv",
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 4 {
+                    l.replacen(",SPY,2024-", ",SPY,20x4-", 1)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (bad_strike, "line 5, field 'expiration': '20x4-"),
+        (
+            write(
+                "short.csv",
+                text.lines()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        if i == 6 {
+                            l.rsplit_once(',')
+                                .unwrap()
+                                .0
+                                .to_string()
+                                .rsplit_once(',')
+                                .unwrap()
+                                .0
+                                .to_string()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            "line 7: 32 fields, the header has 34",
+        ),
+        (
+            write("semi.csv", "a;b;c\n1;2;3\n".into()),
+            "unknown layout; its header is `a;b;c`; the layouts are optionsdx",
+        ),
+        (write("bin.csv", "\u{0}\u{1}ELF".into()), "not a text file"),
+        (
+            write("cut.csv.gz", "\u{1f}\u{8b}\u{8}\u{0}junk".into()),
+            "cut.csv.gz",
+        ),
+    ];
+    for (path, want) in cases {
+        let o = desk.run(&["import", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(path.file_name().unwrap().to_str().unwrap()),
+            "names the file: {err}"
+        );
+        assert!(err.contains(want), "{want}: {err}");
+        assert_eq!(
+            archive(&desk),
+            before,
+            "nothing written for {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_replayed_session_runs_the_whole_pipeline_on_the_vendor_quotes() {
+    let desk = Desk::new();
+    import_all(&desk);
+    let desk_toml = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("source = \"sim\"", "source = \"replay\"");
+    desk.write_config("desk.toml", &desk_toml);
+    let out = desk.run_ok(&["run", "daily", "--as-of", "2024-03-15"]);
+    assert!(out.contains("7 ok"), "{out}");
+    // The snapshot is the vendor's end-of-day one, and every quote came from the archive,
+    // one per contract (the same SPY contract is in three files).
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE source <> 'replay' OR strftime(quote_time, '%H:%M') <> '16:00'"),
+        0
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) - count(DISTINCT contract) FROM option_quotes"),
+        0
+    );
+    assert_eq!(
+        desk.count("SELECT count(DISTINCT underlying) FROM option_quotes"),
+        3
+    );
+    // Implied vols computed on the replayed chain, close to the vendor's.
+    assert!(
+        desk.count("SELECT count(*) FROM option_analytics a JOIN option_quotes q USING (as_of, quote_time, contract)
+                    WHERE a.iv IS NOT NULL AND abs(a.iv - q.source_iv) < 0.02 AND q.underlying = 'SPY'") > 100
+    );
+    // The strategies decided on it: each symbol a pass with its reason or a proposal.
+    assert!(desk.count("SELECT count(*) FROM signals WHERE underlying = 'SPY'") >= 2);
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM signals WHERE action = 'pass' AND coalesce(reason, '') = ''"
+        ),
+        0
+    );
+    // HV from the imported bars.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM vol_metrics WHERE symbol = 'SPY' AND hv_30 > 0"),
+        1
+    );
+    // A session the archive does not cover fails with the range it holds.
+    let o = desk.run(&["run", "daily", "--as-of", "2024-03-13"]);
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("no quotes on 2024-03-13: it holds 2024-03-14 to 2024-03-15"),
+        "{all}"
+    );
+}
