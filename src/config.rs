@@ -33,6 +33,8 @@ pub enum SourceKind {
     Sim,
     /// Vendor end-of-day files loaded by `optdesk import`, replayed from the store.
     Replay,
+    /// Cboe's delayed-quotes JSON (15-minute delayed chains over HTTP).
+    Cboe,
 }
 
 impl std::str::FromStr for SourceKind {
@@ -41,9 +43,58 @@ impl std::str::FromStr for SourceKind {
         match s {
             "sim" => Ok(SourceKind::Sim),
             "replay" => Ok(SourceKind::Replay),
+            "cboe" => Ok(SourceKind::Cboe),
             other => Err(format!(
-                "unknown source '{other}': the sources are sim, replay"
+                "unknown source '{other}': the sources are sim, replay, cboe"
             )),
+        }
+    }
+}
+
+/// `[cboe]`: Cboe's delayed-quotes JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CboeConfig {
+    /// The host; the paths under it are as on the real one
+    /// (`/api/global/delayed_quotes/options/<SYM>.json`).
+    pub base_url: String,
+    /// The symbols fetched when `fetch_chains.toml` names none.
+    pub symbols: Vec<String>,
+    /// Seconds before one request times out.
+    pub timeout_secs: u64,
+    /// Tries per symbol in all: 429, 5xx, 403 and dropped connections are tried again.
+    pub attempts: u32,
+    /// The wait before the first retry, doubled before each later one, milliseconds.
+    pub backoff_ms: u64,
+    /// The longest wait between two tries (and the cap on a 429's Retry-After), seconds.
+    pub max_backoff_secs: u64,
+    /// The pause between two symbols' requests, milliseconds (politeness).
+    pub pause_ms: u64,
+    /// The User-Agent sent (Cboe's CDN refuses some clients without a browser's).
+    pub user_agent: String,
+    /// Risk-free rate and dividend yield (continuously compounded) the snapshot is
+    /// priced with; each expiry's forward comes from put–call parity when it can.
+    pub rate: f64,
+    pub div_yield: f64,
+    /// Where daily bars come from, which this endpoint does not give: `archive` (files
+    /// loaded with `optdesk import`) or `none`.
+    pub history: String,
+}
+
+impl Default for CboeConfig {
+    fn default() -> Self {
+        CboeConfig {
+            base_url: "https://cdn.cboe.com".into(),
+            symbols: vec!["SPX".into(), "SPY".into(), "QQQ".into(), "IWM".into()],
+            timeout_secs: 20,
+            attempts: 4,
+            backoff_ms: 1000,
+            max_backoff_secs: 30,
+            pause_ms: 500,
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64) optdesk".into(),
+            rate: 0.04,
+            div_yield: 0.0,
+            history: "archive".into(),
         }
     }
 }
@@ -220,6 +271,7 @@ pub struct DeskFile {
     pub desk: Desk,
     pub sim: SimConfig,
     pub replay: ReplayConfig,
+    pub cboe: CboeConfig,
     pub schedule: ScheduleConfig,
     pub alerts: AlertsConfig,
     pub broker: BrokerSettings,
@@ -289,9 +341,45 @@ impl Config {
                 message: e,
             })?;
         }
+        {
+            let c = &desk.cboe;
+            let bad = |message: String| ConfigError::Invalid {
+                file: path.display().to_string(),
+                message,
+            };
+            if !(c.base_url.starts_with("http://") || c.base_url.starts_with("https://")) {
+                return Err(bad(format!(
+                    "cboe.base_url = \"{}\": expected an http:// or https:// URL",
+                    c.base_url
+                )));
+            }
+            if !(1..=300).contains(&c.timeout_secs) || !(1..=20).contains(&c.attempts) {
+                return Err(bad(
+                    "cboe.timeout_secs (1 to 300) and cboe.attempts (1 to 20) out of range".into(),
+                ));
+            }
+            if c.backoff_ms > 60_000 || c.max_backoff_secs > 600 || c.pause_ms > 60_000 {
+                return Err(bad(
+                    "cboe.backoff_ms (at most 60000), cboe.max_backoff_secs (at most 600) or cboe.pause_ms (at most 60000) out of range".into(),
+                ));
+            }
+            if c.history != "archive" && c.history != "none" {
+                return Err(bad(format!(
+                    "cboe.history = \"{}\": expected \"archive\" or \"none\"",
+                    c.history
+                )));
+            }
+            if let Some(s) = c.symbols.iter().find(|s| {
+                s.is_empty() || s.len() > 6 || !s.chars().all(|ch| ch.is_ascii_uppercase())
+            }) {
+                return Err(bad(format!("cboe.symbols: '{s}' is not a symbol")));
+            }
+        }
         for (key, v) in [
             ("replay.rate", desk.replay.rate),
             ("replay.div_yield", desk.replay.div_yield),
+            ("cboe.rate", desk.cboe.rate),
+            ("cboe.div_yield", desk.cboe.div_yield),
         ] {
             if !(-0.05..=0.5).contains(&v) {
                 return Err(ConfigError::Invalid {

@@ -938,7 +938,9 @@ fn fuzz_import_file() {
     )
     .unwrap();
     let path = dir.path().join("spy_eod_202403.csv");
-    let file = std::fs::canonicalize(dir.path()).unwrap().join("spy_eod_202403.csv");
+    let file = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("spy_eod_202403.csv");
     let file = file.display().to_string();
     let count = |conn: &duckdb::Connection| -> i64 {
         conn.query_row(
@@ -979,4 +981,74 @@ fn fuzz_import_file() {
         "fuzz target import::import_file: {n} cases, no panic ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
+}
+
+// ---------------------------------------------------------------------------------
+// The cboe source: option symbols and delayed-quotes payloads
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn fuzz_cboe_option_symbol() {
+    use optdesk::sources::cboe::parse_option_symbol;
+    let valid =
+        ("[A-Z]{1,6}", date(), any::<bool>(), 1i64..=99_999_999).prop_map(|(root, d, call, k)| {
+            format!(
+                "{root}{}{}{k:08}",
+                d.format("%y%m%d"),
+                if call { "C" } else { "P" }
+            )
+        });
+    let input = prop_oneof![
+        1 => any::<String>(),
+        2 => valid.clone(),
+        2 => mutated(valid),
+    ];
+    fuzz("cboe::parse_option_symbol", input, |s| {
+        if let Some((root, expiry, right, strike)) = parse_option_symbol(&s) {
+            prop_assert!(!root.is_empty() && strike.is_positive());
+            // It prints back to the symbol it came from.
+            let code = if right == OptionRight::Call { "C" } else { "P" };
+            let back = format!(
+                "{root}{}{code}{:08}",
+                expiry.format("%y%m%d"),
+                (strike.to_f64() * 1000.0).round() as i64
+            );
+            prop_assert_eq!(back, s.trim().replace(' ', ""));
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_cboe_payload() {
+    use optdesk::sources::cboe::parse_payload;
+    let option = (
+        "[A-Z]{1,4}[0-9]{6}[CP][0-9]{8}",
+        number_text(),
+        number_text(),
+        number_text(),
+    )
+        .prop_map(|(sym, bid, ask, iv)| {
+            format!(
+                r#"{{"option": "{sym}", "bid": {bid}, "ask": {ask}, "iv": {iv}, "volume": 1.0}}"#
+            )
+        });
+    let body = (vec(option, 0..4), number_text(), "[ -~]{0,20}").prop_map(|(opts, price, ts)| {
+        format!(
+            r#"{{"timestamp": "{ts}", "data": {{"options": [{}], "current_price": {price}}}, "symbol": "X"}}"#,
+            opts.join(", ")
+        )
+    });
+    let input = prop_oneof![
+        1 => vec(any::<u8>(), 0..200),
+        3 => body.clone().prop_map(String::into_bytes),
+        2 => mutated(body).prop_map(String::into_bytes),
+    ];
+    fuzz("cboe::parse_payload", input, |b| {
+        match parse_payload(&b, "cboe X") {
+            Ok(p) => prop_assert!(p.price > 0.0 && p.price.is_finite()),
+            Err(e) => names_file(&e, "cboe X")?,
+        }
+        Ok(())
+    });
 }

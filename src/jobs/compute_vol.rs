@@ -63,6 +63,11 @@ impl Default for Params {
     }
 }
 
+/// (underlying, expiry, AM-settled): one expiry's series.
+type ExpiryKey<'a> = (&'a str, NaiveDate, bool);
+/// A strike's (call mid, put mid), each when two-sided.
+type MidPair = (Option<f64>, Option<f64>);
+
 /// The forward of one expiry from put–call parity: at the strike K where the call and
 /// put mids are closest (both two-sided), F = K + e^{rT}(C − P). `None` without such a
 /// strike, or when the result is not within 10% of the carry forward (a stale or
@@ -297,10 +302,7 @@ impl Job for ComputeVol {
 
         // Each expiry's forward, as the dividend yield that gives it (so the greeks stay
         // per $1 of spot): put–call parity, else the source's carry.
-        let mut pairs: BTreeMap<
-            (&str, NaiveDate, bool),
-            BTreeMap<u64, (Option<f64>, Option<f64>)>,
-        > = BTreeMap::new();
+        let mut pairs: BTreeMap<ExpiryKey, BTreeMap<u64, MidPair>> = BTreeMap::new();
         for q in &quotes {
             if q.bid > 0.0 && q.ask >= q.bid {
                 let e = pairs

@@ -236,10 +236,29 @@ pub fn run_with_source(
         source.name()
     );
     if !rejects.is_empty() {
+        // Why, by kind: the reason's words before its numbers.
+        let mut why: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, r) in &rejects {
+            let kind = r
+                .split([':', '(', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+                .next()
+                .unwrap_or(r)
+                .trim()
+                .to_string();
+            *why.entry(kind).or_default() += 1;
+        }
         summary.push_str(&format!(
-            "; {} quotes rejected (see quote_rejects)",
-            rejects.len()
+            "; {} quotes rejected ({}; see quote_rejects)",
+            rejects.len(),
+            why.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
+    }
+    for n in &snap.notes {
+        summary.push_str("; ");
+        summary.push_str(n);
     }
     if let Some(short) = bars.short_history {
         summary.push_str(&format!("; {short}"));

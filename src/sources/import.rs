@@ -16,7 +16,7 @@
 
 use crate::calendar;
 use chrono::{NaiveDate, NaiveDateTime};
-use duckdb::{params, Connection};
+use duckdb::{params, Connection, OptionalExt};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
@@ -571,11 +571,7 @@ fn first_bad_field(
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map(Some)
-            .or_else(|e| match e {
-                duckdb::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
+            .optional()?;
         if let Some((line, value)) = row {
             return Err(ImportError::Field {
                 file: file.to_string(),
@@ -586,6 +582,27 @@ fn first_bad_field(
         }
     }
     Ok(())
+}
+
+/// (first date, last date, symbols) of an import.
+type Coverage = (Option<NaiveDate>, Option<NaiveDate>, Vec<String>);
+
+/// The first and last dates and the symbols of what `temp.norm` holds.
+fn dates_and_symbols(
+    conn: &Connection,
+    date: &str,
+    symbol: &str,
+) -> Result<Coverage, duckdb::Error> {
+    let (first, last) = conn.query_row(
+        &format!("SELECT min({date}), max({date}) FROM norm"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut s = conn.prepare(&format!("SELECT DISTINCT {symbol} FROM norm ORDER BY 1"))?;
+    let symbols = s
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((first, last, symbols))
 }
 
 fn import_chain(
@@ -880,15 +897,7 @@ fn import_chain(
         let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    let (first_date, last_date): (Option<NaiveDate>, Option<NaiveDate>) =
-        conn.query_row("SELECT min(as_of), max(as_of) FROM norm", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let symbols = {
-        let mut s = conn.prepare("SELECT DISTINCT underlying FROM norm ORDER BY 1")?;
-        let rows = s.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
+    let (first_date, last_date, symbols) = dates_and_symbols(conn, "as_of", "underlying")?;
     conn.execute_batch("DROP TABLE IF EXISTS temp.snap")?;
     Ok(ImportSummary {
         file: file.to_string(),
@@ -1013,15 +1022,7 @@ fn import_bars(
          FROM norm ORDER BY symbol, date",
         params![layout.name(), file, import_id],
     )? as i64;
-    let (first_date, last_date): (Option<NaiveDate>, Option<NaiveDate>) =
-        conn.query_row("SELECT min(date), max(date) FROM norm", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let symbols = {
-        let mut s = conn.prepare("SELECT DISTINCT symbol FROM norm ORDER BY 1")?;
-        let rows = s.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
+    let (first_date, last_date, symbols) = dates_and_symbols(conn, "date", "symbol")?;
     Ok(ImportSummary {
         file: file.to_string(),
         layout,

@@ -1,5 +1,6 @@
 //! Market-data sources behind one trait. The domain never sees a source's transport.
 
+pub mod cboe;
 pub mod import;
 pub mod replay;
 pub mod sim;
@@ -41,6 +42,16 @@ pub enum SourceError {
     /// The request cannot be made at all (a malformed URL, no HTTP client).
     #[error("cannot make the request: {reason}")]
     Request { reason: String },
+    /// A request that kept failing in a way worth retrying (429, 5xx, 403 from a CDN,
+    /// a timeout, a dropped connection) until the configured bound.
+    #[error("{source_name} {symbol}: {last} after {attempts} attempt(s) (the bound is {bound})")]
+    GaveUp {
+        source_name: &'static str,
+        symbol: String,
+        last: String,
+        attempts: u32,
+        bound: String,
+    },
     /// A file or an answer with a value that cannot be used; `line` when it has lines.
     #[error("{file_or_source}: {}field '{field}': {reason}", line_text(.line))]
     BadData {
@@ -67,7 +78,8 @@ impl SourceError {
         match self {
             SourceError::Timeout
             | SourceError::RateLimited { .. }
-            | SourceError::Disconnected { .. } => true,
+            | SourceError::Disconnected { .. }
+            | SourceError::GaveUp { .. } => true,
             SourceError::Http { status } => *status >= 500,
             SourceError::UnknownSymbol { .. }
             | SourceError::NoData { .. }
@@ -111,6 +123,9 @@ pub struct Snapshot {
     pub quote_time: NaiveDateTime,
     pub underlyings: Vec<UnderlyingQuote>,
     pub quotes: Vec<OptionQuote>,
+    /// What the source wants said in the run's summary (a payload's own timestamp, a
+    /// symbol without options).
+    pub notes: Vec<String>,
 }
 
 pub trait MarketData: Send + Sync {
@@ -153,8 +168,9 @@ pub fn known_symbols(config: &crate::config::Config) -> Option<(&'static str, Ve
                 .map(|u| u.symbol)
                 .collect(),
         )),
-        // What the archive holds is known only to the store, not at load.
-        crate::config::SourceKind::Replay => None,
+        // What the archive holds is known only to the store, not at load; a web source
+        // learns its universe when it asks.
+        crate::config::SourceKind::Replay | crate::config::SourceKind::Cboe => None,
     }
 }
 
@@ -199,6 +215,13 @@ pub fn from_config(
             config.desk.replay.rate,
             config.desk.replay.div_yield,
         )?),
+        crate::config::SourceKind::Cboe => {
+            let c = &config.desk.cboe;
+            let history = (c.history == "archive")
+                .then(|| replay::Replay::new(conn, c.rate, c.div_yield))
+                .transpose()?;
+            Box::new(cboe::Cboe::new(c, history)?)
+        }
     })
 }
 

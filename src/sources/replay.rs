@@ -194,6 +194,7 @@ impl MarketData for Replay {
             quote_time,
             underlyings,
             quotes,
+            notes: Vec::new(),
         })
     }
 

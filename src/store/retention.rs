@@ -25,7 +25,7 @@
 
 use super::{backup, Store, StoreError};
 use chrono::NaiveDate;
-use duckdb::{params, Connection};
+use duckdb::{params, Connection, OptionalExt};
 use std::path::{Path, PathBuf};
 
 /// The quotes of snapshots before a boundary that the retention rule keeps, as a SQL
@@ -89,11 +89,7 @@ pub fn refuse_pruned(conn: &Connection, as_of: NaiveDate) -> Result<Option<Strin
             params![as_of],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .map(Some)
-        .or_else(|e| match e {
-            duckdb::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+        .optional()?;
     Ok(row.map(|(before, at)| {
         format!(
             "the option quotes of sessions before {before} were pruned on {at} (optdesk prune): {as_of} cannot be recomputed from a thinned chain; its stored results stand"

@@ -263,6 +263,7 @@ impl MarketData for Sim {
             quote_time,
             underlyings,
             quotes,
+            notes: Vec::new(),
         })
     }
 

@@ -1,0 +1,300 @@
+//! The `cboe` source against a local HTTP server serving delayed-quotes payloads in the
+//! recorded shape (synthetic values): a normal day, 429 then 200, 429 until the bound,
+//! a timeout, a cut payload, a symbol without options, an empty result, an unknown
+//! symbol. A failed fetch writes nothing.
+
+mod common;
+use common::{stderr, stdout, Desk};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the server answers for a path, by how many times the path was asked before.
+type Handler = dyn Fn(&str, usize) -> Answer + Send + Sync;
+
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    retry_after: Option<u64>,
+    delay: Duration,
+}
+
+fn ok(body: String) -> Answer {
+    Answer {
+        status: 200,
+        body,
+        retry_after: None,
+        delay: Duration::ZERO,
+    }
+}
+
+fn status(s: u16) -> Answer {
+    Answer {
+        status: s,
+        body: format!("<html>{s}</html>"),
+        retry_after: (s == 429).then_some(0),
+        delay: Duration::ZERO,
+    }
+}
+
+struct Server {
+    port: u16,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+fn serve(handler: Arc<Handler>) -> Server {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for req in server.incoming_requests() {
+            let url = req.url().to_string();
+            h.lock().unwrap().push(url.clone());
+            let n = seen.entry(url.clone()).or_default();
+            let a = handler(&url, *n);
+            *n += 1;
+            std::thread::spawn(move || {
+                std::thread::sleep(a.delay);
+                let mut resp = tiny_http::Response::from_string(a.body).with_status_code(a.status);
+                if let Some(s) = a.retry_after {
+                    resp = resp.with_header(
+                        tiny_http::Header::from_bytes(
+                            &b"Retry-After"[..],
+                            s.to_string().as_bytes(),
+                        )
+                        .unwrap(),
+                    );
+                }
+                let _ = req.respond(resp);
+            });
+        }
+    });
+    Server { port, hits }
+}
+
+/// A payload in Cboe's shape: strikes around `spot` for two expiries, calls and puts.
+fn payload(symbol: &str, root: &str, spot: f64, step: f64) -> String {
+    let mut opts = Vec::new();
+    for (exp, t) in [("241220", 29.0f64 / 365.0), ("250117", 57.0 / 365.0)] {
+        for i in -6i32..=6 {
+            let k = (spot / step).round() * step + i as f64 * step;
+            for (right, intrinsic) in [("C", (spot - k).max(0.0)), ("P", (k - spot).max(0.0))] {
+                let tv =
+                    spot * 0.16 * t.sqrt() * 0.4 * (-(((k - spot) / (spot * 0.05)).powi(2))).exp();
+                let mid = intrinsic + tv.max(0.05);
+                let half = (mid * 0.01).max(0.05);
+                opts.push(format!(
+                    r#"{{"option": "{root}{exp}{right}{:08}", "bid": {:.2}, "bid_size": 10.0, "ask": {:.2}, "ask_size": 12.0, "iv": 0.16, "open_interest": 100.0, "volume": 7.0, "delta": 0.5, "gamma": 0.01, "vega": 0.1, "theta": -0.1, "rho": 0.01, "theo": {mid:.2}, "change": 0.0, "open": 0.0, "high": 0.0, "low": 0.0, "tick": "up", "last_trade_price": {mid:.2}, "last_trade_time": "2024-11-21T10:04:59", "percent_change": 0.0, "prev_day_close": {mid:.2}}}"#,
+                    (k * 1000.0).round() as i64,
+                    mid - half,
+                    mid + half
+                ));
+            }
+        }
+    }
+    format!(
+        r#"{{"timestamp": "2024-11-21 10:05:00", "data": {{"options": [{}], "symbol": "{symbol}", "security_type": "stock", "current_price": {spot}, "bid": {spot}, "ask": {spot}, "iv30": 16.1}}, "symbol": "{symbol}"}}"#,
+        opts.join(", ")
+    )
+}
+
+fn desk_for(port: u16, extra: &str) -> Desk {
+    let desk = Desk::new();
+    // The shipped file's own [cboe] table gives way to the test's.
+    let mut in_cboe = false;
+    let text: String = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("source = \"sim\"", "source = \"cboe\"")
+        .lines()
+        .filter(|l| {
+            if l.starts_with('[') {
+                in_cboe = l.trim() == "[cboe]";
+            }
+            !in_cboe
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    desk.write_config(
+        "desk.toml",
+        &format!(
+            "{text}\n[cboe]\nbase_url = \"http://127.0.0.1:{port}\"\nsymbols = [\"SPX\", \"SPY\"]\nattempts = 3\nbackoff_ms = 10\nmax_backoff_secs = 1\npause_ms = 0\nhistory = \"none\"\n{extra}"
+        ),
+    );
+    desk
+}
+
+const DAY: &str = "2024-11-21";
+const SPX: &str = "/api/global/delayed_quotes/options/_SPX.json";
+const SPY: &str = "/api/global/delayed_quotes/options/SPY.json";
+
+fn normal(path: &str) -> Answer {
+    match path {
+        SPX => ok(payload("^SPX", "SPXW", 5917.11, 25.0)),
+        SPY => ok(payload("SPY", "SPY", 590.5, 5.0)),
+        _ => status(404),
+    }
+}
+
+fn quotes(desk: &Desk) -> i64 {
+    desk.count("SELECT count(*) FROM option_quotes")
+}
+
+#[test]
+fn a_normal_day_is_fetched_parsed_and_priced() {
+    let server = serve(Arc::new(|p: &str, _| normal(p)));
+    let desk = desk_for(server.port, "");
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert!(
+        out.contains("from cboe") && out.contains("Cboe payload time 2024-11-21 10:05:00"),
+        "{out}"
+    );
+    assert_eq!(quotes(&desk), 2 * 2 * 13 * 2);
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM option_quotes WHERE source <> 'cboe' OR source_iv <> 0.16"
+        ),
+        0
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE underlying = 'SPX' AND root = 'SPXW' AND settlement = 'cash' AND style = 'european'"),
+        52
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE contract = 'SPY   241220C00590000' AND expiry = DATE '2024-12-20' AND strike = 590"),
+        1
+    );
+    let out = desk.run_ok(&["job", "run", "compute_vol", "--as-of", DAY]);
+    assert!(out.contains("median |IV − source IV|"), "{out}");
+    let hits = server.hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 2, "one request per symbol: {hits:?}");
+}
+
+#[test]
+fn a_429_is_retried_and_the_bound_ends_it_with_the_reason() {
+    // 429 once, then the payload.
+    let server = serve(Arc::new(|p: &str, n| {
+        if p == SPY && n == 0 {
+            status(429)
+        } else {
+            normal(p)
+        }
+    }));
+    let desk = desk_for(server.port, "");
+    desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert_eq!(quotes(&desk), 104);
+    assert_eq!(
+        server
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|u| *u == SPY)
+            .count(),
+        2
+    );
+
+    // 429 every time: three tries, then the job fails with the reason and writes nothing.
+    let server = serve(Arc::new(
+        |p: &str, _| if p == SPY { status(429) } else { normal(p) },
+    ));
+    let desk = desk_for(server.port, "");
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("SPY") && all.contains("429") && all.contains("after 3 attempt(s)"),
+        "{all}"
+    );
+    assert_eq!(quotes(&desk), 0, "nothing written");
+    assert_eq!(desk.count("SELECT count(*) FROM underlying_quotes"), 0);
+    assert_eq!(
+        server
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|u| *u == SPY)
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_timeout_a_cut_payload_an_empty_result_and_an_unknown_symbol_fail_whole() {
+    let cases: Vec<(Arc<Handler>, &str, &str)> = vec![
+        (
+            Arc::new(|p: &str, _| {
+                let mut a = normal(p);
+                if p == SPY {
+                    a.delay = Duration::from_secs(3);
+                }
+                a
+            }),
+            "timeout_secs = 1\n",
+            "timed out",
+        ),
+        (
+            Arc::new(|p: &str, _| {
+                let mut a = normal(p);
+                if p == SPY {
+                    a.body.truncate(a.body.len() / 2);
+                }
+                a
+            }),
+            "",
+            "cut short",
+        ),
+        (
+            Arc::new(|p: &str, _| if p == SPY { ok("{}".into()) } else { normal(p) }),
+            "",
+            "cboe SPY: field 'data': missing",
+        ),
+        (
+            Arc::new(|p: &str, _| normal(p)),
+            "symbols = [\"SPX\", \"NOPE\"]\n",
+            "cboe has no data for symbol NOPE",
+        ),
+    ];
+    for (handler, extra, want) in cases {
+        let server = serve(handler);
+        let desk = desk_for(server.port, "");
+        if !extra.is_empty() {
+            // The case's own settings replace the defaults above.
+            let text = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
+            let key = extra.split('=').next().unwrap().trim();
+            let text: String = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            desk.write_config("desk.toml", &format!("{text}\n{extra}"));
+        }
+        let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
+        assert_eq!(o.status.code(), Some(1), "{want}: {}", stdout(&o));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(all.contains(want), "{want}: {all}");
+        assert_eq!(quotes(&desk), 0, "{want}: nothing written");
+    }
+}
+
+#[test]
+fn a_symbol_without_options_keeps_its_price_and_says_so() {
+    let server = serve(Arc::new(|p: &str, _| {
+        if p == SPY {
+            ok(r#"{"timestamp": "2024-11-21 10:05:00", "data": {"options": [], "symbol": "SPY", "current_price": 590.5}, "symbol": "SPY"}"#.into())
+        } else {
+            normal(p)
+        }
+    }));
+    let desk = desk_for(server.port, "");
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert!(out.contains("SPY: no options listed"), "{out}");
+    assert_eq!(quotes(&desk), 52);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM underlying_quotes WHERE symbol = 'SPY' AND price = 590.5"),
+        1
+    );
+}
