@@ -298,3 +298,39 @@ fn a_symbol_without_options_keeps_its_price_and_says_so() {
         1
     );
 }
+
+#[test]
+fn quotes_that_break_a_rule_are_kept_out_with_the_rule_and_what_was_received() {
+    let server = serve(Arc::new(|p: &str, _| {
+        if p == SPY {
+            let body = payload("SPY", "SPY", 590.5, 5.0).replacen(
+                r#"{"option": "SPY241220C"#,
+                r#"{"option": "SPY 24X220C00590000", "bid": 1.0, "ask": 1.1}, {"option": "SPY241115C00590000", "bid": 3.0, "ask": 2.0}, {"option": "SPY241220C"#,
+                1,
+            );
+            ok(body)
+        } else {
+            normal(p)
+        }
+    }));
+    let desk = desk_for(server.port, "");
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert!(
+        out.contains("2 quotes rejected (1 expired, 1 unparseable; see quote_rejects)"),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM quote_rejects WHERE rule = 'unparseable' AND contract = 'SPY 24X220C00590000' AND raw LIKE 'option=SPY 24X220C00590000%'"),
+        1
+    );
+    // Expired on 2024-11-15, before the session, and crossed: the first rule that fails.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM quote_rejects WHERE rule = 'expired' AND raw LIKE 'SPY,SPY,2024-11-15,%'"),
+        1
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM quote_rejects WHERE rule IS NULL OR raw IS NULL"),
+        0
+    );
+    assert_eq!(quotes(&desk), 104, "the good quotes are all there");
+}

@@ -143,13 +143,43 @@ pub fn run_with_source(
             params![as_of, qt],
         )?;
     }
-    let (good, rejects): (Vec<&OptionQuote>, Vec<(&OptionQuote, String)>) = {
+    // (underlying, contract, rule, reason, raw) of each quote kept out.
+    type Rejected = (String, String, &'static str, String, String);
+    let (good, rejects): (Vec<&OptionQuote>, Vec<Rejected>) = {
         let mut g = Vec::with_capacity(snap.quotes.len());
-        let mut r = Vec::new();
+        let mut r: Vec<Rejected> = snap
+            .rejects
+            .iter()
+            .map(|x| {
+                (
+                    x.underlying.clone(),
+                    x.contract.clone(),
+                    x.rule,
+                    x.reason.clone(),
+                    x.raw.clone(),
+                )
+            })
+            .collect();
         for q in &snap.quotes {
             match q.check(as_of) {
                 Ok(()) => g.push(q),
-                Err(e) => r.push((q, e.to_string())),
+                Err(e) => r.push((
+                    q.underlying.clone(),
+                    q.contract(),
+                    e.rule(),
+                    e.to_string(),
+                    format!(
+                        "{},{},{},{},{},{},{},{}",
+                        q.underlying,
+                        q.root,
+                        q.expiry,
+                        q.strike,
+                        q.right.code(),
+                        q.bid,
+                        q.ask,
+                        q.underlying_price
+                    ),
+                )),
             }
         }
         (g, r)
@@ -163,17 +193,20 @@ pub fn run_with_source(
         source.name(),
         ctx.run_id,
     )?;
-    for (q, why) in &rejects {
+    for (underlying, contract, rule, why, raw) in &rejects {
         conn.execute(
-            "INSERT INTO quote_rejects VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO quote_rejects (as_of, quote_time, underlying, contract, reason, source, run_id, rule, raw)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params![
                 as_of,
                 qt,
-                q.underlying,
-                q.contract(),
+                underlying,
+                contract,
                 why,
                 source.name(),
-                ctx.run_id
+                ctx.run_id,
+                rule,
+                raw
             ],
         )?;
     }
@@ -237,15 +270,9 @@ pub fn run_with_source(
     );
     if !rejects.is_empty() {
         // Why, by kind: the reason's words before its numbers.
-        let mut why: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, r) in &rejects {
-            let kind = r
-                .split([':', '(', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
-                .next()
-                .unwrap_or(r)
-                .trim()
-                .to_string();
-            *why.entry(kind).or_default() += 1;
+        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &rejects {
+            *why.entry(r.2).or_default() += 1;
         }
         summary.push_str(&format!(
             "; {} quotes rejected ({}; see quote_rejects)",

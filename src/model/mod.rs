@@ -217,6 +217,20 @@ pub enum ModelError {
     BadOrderId { id: String, reason: String },
 }
 
+impl ModelError {
+    /// The hygiene rule a quote that fails [`OptionQuote::check`] broke, as stored in
+    /// `quote_rejects.rule`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ModelError::NonPositiveStrike(_) => "bad_strike",
+            ModelError::ExpiredContract { .. } => "expired",
+            ModelError::BadSymbol(_) => "bad_symbol",
+            ModelError::CrossedQuote { .. } => "crossed",
+            _ => "unparseable",
+        }
+    }
+}
+
 /// The OCC option symbol: root padded to 6, YYMMDD, C/P, strike × 1000 in 8 digits.
 /// e.g. `SPY   250321C00580000`.
 pub fn occ_symbol(root: &str, expiry: NaiveDate, right: OptionRight, strike: Price) -> String {

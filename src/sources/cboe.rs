@@ -11,7 +11,9 @@
 //! or nothing. Daily bars and ATM-IV history, which this endpoint does not give, come
 //! from the archive `optdesk import` filled (`[cboe] history = "archive"`) or nowhere.
 
-use super::{replay::Replay, IvPoint, MarketData, Snapshot, SourceError, UnderlyingQuote};
+use super::{
+    replay::Replay, IvPoint, MarketData, Snapshot, SourceError, SourceReject, UnderlyingQuote,
+};
 use crate::config::CboeConfig;
 use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
 use crate::net::{HttpClient, NetError, RetryPolicy};
@@ -246,6 +248,7 @@ impl MarketData for Cboe {
         let mut underlyings = Vec::new();
         let mut quotes = Vec::new();
         let mut notes = Vec::new();
+        let mut rejects = Vec::new();
         let mut stamps = Vec::new();
         for (n, sym) in symbols.iter().enumerate() {
             if n > 0 && self.config.pause_ms > 0 {
@@ -270,6 +273,22 @@ impl MarketData for Cboe {
             for o in &p.options {
                 let Some((root, expiry, right, strike)) = parse_option_symbol(&o.symbol) else {
                     unreadable += 1;
+                    rejects.push(SourceReject {
+                        underlying: sym.clone(),
+                        contract: o.symbol.chars().take(40).collect(),
+                        rule: "unparseable",
+                        reason: format!(
+                            "option symbol '{}' does not read as ROOT YYMMDD C/P strike",
+                            o.symbol.chars().take(40).collect::<String>()
+                        ),
+                        raw: format!(
+                            "option={} bid={} ask={} iv={}",
+                            o.symbol.chars().take(40).collect::<String>(),
+                            o.bid,
+                            o.ask,
+                            o.iv
+                        ),
+                    });
                     continue;
                 };
                 if expiry > last_expiry {
@@ -319,6 +338,7 @@ impl MarketData for Cboe {
             underlyings,
             quotes,
             notes,
+            rejects,
         })
     }
 

@@ -126,6 +126,21 @@ pub struct Snapshot {
     /// What the source wants said in the run's summary (a payload's own timestamp, a
     /// symbol without options).
     pub notes: Vec<String>,
+    /// What the source received but could not make a quote of, stored in
+    /// `quote_rejects` with its rule: nothing is dropped silently.
+    pub rejects: Vec<SourceReject>,
+}
+
+/// A quote a source could not read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceReject {
+    pub underlying: String,
+    /// The contract as received (its symbol, even when it does not parse).
+    pub contract: String,
+    pub rule: &'static str,
+    pub reason: String,
+    /// What was received, as text.
+    pub raw: String,
 }
 
 pub trait MarketData: Send + Sync {

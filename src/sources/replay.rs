@@ -195,6 +195,7 @@ impl MarketData for Replay {
             underlyings,
             quotes,
             notes: Vec::new(),
+            rejects: Vec::new(),
         })
     }
 

@@ -91,6 +91,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "009_archive.sql",
         sql: include_str!("../../sql/009_archive.sql"),
     },
+    Migration {
+        version: 10,
+        name: "010_quote_rejects_rule.sql",
+        sql: include_str!("../../sql/010_quote_rejects_rule.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {

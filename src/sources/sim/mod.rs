@@ -264,6 +264,7 @@ impl MarketData for Sim {
             underlyings,
             quotes,
             notes: Vec::new(),
+            rejects: Vec::new(),
         })
     }
 
