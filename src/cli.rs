@@ -134,11 +134,12 @@ pub enum Cmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Force a layout: optionsdx, datashop, deltaneutral, deltaneutral-l3,
-        /// deltaneutral-lower, yahoo-bars, bars.
+        /// deltaneutral-lower, yahoo-bars, bars, iv-history, correlation-history.
         #[arg(long)]
         layout: Option<String>,
         /// The underlying, for files that do not name it (OptionsDX, a bar file without a
-        /// symbol column) when the file name does not either.
+        /// symbol column) when the file name does not either; the index of a
+        /// correlation history (QQQ by default).
         #[arg(long)]
         symbol: Option<String>,
     },

@@ -251,3 +251,97 @@ fn a_replayed_session_runs_the_whole_pipeline_on_the_vendor_quotes() {
         "{all}"
     );
 }
+
+#[test]
+fn a_users_own_iv_and_correlation_history_seeds_rank_and_z_score() {
+    let desk = Desk::new();
+    import_all(&desk);
+    // 60 sessions of SPY ATM IV and of QQQ implied correlation before the replayed day.
+    let days: Vec<String> = {
+        let mut d = chrono::NaiveDate::from_ymd_opt(2023, 12, 1).unwrap();
+        let mut out = Vec::new();
+        while d < chrono::NaiveDate::from_ymd_opt(2024, 3, 15).unwrap() {
+            if optdesk::calendar::is_session(d).unwrap() {
+                out.push(d.to_string());
+            }
+            d += chrono::Duration::days(1);
+        }
+        out
+    };
+    let iv: String = std::iter::once("date,symbol,iv".to_string())
+        .chain(
+            days.iter()
+                .enumerate()
+                .map(|(i, d)| format!("{d},SPY,{:.4}", 0.12 + 0.001 * (i % 40) as f64)),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let corr: String = std::iter::once("date,implied_corr".to_string())
+        .chain(
+            days.iter()
+                .enumerate()
+                .map(|(i, d)| format!("{d},{:.4}", 0.40 + 0.002 * (i % 30) as f64)),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ivf = desk.dir.path().join("my_iv.csv");
+    let cf = desk.dir.path().join("correlation_data.csv");
+    std::fs::write(&ivf, &iv).unwrap();
+    std::fs::write(&cf, &corr).unwrap();
+    let out = desk.run_ok(&["import", ivf.to_str().unwrap(), cf.to_str().unwrap()]);
+    assert!(
+        out.contains("iv-history layout") && out.contains("correlation-history layout"),
+        "{out}"
+    );
+    let n = days.len() as i64;
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM iv_history WHERE symbol = 'SPY' AND source LIKE 'import:%'"
+        ),
+        n
+    );
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM correlation WHERE basis = 'import' AND index_symbol = 'QQQ'"
+        ),
+        n
+    );
+    // Again: the same rows, not twice.
+    desk.run_ok(&["import", ivf.to_str().unwrap()]);
+    std::fs::write(&ivf, format!("{iv}\n")).unwrap(); // new bytes, same rows: replaced
+    desk.run_ok(&["import", ivf.to_str().unwrap()]);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM iv_history WHERE source LIKE 'import:%'"),
+        n
+    );
+
+    // The replayed day ranks SPY's IV against the imported history.
+    let desk_toml = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("source = \"sim\"", "source = \"replay\"");
+    desk.write_config("desk.toml", &desk_toml);
+    desk.run_ok(&["run", "daily", "--as-of", "2024-03-15"]);
+    assert!(
+        desk.count("SELECT iv_history_sessions FROM vol_metrics WHERE symbol = 'SPY'") >= 60,
+        "IV rank from the imported history"
+    );
+
+    // A value that is not a fraction is refused naming the line.
+    std::fs::write(
+        &ivf,
+        "date,symbol,iv\n2024-01-02,SPY,0.15\n2024-01-03,SPY,18.5\n",
+    )
+    .unwrap();
+    let o = desk.run(&["import", ivf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("line 3, field 'iv': 18.5 is not a 30-day ATM IV as a fraction"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM iv_history WHERE source LIKE 'import:%'"),
+        n,
+        "unchanged"
+    );
+}

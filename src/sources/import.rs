@@ -38,6 +38,10 @@ pub enum Layout {
     YahooBars,
     /// Daily bars: `date, open, high, low, close, volume` (and optionally `symbol`).
     GenericBars,
+    /// A 30-day ATM implied-vol history: `date, symbol, iv` (into `iv_history`).
+    IvHistory,
+    /// An implied-correlation history: `date, value` (into `correlation`).
+    CorrHistory,
 }
 
 pub const LAYOUTS: &[(&str, Layout)] = &[
@@ -48,6 +52,8 @@ pub const LAYOUTS: &[(&str, Layout)] = &[
     ("deltaneutral-lower", Layout::DeltaNeutralLower),
     ("yahoo-bars", Layout::YahooBars),
     ("bars", Layout::GenericBars),
+    ("iv-history", Layout::IvHistory),
+    ("correlation-history", Layout::CorrHistory),
 ];
 
 impl Layout {
@@ -84,6 +90,18 @@ impl Layout {
             Some(Layout::DeltaNeutralL2)
         } else if has("underlying_last") && has("optionroot") && has("quotedate") {
             Some(Layout::DeltaNeutralLower)
+        } else if has("date")
+            && has("symbol")
+            && (has("iv") || has("atm_iv") || has("atm_iv_30d"))
+            && !has("open")
+        {
+            Some(Layout::IvHistory)
+        } else if has("date")
+            && (has("implied_corr") || has("correlation") || has("value"))
+            && !has("open")
+            && !has("symbol")
+        {
+            Some(Layout::CorrHistory)
         } else if has("date") && has("adj close") && has("close") {
             Some(Layout::YahooBars)
         } else if has("date") && has("open") && has("high") && has("low") && has("close") {
@@ -308,7 +326,9 @@ fn chain_select(layout: Layout, sym: Option<&str>) -> Result<String, String> {
                  FROM raw"
             )
         }
-        Layout::YahooBars | Layout::GenericBars => unreachable!("bars are not chains"),
+        Layout::YahooBars | Layout::GenericBars | Layout::IvHistory | Layout::CorrHistory => {
+            unreachable!("not a chain layout")
+        }
     })
 }
 
@@ -412,9 +432,13 @@ pub fn import_file(
             unchanged: true,
         });
     }
-    let sym = symbol
-        .map(|s| s.to_ascii_uppercase())
-        .or_else(|| symbol_from_file_name(path));
+    // A correlation history names its index only through --symbol (its file name is
+    // not a symbol: correlation_data.csv).
+    let sym = symbol.map(|s| s.to_ascii_uppercase()).or_else(|| {
+        (layout != Layout::CorrHistory)
+            .then(|| symbol_from_file_name(path))
+            .flatten()
+    });
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = import_in_transaction(conn, &file, &sha, layout, &cols, sym.as_deref());
     match res {
@@ -462,6 +486,8 @@ fn import_in_transaction(
     )?;
     let summary = if layout.is_bars() {
         import_bars(conn, file, layout, &names, sym, import_id)?
+    } else if matches!(layout, Layout::IvHistory | Layout::CorrHistory) {
+        import_history(conn, file, layout, &names, sym)?
     } else {
         import_chain(conn, file, layout, &names, sym, import_id)?
     };
@@ -1022,6 +1048,134 @@ fn import_bars(
          FROM norm ORDER BY symbol, date",
         params![layout.name(), file, import_id],
     )? as i64;
+    let (first_date, last_date, symbols) = dates_and_symbols(conn, "date", "symbol")?;
+    Ok(ImportSummary {
+        file: file.to_string(),
+        layout,
+        kept,
+        rejected: 0,
+        rules: Vec::new(),
+        first_date,
+        last_date,
+        symbols,
+        unchanged: false,
+    })
+}
+
+/// A user's own history, to seed IV rank and the correlation Z-score from day one: ATM
+/// IVs into `iv_history` (source `import:<file>`), implied correlations into
+/// `correlation` (basis `import`, for the index `--symbol`, QQQ by default). Values are
+/// fractions (0.185 = 18.5 vol points, 0.62 = a correlation of 0.62).
+fn import_history(
+    conn: &Connection,
+    file: &str,
+    layout: Layout,
+    names: &[String],
+    sym: Option<&str>,
+) -> Result<ImportSummary, ImportError> {
+    let has = |c: &str| names.iter().any(|n| n == c);
+    let pick = |cands: &[&'static str]| cands.iter().copied().find(|c| has(c));
+    let (value, lo, hi, what) = match layout {
+        Layout::IvHistory => (
+            pick(&["atm_iv_30d", "atm_iv", "iv"]).unwrap_or("iv"),
+            0.0,
+            5.0,
+            "a 30-day ATM IV as a fraction (0.185 for 18.5%)",
+        ),
+        _ => (
+            pick(&["implied_corr", "correlation", "value"]).unwrap_or("value"),
+            -1.0,
+            1.0,
+            "a correlation between -1 and 1",
+        ),
+    };
+    let symbol = if layout == Layout::IvHistory {
+        "upper(trim(symbol))".to_string()
+    } else {
+        // The index is --symbol's, QQQ otherwise.
+        sql_str(sym.unwrap_or("QQQ"))
+    };
+    let needed = if layout == Layout::IvHistory {
+        format!("date symbol {value}")
+    } else {
+        format!("date {value}")
+    };
+    load_raw(conn, file, names, &needed)?;
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE norm AS
+         SELECT line, trim(date) AS date_s, {symbol} AS symbol, trim({value}) AS value_s,
+                {date} AS date, TRY_CAST(trim({value}) AS DOUBLE) AS value
+         FROM raw",
+        date = date_sql("trim(date)"),
+    ))?;
+    let checks = vec![
+        ("date", "date_s".to_string(), "date".to_string()),
+        (value, "value_s".to_string(), "value".to_string()),
+    ];
+    first_bad_field(conn, file, &checks)?;
+    let out_of_range: Option<(i64, f64)> = conn
+        .query_row(
+            &format!(
+                "SELECT line, value FROM norm WHERE NOT (value > {lo} AND value <= {hi}) OR NOT isfinite(value) ORDER BY line LIMIT 1"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((line, v)) = out_of_range {
+        return Err(ImportError::Field {
+            file: file.to_string(),
+            line,
+            field: value.to_string(),
+            problem: format!("{v} is not {what}"),
+        });
+    }
+    let missing: Option<i64> = conn.query_row(
+        "SELECT min(line) FROM norm WHERE date IS NULL OR value IS NULL OR coalesce(symbol, '') = ''",
+        [],
+        |r| r.get(0),
+    )?;
+    if let Some(line) = missing {
+        return Err(ImportError::Field {
+            file: file.to_string(),
+            line,
+            field: "date/value".into(),
+            problem: "empty".into(),
+        });
+    }
+    let dup: Option<i64> = conn.query_row(
+        "SELECT min(line) FROM (SELECT line, row_number() OVER (PARTITION BY date, symbol ORDER BY line) AS k FROM norm) WHERE k > 1",
+        [],
+        |r| r.get(0),
+    )?;
+    if let Some(line) = dup {
+        return Err(ImportError::Field {
+            file: file.to_string(),
+            line,
+            field: "date".into(),
+            problem: "a second value for the same date".into(),
+        });
+    }
+    let source = format!("import:{file}");
+    let kept = if layout == Layout::IvHistory {
+        conn.execute("DELETE FROM iv_history WHERE source = ?", params![source])?;
+        conn.execute(
+            "INSERT INTO iv_history SELECT date, symbol, value, ?, 0 FROM norm ORDER BY symbol, date",
+            params![source],
+        )? as i64
+    } else {
+        let note = format!("imported from {file}");
+        conn.execute(
+            "DELETE FROM correlation WHERE basis = 'import' AND note = ?",
+            params![note],
+        )?;
+        conn.execute(
+            "INSERT INTO correlation
+             SELECT date, date + TIME '16:00', symbol, 'import', value, NULL, 0, 0, 0, NULL, NULL, NULL, ?, 0
+             FROM norm ORDER BY date",
+            params![note],
+        )? as i64
+    };
     let (first_date, last_date, symbols) = dates_and_symbols(conn, "date", "symbol")?;
     Ok(ImportSummary {
         file: file.to_string(),
