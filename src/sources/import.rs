@@ -581,6 +581,31 @@ fn require_columns(
     })
 }
 
+/// The first line of `temp.norm` that repeats an earlier line's (date, symbol).
+const FIRST_DUPLICATE: &str = "SELECT min(line) FROM (
+    SELECT line, row_number() OVER (PARTITION BY date, symbol ORDER BY line) AS k FROM norm)
+    WHERE k > 1";
+
+/// An error at the line `sql` (a `SELECT min(line) ...`) finds, if it finds one.
+fn fail_at(
+    conn: &Connection,
+    file: &str,
+    sql: &str,
+    field: &str,
+    problem: &str,
+) -> Result<(), ImportError> {
+    let line: Option<i64> = conn.query_row(sql, [], |r| r.get(0))?;
+    match line {
+        Some(line) => Err(ImportError::Field {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            problem: problem.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The first line where a field is present but does not parse, as an error.
 fn first_bad_field(
     conn: &Connection,
@@ -1010,33 +1035,15 @@ fn import_bars(
     .map(|(a, b, c)| (*a, b.to_string(), c.to_string()))
     .collect();
     first_bad_field(conn, file, &checks)?;
-    let bad: Option<i64> = conn.query_row(
-        "SELECT min(line) FROM norm WHERE date IS NULL OR open IS NULL OR high IS NULL OR low IS NULL OR close IS NULL
-            OR NOT (low <= least(open, close) AND high >= greatest(open, close) AND low > 0) OR split_ratio <= 0",
-        [],
-        |r| r.get(0),
+    fail_at(conn, file, "SELECT min(line) FROM norm WHERE date IS NULL OR open IS NULL OR high IS NULL OR low IS NULL OR close IS NULL
+            OR NOT (low <= least(open, close) AND high >= greatest(open, close) AND low > 0) OR split_ratio <= 0", "open/high/low/close", "missing, or not low ≤ open, close ≤ high with a positive low")?;
+    fail_at(
+        conn,
+        file,
+        FIRST_DUPLICATE,
+        "date",
+        "a second bar for the same date and symbol",
     )?;
-    if let Some(line) = bad {
-        return Err(ImportError::Field {
-            file: file.to_string(),
-            line,
-            field: "open/high/low/close".into(),
-            problem: "missing, or not low ≤ open, close ≤ high with a positive low".into(),
-        });
-    }
-    let dup: Option<i64> = conn.query_row(
-        "SELECT min(line) FROM (SELECT line, row_number() OVER (PARTITION BY date, symbol ORDER BY line) AS k FROM norm) WHERE k > 1",
-        [],
-        |r| r.get(0),
-    )?;
-    if let Some(line) = dup {
-        return Err(ImportError::Field {
-            file: file.to_string(),
-            line,
-            field: "date".into(),
-            problem: "a second bar for the same date and symbol".into(),
-        });
-    }
     conn.execute("DELETE FROM archive_bars WHERE file = ?", params![file])?;
     // Another file's bars for the same days give way to this one's.
     conn.execute_batch(
@@ -1130,32 +1137,14 @@ fn import_history(
             problem: format!("{v} is not {what}"),
         });
     }
-    let missing: Option<i64> = conn.query_row(
-        "SELECT min(line) FROM norm WHERE date IS NULL OR value IS NULL OR coalesce(symbol, '') = ''",
-        [],
-        |r| r.get(0),
+    fail_at(conn, file, "SELECT min(line) FROM norm WHERE date IS NULL OR value IS NULL OR coalesce(symbol, '') = ''", "date/value", "empty")?;
+    fail_at(
+        conn,
+        file,
+        FIRST_DUPLICATE,
+        "date",
+        "a second value for the same date",
     )?;
-    if let Some(line) = missing {
-        return Err(ImportError::Field {
-            file: file.to_string(),
-            line,
-            field: "date/value".into(),
-            problem: "empty".into(),
-        });
-    }
-    let dup: Option<i64> = conn.query_row(
-        "SELECT min(line) FROM (SELECT line, row_number() OVER (PARTITION BY date, symbol ORDER BY line) AS k FROM norm) WHERE k > 1",
-        [],
-        |r| r.get(0),
-    )?;
-    if let Some(line) = dup {
-        return Err(ImportError::Field {
-            file: file.to_string(),
-            line,
-            field: "date".into(),
-            problem: "a second value for the same date".into(),
-        });
-    }
     let source = format!("import:{file}");
     let kept = if layout == Layout::IvHistory {
         conn.execute("DELETE FROM iv_history WHERE source = ?", params![source])?;
