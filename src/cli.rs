@@ -916,15 +916,19 @@ fn check(ctx: &Ctx, deep: bool) -> Result<bool> {
     }
 }
 
-fn backup(ctx: &Ctx, dir: &std::path::Path) -> Result<bool> {
-    let config = ctx.config()?;
+/// The store open for writing, for a command that only makes sense on one that exists.
+fn open_existing_writer(ctx: &Ctx, what: &str) -> Result<Store> {
     if !ctx.db.exists() {
         bail!(
-            "store {} does not exist: nothing to back up",
+            "store {} does not exist: nothing to {what}",
             ctx.db.display()
         );
     }
-    let store = open_writer(ctx, &config)?;
+    open_writer(ctx, &ctx.config()?)
+}
+
+fn backup(ctx: &Ctx, dir: &std::path::Path) -> Result<bool> {
+    let store = open_existing_writer(ctx, "back up")?;
     let m = crate::store::backup::backup(&store, dir)?;
     let rows: i64 = m.tables.iter().map(|t| t.1).sum();
     let f = &m.files[0];
@@ -942,14 +946,7 @@ fn backup(ctx: &Ctx, dir: &std::path::Path) -> Result<bool> {
 
 fn prune(ctx: &Ctx, before: NaiveDate, dry_run: bool) -> Result<bool> {
     use crate::store::retention;
-    let config = ctx.config()?;
-    if !ctx.db.exists() {
-        bail!(
-            "store {} does not exist: nothing to prune",
-            ctx.db.display()
-        );
-    }
-    let store = open_writer(ctx, &config)?;
+    let store = open_existing_writer(ctx, "prune")?;
     let mb = |b: u64| b as f64 / 1e6;
     let (r, verb) = if dry_run {
         (retention::plan(&store, before)?, "would delete")

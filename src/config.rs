@@ -78,7 +78,17 @@ pub struct CboeConfig {
     pub div_yield: f64,
     /// Where daily bars come from, which this endpoint does not give: `archive` (files
     /// loaded with `optdesk import`) or `none`.
-    pub history: String,
+    pub history: HistorySource,
+}
+
+/// Where a web source's daily bars come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistorySource {
+    /// Files loaded with `optdesk import`.
+    Archive,
+    /// Nowhere: historical vol waits for bars.
+    None,
 }
 
 impl Default for CboeConfig {
@@ -94,7 +104,7 @@ impl Default for CboeConfig {
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) optdesk".into(),
             rate: 0.04,
             div_yield: 0.0,
-            history: "archive".into(),
+            history: HistorySource::Archive,
         }
     }
 }
@@ -362,12 +372,6 @@ impl Config {
                 return Err(bad(
                     "cboe.backoff_ms (at most 60000), cboe.max_backoff_secs (at most 600) or cboe.pause_ms (at most 60000) out of range".into(),
                 ));
-            }
-            if c.history != "archive" && c.history != "none" {
-                return Err(bad(format!(
-                    "cboe.history = \"{}\": expected \"archive\" or \"none\"",
-                    c.history
-                )));
             }
             if let Some(s) = c.symbols.iter().find(|s| {
                 s.is_empty() || s.len() > 6 || !s.chars().all(|ch| ch.is_ascii_uppercase())

@@ -20,6 +20,9 @@ pub struct RetryPolicy {
     /// The longest wait between two tries, also the cap on a server's `Retry-After`
     /// (a server asking for an hour must not stall a batch job for an hour).
     pub max_backoff: Duration,
+    /// Also try a 403 again: a CDN's bot management (Cboe's) refuses now and then a
+    /// request it accepts a moment later.
+    pub retry_forbidden: bool,
 }
 
 impl Default for RetryPolicy {
@@ -29,6 +32,7 @@ impl Default for RetryPolicy {
             attempts: 3,
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(4),
+            retry_forbidden: false,
         }
     }
 }
@@ -43,6 +47,11 @@ impl RetryPolicy {
         self.base_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
+    }
+
+    /// Whether `err` is worth another try under this policy.
+    pub fn retries(&self, err: &NetError) -> bool {
+        err.is_retryable() || (self.retry_forbidden && err.status() == Some(403))
     }
 
     /// The wait before retry number `retry` after `err`: the server's `Retry-After`
@@ -256,7 +265,7 @@ impl HttpClient {
                 }
                 Err(e) => e,
             };
-            if attempts >= allowed || !err.is_retryable() {
+            if attempts >= allowed || !self.policy.retries(&err) {
                 return Exchange {
                     result: Err(err),
                     attempts,
@@ -368,6 +377,7 @@ mod tests {
             attempts,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            retry_forbidden: false,
         };
         let waits = Arc::new(Mutex::new(Vec::new()));
         let w = waits.clone();

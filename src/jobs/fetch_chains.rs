@@ -11,7 +11,7 @@ use super::{failpoint, Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::calendar;
 use crate::config::{Config, ConfigError, JobFile};
 use crate::model::{DailyBar, OptionQuote, Settlement};
-use crate::sources::{self, MarketData, UnderlyingQuote};
+use crate::sources::{self, MarketData, SourceReject, UnderlyingQuote};
 use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -143,47 +143,32 @@ pub fn run_with_source(
             params![as_of, qt],
         )?;
     }
-    // (underlying, contract, rule, reason, raw) of each quote kept out.
-    type Rejected = (String, String, &'static str, String, String);
-    let (good, rejects): (Vec<&OptionQuote>, Vec<Rejected>) = {
-        let mut g = Vec::with_capacity(snap.quotes.len());
-        let mut r: Vec<Rejected> = snap
-            .rejects
-            .iter()
-            .map(|x| {
-                (
-                    x.underlying.clone(),
-                    x.contract.clone(),
-                    x.rule,
-                    x.reason.clone(),
-                    x.raw.clone(),
-                )
-            })
-            .collect();
-        for q in &snap.quotes {
-            match q.check(as_of) {
-                Ok(()) => g.push(q),
-                Err(e) => r.push((
-                    q.underlying.clone(),
-                    q.contract(),
-                    e.rule(),
-                    e.to_string(),
-                    format!(
-                        "{},{},{},{},{},{},{},{}",
-                        q.underlying,
-                        q.root,
-                        q.expiry,
-                        q.strike,
-                        q.right.code(),
-                        q.bid,
-                        q.ask,
-                        q.underlying_price
-                    ),
-                )),
-            }
+    // What the source could not read, then what fails the quote checks: each kept out
+    // with its rule and what was received.
+    let mut rejects: Vec<SourceReject> = snap.rejects.clone();
+    let mut good: Vec<&OptionQuote> = Vec::with_capacity(snap.quotes.len());
+    for q in &snap.quotes {
+        match q.check(as_of) {
+            Ok(()) => good.push(q),
+            Err(e) => rejects.push(SourceReject {
+                underlying: q.underlying.clone(),
+                contract: q.contract(),
+                rule: e.rule(),
+                reason: e.to_string(),
+                raw: format!(
+                    "{},{},{},{},{},{},{},{}",
+                    q.underlying,
+                    q.root,
+                    q.expiry,
+                    q.strike,
+                    q.right.code(),
+                    q.bid,
+                    q.ask,
+                    q.underlying_price
+                ),
+            }),
         }
-        (g, r)
-    };
+    }
     let mut rows = append_quotes(conn, as_of, qt, &good, source.name(), ctx.run_id)?;
     rows += append_underlyings(
         conn,
@@ -193,20 +178,20 @@ pub fn run_with_source(
         source.name(),
         ctx.run_id,
     )?;
-    for (underlying, contract, rule, why, raw) in &rejects {
+    for r in &rejects {
         conn.execute(
             "INSERT INTO quote_rejects (as_of, quote_time, underlying, contract, reason, source, run_id, rule, raw)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params![
                 as_of,
                 qt,
-                underlying,
-                contract,
-                why,
+                r.underlying,
+                r.contract,
+                r.reason,
                 source.name(),
                 ctx.run_id,
-                rule,
-                raw
+                r.rule,
+                r.raw
             ],
         )?;
     }
@@ -272,7 +257,7 @@ pub fn run_with_source(
         // Why, by kind: the reason's words before its numbers.
         let mut why: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &rejects {
-            *why.entry(r.2).or_default() += 1;
+            *why.entry(r.rule).or_default() += 1;
         }
         summary.push_str(&format!(
             "; {} quotes rejected ({}; see quote_rejects)",

@@ -356,15 +356,8 @@ impl Job for SelectTrades {
                 // rewritten, the decision and its order stand.
                 if let Some(done) = decided.get(&reference) {
                     if let Some(cash) = done.filled_cash {
-                        state.buying_power = state.buying_power + cash - p.requirement;
-                        *state
-                            .open_by_strategy
-                            .entry(p.strategy.clone())
-                            .or_default() += 1;
-                        *state
-                            .open_by_underlying
-                            .entry(p.underlying.clone())
-                            .or_default() += 1;
+                        state.buying_power += cash;
+                        state.count_opened(&p);
                     }
                     continue;
                 }
@@ -410,16 +403,7 @@ impl Job for SelectTrades {
                             state.buying_power =
                                 state.buying_power + f.premium_cash() - f.commission;
                         }
-                        let p = a.inner();
-                        state.buying_power = state.buying_power - p.requirement;
-                        *state
-                            .open_by_strategy
-                            .entry(p.strategy.clone())
-                            .or_default() += 1;
-                        *state
-                            .open_by_underlying
-                            .entry(p.underlying.clone())
-                            .or_default() += 1;
+                        state.count_opened(a.inner());
                     }
                     OrderStatus::Rejected => rejected += 1,
                     _ => pending += 1,

@@ -175,6 +175,7 @@ impl Cboe {
                 attempts: config.attempts,
                 base_backoff: Duration::from_millis(config.backoff_ms),
                 max_backoff: Duration::from_secs(config.max_backoff_secs),
+                retry_forbidden: true,
             },
         )?;
         Ok(Cboe {
@@ -196,34 +197,23 @@ impl Cboe {
         )
     }
 
-    /// GET one payload: retried on 429, 5xx, 403 and dropped connections.
+    /// GET one payload: retried on 429, 5xx, 403 and dropped connections (the policy).
     fn fetch(&self, symbol: &str) -> Result<Vec<u8>, SourceError> {
         let url = self.url(symbol);
-        let allowed = self.config.attempts.max(1);
-        let mut tries = 0;
-        loop {
-            let ex = self.client.send(|c| {
-                c.get(&url)
-                    .header(reqwest::header::USER_AGENT, &self.config.user_agent)
-            });
-            tries += ex.attempts;
-            match ex.result {
-                Ok(r) => return Ok(r.body),
-                // The client does not retry a 4xx; a 403 from the CDN deserves it.
-                Err(NetError::Http { status: 403, .. }) if tries < allowed => {
-                    std::thread::sleep(self.client.policy().backoff(tries));
-                }
-                Err(e) if e.is_retryable() || e.status() == Some(403) => {
-                    return Err(SourceError::GaveUp {
-                        source_name: NAME,
-                        symbol: symbol.to_string(),
-                        last: e.to_string(),
-                        attempts: tries,
-                        bound: format!("[cboe] attempts = {allowed}"),
-                    });
-                }
-                Err(e) => return Err(net(e, symbol)),
-            }
+        let ex = self.client.send(|c| {
+            c.get(&url)
+                .header(reqwest::header::USER_AGENT, &self.config.user_agent)
+        });
+        match ex.result {
+            Ok(r) => Ok(r.body),
+            Err(e) if self.client.policy().retries(&e) => Err(SourceError::GaveUp {
+                source_name: NAME,
+                symbol: symbol.to_string(),
+                last: e.to_string(),
+                attempts: ex.attempts,
+                bound: format!("[cboe] attempts = {}", self.config.attempts.max(1)),
+            }),
+            Err(e) => Err(net(e, symbol)),
         }
     }
 }

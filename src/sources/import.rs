@@ -264,26 +264,21 @@ fn chain_select(layout: Layout, sym: Option<&str>) -> Result<String, String> {
         }
         Layout::DataShop => {
             // Calcs files add IV, greeks and the implied underlying; Quotes files do not.
-            format!(
-                "SELECT line, trim(quote_date) AS as_of_s, NULL::VARCHAR AS time_s,
+            "SELECT line, trim(quote_date) AS as_of_s, NULL::VARCHAR AS time_s,
                         ltrim(trim(underlying_symbol), '^') AS underlying, trim(root) AS root,
                         trim(expiration) AS expiry_s, trim(strike) AS strike_s, upper(trim(option_type)) AS pc,
                         trim(bid_1545) AS bid_s, trim(ask_1545) AS ask_s, trim(bid_size_1545) AS bsz_s,
                         trim(ask_size_1545) AS asz_s, trim(close) AS last_s, trim(trade_volume) AS vol_s,
                         trim(open_interest) AS oi_s,
-                        CASE WHEN TRY_CAST(underlying_bid_1545 AS DOUBLE) > 0 AND TRY_CAST(underlying_ask_1545 AS DOUBLE) > 0
-                             THEN ((TRY_CAST(underlying_bid_1545 AS DECIMAL(18,4)) + TRY_CAST(underlying_ask_1545 AS DECIMAL(18,4))) / 2)::VARCHAR
-                             ELSE {und} END AS und_s,
-                        {iv} AS iv_s, {delta} AS delta_s, {gamma} AS gamma_s, {theta} AS theta_s, {vega} AS vega_s,
+                        coalesce(
+                            CASE WHEN TRY_CAST(underlying_bid_1545 AS DOUBLE) > 0 AND TRY_CAST(underlying_ask_1545 AS DOUBLE) > 0
+                                 THEN ((TRY_CAST(underlying_bid_1545 AS DECIMAL(18,4)) + TRY_CAST(underlying_ask_1545 AS DECIMAL(18,4))) / 2)::VARCHAR END,
+                            nullif(trim(active_underlying_price_1545), ''),
+                            nullif(trim(implied_underlying_price_1545), '')) AS und_s,
+                        trim(implied_volatility_1545) AS iv_s, trim(delta_1545) AS delta_s, trim(gamma_1545) AS gamma_s,
+                        trim(theta_1545) AS theta_s, trim(vega_1545) AS vega_s,
                         NULL::VARCHAR AS flag
-                 FROM raw",
-                und = "COLUMNS_UND",
-                iv = "COL(implied_volatility_1545)",
-                delta = "COL(delta_1545)",
-                gamma = "COL(gamma_1545)",
-                theta = "COL(theta_1545)",
-                vega = "COL(vega_1545)",
-            )
+                 FROM raw".to_string()
         }
         Layout::DeltaNeutralL2 | Layout::DeltaNeutralL3 | Layout::DeltaNeutralLower => {
             let (und_sym, und_px, flag, symbol, date, iv) = match layout {
@@ -332,12 +327,14 @@ fn chain_select(layout: Layout, sym: Option<&str>) -> Result<String, String> {
     })
 }
 
-/// Parse a date written as YYYY-MM-DD, MM/DD/YYYY or MM/DD/YYYY with a time.
-const DATE_SQL: &str = "coalesce(try_strptime(X, '%Y-%m-%d'), try_strptime(X, '%m/%d/%Y'),
-    try_strptime(split_part(X, ' ', 1), '%m/%d/%Y'), try_strptime(split_part(X, ' ', 1), '%Y-%m-%d'), try_strptime(X, '%Y%m%d'))::DATE";
-
-fn date_sql(col: &str) -> String {
-    DATE_SQL.replace('X', col)
+/// SQL parsing a date written as YYYY-MM-DD, MM/DD/YYYY (with or without a time after
+/// it) or YYYYMMDD.
+fn date_sql(x: &str) -> String {
+    format!(
+        "coalesce(try_strptime({x}, '%Y-%m-%d'), try_strptime({x}, '%m/%d/%Y'),
+            try_strptime(split_part({x}, ' ', 1), '%m/%d/%Y'), try_strptime(split_part({x}, ' ', 1), '%Y-%m-%d'),
+            try_strptime({x}, '%Y%m%d'))::DATE"
+    )
 }
 
 /// Import each of `paths` (a failure stops at that file: the files before it stay
@@ -511,8 +508,53 @@ fn import_in_transaction(
     Ok(summary)
 }
 
+/// Columns some variants of a layout have and others do not (DataShop Quotes lack the
+/// Calcs columns, old DeltaNeutral files lack IV and greeks, ...): `temp.raw` has each
+/// one, NULL when the file does not, so a layout's SQL names them directly.
+const OPTIONAL_COLUMNS: &[&str] = &[
+    "implied_volatility_1545",
+    "delta_1545",
+    "gamma_1545",
+    "theta_1545",
+    "vega_1545",
+    "active_underlying_price_1545",
+    "implied_underlying_price_1545",
+    "underlying_bid_1545",
+    "underlying_ask_1545",
+    "close",
+    "trade_volume",
+    "open_interest",
+    "last",
+    "volume",
+    "openinterest",
+    "iv",
+    "ivmean",
+    "impliedvol",
+    "delta",
+    "gamma",
+    "theta",
+    "vega",
+    "exchange",
+    "flags",
+    "c_last",
+    "p_last",
+    "c_volume",
+    "p_volume",
+    "c_iv",
+    "p_iv",
+    "c_delta",
+    "p_delta",
+    "c_gamma",
+    "p_gamma",
+    "c_theta",
+    "p_theta",
+    "c_vega",
+    "p_vega",
+];
+
 /// Read the file's columns that `sql` uses into `temp.rawt` (every line is still parsed
-/// and its field count checked), and `temp.raw` over it with each row's `line`.
+/// and its field count checked), and `temp.raw` over it with each row's `line` and the
+/// [`OPTIONAL_COLUMNS`] the file lacks, as NULL.
 fn load_raw(conn: &Connection, file: &str, names: &[String], sql: &str) -> Result<(), ImportError> {
     let used = |name: &str| {
         let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
@@ -550,8 +592,13 @@ fn load_raw(conn: &Connection, file: &str, names: &[String], sql: &str) -> Resul
         message: csv_error(&e.to_string()),
     })?;
     let first: Option<i64> = conn.query_row("SELECT min(rowid) FROM rawt", [], |r| r.get(0))?;
+    let absent: String = OPTIONAL_COLUMNS
+        .iter()
+        .filter(|c| !names.iter().any(|n| n == *c))
+        .map(|c| format!(", NULL::VARCHAR AS {c}"))
+        .collect();
     conn.execute_batch(&format!(
-        "CREATE TEMP VIEW raw AS SELECT (rowid - {} + 2)::BIGINT AS line, * FROM rawt",
+        "CREATE TEMP VIEW raw AS SELECT (rowid - {} + 2)::BIGINT AS line, *{absent} FROM rawt",
         first.unwrap_or(0)
     ))?;
     Ok(())
@@ -582,55 +629,51 @@ fn require_columns(
 }
 
 /// The first line of `temp.norm` that repeats an earlier line's (date, symbol).
-const FIRST_DUPLICATE: &str = "SELECT min(line) FROM (
+const FIRST_DUPLICATE: &str = "SELECT min(line), NULL::VARCHAR FROM (
     SELECT line, row_number() OVER (PARTITION BY date, symbol ORDER BY line) AS k FROM norm)
     WHERE k > 1";
 
-/// An error at the line `sql` (a `SELECT min(line) ...`) finds, if it finds one.
+/// An error at the first row `sql` finds, if it finds one: `sql` selects (line, the
+/// value as text); no row, or a NULL line (from `min(line)`), means none. `problem`
+/// says what is wrong with the value.
 fn fail_at(
     conn: &Connection,
     file: &str,
     sql: &str,
     field: &str,
-    problem: &str,
+    problem: impl Fn(&str) -> String,
 ) -> Result<(), ImportError> {
-    let line: Option<i64> = conn.query_row(sql, [], |r| r.get(0))?;
-    match line {
-        Some(line) => Err(ImportError::Field {
+    let row: Option<(Option<i64>, Option<String>)> = conn
+        .query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((Some(line), value)) => Err(ImportError::Field {
             file: file.to_string(),
             line,
             field: field.to_string(),
-            problem: problem.to_string(),
+            problem: problem(&value.unwrap_or_default()),
         }),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
 /// The first line where a field is present but does not parse, as an error.
+/// `checks`: (field name, text expression, parsed expression).
 fn first_bad_field(
     conn: &Connection,
     file: &str,
     checks: &[(&str, String, String)],
 ) -> Result<(), ImportError> {
-    // (field name, text expression, parsed expression)
     for (field, text, parsed) in checks {
-        let row: Option<(i64, String)> = conn
-            .query_row(
-                &format!(
-                    "SELECT line, {text} FROM norm WHERE coalesce({text}, '') <> '' AND {parsed} IS NULL ORDER BY line LIMIT 1"
-                ),
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((line, value)) = row {
-            return Err(ImportError::Field {
-                file: file.to_string(),
-                line,
-                field: field.to_string(),
-                problem: format!("'{value}' does not parse"),
-            });
-        }
+        fail_at(
+            conn,
+            file,
+            &format!(
+                "SELECT line, {text} FROM norm WHERE coalesce({text}, '') <> '' AND {parsed} IS NULL ORDER BY line LIMIT 1"
+            ),
+            field,
+            |v| format!("'{v}' does not parse"),
+        )?;
     }
     Ok(())
 }
@@ -725,63 +768,10 @@ fn import_chain(
         ],
     };
     require_columns(file, layout, names, need)?;
-    let mut select = chain_select(layout, sym).map_err(|m| ImportError::File {
+    let select = chain_select(layout, sym).map_err(|m| ImportError::File {
         file: file.to_string(),
         message: m,
     })?;
-    // Optional columns: present in some variants only.
-    let has = |c: &str| names.iter().any(|n| n == c);
-    let col = |c: &str| {
-        if has(c) {
-            format!("trim({c})")
-        } else {
-            "NULL::VARCHAR".into()
-        }
-    };
-    for c in [
-        "implied_volatility_1545",
-        "delta_1545",
-        "gamma_1545",
-        "theta_1545",
-        "vega_1545",
-    ] {
-        select = select.replace(&format!("COL({c})"), &col(c));
-    }
-    let und = [
-        "active_underlying_price_1545",
-        "implied_underlying_price_1545",
-    ]
-    .iter()
-    .filter(|c| has(c))
-    .map(|c| format!("nullif(trim({c}), '')"))
-    .chain(std::iter::once("NULL::VARCHAR".to_string()))
-    .collect::<Vec<_>>()
-    .join(", ");
-    select = select.replace("COLUMNS_UND", &format!("coalesce({und})"));
-    for (c, repl) in [
-        ("trim(last)", col("last")),
-        ("trim(volume)", col("volume")),
-        ("trim(openinterest)", col("openinterest")),
-        ("trim(iv)", col("iv")),
-        ("trim(delta)", col("delta")),
-        ("trim(gamma)", col("gamma")),
-        ("trim(theta)", col("theta")),
-        ("trim(vega)", col("vega")),
-        ("trim(exchange)", col("exchange")),
-        ("trim(flags)", col("flags")),
-        ("trim(impliedvol)", col("impliedvol")),
-        ("trim(ivmean)", col("ivmean")),
-        ("trim(close)", col("close")),
-        ("trim(trade_volume)", col("trade_volume")),
-        ("trim(open_interest)", col("open_interest")),
-    ] {
-        select = select.replace(c, &repl);
-    }
-    if layout == Layout::DataShop && !(has("underlying_bid_1545") && has("underlying_ask_1545")) {
-        select = select
-            .replace("TRY_CAST(underlying_bid_1545 AS DOUBLE) > 0 AND TRY_CAST(underlying_ask_1545 AS DOUBLE) > 0", "false")
-            .replace("((TRY_CAST(underlying_bid_1545 AS DECIMAL(18,4)) + TRY_CAST(underlying_ask_1545 AS DECIMAL(18,4))) / 2)::VARCHAR", "NULL::VARCHAR");
-    }
     load_raw(conn, file, names, &select)?;
     // Snapshot times: the file's own (OptionsDX), else DataShop's 15:45 (15 minutes
     // before an early close) or the session's close.
@@ -1035,15 +1025,11 @@ fn import_bars(
     .map(|(a, b, c)| (*a, b.to_string(), c.to_string()))
     .collect();
     first_bad_field(conn, file, &checks)?;
-    fail_at(conn, file, "SELECT min(line) FROM norm WHERE date IS NULL OR open IS NULL OR high IS NULL OR low IS NULL OR close IS NULL
-            OR NOT (low <= least(open, close) AND high >= greatest(open, close) AND low > 0) OR split_ratio <= 0", "open/high/low/close", "missing, or not low ≤ open, close ≤ high with a positive low")?;
-    fail_at(
-        conn,
-        file,
-        FIRST_DUPLICATE,
-        "date",
-        "a second bar for the same date and symbol",
-    )?;
+    fail_at(conn, file, "SELECT min(line), NULL::VARCHAR FROM norm WHERE date IS NULL OR open IS NULL OR high IS NULL OR low IS NULL OR close IS NULL
+            OR NOT (low <= least(open, close) AND high >= greatest(open, close) AND low > 0) OR split_ratio <= 0", "open/high/low/close", |_| "missing, or not low ≤ open, close ≤ high with a positive low".into())?;
+    fail_at(conn, file, FIRST_DUPLICATE, "date", |_| {
+        "a second bar for the same date and symbol".into()
+    })?;
     conn.execute("DELETE FROM archive_bars WHERE file = ?", params![file])?;
     // Another file's bars for the same days give way to this one's.
     conn.execute_batch(
@@ -1120,31 +1106,25 @@ fn import_history(
         (value, "value_s".to_string(), "value".to_string()),
     ];
     first_bad_field(conn, file, &checks)?;
-    let out_of_range: Option<(i64, f64)> = conn
-        .query_row(
-            &format!(
-                "SELECT line, value FROM norm WHERE NOT (value > {lo} AND value <= {hi}) OR NOT isfinite(value) ORDER BY line LIMIT 1"
-            ),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    if let Some((line, v)) = out_of_range {
-        return Err(ImportError::Field {
-            file: file.to_string(),
-            line,
-            field: value.to_string(),
-            problem: format!("{v} is not {what}"),
-        });
-    }
-    fail_at(conn, file, "SELECT min(line) FROM norm WHERE date IS NULL OR value IS NULL OR coalesce(symbol, '') = ''", "date/value", "empty")?;
     fail_at(
         conn,
         file,
-        FIRST_DUPLICATE,
-        "date",
-        "a second value for the same date",
+        &format!(
+            "SELECT line, value::VARCHAR FROM norm WHERE NOT (value > {lo} AND value <= {hi}) OR NOT isfinite(value) ORDER BY line LIMIT 1"
+        ),
+        value,
+        |v| format!("{v} is not {what}"),
     )?;
+    fail_at(
+        conn,
+        file,
+        "SELECT min(line), NULL::VARCHAR FROM norm WHERE date IS NULL OR value IS NULL OR coalesce(symbol, '') = ''",
+        "date/value",
+        |_| "empty".into(),
+    )?;
+    fail_at(conn, file, FIRST_DUPLICATE, "date", |_| {
+        "a second value for the same date".into()
+    })?;
     let source = format!("import:{file}");
     let kept = if layout == Layout::IvHistory {
         conn.execute("DELETE FROM iv_history WHERE source = ?", params![source])?;

@@ -232,7 +232,7 @@ pub fn from_config(
         )?),
         crate::config::SourceKind::Cboe => {
             let c = &config.desk.cboe;
-            let history = (c.history == "archive")
+            let history = (c.history == crate::config::HistorySource::Archive)
                 .then(|| replay::Replay::new(conn, c.rate, c.div_yield))
                 .transpose()?;
             Box::new(cboe::Cboe::new(c, history)?)

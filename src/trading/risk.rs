@@ -87,6 +87,19 @@ pub struct RiskState {
     pub vix_change: Option<f64>,
 }
 
+impl RiskState {
+    /// Count a proposal that was filled today as an open trade: its requirement taken
+    /// from buying power, one more open trade for its strategy and its underlying.
+    pub fn count_opened(&mut self, p: &Proposal) {
+        self.buying_power = self.buying_power - p.requirement;
+        *self.open_by_strategy.entry(p.strategy.clone()).or_default() += 1;
+        *self
+            .open_by_underlying
+            .entry(p.underlying.clone())
+            .or_default() += 1;
+    }
+}
+
 /// Something the risk gate approved (barter-rs's `RiskApproved<T>`). Only this module
 /// can make one, so an order that skipped the gate cannot reach a broker.
 #[derive(Debug, Clone, PartialEq)]

@@ -543,12 +543,6 @@ mod tests {
             (|c| c.min_edge_pct = f64::INFINITY, "min_edge_pct = inf"),
             (|c| c.max_open_per_ticker = 0, "max_open_per_ticker = 0"),
         ];
-        for (set, want) in cases {
-            let mut c = Config::default();
-            set(&mut c);
-            let e = c.validate().unwrap_err();
-            assert!(e.starts_with(want), "{e} / want {want}");
-        }
-        assert!(Config::default().validate().is_ok());
+        super::super::assert_each_refused(&cases, Config::validate);
     }
 }

@@ -426,12 +426,6 @@ mod tests {
             (|c| c.trade_pct = f64::INFINITY, "trade_pct = inf"),
             (|c| c.max_concurrent = 0, "max_concurrent = 0"),
         ];
-        for (set, want) in cases {
-            let mut c = Config::default();
-            set(&mut c);
-            let e = c.validate().unwrap_err();
-            assert!(e.starts_with(want), "{e} / want {want}");
-        }
-        assert!(Config::default().validate().is_ok());
+        super::super::assert_each_refused(&cases, Config::validate);
     }
 }

@@ -196,6 +196,26 @@ pub fn nearest_expiry<'a>(
         .min_by_key(|e| ((*e - as_of).num_days() - target).abs())
 }
 
+/// For the strategies' tests: each case sets one bad number on a default config, and
+/// `validate` must refuse it with a message starting with the key and value (`want`);
+/// the default config itself is valid.
+#[cfg(test)]
+pub(crate) type BadConfigCase<C> = (fn(&mut C), &'static str);
+
+#[cfg(test)]
+pub(crate) fn assert_each_refused<C: Default>(
+    cases: &[BadConfigCase<C>],
+    validate: impl Fn(&C) -> Result<(), String>,
+) {
+    for (set, want) in cases {
+        let mut c = C::default();
+        set(&mut c);
+        let e = validate(&c).unwrap_err();
+        assert!(e.starts_with(want), "{e} / want {want}");
+    }
+    assert!(validate(&C::default()).is_ok());
+}
+
 pub trait Strategy: Send + Sync {
     fn name(&self) -> &'static str;
     fn propose(&self, day: &DayState) -> Outcome;
