@@ -35,6 +35,16 @@ pub enum SourceKind {
     Replay,
     /// Cboe's delayed-quotes JSON (15-minute delayed chains over HTTP).
     Cboe,
+    /// Yahoo Finance's v7 options and v8 chart endpoints (delayed chains and daily bars).
+    Yahoo,
+}
+
+impl SourceKind {
+    /// Whether the source fetches delayed quotes over the web, whose default daily
+    /// snapshot is `open+30m` (at 09:35 they are still pre-open quotes).
+    pub fn is_web(self) -> bool {
+        matches!(self, SourceKind::Cboe | SourceKind::Yahoo)
+    }
 }
 
 impl std::str::FromStr for SourceKind {
@@ -44,8 +54,9 @@ impl std::str::FromStr for SourceKind {
             "sim" => Ok(SourceKind::Sim),
             "replay" => Ok(SourceKind::Replay),
             "cboe" => Ok(SourceKind::Cboe),
+            "yahoo" => Ok(SourceKind::Yahoo),
             other => Err(format!(
-                "unknown source '{other}': the sources are sim, replay, cboe"
+                "unknown source '{other}': the sources are sim, replay, cboe, yahoo"
             )),
         }
     }
@@ -68,8 +79,10 @@ pub struct CboeConfig {
     pub backoff_ms: u64,
     /// The longest wait between two tries (and the cap on a 429's Retry-After), seconds.
     pub max_backoff_secs: u64,
-    /// The pause between two symbols' requests, milliseconds (politeness).
+    /// The pause between two requests of one worker, milliseconds (politeness).
     pub pause_ms: u64,
+    /// Symbols fetched at the same time (1 to 8).
+    pub concurrency: usize,
     /// The User-Agent sent (Cboe's CDN refuses some clients without a browser's).
     pub user_agent: String,
     /// Risk-free rate and dividend yield (continuously compounded) the snapshot is
@@ -77,8 +90,114 @@ pub struct CboeConfig {
     pub rate: f64,
     pub div_yield: f64,
     /// Where daily bars come from, which this endpoint does not give: `archive` (files
-    /// loaded with `optdesk import`) or `none`.
+    /// loaded with `optdesk import`), `yahoo` (Yahoo's chart endpoint, with the `[yahoo]`
+    /// settings) or `none`.
     pub history: HistorySource,
+}
+
+/// `[yahoo]`: Yahoo Finance's options (v7) and chart (v8) endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct YahooConfig {
+    /// The API host, for `/v1/test/getcrumb`, `/v7/finance/options/<SYM>` and
+    /// `/v8/finance/chart/<SYM>`.
+    pub base_url: String,
+    /// Where the session cookie comes from (any answer that sets one).
+    pub cookie_url: String,
+    /// The symbols fetched when `fetch_chains.toml` names none. Indices (SPX, VIX, NDX,
+    /// RUT, ...) are asked for as `^SPX`.
+    pub symbols: Vec<String>,
+    /// Seconds before one request times out.
+    pub timeout_secs: u64,
+    /// Tries per request in all: 429, 5xx, 403 and dropped connections are tried again.
+    pub attempts: u32,
+    /// The wait before the first retry, doubled before each later one, milliseconds.
+    pub backoff_ms: u64,
+    /// The longest wait between two tries (and the cap on a 429's Retry-After), seconds.
+    pub max_backoff_secs: u64,
+    /// The pause between two requests of one worker, milliseconds (politeness).
+    pub pause_ms: u64,
+    /// Symbols fetched at the same time (1 to 8).
+    pub concurrency: usize,
+    /// The User-Agent sent (Yahoo answers 429 to many non-browser agents).
+    pub user_agent: String,
+    /// Risk-free rate and dividend yield (continuously compounded) the snapshot is
+    /// priced with; each expiry's forward comes from put–call parity when it can.
+    pub rate: f64,
+    pub div_yield: f64,
+}
+
+impl Default for YahooConfig {
+    fn default() -> Self {
+        YahooConfig {
+            base_url: "https://query2.finance.yahoo.com".into(),
+            cookie_url: "https://fc.yahoo.com".into(),
+            symbols: vec!["SPY".into(), "QQQ".into(), "IWM".into()],
+            timeout_secs: 20,
+            attempts: 4,
+            backoff_ms: 2000,
+            max_backoff_secs: 60,
+            pause_ms: 500,
+            concurrency: 2,
+            user_agent:
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+                    .into(),
+            rate: 0.04,
+            div_yield: 0.0,
+        }
+    }
+}
+
+/// The settings both web sources share, checked the same way.
+struct WebSettings<'a> {
+    table: &'static str,
+    urls: Vec<(&'static str, &'a str)>,
+    timeout_secs: u64,
+    attempts: u32,
+    backoff_ms: u64,
+    max_backoff_secs: u64,
+    pause_ms: u64,
+    concurrency: usize,
+    symbols: &'a [String],
+}
+
+impl WebSettings<'_> {
+    fn check(&self) -> Result<(), String> {
+        let t = self.table;
+        for (key, url) in &self.urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "{t}.{key} = \"{url}\": expected an http:// or https:// URL"
+                ));
+            }
+        }
+        if !(1..=300).contains(&self.timeout_secs) || !(1..=20).contains(&self.attempts) {
+            return Err(format!(
+                "{t}.timeout_secs (1 to 300) and {t}.attempts (1 to 20) out of range"
+            ));
+        }
+        if self.backoff_ms > 60_000 || self.max_backoff_secs > 600 || self.pause_ms > 60_000 {
+            return Err(format!(
+                "{t}.backoff_ms (at most 60000), {t}.max_backoff_secs (at most 600) or {t}.pause_ms (at most 60000) out of range"
+            ));
+        }
+        if !(1..=8).contains(&self.concurrency) {
+            return Err(format!(
+                "{t}.concurrency = {}: expected 1 to 8",
+                self.concurrency
+            ));
+        }
+        if let Some(s) = self.symbols.iter().find(|s| {
+            s.is_empty()
+                || s.len() > 6
+                || !s
+                    .chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch == '-' || ch == '.')
+        }) {
+            return Err(format!("{t}.symbols: '{s}' is not a symbol"));
+        }
+        Ok(())
+    }
 }
 
 /// Where a web source's daily bars come from.
@@ -87,6 +206,8 @@ pub struct CboeConfig {
 pub enum HistorySource {
     /// Files loaded with `optdesk import`.
     Archive,
+    /// Yahoo's chart endpoint (`[yahoo]` settings).
+    Yahoo,
     /// Nowhere: historical vol waits for bars.
     None,
 }
@@ -101,6 +222,7 @@ impl Default for CboeConfig {
             backoff_ms: 1000,
             max_backoff_secs: 30,
             pause_ms: 500,
+            concurrency: 2,
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) optdesk".into(),
             rate: 0.04,
             div_yield: 0.0,
@@ -160,18 +282,22 @@ impl Default for SimConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     /// When `optdesk schedule` runs the daily pipeline: session-relative (`open+5m`,
-    /// `close-30m`) or a cron expression, in America/New_York.
-    pub daily: String,
+    /// `close-30m`) or a cron expression, in America/New_York. Unset: `open+5m`, or
+    /// `open+30m` for the web sources (their delayed quotes at 09:35 are pre-open ones).
+    pub daily: Option<String>,
 }
 
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        ScheduleConfig {
-            daily: "open+5m".into(),
+impl ScheduleConfig {
+    /// `daily` as set, or the default for `source`.
+    pub fn daily_for(&self, source: SourceKind) -> String {
+        match &self.daily {
+            Some(d) => d.clone(),
+            None if source.is_web() => "open+30m".into(),
+            None => "open+5m".into(),
         }
     }
 }
@@ -282,6 +408,7 @@ pub struct DeskFile {
     pub sim: SimConfig,
     pub replay: ReplayConfig,
     pub cboe: CboeConfig,
+    pub yahoo: YahooConfig,
     pub schedule: ScheduleConfig,
     pub alerts: AlertsConfig,
     pub broker: BrokerSettings,
@@ -351,39 +478,43 @@ impl Config {
                 message: e,
             })?;
         }
-        {
-            let c = &desk.cboe;
-            let bad = |message: String| ConfigError::Invalid {
+        let (c, y) = (&desk.cboe, &desk.yahoo);
+        for web in [
+            WebSettings {
+                table: "cboe",
+                urls: vec![("base_url", &c.base_url)],
+                timeout_secs: c.timeout_secs,
+                attempts: c.attempts,
+                backoff_ms: c.backoff_ms,
+                max_backoff_secs: c.max_backoff_secs,
+                pause_ms: c.pause_ms,
+                concurrency: c.concurrency,
+                symbols: &c.symbols,
+            },
+            WebSettings {
+                table: "yahoo",
+                urls: vec![("base_url", &y.base_url), ("cookie_url", &y.cookie_url)],
+                timeout_secs: y.timeout_secs,
+                attempts: y.attempts,
+                backoff_ms: y.backoff_ms,
+                max_backoff_secs: y.max_backoff_secs,
+                pause_ms: y.pause_ms,
+                concurrency: y.concurrency,
+                symbols: &y.symbols,
+            },
+        ] {
+            web.check().map_err(|message| ConfigError::Invalid {
                 file: path.display().to_string(),
                 message,
-            };
-            if !(c.base_url.starts_with("http://") || c.base_url.starts_with("https://")) {
-                return Err(bad(format!(
-                    "cboe.base_url = \"{}\": expected an http:// or https:// URL",
-                    c.base_url
-                )));
-            }
-            if !(1..=300).contains(&c.timeout_secs) || !(1..=20).contains(&c.attempts) {
-                return Err(bad(
-                    "cboe.timeout_secs (1 to 300) and cboe.attempts (1 to 20) out of range".into(),
-                ));
-            }
-            if c.backoff_ms > 60_000 || c.max_backoff_secs > 600 || c.pause_ms > 60_000 {
-                return Err(bad(
-                    "cboe.backoff_ms (at most 60000), cboe.max_backoff_secs (at most 600) or cboe.pause_ms (at most 60000) out of range".into(),
-                ));
-            }
-            if let Some(s) = c.symbols.iter().find(|s| {
-                s.is_empty() || s.len() > 6 || !s.chars().all(|ch| ch.is_ascii_uppercase())
-            }) {
-                return Err(bad(format!("cboe.symbols: '{s}' is not a symbol")));
-            }
+            })?;
         }
         for (key, v) in [
             ("replay.rate", desk.replay.rate),
             ("replay.div_yield", desk.replay.div_yield),
             ("cboe.rate", desk.cboe.rate),
             ("cboe.div_yield", desk.cboe.div_yield),
+            ("yahoo.rate", desk.yahoo.rate),
+            ("yahoo.div_yield", desk.yahoo.div_yield),
         ] {
             if !(-0.05..=0.5).contains(&v) {
                 return Err(ConfigError::Invalid {
@@ -392,12 +523,13 @@ impl Config {
                 });
             }
         }
-        let daily = parse_time_spec(&path, "schedule.daily", &desk.schedule.daily)?;
+        let daily_text = desk.schedule.daily_for(desk.desk.source);
+        let daily = parse_time_spec(&path, "schedule.daily", &daily_text)?;
         daily
             .check_within_sessions()
             .map_err(|e| ConfigError::Invalid {
                 file: path.display().to_string(),
-                message: format!("schedule.daily = \"{}\": {e}", desk.schedule.daily),
+                message: format!("schedule.daily = \"{daily_text}\": {e}"),
             })?;
         for (i, e) in desk.alerts.events.iter().enumerate() {
             if !ALERT_EVENTS.contains(&e.as_str()) {
@@ -444,7 +576,11 @@ impl Config {
     /// When the daily pipeline runs and takes its snapshot (`schedule.daily`).
     pub fn daily_time(&self) -> Result<TimeSpec, ConfigError> {
         let path = self.dir.join("desk.toml");
-        parse_time_spec(&path, "schedule.daily", &self.desk.schedule.daily)
+        parse_time_spec(
+            &path,
+            "schedule.daily",
+            &self.desk.schedule.daily_for(self.desk.desk.source),
+        )
     }
 
     /// A path named in the configuration: relative paths are relative to the folder

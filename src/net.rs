@@ -153,6 +153,15 @@ fn snippet(body: &[u8]) -> String {
     crate::text::one_line(text[..end].trim())
 }
 
+/// A 429's `Retry-After`, when given in seconds.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// A successful answer (2xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -252,24 +261,58 @@ impl HttpClient {
         &self,
         request: impl Fn(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
     ) -> Exchange {
+        let (result, attempts) = self.tried(|| self.try_once(request(&self.client)));
+        Exchange { result, attempts }
+    }
+
+    /// The cookies a GET of `url` sets (`name=value`), whatever the status below 500
+    /// other than 429: a consent or cookie host answers 404 with its cookie
+    /// (`fc.yahoo.com`). Tried under the policy.
+    pub fn cookies(&self, url: &str, user_agent: &str) -> Result<Vec<String>, NetError> {
+        self.tried(|| {
+            let resp = self
+                .client
+                .get(url)
+                .header(reqwest::header::USER_AGENT, user_agent)
+                .send()
+                .map_err(|e| self.transport(e))?;
+            let status = resp.status().as_u16();
+            let cookies = resp
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| v.split(';').next())
+                .map(|v| v.trim().to_string())
+                .filter(|v| v.contains('='))
+                .collect();
+            match status {
+                429 => Err(NetError::RateLimited {
+                    retry_after: retry_after(resp.headers()),
+                    body: String::new(),
+                }),
+                s if s >= 500 => Err(NetError::Http {
+                    status: s,
+                    body: String::new(),
+                }),
+                _ => Ok(cookies),
+            }
+        })
+        .0
+    }
+
+    /// `once` tried under the policy: its result and the tries made.
+    fn tried<T>(&self, once: impl Fn() -> Result<T, NetError>) -> (Result<T, NetError>, u32) {
         let allowed = self.policy.attempts.max(1);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let err = match self.try_once(request(&self.client)) {
-                Ok(resp) => {
-                    return Exchange {
-                        result: Ok(resp),
-                        attempts,
-                    }
-                }
+            let err = match once() {
+                Ok(v) => return (Ok(v), attempts),
                 Err(e) => e,
             };
             if attempts >= allowed || !self.policy.retries(&err) {
-                return Exchange {
-                    result: Err(err),
-                    attempts,
-                };
+                return (Err(err), attempts);
             }
             (self.sleep)(self.policy.wait_before_retry(attempts, &err));
         }
@@ -285,12 +328,7 @@ impl HttpClient {
                 body: body.to_vec(),
             });
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         // The status decides; a body that cannot be read only loses the detail.
         let body = resp.bytes().map(|b| snippet(&b)).unwrap_or_default();
         Err(if status == reqwest::StatusCode::TOO_MANY_REQUESTS {

@@ -4,75 +4,21 @@
 //! symbol. A failed fetch writes nothing.
 
 mod common;
+use common::servers::{Answer, PathServer, Route};
 use common::{stderr, stdout, Desk};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// What the server answers for a path, by how many times the path was asked before.
-type Handler = dyn Fn(&str, usize) -> Answer + Send + Sync;
-
-#[derive(Clone)]
-struct Answer {
-    status: u16,
-    body: String,
-    retry_after: Option<u64>,
-    delay: Duration,
-}
-
 fn ok(body: String) -> Answer {
-    Answer {
-        status: 200,
-        body,
-        retry_after: None,
-        delay: Duration::ZERO,
-    }
+    Answer::ok(body)
 }
 
 fn status(s: u16) -> Answer {
-    Answer {
-        status: s,
-        body: format!("<html>{s}</html>"),
-        retry_after: (s == 429).then_some(0),
-        delay: Duration::ZERO,
-    }
+    Answer::status(s)
 }
 
-struct Server {
-    port: u16,
-    hits: Arc<Mutex<Vec<String>>>,
-}
-
-fn serve(handler: Arc<Handler>) -> Server {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-    let port = server.server_addr().to_ip().unwrap().port();
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for req in server.incoming_requests() {
-            let url = req.url().to_string();
-            h.lock().unwrap().push(url.clone());
-            let n = seen.entry(url.clone()).or_default();
-            let a = handler(&url, *n);
-            *n += 1;
-            std::thread::spawn(move || {
-                std::thread::sleep(a.delay);
-                let mut resp = tiny_http::Response::from_string(a.body).with_status_code(a.status);
-                if let Some(s) = a.retry_after {
-                    resp = resp.with_header(
-                        tiny_http::Header::from_bytes(
-                            &b"Retry-After"[..],
-                            s.to_string().as_bytes(),
-                        )
-                        .unwrap(),
-                    );
-                }
-                let _ = req.respond(resp);
-            });
-        }
-    });
-    Server { port, hits }
+fn serve(route: Arc<Route>) -> PathServer {
+    PathServer::start(route)
 }
 
 /// A payload in Cboe's shape: strikes around `spot` for two expiries, calls and puts.
@@ -144,7 +90,7 @@ fn quotes(desk: &Desk) -> i64 {
 
 #[test]
 fn a_normal_day_is_fetched_parsed_and_priced() {
-    let server = serve(Arc::new(|p: &str, _| normal(p)));
+    let server = serve(Arc::new(|p: &str, _, _| normal(p)));
     let desk = desk_for(server.port, "");
     let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
     assert!(
@@ -168,14 +114,14 @@ fn a_normal_day_is_fetched_parsed_and_priced() {
     );
     let out = desk.run_ok(&["job", "run", "compute_vol", "--as-of", DAY]);
     assert!(out.contains("median |IV − source IV|"), "{out}");
-    let hits = server.hits.lock().unwrap().clone();
+    let hits = server.hits();
     assert_eq!(hits.len(), 2, "one request per symbol: {hits:?}");
 }
 
 #[test]
 fn a_429_is_retried_and_the_bound_ends_it_with_the_reason() {
     // 429 once, then the payload.
-    let server = serve(Arc::new(|p: &str, n| {
+    let server = serve(Arc::new(|p: &str, n, _| {
         if p == SPY && n == 0 {
             status(429)
         } else {
@@ -185,20 +131,11 @@ fn a_429_is_retried_and_the_bound_ends_it_with_the_reason() {
     let desk = desk_for(server.port, "");
     desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
     assert_eq!(quotes(&desk), 104);
-    assert_eq!(
-        server
-            .hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|u| *u == SPY)
-            .count(),
-        2
-    );
+    assert_eq!(server.count(SPY), 2);
 
     // 429 every time: three tries, then the job fails with the reason and writes nothing.
     let server = serve(Arc::new(
-        |p: &str, _| if p == SPY { status(429) } else { normal(p) },
+        |p: &str, _, _| if p == SPY { status(429) } else { normal(p) },
     ));
     let desk = desk_for(server.port, "");
     let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
@@ -210,23 +147,14 @@ fn a_429_is_retried_and_the_bound_ends_it_with_the_reason() {
     );
     assert_eq!(quotes(&desk), 0, "nothing written");
     assert_eq!(desk.count("SELECT count(*) FROM underlying_quotes"), 0);
-    assert_eq!(
-        server
-            .hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|u| *u == SPY)
-            .count(),
-        3
-    );
+    assert_eq!(server.count(SPY), 3);
 }
 
 #[test]
 fn a_timeout_a_cut_payload_an_empty_result_and_an_unknown_symbol_fail_whole() {
-    let cases: Vec<(Arc<Handler>, &str, &str)> = vec![
+    let cases: Vec<(Arc<Route>, &str, &str)> = vec![
         (
-            Arc::new(|p: &str, _| {
+            Arc::new(|p: &str, _, _| {
                 let mut a = normal(p);
                 if p == SPY {
                     a.delay = Duration::from_secs(3);
@@ -237,7 +165,7 @@ fn a_timeout_a_cut_payload_an_empty_result_and_an_unknown_symbol_fail_whole() {
             "timed out",
         ),
         (
-            Arc::new(|p: &str, _| {
+            Arc::new(|p: &str, _, _| {
                 let mut a = normal(p);
                 if p == SPY {
                     a.body.truncate(a.body.len() / 2);
@@ -248,12 +176,37 @@ fn a_timeout_a_cut_payload_an_empty_result_and_an_unknown_symbol_fail_whole() {
             "cut short",
         ),
         (
-            Arc::new(|p: &str, _| if p == SPY { ok("{}".into()) } else { normal(p) }),
+            Arc::new(|p: &str, _, _| if p == SPY { ok("{}".into()) } else { normal(p) }),
             "",
             "cboe SPY: field 'data': missing",
         ),
         (
-            Arc::new(|p: &str, _| normal(p)),
+            Arc::new(|p: &str, _, _| {
+                let mut a = normal(p);
+                if p == SPY {
+                    // Before the open: every contract quoted 0 by 0.
+                    a.body = payload("SPY", "SPY", 590.5, 5.0)
+                        .split("\"bid\": ")
+                        .enumerate()
+                        .map(|(i, part)| {
+                            if i == 0 {
+                                part.to_string()
+                            } else {
+                                let rest = &part[part.find(',').unwrap()..];
+                                format!("0.0{rest}")
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\"bid\": ")
+                        .replace("\"ask\": ", "\"ask\": 0.0, \"was_ask\": ");
+                }
+                a
+            }),
+            "",
+            "SPY's chain is placeholders, not a market: 52 of 52 contracts have bid and ask 0 (Cboe's delayed quotes before the open)",
+        ),
+        (
+            Arc::new(|p: &str, _, _| normal(p)),
             "symbols = [\"SPX\", \"NOPE\"]\n",
             "cboe has no data for symbol NOPE",
         ),
@@ -282,7 +235,7 @@ fn a_timeout_a_cut_payload_an_empty_result_and_an_unknown_symbol_fail_whole() {
 
 #[test]
 fn a_symbol_without_options_keeps_its_price_and_says_so() {
-    let server = serve(Arc::new(|p: &str, _| {
+    let server = serve(Arc::new(|p: &str, _, _| {
         if p == SPY {
             ok(r#"{"timestamp": "2024-11-21 10:05:00", "data": {"options": [], "symbol": "SPY", "current_price": 590.5}, "symbol": "SPY"}"#.into())
         } else {
@@ -301,7 +254,7 @@ fn a_symbol_without_options_keeps_its_price_and_says_so() {
 
 #[test]
 fn quotes_that_break_a_rule_are_kept_out_with_the_rule_and_what_was_received() {
-    let server = serve(Arc::new(|p: &str, _| {
+    let server = serve(Arc::new(|p: &str, _, _| {
         if p == SPY {
             let body = payload("SPY", "SPY", 590.5, 5.0).replacen(
                 r#"{"option": "SPY241220C"#,

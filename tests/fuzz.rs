@@ -1052,3 +1052,90 @@ fn fuzz_cboe_payload() {
         Ok(())
     });
 }
+
+// ---------------------------------------------------------------------------------
+// The yahoo source: v7 options pages and v8 charts
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn fuzz_yahoo_options_page() {
+    use optdesk::sources::yahoo::parse_options;
+    let contract = (
+        "[A-Z]{1,4}[0-9]{6}[CP][0-9]{8}",
+        number_text(),
+        number_text(),
+        number_text(),
+        prop_oneof![Just("REGULAR"), Just("MINI"), Just("")],
+    )
+        .prop_map(|(sym, bid, ask, iv, size)| {
+            format!(
+                r#"{{"contractSymbol": "{sym}", "bid": {bid}, "ask": {ask}, "impliedVolatility": {iv}, "contractSize": "{size}"}}"#
+            )
+        });
+    let body = (
+        vec(contract.clone(), 0..3),
+        vec(contract, 0..3),
+        number_text(),
+        vec(-5_000_000_000i64..5_000_000_000, 0..3),
+    )
+        .prop_map(|(calls, puts, price, exps)| {
+            format!(
+                r#"{{"optionChain": {{"result": [{{"expirationDates": [{}], "quote": {{"regularMarketPrice": {price}, "marketState": "REGULAR", "regularMarketTime": {}}}, "options": [{{"calls": [{}], "puts": [{}]}}]}}], "error": null}}}}"#,
+                exps.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
+                exps.first().copied().unwrap_or(0),
+                calls.join(", "),
+                puts.join(", ")
+            )
+        });
+    let input = prop_oneof![
+        1 => vec(any::<u8>(), 0..200),
+        3 => body.clone().prop_map(String::into_bytes),
+        2 => mutated(body).prop_map(String::into_bytes),
+    ];
+    fuzz("yahoo::parse_options", input, |b| {
+        match parse_options(&b, "yahoo X") {
+            Ok(Some(p)) => prop_assert!(p.price > 0.0 && p.price.is_finite()),
+            Ok(None) => {}
+            Err(e) => names_file(&e, "yahoo X")?,
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_yahoo_chart() {
+    use optdesk::sources::yahoo::parse_chart;
+    let body = (
+        vec((-5_000_000_000i64..5_000_000_000, number_text()), 0..4),
+        number_text(),
+        number_text(),
+    )
+        .prop_map(|(bars, num, den)| {
+            let ts: Vec<String> = bars.iter().map(|b| b.0.to_string()).collect();
+            let px: Vec<String> = bars.iter().map(|b| b.1.clone()).collect();
+            let split = ts.first().cloned().unwrap_or_else(|| "0".into());
+            format!(
+                r#"{{"chart": {{"result": [{{"timestamp": [{t}], "events": {{"splits": {{"{split}": {{"date": {split}, "numerator": {num}, "denominator": {den}}}}}, "dividends": {{"{split}": {{"amount": {num}, "date": {split}}}}}}}, "indicators": {{"quote": [{{"open": [{p}], "high": [{p}], "low": [{p}], "close": [{p}], "volume": [{p}]}}]}}}}], "error": null}}}}"#,
+                t = ts.join(", "),
+                p = px.join(", ")
+            )
+        });
+    let input = prop_oneof![
+        1 => vec(any::<u8>(), 0..200),
+        3 => body.clone().prop_map(String::into_bytes),
+        2 => mutated(body).prop_map(String::into_bytes),
+    ];
+    fuzz("yahoo::parse_chart", input, |b| {
+        match parse_chart(&b, "X", "yahoo X chart") {
+            Ok(bars) => {
+                for bar in bars {
+                    prop_assert_eq!(&bar.symbol, "X");
+                    prop_assert!(bar.split_ratio > 0.0 && bar.split_ratio.is_finite());
+                    prop_assert!(bar.close.is_positive() && bar.low.is_positive());
+                }
+            }
+            Err(e) => names_file(&e, "yahoo X chart")?,
+        }
+        Ok(())
+    });
+}

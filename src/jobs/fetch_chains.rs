@@ -147,8 +147,18 @@ pub fn run_with_source(
     // with its rule and what was received.
     let mut rejects: Vec<SourceReject> = snap.rejects.clone();
     let mut good: Vec<&OptionQuote> = Vec::with_capacity(snap.quotes.len());
+    let mut seen: std::collections::HashSet<(&str, String)> =
+        std::collections::HashSet::with_capacity(snap.quotes.len());
     for q in &snap.quotes {
-        match q.check(as_of) {
+        // A contract quoted twice in one snapshot: the first quote stands.
+        let checked = q.check(as_of).and_then(|()| {
+            if seen.insert((q.underlying.as_str(), q.contract())) {
+                Ok(())
+            } else {
+                Err(crate::model::ModelError::Duplicate(q.contract()))
+            }
+        });
+        match checked {
             Ok(()) => good.push(q),
             Err(e) => rejects.push(SourceReject {
                 underlying: q.underlying.clone(),

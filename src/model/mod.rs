@@ -211,6 +211,12 @@ pub enum ModelError {
     BadField { field: &'static str, value: String },
     #[error("bid {bid} is above ask {ask}")]
     CrossedQuote { bid: Price, ask: Price },
+    #[error("ask is 0: no market")]
+    NoAsk,
+    #[error("{0} quoted twice in one snapshot; the first quote stands")]
+    Duplicate(String),
+    #[error("negative price: bid {bid}, ask {ask}")]
+    NegativePrice { bid: Price, ask: Price },
     #[error("bad instrument: {0}")]
     BadInstrument(String),
     #[error("bad client order id '{id}': {reason}")]
@@ -226,6 +232,9 @@ impl ModelError {
             ModelError::ExpiredContract { .. } => "expired",
             ModelError::BadSymbol(_) => "bad_symbol",
             ModelError::CrossedQuote { .. } => "crossed",
+            ModelError::NoAsk => "no_ask",
+            ModelError::Duplicate(_) => "duplicate",
+            ModelError::NegativePrice { .. } => "negative_price",
             _ => "unparseable",
         }
     }
@@ -285,8 +294,9 @@ impl OptionQuote {
         occ_symbol(&self.root, self.expiry, self.right, self.strike)
     }
 
-    /// Validate what a constructor from outside data must: a positive strike and an
-    /// expiry that is not before the quote date.
+    /// Validate what a constructor from outside data must: a positive strike, an
+    /// expiry that is not before the quote date, a symbol, prices that are not negative,
+    /// an ask (a contract nobody offers is no market) and a bid not above it.
     pub fn check(&self, as_of: NaiveDate) -> Result<(), ModelError> {
         if !self.strike.is_positive() {
             return Err(ModelError::NonPositiveStrike(self.strike));
@@ -300,7 +310,16 @@ impl OptionQuote {
         if self.underlying.is_empty() || self.underlying.len() > 6 {
             return Err(ModelError::BadSymbol(self.underlying.clone()));
         }
-        if self.ask.raw() > 0 && self.bid > self.ask {
+        if self.bid.raw() < 0 || self.ask.raw() < 0 {
+            return Err(ModelError::NegativePrice {
+                bid: self.bid,
+                ask: self.ask,
+            });
+        }
+        if self.ask.raw() == 0 {
+            return Err(ModelError::NoAsk);
+        }
+        if self.bid > self.ask {
             return Err(ModelError::CrossedQuote {
                 bid: self.bid,
                 ask: self.ask,

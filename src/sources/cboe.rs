@@ -8,11 +8,12 @@
 //! back-off (a 429's Retry-After honoured, up to the configured bound); symbols are
 //! fetched one at a time with a pause between them; and nothing is returned unless
 //! every symbol's payload arrived and parsed, so `fetch_chains` writes a whole snapshot
-//! or nothing. Daily bars and ATM-IV history, which this endpoint does not give, come
-//! from the archive `optdesk import` filled (`[cboe] history = "archive"`) or nowhere.
+//! or nothing. Daily bars, which this endpoint does not give, come from the archive
+//! `optdesk import` filled (`[cboe] history = "archive"`), from Yahoo's chart endpoint
+//! (`"yahoo"`) or nowhere (`"none"`); the run's summary says which.
 
 use super::{
-    replay::Replay, IvPoint, MarketData, Snapshot, SourceError, SourceReject, UnderlyingQuote,
+    each_symbol, IvPoint, MarketData, Snapshot, SourceError, SourceReject, UnderlyingQuote,
 };
 use crate::config::CboeConfig;
 use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
@@ -35,7 +36,8 @@ const CASH_ROOTS: &[&str] = &[
 pub struct Cboe {
     client: HttpClient,
     config: CboeConfig,
-    history: Option<Replay>,
+    /// Where daily bars come from.
+    history: Option<Box<dyn MarketData>>,
 }
 
 /// One option symbol's terms: `SPXW241220C05900000` → (SPXW, 2024-12-20, call, 5900).
@@ -67,6 +69,34 @@ pub fn parse_option_symbol(s: &str) -> Option<(String, NaiveDate, OptionRight, P
     }
     let strike = Price::try_from_f64(milli as f64 / 1000.0).ok()?;
     Some((root.to_string(), expiry, right, strike))
+}
+
+/// Why an option symbol [`parse_option_symbol`] refused does not read: the rule and the
+/// reason, for `quote_rejects`. An OCC root with a digit (`SPY1`, `AAPL7`) is an
+/// adjusted, non-standard contract (after a special dividend or a merger), not noise.
+pub fn unreadable_symbol(s: &str) -> (&'static str, String) {
+    let s: String = s.trim().chars().take(40).collect();
+    let tail_reads = s.len() > 15
+        && s.is_char_boundary(s.len() - 15)
+        && parse_option_symbol(&format!("X{}", &s[s.len() - 15..])).is_some();
+    let root = if tail_reads { &s[..s.len() - 15] } else { "" };
+    if tail_reads
+        && root.starts_with(|c: char| c.is_ascii_uppercase())
+        && root.ends_with(|c: char| c.is_ascii_digit())
+        && root
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
+        (
+            "non_standard",
+            format!("'{s}': root '{root}' has a digit, an adjusted contract"),
+        )
+    } else {
+        (
+            "unparseable",
+            format!("option symbol '{s}' does not read as ROOT YYMMDD C/P strike"),
+        )
+    }
 }
 
 /// A payload's underlying price, timestamp and options, or what is wrong with it.
@@ -168,7 +198,10 @@ fn net(e: NetError, symbol: &str) -> SourceError {
 }
 
 impl Cboe {
-    pub fn new(config: &CboeConfig, history: Option<Replay>) -> Result<Cboe, SourceError> {
+    pub fn new(
+        config: &CboeConfig,
+        history: Option<Box<dyn MarketData>>,
+    ) -> Result<Cboe, SourceError> {
         let client = HttpClient::new(
             Duration::from_secs(config.timeout_secs),
             RetryPolicy {
@@ -240,16 +273,30 @@ impl MarketData for Cboe {
         let mut notes = Vec::new();
         let mut rejects = Vec::new();
         let mut stamps = Vec::new();
-        for (n, sym) in symbols.iter().enumerate() {
-            if n > 0 && self.config.pause_ms > 0 {
+        let payloads = each_symbol(symbols, self.config.concurrency, |sym, first| {
+            if !first && self.config.pause_ms > 0 {
                 std::thread::sleep(Duration::from_millis(self.config.pause_ms));
             }
-            let body = self.fetch(sym)?;
-            let p = parse_payload(&body, &format!("cboe {sym}"))?;
+            let p = parse_payload(&self.fetch(sym)?, &format!("cboe {sym}"))?;
+            super::refuse_placeholder_chain(
+                NAME,
+                sym,
+                as_of,
+                p.options.iter().map(|o| (o.bid, o.ask)),
+                "Cboe's delayed quotes before the open",
+            )?;
+            Ok(p)
+        })?;
+        for (sym, p) in symbols.iter().zip(payloads) {
             if let Some(t) = p.timestamp {
                 stamps.push(t);
             }
-            let price = Price::from_f64(p.price);
+            let price = Price::try_from_f64(p.price).map_err(|e| SourceError::BadData {
+                file_or_source: format!("cboe {sym}"),
+                line: None,
+                field: "data.current_price".into(),
+                reason: e.to_string(),
+            })?;
             underlyings.push(UnderlyingQuote {
                 symbol: sym.clone(),
                 price,
@@ -262,15 +309,13 @@ impl MarketData for Cboe {
             let mut unreadable = 0;
             for o in &p.options {
                 let Some((root, expiry, right, strike)) = parse_option_symbol(&o.symbol) else {
-                    unreadable += 1;
+                    let (rule, reason) = unreadable_symbol(&o.symbol);
+                    unreadable += usize::from(rule == "unparseable");
                     rejects.push(SourceReject {
                         underlying: sym.clone(),
                         contract: o.symbol.chars().take(40).collect(),
-                        rule: "unparseable",
-                        reason: format!(
-                            "option symbol '{}' does not read as ROOT YYMMDD C/P strike",
-                            o.symbol.chars().take(40).collect::<String>()
-                        ),
+                        rule,
+                        reason,
                         raw: format!(
                             "option={} bid={} ask={} iv={}",
                             o.symbol.chars().take(40).collect::<String>(),
@@ -322,6 +367,10 @@ impl MarketData for Cboe {
                 },
             );
         }
+        notes.push(match &self.history {
+            Some(h) => format!("daily bars from {}", h.name()),
+            None => "no daily bars ([cboe] history = \"none\")".into(),
+        });
         Ok(Snapshot {
             as_of,
             quote_time,
@@ -379,6 +428,23 @@ mod tests {
             "1241220C05900000",
         ] {
             assert!(parse_option_symbol(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_adjusted_root_is_non_standard_and_noise_is_unparseable() {
+        assert_eq!(unreadable_symbol("SPY1241220C00590000").0, "non_standard");
+        assert_eq!(unreadable_symbol("AAPL7250117P00150000").0, "non_standard");
+        for noise in [
+            "",
+            "SPY",
+            "SPY 24X220C00590000",
+            "1241220C05900000",
+            "ÄÖÜ241220C0590000",
+        ] {
+            let (rule, reason) = unreadable_symbol(noise);
+            assert_eq!(rule, "unparseable", "{noise}");
+            assert!(reason.contains("does not read"), "{reason}");
         }
     }
 

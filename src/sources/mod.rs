@@ -4,6 +4,7 @@ pub mod cboe;
 pub mod import;
 pub mod replay;
 pub mod sim;
+pub mod yahoo;
 
 use crate::model::{DailyBar, OptionQuote, Price};
 use crate::net::NetError;
@@ -170,7 +171,87 @@ pub trait MarketData: Send + Sync {
     ) -> Result<Option<Vec<IvPoint>>, SourceError>;
 }
 
-/// The source `jobs/desk.toml` names.
+/// `fetch` for each symbol, `concurrency` symbols at a time, the results in the
+/// symbols' order. `fetch`'s second argument is whether this is its worker's first
+/// symbol (a worker pauses between its requests, not before the first). The first
+/// failure stops the workers from taking more symbols, and the failure of the earliest
+/// symbol is the answer: all or nothing.
+pub fn each_symbol<T: Send>(
+    symbols: &[String],
+    concurrency: usize,
+    fetch: impl Fn(&str, bool) -> Result<T, SourceError> + Sync,
+) -> Result<Vec<T>, SourceError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let workers = concurrency.clamp(1, symbols.len().max(1));
+    if workers == 1 {
+        return symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| fetch(s, i == 0))
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: std::sync::Mutex<Vec<Option<Result<T, SourceError>>>> =
+        std::sync::Mutex::new(symbols.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let mut first = true;
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(sym) = symbols.get(i) else { break };
+                    let r = fetch(sym, first);
+                    first = false;
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    done.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                }
+            });
+        }
+    });
+    // Symbols are taken in order, so every one before the earliest failure was fetched.
+    let mut out = Vec::with_capacity(symbols.len());
+    for r in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match r {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => return Err(e),
+            None => unreachable!("a symbol is left only after a failure"),
+        }
+    }
+    Ok(out)
+}
+
+/// Refuse a chain that is placeholders rather than a market: at least 90% of its
+/// contracts with bid and ask both 0 (what the web sources serve outside regular hours).
+/// `when` says when such chains are served.
+pub fn refuse_placeholder_chain(
+    source_name: &'static str,
+    symbol: &str,
+    as_of: NaiveDate,
+    bid_ask: impl Iterator<Item = (f64, f64)>,
+    when: &str,
+) -> Result<(), SourceError> {
+    let (mut n, mut dead) = (0usize, 0usize);
+    for (bid, ask) in bid_ask {
+        n += 1;
+        if bid <= 0.0 && ask <= 0.0 {
+            dead += 1;
+        }
+    }
+    if n > 0 && dead * 10 >= n * 9 {
+        return Err(SourceError::NoData {
+            source_name,
+            date: as_of,
+            reason: format!(
+                "{symbol}'s chain is placeholders, not a market: {dead} of {n} contracts have bid and ask 0 ({when}); fetch during the session (schedule.daily = \"open+30m\")"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The symbols the configured source can quote, when it can know them before it is
 /// asked (the simulator's universe), so a configuration naming another symbol is
 /// refused at load; `None` for a source that cannot know its universe in advance.
@@ -185,7 +266,9 @@ pub fn known_symbols(config: &crate::config::Config) -> Option<(&'static str, Ve
         )),
         // What the archive holds is known only to the store, not at load; a web source
         // learns its universe when it asks.
-        crate::config::SourceKind::Replay | crate::config::SourceKind::Cboe => None,
+        crate::config::SourceKind::Replay
+        | crate::config::SourceKind::Cboe
+        | crate::config::SourceKind::Yahoo => None,
     }
 }
 
@@ -232,11 +315,18 @@ pub fn from_config(
         )?),
         crate::config::SourceKind::Cboe => {
             let c = &config.desk.cboe;
-            let history = (c.history == crate::config::HistorySource::Archive)
-                .then(|| replay::Replay::new(conn, c.rate, c.div_yield))
-                .transpose()?;
+            let history: Option<Box<dyn MarketData>> = match c.history {
+                crate::config::HistorySource::Archive => {
+                    Some(Box::new(replay::Replay::new(conn, c.rate, c.div_yield)?))
+                }
+                crate::config::HistorySource::Yahoo => {
+                    Some(Box::new(yahoo::Yahoo::new(&config.desk.yahoo)?))
+                }
+                crate::config::HistorySource::None => None,
+            };
             Box::new(cboe::Cboe::new(c, history)?)
         }
+        crate::config::SourceKind::Yahoo => Box::new(yahoo::Yahoo::new(&config.desk.yahoo)?),
     })
 }
 

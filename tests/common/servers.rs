@@ -306,3 +306,102 @@ impl HttpServer {
         self.hits.lock().unwrap().clone()
     }
 }
+
+/// What [`PathServer`] answers to one request.
+#[derive(Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+    /// Wait this long before answering.
+    pub delay: Duration,
+}
+
+impl Answer {
+    /// 200 with `body`.
+    pub fn ok(body: impl Into<String>) -> Answer {
+        Answer {
+            status: 200,
+            body: body.into(),
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// `status` with a small HTML page; a 429 says `Retry-After: 0`.
+    pub fn status(status: u16) -> Answer {
+        let mut a = Answer::ok(format!("<html>{status}</html>")).with_status(status);
+        if status == 429 {
+            a = a.header("Retry-After", "0");
+        }
+        a
+    }
+
+    pub fn with_status(mut self, status: u16) -> Answer {
+        self.status = status;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What [`PathServer`] answers for a request: its URL (path and query), how many times
+/// the same URL was asked before, and the request's `Cookie` header.
+pub type Route = dyn Fn(&str, usize, &str) -> Answer + Send + Sync;
+
+/// An HTTP server on 127.0.0.1 answering by URL, each request on its own thread (a
+/// slow answer does not hold the others).
+pub struct PathServer {
+    pub port: u16,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl PathServer {
+    pub fn start(route: Arc<Route>) -> PathServer {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            let mut seen: std::collections::HashMap<String, usize> = Default::default();
+            for req in server.incoming_requests() {
+                let url = req.url().to_string();
+                let cookie = req
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Cookie"))
+                    .map(|h| h.value.to_string())
+                    .unwrap_or_default();
+                h.lock().unwrap().push(url.clone());
+                let n = seen.entry(url.clone()).or_default();
+                let a = route(&url, *n, &cookie);
+                *n += 1;
+                std::thread::spawn(move || {
+                    std::thread::sleep(a.delay);
+                    let mut resp =
+                        tiny_http::Response::from_string(a.body).with_status_code(a.status);
+                    for (k, v) in &a.headers {
+                        resp.add_header(
+                            tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap(),
+                        );
+                    }
+                    let _ = req.respond(resp);
+                });
+            }
+        });
+        PathServer { port, hits }
+    }
+
+    /// Every URL asked, in order.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// How many times `url` was asked.
+    pub fn count(&self, url: &str) -> usize {
+        self.hits().iter().filter(|u| *u == url).count()
+    }
+}
