@@ -49,7 +49,7 @@ fn payload(symbol: &str, root: &str, spot: f64, step: f64) -> String {
 
 fn desk_for(port: u16, extra: &str) -> Desk {
     let desk = Desk::new();
-    // The shipped file's own [cboe] table gives way to the test's.
+    // The shipped file's own [cboe] and [yahoo] tables give way to the test's.
     let mut in_cboe = false;
     let text: String = std::fs::read_to_string(desk.jobs.join("desk.toml"))
         .unwrap()
@@ -57,7 +57,7 @@ fn desk_for(port: u16, extra: &str) -> Desk {
         .lines()
         .filter(|l| {
             if l.starts_with('[') {
-                in_cboe = l.trim() == "[cboe]";
+                in_cboe = l.trim() == "[cboe]" || l.trim() == "[yahoo]";
             }
             !in_cboe
         })
@@ -286,4 +286,50 @@ fn quotes_that_break_a_rule_are_kept_out_with_the_rule_and_what_was_received() {
         0
     );
     assert_eq!(quotes(&desk), 104, "the good quotes are all there");
+}
+
+#[test]
+fn daily_bars_can_come_from_yahoo_and_say_so() {
+    // Three sessions of SPY and SPX from Yahoo's chart endpoint on the same test host.
+    let chart = |sym: &str, px: f64| {
+        let ts = ["1731940200", "1732026600", "1732113000"]; // 2024-11-18..20, 14:30 UTC
+        let p = [px, px * 1.01, px * 0.99]
+            .map(|x| format!("{x:.2}"))
+            .join(", ");
+        format!(
+            r#"{{"chart": {{"result": [{{"meta": {{"symbol": "{sym}"}}, "timestamp": [{}], "indicators": {{"quote": [{{"open": [{p}], "high": [{p}], "low": [{p}], "close": [{p}], "volume": [1, 2, 3]}}]}}}}], "error": null}}}}"#,
+            ts.join(", ")
+        )
+    };
+    let server = serve(Arc::new(move |p: &str, _, cookie: &str| {
+        let path = p.split('?').next().unwrap_or(p);
+        match path {
+            "/cookie" => Answer::status(404).header("Set-Cookie", "A3=d=x; Path=/"),
+            "/v1/test/getcrumb" if cookie.contains("A3=d=x") => ok("crumb1".into()),
+            "/v8/finance/chart/SPY" if p.contains("crumb=crumb1") => ok(chart("SPY", 590.0)),
+            "/v8/finance/chart/%5ESPX" if p.contains("crumb=crumb1") => ok(chart("^SPX", 5900.0)),
+            _ => normal(p),
+        }
+    }));
+    let desk = desk_for(
+        server.port,
+        &format!(
+            "\n[yahoo]\nbase_url = \"http://127.0.0.1:{0}\"\ncookie_url = \"http://127.0.0.1:{0}/cookie\"\nbackoff_ms = 10\n",
+            server.port
+        ),
+    );
+    let text = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("history = \"none\"", "history = \"yahoo\"");
+    desk.write_config("desk.toml", &text);
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert!(out.contains("daily bars from yahoo"), "{out}");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM underlying_bars WHERE source = 'yahoo' AND date BETWEEN DATE '2024-11-18' AND DATE '2024-11-20'"),
+        6
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE source = 'cboe'"),
+        104
+    );
 }

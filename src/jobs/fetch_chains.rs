@@ -242,7 +242,11 @@ pub fn run_with_source(
                     from,
                     to,
                     n_rows as i64,
-                    source.name()
+                    if kind == "daily_bars" {
+                        source.bars_source()
+                    } else {
+                        source.name()
+                    }
                 ],
             )?;
             rows += 1;
@@ -440,7 +444,7 @@ fn sync_bars(
             b.volume,
             b.dividend.to_f64(),
             b.split_ratio,
-            source.name(),
+            source.bars_source(),
             run_id,
         ])?;
         rows += 1;
@@ -474,7 +478,7 @@ fn sync_bars(
             short.len(),
             symbols.len(),
             window.len(),
-            source.name(),
+            source.bars_source(),
             shown.join(", "),
             if short.len() > 5 { ", ..." } else { "" }
         )

@@ -260,6 +260,10 @@ impl MarketData for Cboe {
         self.config.symbols.clone()
     }
 
+    fn bars_source(&self) -> &'static str {
+        self.history.as_ref().map_or(NAME, |h| h.name())
+    }
+
     fn snapshot(
         &self,
         quote_time: NaiveDateTime,

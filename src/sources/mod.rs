@@ -146,6 +146,11 @@ pub struct SourceReject {
 
 pub trait MarketData: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Where [`MarketData::daily_bars`] come from, as stored with them: the source
+    /// itself, or the history source it takes them from (Cboe's bars from Yahoo).
+    fn bars_source(&self) -> &'static str {
+        self.name()
+    }
     /// The symbols fetched when a job does not name its own.
     fn default_symbols(&self) -> Vec<String>;
     /// Underlying prices and option chains for `symbols` at `quote_time` (New York) on
