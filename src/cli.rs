@@ -127,14 +127,18 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Load vendor files (option chains, daily bars) into the store's archive, for the
-    /// `replay` source. The layout is detected from each file's header.
+    /// Load vendor files (option chains, daily and minute bars) into the store's archive,
+    /// for the `replay` source. The layout is detected from each file's header (LEAN
+    /// zips from their names).
     Import {
-        /// CSV files, plain or gzip.
+        /// CSV files (plain or gzip), Parquet files, and zips: LEAN daily option zips
+        /// (`<ticker>_<year>_quote_<style>.zip`, trade and open-interest zips beside it
+        /// joined), LEAN daily equity zips, or a zip of one file (DataShop's).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Force a layout: optionsdx, datashop, deltaneutral, deltaneutral-l3,
-        /// deltaneutral-lower, yahoo-bars, bars, iv-history, correlation-history.
+        /// deltaneutral-lower, lean-universe, lean-chain, lean-daily-bars, minute-bars,
+        /// yahoo-bars, bars, iv-history, correlation-history.
         #[arg(long)]
         layout: Option<String>,
         /// The underlying, for files that do not name it (OptionsDX, a bar file without a
@@ -999,6 +1003,10 @@ fn import(
             (Some(a), Some(b)) => format!("{a} to {b}"),
             _ => "no dates".into(),
         };
+        if let Some(note) = &s.note {
+            outln!("{}: {note}", s.file);
+            continue;
+        }
         if s.unchanged {
             outln!(
                 "{}: already imported (same SHA-256): {} rows, nothing changed",
