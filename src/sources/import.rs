@@ -47,6 +47,8 @@ pub enum Layout {
     LeanBars,
     /// One-minute bars (CSV or Parquet), into `archive_minute_bars`.
     MinuteBars,
+    /// Any one-row-per-contract chain, its columns named by a [`ColumnMap`] (`--map`).
+    Mapped,
     /// Yahoo's daily-bar CSV (`Date,Open,High,Low,Close,Adj Close,Volume`).
     YahooBars,
     /// Daily bars: `date, open, high, low, close, volume` (and optionally `symbol`).
@@ -67,6 +69,7 @@ pub const LAYOUTS: &[(&str, Layout)] = &[
     ("lean-chain", Layout::LeanChain),
     ("lean-daily-bars", Layout::LeanBars),
     ("minute-bars", Layout::MinuteBars),
+    ("mapped", Layout::Mapped),
     ("yahoo-bars", Layout::YahooBars),
     ("bars", Layout::GenericBars),
     ("iv-history", Layout::IvHistory),
@@ -210,6 +213,8 @@ struct Input<'a> {
     file: &'a str,
     src: &'a str,
     parquet: bool,
+    /// The user's column mapping (the `mapped` layout).
+    map: Option<&'a ColumnMap>,
     /// The quote date a file's name gives (LEAN universe files: `YYYYMMDD.csv`).
     file_date: Option<String>,
 }
@@ -297,6 +302,7 @@ fn chain_select(
     layout: Layout,
     sym: Option<&str>,
     file_date: Option<&str>,
+    map: Option<&ColumnMap>,
 ) -> Result<String, String> {
     let none = "NULL::VARCHAR";
     Ok(match layout {
@@ -428,6 +434,51 @@ fn chain_select(
                  FROM raw"
             )
         }
+        Layout::Mapped => {
+            let map = map.ok_or("the mapped layout needs --map")?;
+            let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+            let col = |f: &str| {
+                map.get(f)
+                    .map(|c| format!("trim({})", q(c)))
+                    .unwrap_or_else(|| none.to_string())
+            };
+            let underlying = match (map.get("underlying"), sym) {
+                (Some(c), _) => format!("ltrim(upper(trim({})), '^')", q(c)),
+                (None, Some(s)) => sql_str(s),
+                (None, None) => {
+                    return Err("the mapping names no underlying column: add underlying=<column> to --map, or pass --symbol".into())
+                }
+            };
+            let root = match map.get("root") {
+                Some(c) => format!("coalesce(nullif(upper(trim({})), ''), {underlying})", q(c)),
+                None => underlying.clone(),
+            };
+            format!(
+                "SELECT line, {date} AS as_of_s, NULL::VARCHAR AS time_s, {underlying} AS underlying, {root} AS root,
+                        {expiry} AS expiry_s, {strike} AS strike_s, upper(left({right}, 1)) AS pc,
+                        {bid} AS bid_s, {ask} AS ask_s, {bsz} AS bsz_s, {asz} AS asz_s, {last} AS last_s,
+                        {vol} AS vol_s, {oi} AS oi_s, {und} AS und_s, {iv} AS iv_s, {delta} AS delta_s,
+                        {gamma} AS gamma_s, {theta} AS theta_s, {vega} AS vega_s, NULL::VARCHAR AS flag
+                 FROM raw",
+                date = col("quote_date"),
+                expiry = col("expiry"),
+                strike = col("strike"),
+                right = col("right"),
+                bid = col("bid"),
+                ask = col("ask"),
+                bsz = col("bid_size"),
+                asz = col("ask_size"),
+                last = col("last"),
+                vol = col("volume"),
+                oi = col("open_interest"),
+                und = col("underlying_price"),
+                iv = col("iv"),
+                delta = col("delta"),
+                gamma = col("gamma"),
+                theta = col("theta"),
+                vega = col("vega"),
+            )
+        }
         Layout::YahooBars
         | Layout::GenericBars
         | Layout::LeanBars
@@ -457,6 +508,111 @@ pub fn import_file(
     forced: Option<Layout>,
     symbol: Option<&str>,
 ) -> Result<ImportSummary, ImportError> {
+    import_file_mapped(conn, path, forced, symbol, None)
+}
+
+/// The fields of the archive a `--map` can name, and whether each is required.
+pub const MAP_FIELDS: &[(&str, bool)] = &[
+    ("quote_date", true),
+    ("expiry", true),
+    ("strike", true),
+    ("right", true),
+    ("bid", true),
+    ("ask", true),
+    ("underlying", false),
+    ("root", false),
+    ("bid_size", false),
+    ("ask_size", false),
+    ("last", false),
+    ("volume", false),
+    ("open_interest", false),
+    ("underlying_price", false),
+    ("iv", false),
+    ("delta", false),
+    ("gamma", false),
+    ("theta", false),
+    ("vega", false),
+];
+
+/// A chain layout given by the user: archive field → the file's column (normalized as
+/// headers are: trimmed, lower case).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnMap(pub Vec<(String, String)>);
+
+impl ColumnMap {
+    /// `quote_date=Date,expiry=Expiration,strike=Strike,right=Type,bid=Bid,ask=Ask,...`
+    pub fn parse(spec: &str) -> Result<ColumnMap, String> {
+        let known = || {
+            MAP_FIELDS
+                .iter()
+                .map(|(f, req)| if *req { format!("{f}*") } else { f.to_string() })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (f, c) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--map: '{pair}' is not field=column"))?;
+            let f = f.trim().to_ascii_lowercase();
+            let c = normalize_header(c).join(",");
+            if !MAP_FIELDS.iter().any(|(k, _)| *k == f) {
+                return Err(format!(
+                    "--map: unknown field '{f}'; the fields are {} (* required)",
+                    known()
+                ));
+            }
+            if c.is_empty() {
+                return Err(format!("--map: field '{f}' names no column"));
+            }
+            if out.iter().any(|(k, _)| *k == f) {
+                return Err(format!("--map: field '{f}' given twice"));
+            }
+            out.push((f, c));
+        }
+        let missing: Vec<&str> = MAP_FIELDS
+            .iter()
+            .filter(|(f, req)| *req && !out.iter().any(|(k, _)| k == f))
+            .map(|(f, _)| *f)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "--map: required field(s) {} missing; the fields are {} (* required)",
+                missing.join(", "),
+                known()
+            ));
+        }
+        Ok(ColumnMap(out))
+    }
+
+    fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
+/// [`import_file`] with a column mapping: a file imported through `map` is read as the
+/// `mapped` layout whatever its header.
+pub fn import_file_mapped(
+    conn: &Connection,
+    path: &Path,
+    forced: Option<Layout>,
+    symbol: Option<&str>,
+    map: Option<&ColumnMap>,
+) -> Result<ImportSummary, ImportError> {
+    let forced = if map.is_some() {
+        Some(Layout::Mapped)
+    } else {
+        forced
+    };
+    if forced == Some(Layout::Mapped) && map.is_none() {
+        return Err(ImportError::File {
+            file: path.display().to_string(),
+            message: "the mapped layout needs --map field=column,...".into(),
+        });
+    }
     let file = std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
@@ -661,6 +817,7 @@ pub fn import_file(
         file: &file,
         src: &src,
         parquet,
+        map,
         file_date,
     };
     progress.phase("reading and normalizing");
@@ -1032,6 +1189,7 @@ fn import_chain(
             "ask",
         ],
         Layout::LeanUniverse => &["expiry", "strike", "right", "close", "implied_volatility"],
+        Layout::Mapped => &[],
         Layout::LeanChain => &[
             "quote_date",
             "underlying",
@@ -1054,11 +1212,30 @@ fn import_chain(
         ],
     };
     require_columns(file, layout, names, need)?;
-    let select =
-        chain_select(layout, sym, inp.file_date.as_deref()).map_err(|m| ImportError::File {
+    if let Some(map) = inp.map.filter(|_| layout == Layout::Mapped) {
+        let missing: Vec<String> = map
+            .0
+            .iter()
+            .filter(|(_, c)| !names.iter().any(|n| n == c))
+            .map(|(f, c)| format!("{f}={c}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImportError::File {
+                file: file.to_string(),
+                message: format!(
+                    "--map names column(s) the header does not have: {}; the header's columns are {}",
+                    missing.join(", "),
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    let select = chain_select(layout, sym, inp.file_date.as_deref(), inp.map).map_err(|m| {
+        ImportError::File {
             file: file.to_string(),
             message: m,
-        })?;
+        }
+    })?;
     load_raw(conn, inp, names, &select)?;
     // Snapshot times: the file's own (OptionsDX), else DataShop's 15:45 (15 minutes
     // before an early close) or the session's close.
@@ -2111,9 +2288,94 @@ mod tests {
             d("date,symbol,open,high,low,close,volume"),
             Some(Layout::GenericBars)
         );
+        assert_eq!(
+            d("#expiry,strike,right,open,high,low,close,volume,open_interest,implied_volatility,delta,gamma,vega,theta,rho"),
+            Some(Layout::LeanUniverse)
+        );
+        assert_eq!(
+            d("date,expiry,strike,right,open,high,low,close,volume,open_interest,implied_volatility,delta,gamma,vega,theta,rho"),
+            Some(Layout::LeanUniverse)
+        );
+        assert_eq!(
+            d("quote_date,underlying,expiration,strike,right,style,bid_open,bid_high,bid_low,bid_close,bid_size,ask_open,ask_high,ask_low,ask_close,ask_size,trade_open,trade_high,trade_low,trade_close,volume,open_interest"),
+            Some(Layout::LeanChain)
+        );
+        assert_eq!(
+            d("datetime,symbol,open,high,low,close,volume"),
+            Some(Layout::MinuteBars)
+        );
+        assert_eq!(
+            d("time_et,open,high,low,close,volume"),
+            Some(Layout::MinuteBars)
+        );
         assert_eq!(d("a,b,c"), None);
         assert_eq!(Layout::parse("optionsdx"), Ok(Layout::OptionsDx));
         assert!(Layout::parse("nope").unwrap_err().contains("datashop"));
+    }
+
+    #[test]
+    fn lean_names_give_contract_terms_and_tickers() {
+        assert_eq!(
+            lean_option_zip_name(Path::new("/d/aapl_2014_quote_american.zip")),
+            Some((
+                "aapl".into(),
+                "2014".into(),
+                "quote".into(),
+                "american".into()
+            ))
+        );
+        assert_eq!(
+            lean_option_zip_name(Path::new("aapl_2014_bid_american.zip")),
+            None
+        );
+        assert_eq!(lean_option_zip_name(Path::new("spy.zip")), None);
+        assert_eq!(
+            lean_contract("aapl_quote_american_call_10000000_20150117.csv"),
+            Some(('C', "1000.0000".into(), "2015-01-17".into()))
+        );
+        assert_eq!(
+            lean_contract("spxw_trade_european_put_37500000_20210115.csv"),
+            Some(('P', "3750.0000".into(), "2021-01-15".into()))
+        );
+        assert_eq!(
+            lean_contract("aapl_quote_american_call_x_20150117.csv"),
+            None
+        );
+        assert_eq!(lean_price("1234500"), Some("123.4500".into()));
+        assert_eq!(lean_price(""), Some(String::new()));
+        assert_eq!(lean_price("-1"), None);
+        assert_eq!(lean_date("20240315 00:00"), Some("2024-03-15".into()));
+        assert_eq!(lean_underlying("spxw"), ("SPX".into(), "SPXW".into()));
+        assert_eq!(
+            lean_universe_ticker(Path::new("/x/universes/spy/20240102.csv")),
+            Some("SPY".into())
+        );
+        assert_eq!(
+            lean_universe_ticker(Path::new("universe_goog_daily_iv_greeks.csv")),
+            Some("GOOG".into())
+        );
+    }
+
+    #[test]
+    fn a_column_map_names_every_required_field_once() {
+        let m = ColumnMap::parse(
+            "quote_date=Date, expiry=Expiration,strike=Strike,right=Type,bid=Bid,ask=Ask,iv=IV",
+        )
+        .unwrap();
+        assert_eq!(m.get("quote_date"), Some("date"));
+        assert_eq!(m.get("iv"), Some("iv"));
+        assert!(ColumnMap::parse("quote_date=Date")
+            .unwrap_err()
+            .contains("expiry, strike, right, bid, ask missing"));
+        assert!(ColumnMap::parse("quote_date=Date,nope=X")
+            .unwrap_err()
+            .contains("unknown field 'nope'"));
+        assert!(ColumnMap::parse("bid=A,bid=B")
+            .unwrap_err()
+            .contains("given twice"));
+        assert!(ColumnMap::parse("bid")
+            .unwrap_err()
+            .contains("not field=column"));
     }
 
     #[test]
