@@ -797,7 +797,8 @@ pub fn import_file_mapped(
     // A correlation history names its index only through --symbol (its file name is
     // not a symbol: correlation_data.csv).
     let sym = symbol
-        .map(|s| s.to_ascii_uppercase())
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
         .or_else(|| staged.as_ref().and_then(|s| s.symbol.clone()))
         .or_else(|| {
             if layout == Layout::LeanUniverse {
