@@ -1097,16 +1097,34 @@ fn first_bad_field(
     file: &str,
     checks: &[(&str, String, String)],
 ) -> Result<(), ImportError> {
-    for (field, text, parsed) in checks {
-        fail_at(
-            conn,
-            file,
-            &format!(
-                "SELECT line, {text} FROM norm WHERE coalesce({text}, '') <> '' AND {parsed} IS NULL ORDER BY line LIMIT 1"
-            ),
-            field,
-            |v| format!("'{v}' does not parse"),
-        )?;
+    if checks.is_empty() {
+        return Ok(());
+    }
+    // One scan for every check (the first bad line of each), then the value at the first
+    // check, in order, that found one.
+    let bad = |text: &str, parsed: &str| format!("coalesce({text}, '') <> '' AND {parsed} IS NULL");
+    let firsts = checks
+        .iter()
+        .map(|(_, t, p)| format!("min(line) FILTER (WHERE {})", bad(t, p)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lines: Vec<Option<i64>> =
+        conn.query_row(&format!("SELECT {firsts} FROM norm"), [], |r| {
+            (0..checks.len()).map(|i| r.get(i)).collect()
+        })?;
+    for ((field, text, parsed), line) in checks.iter().zip(lines) {
+        if let Some(line) = line {
+            return fail_at(
+                conn,
+                file,
+                &format!(
+                    "SELECT line, {text} FROM norm WHERE line = {line} AND {} LIMIT 1",
+                    bad(text, parsed)
+                ),
+                field,
+                |v| format!("'{v}' does not parse"),
+            );
+        }
     }
     Ok(())
 }
@@ -1340,25 +1358,32 @@ fn import_chain(
         .map(|(a, b, c)| (a.as_str(), b.clone(), c.clone()))
         .collect();
     first_bad_field(conn, file, &checks)?;
-    for (field, expr) in [
+    let empties = [
         ("quote date", "as_of_s"),
         ("expiration", "expiry_s"),
         ("strike", "strike_s"),
         ("option type", "pc"),
-    ] {
-        let line: Option<i64> = conn.query_row(
-            &format!("SELECT min(line) FROM norm WHERE coalesce({expr}, '') = ''"),
-            [],
-            |r| r.get(0),
-        )?;
-        if let Some(line) = line {
-            return Err(ImportError::Field {
-                file: file.to_string(),
-                line,
-                field: field.to_string(),
-                problem: "empty".into(),
-            });
-        }
+    ];
+    let firsts = empties
+        .iter()
+        .map(|(_, e)| format!("min(line) FILTER (WHERE coalesce({e}, '') = '')"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lines: Vec<Option<i64>> =
+        conn.query_row(&format!("SELECT {firsts} FROM norm"), [], |r| {
+            (0..empties.len()).map(|i| r.get(i)).collect()
+        })?;
+    if let Some(((field, _), line)) = empties
+        .iter()
+        .zip(lines)
+        .find_map(|(f, l)| l.map(|l| (f, l)))
+    {
+        return Err(ImportError::Field {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            problem: "empty".into(),
+        });
     }
     // A second quote for a contract at the same time (among rows that pass the other
     // rules): looked for with a hash aggregate first, ranked only when there is one.
