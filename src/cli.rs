@@ -127,14 +127,18 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Load vendor files (option chains, daily bars) into the store's archive, for the
-    /// `replay` source. The layout is detected from each file's header.
+    /// Load vendor files (option chains, daily and minute bars) into the store's archive,
+    /// for the `replay` source. The layout is detected from each file's header (LEAN
+    /// zips from their names).
     Import {
-        /// CSV files, plain or gzip.
+        /// CSV files (plain or gzip), Parquet files, and zips: LEAN daily option zips
+        /// (`<ticker>_<year>_quote_<style>.zip`, trade and open-interest zips beside it
+        /// joined), LEAN daily equity zips, or a zip of one file (DataShop's).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Force a layout: optionsdx, datashop, deltaneutral, deltaneutral-l3,
-        /// deltaneutral-lower, yahoo-bars, bars, iv-history, correlation-history.
+        /// deltaneutral-lower, lean-universe, lean-chain, lean-daily-bars, minute-bars,
+        /// yahoo-bars, bars, iv-history, correlation-history.
         #[arg(long)]
         layout: Option<String>,
         /// The underlying, for files that do not name it (OptionsDX, a bar file without a
@@ -142,6 +146,12 @@ pub enum Cmd {
         /// correlation history (QQQ by default).
         #[arg(long)]
         symbol: Option<String>,
+        /// A chain in a layout of its own, one row per contract: which column holds each
+        /// field, `quote_date=Date,expiry=Expiration,strike=Strike,right=Type,bid=Bid,
+        /// ask=Ask` (required) and any of underlying, root, bid_size, ask_size, last,
+        /// volume, open_interest, underlying_price, iv, delta, gamma, theta, vega.
+        #[arg(long)]
+        map: Option<String>,
     },
     /// Rebuild the store named by --db from a backup folder, after verifying its checksums.
     Restore {
@@ -404,7 +414,14 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             paths,
             layout,
             symbol,
-        } => import(ctx, &paths, layout.as_deref(), symbol.as_deref()),
+            map,
+        } => import(
+            ctx,
+            &paths,
+            layout.as_deref(),
+            symbol.as_deref(),
+            map.as_deref(),
+        ),
         Cmd::Prune {
             quotes_before,
             dry_run,
@@ -984,21 +1001,30 @@ fn import(
     paths: &[PathBuf],
     layout: Option<&str>,
     symbol: Option<&str>,
+    map: Option<&str>,
 ) -> Result<bool> {
-    use crate::sources::import::{import_file, Layout};
+    use crate::sources::import::{import_file_mapped, ColumnMap, Layout};
     let config = ctx.config()?;
     let layout = layout
         .map(Layout::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let map = map
+        .map(ColumnMap::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let store = open_writer(ctx, &config)?;
     for p in paths {
-        let s = import_file(&store.conn, p, layout, symbol)?;
+        let s = import_file_mapped(&store.conn, p, layout, symbol, map.as_ref())?;
         let range = match (s.first_date, s.last_date) {
             (Some(a), Some(b)) if a == b => format!("{a}"),
             (Some(a), Some(b)) => format!("{a} to {b}"),
             _ => "no dates".into(),
         };
+        if let Some(note) = &s.note {
+            outln!("{}: {note}", s.file);
+            continue;
+        }
         if s.unchanged {
             outln!(
                 "{}: already imported (same SHA-256): {} rows, nothing changed",

@@ -870,6 +870,11 @@ const IMPORT_HEADERS: &[&str] = &[
     "underlying,underlying_last, exchange,optionroot,optionext,type,expiration,quotedate,strike,last,bid,ask,volume,openinterest,impliedvol,delta,gamma,theta,vega,optionalias",
     "Date,Open,High,Low,Close,Adj Close,Volume",
     "date,symbol,open,high,low,close,volume",
+    "#expiry,strike,right,open,high,low,close,volume,open_interest,implied_volatility,delta,gamma,vega,theta,rho",
+    "date,expiry,strike,right,open,high,low,close,volume,open_interest,implied_volatility,delta,gamma,vega,theta,rho",
+    "quote_date,underlying,expiration,strike,right,style,bid_open,bid_high,bid_low,bid_close,bid_size,ask_open,ask_high,ask_low,ask_close,ask_size,trade_open,trade_high,trade_low,trade_close,volume,open_interest",
+    "datetime,symbol,open,high,low,close,volume",
+    "Date,Open,Close,High,Low,Volume",
 ];
 
 fn import_field() -> impl Strategy<Value = String> + Clone {
@@ -878,7 +883,8 @@ fn import_field() -> impl Strategy<Value = String> + Clone {
         2 => date().prop_map(|d| d.to_string()),
         1 => date().prop_map(|d| d.format("%m/%d/%Y").to_string()),
         1 => select(vec!["C", "P", "call", "put", "SPY", "^SPX", "SPXW", "SPY1", "N", "*", "1 x 2",
-                         "2024-03-14 16:00", "SPY240322C00480000", "\"a,b\"", "\"", ""])
+                         "2024-03-14 16:00", "20240322", "11/5/2019 9:30", "2022-10-19 09:30:00-04:00",
+                         "2022-10-19 13:30:00+00:00", "SPY240322C00480000", "\"a,b\"", "\"", ""])
             .prop_map(str::to_string),
         1 => "[ -~]{0,12}".prop_map(|s| s.to_string()),
     ]
@@ -944,7 +950,7 @@ fn fuzz_import_file() {
     let file = file.display().to_string();
     let count = |conn: &duckdb::Connection| -> i64 {
         conn.query_row(
-            "SELECT (SELECT count(*) FROM option_archive) + (SELECT count(*) FROM archive_bars) + (SELECT count(*) FROM import_rejects)",
+            "SELECT (SELECT count(*) FROM option_archive) + (SELECT count(*) FROM archive_bars) + (SELECT count(*) FROM import_rejects) + (SELECT count(*) FROM archive_minute_bars)",
             [],
             |r| r.get(0),
         )
@@ -962,7 +968,7 @@ fn fuzz_import_file() {
     let res = runner.run(&import_file_text(), |bytes| {
         store
             .conn
-            .execute_batch("DELETE FROM option_archive; DELETE FROM archive_bars; DELETE FROM import_rejects; DELETE FROM imports;")
+            .execute_batch("DELETE FROM option_archive; DELETE FROM archive_bars; DELETE FROM import_rejects; DELETE FROM archive_minute_bars; DELETE FROM imports;")
             .unwrap();
         std::fs::write(&path, &bytes).unwrap();
         match import_file(&store.conn, &path, None, None) {

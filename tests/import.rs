@@ -345,3 +345,394 @@ fn a_users_own_iv_and_correlation_history_seeds_rank_and_z_score() {
         "unchanged"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// LEAN/AlgoSeek layouts, zips, Parquet and minute bars
+// ---------------------------------------------------------------------------------
+
+/// Write a zip holding `entries` (name, text).
+fn write_zip(path: &std::path::Path, entries: &[(String, String)]) {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, text) in entries {
+        z.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(text.as_bytes()).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// The SPY chain of 2024-03-15 (the DeltaNeutral Level 2 fixture's rows) as LEAN's raw
+/// daily option zips in `dir`: quotes (prices ×10,000, one CSV per contract named with
+/// its terms), trades for a few contracts, open interest for all.
+fn lean_option_zips(dir: &std::path::Path, bad_line: Option<&str>) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fixture("L2_options_20240315.csv")).unwrap();
+    let (mut quotes, mut trades, mut ois) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, l) in text.lines().skip(1).enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        let right = if f[5] == "call" { "call" } else { "put" };
+        let (m, d, y) = (&f[6][0..2], &f[6][3..5], &f[6][6..10]);
+        let strike: f64 = f[8].parse().unwrap();
+        let px = |s: &str| (s.parse::<f64>().unwrap() * 10_000.0).round() as i64;
+        let terms = format!("{right}_{}_{y}{m}{d}.csv", (strike * 10_000.0) as i64);
+        let (b, a) = (px(f[10]), px(f[11]));
+        let line = match (i, bad_line) {
+            (5, Some(bad)) => bad.to_string(),
+            _ => format!("20240315 00:00,{b},{b},{b},{b},10,{a},{a},{a},{a},12"),
+        };
+        quotes.push((format!("spy_quote_american_{terms}"), line + "\n"));
+        if i % 10 == 0 {
+            trades.push((
+                format!("spy_trade_american_{terms}"),
+                format!("20240315 00:00,{b},{a},{b},{a},{}\n", 5 + i),
+            ));
+        }
+        ois.push((
+            format!("spy_openinterest_american_{terms}"),
+            format!("20240315 00:00,{}\n", 1000 + i),
+        ));
+    }
+    let q = dir.join("spy_2024_quote_american.zip");
+    write_zip(&q, &quotes);
+    write_zip(&dir.join("spy_2024_trade_american.zip"), &trades);
+    write_zip(&dir.join("spy_2024_openinterest_american.zip"), &ois);
+    q
+}
+
+/// The Yahoo SPY bars as LEAN's daily equity zip (`spy.zip`, headerless, prices ×10,000).
+fn lean_equity_zip(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fixture("SPY.csv")).unwrap();
+    let rows: String = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let px = |s: &str| (s.parse::<f64>().unwrap() * 10_000.0).round() as i64;
+            format!(
+                "{} 00:00,{},{},{},{},{}\n",
+                f[0].replace('-', ""),
+                px(f[1]),
+                px(f[2]),
+                px(f[3]),
+                px(f[4]),
+                f[6]
+            )
+        })
+        .collect();
+    let p = dir.join("spy.zip");
+    write_zip(&p, &[("spy.csv".into(), rows)]);
+    p
+}
+
+#[test]
+fn lean_zips_and_universe_files_import_once_and_replay_through_the_pipeline() {
+    let desk = Desk::new();
+    let dir = desk.dir.path().join("lean");
+    std::fs::create_dir_all(&dir).unwrap();
+    let quote = lean_option_zips(&dir, None);
+    let bars = lean_equity_zip(&dir);
+    let universe = fixture("lean/option/usa/universes/spy/20240315.csv");
+    let paths = [
+        quote.clone(),
+        dir.join("spy_2024_trade_american.zip"),
+        dir.join("spy_2024_openinterest_american.zip"),
+        bars,
+        universe,
+    ];
+    let args: Vec<String> = std::iter::once("import".to_string())
+        .chain(paths.iter().map(|p| p.display().to_string()))
+        .collect();
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = desk.run_ok(&args);
+    assert!(
+        out.contains("spy_2024_quote_american.zip: lean-chain layout, 186 rows kept"),
+        "{out}"
+    );
+    assert!(
+        out.contains("joined into the import of spy_2024_quote_american.zip"),
+        "{out}"
+    );
+    assert!(
+        out.contains("spy.zip: lean-daily-bars layout, 73 rows kept"),
+        "{out}"
+    );
+    assert!(
+        out.contains("20240315.csv: lean-universe layout, 186 rows kept"),
+        "{out}"
+    );
+    // Contract terms from the entry names, prices from deci-cents, trades and open
+    // interest joined, no bid/ask on universe rows but the underlying's price and IV.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE layout = 'lean-chain' AND underlying = 'SPY' AND contract = 'SPY   240419C00520000' AND open_interest >= 1000 AND bid > 0 AND bid < ask AND underlying_price IS NULL"),
+        1
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE layout = 'lean-chain' AND underlying = 'SPY' AND volume > 0 AND last > 0"),
+        19
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE layout = 'lean-universe' AND bid IS NULL AND ask IS NULL AND underlying_price = 510 AND vendor_iv > 0 AND last > 0"),
+        186
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM archive_bars WHERE layout = 'lean-daily-bars' AND symbol = 'SPY' AND date = '2024-03-15' AND close = 510"),
+        1
+    );
+    // Again: nothing changes (the quote zip's checksum covers the zips joined to it).
+    let before = archive(&desk);
+    let again = desk.run_ok(&args);
+    assert_eq!(again.matches("already imported").count(), 3, "{again}");
+    assert_eq!(archive(&desk), before);
+
+    // Replay: quotes from the zips, the underlying's price and the vendor's IV from the
+    // universe file, HV from the LEAN daily bars.
+    let desk_toml = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("source = \"sim\"", "source = \"replay\"");
+    desk.write_config("desk.toml", &desk_toml);
+    desk.run_ok(&["run", "daily", "--as-of", "2024-03-15"]);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE underlying = 'SPY' AND (source <> 'replay' OR underlying_price <> 510)"),
+        0
+    );
+    assert!(desk.count("SELECT count(*) FROM option_quotes WHERE underlying = 'SPY'") > 150);
+    assert!(
+        desk.count("SELECT count(*) FROM option_analytics a JOIN option_quotes q USING (as_of, quote_time, contract)
+                    WHERE a.iv IS NOT NULL AND abs(a.iv - q.source_iv) < 0.02 AND q.underlying = 'SPY'") > 100
+    );
+    assert!(desk.count("SELECT count(*) FROM signals WHERE underlying = 'SPY'") >= 1);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM vol_metrics WHERE symbol = 'SPY' AND hv_30 > 0"),
+        1
+    );
+    // A day with universe rows alone cannot be traded, and says why.
+    let u14 = desk.dir.path().join("universes/spy");
+    std::fs::create_dir_all(&u14).unwrap();
+    std::fs::copy(
+        fixture("lean/option/usa/universes/spy/20240315.csv"),
+        u14.join("20240314.csv"),
+    )
+    .unwrap();
+    desk.run_ok(&["import", u14.join("20240314.csv").to_str().unwrap()]);
+    let o = desk.run(&["run", "daily", "--as-of", "2024-03-14"]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("have no bid/ask (LEAN universe files"),
+        "{all}"
+    );
+}
+
+#[test]
+fn zips_parquet_and_minute_bars_import_and_bad_ones_fail_whole() {
+    let desk = Desk::new();
+    let dir = desk.dir.path().to_path_buf();
+    // A DataShop zip and the same chain as Parquet: the DataShop layout, as the CSV.
+    let ds = fixture("UnderlyingOptionsEODCalcs_2024-03-14.csv");
+    let dszip = dir.join("UnderlyingOptionsEODCalcs_2024-03-14.zip");
+    write_zip(
+        &dszip,
+        &[(
+            "UnderlyingOptionsEODCalcs_2024-03-14.csv".into(),
+            std::fs::read_to_string(&ds).unwrap(),
+        )],
+    );
+    let pq = dir.join("datashop_2024-03-14.parquet");
+    let mem = duckdb::Connection::open_in_memory().unwrap();
+    mem.execute_batch(&format!(
+        "COPY (SELECT * FROM read_csv('{}', all_varchar = true)) TO '{}' (FORMAT parquet)",
+        ds.display(),
+        pq.display()
+    ))
+    .unwrap();
+    // One-minute bars: a CSV in the Date,Open,Close,High,Low,Volume order with M/D/YYYY
+    // times, and a Parquet file with a TIMESTAMP column.
+    let mcsv = dir.join("spx_1min_2019-11-05.csv");
+    std::fs::write(
+        &mcsv,
+        "Date,Open,Close,High,Low,Volume\n11/5/2019 9:30,3080.8,3080.49,3081.47,3080.3,0\n11/5/2019 9:31,3080.33,3079.36,3080.33,3079.15,0\n11/5/2019 9:32,3079.4,3079.9,3080.1,3079.2,0\n",
+    )
+    .unwrap();
+    let mpq = dir.join("nvda_1min_2024-03-01.parquet");
+    mem.execute_batch(&format!(
+        "COPY (SELECT TIMESTAMP '2024-03-01 09:30:00' + INTERVAL (i) MINUTE AS datetime, 80.0 + i * 0.01 AS open,
+                      80.1 + i * 0.01 AS high, 79.9 + i * 0.01 AS low, 80.05 + i * 0.01 AS close, 1000 + i AS volume
+               FROM range(390) t(i)) TO '{}' (FORMAT parquet)",
+        mpq.display()
+    ))
+    .unwrap();
+    let converted = fixture("qqq_options_daily_eod_2024-03-15.csv");
+    let files = [&dszip, &pq, &mcsv, &mpq, &converted];
+    let args: Vec<String> = std::iter::once("import".to_string())
+        .chain(files.iter().map(|p| p.display().to_string()))
+        .collect();
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = desk.run_ok(&args);
+    for want in [
+        "UnderlyingOptionsEODCalcs_2024-03-14.zip: datashop layout, 186 rows kept, 5 rejected",
+        "datashop_2024-03-14.parquet: datashop layout, 186 rows kept, 5 rejected",
+        "spx_1min_2019-11-05.csv: minute-bars layout, 3 rows kept",
+        "nvda_1min_2024-03-01.parquet: minute-bars layout, 390 rows kept",
+        "qqq_options_daily_eod_2024-03-15.csv: lean-chain layout, 23 rows kept, 1 rejected (1 missing_price)",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert_eq!(
+        desk.count("SELECT count(*) FROM archive_minute_bars WHERE symbol = 'SPX' AND time = '2019-11-05 09:31' AND close = 3079.36 AND high = 3080.33"),
+        1
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM archive_minute_bars WHERE symbol = 'NVDA'"),
+        390
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE underlying = 'QQQ' AND bid = 0"),
+        1,
+        "an empty LEAN bid is no bid"
+    );
+    let before = archive(&desk);
+    let minutes = desk.count("SELECT count(*) FROM archive_minute_bars");
+    let again = desk.run_ok(&args);
+    assert_eq!(again.matches("already imported").count(), 5, "{again}");
+    assert_eq!(archive(&desk), before);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM archive_minute_bars"),
+        minutes
+    );
+
+    // Bad input fails whole, naming the file (and the zip entry), line and field.
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let bad_quote = lean_option_zips(&bad, Some("20240315 00:00,1,1,1,abc,10,2,2,2,2,12"));
+    let lonely = dir.join("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    let trade_alone = lonely.join("spy_2024_trade_american.zip");
+    std::fs::copy(bad.join("spy_2024_trade_american.zip"), &trade_alone).unwrap();
+    let two = dir.join("two.zip");
+    write_zip(
+        &two,
+        &[
+            ("a.csv".into(), "x\n".into()),
+            ("b.csv".into(), "y\n".into()),
+        ],
+    );
+    let notzip = dir.join("junk.zip");
+    std::fs::write(&notzip, "PK\u{3}\u{4}junk").unwrap();
+    let utc = dir.join("aapl_1min.csv");
+    std::fs::write(
+        &utc,
+        "datetime,open,high,low,close,volume\n2022-10-19 09:30:00-04:00,1,2,0.5,1.5,10\n2022-10-19 13:31:00+00:00,1,2,0.5,1.5,10\n",
+    )
+    .unwrap();
+    let cases: Vec<(&std::path::Path, &str)> = vec![
+        (
+            bad_quote.as_path(),
+            "line 1, field 'bid close': 'abc' does not parse",
+        ),
+        (trade_alone.as_path(), "a LEAN trade zip has no bid/ask"),
+        (two.as_path(), "holds 2 files"),
+        (notzip.as_path(), "not a readable zip archive"),
+        (
+            utc.as_path(),
+            "line 3, field 'datetime': '2022-10-19 13:31:00+00:00' is not a New York time",
+        ),
+    ];
+    for (path, want) in cases {
+        let o = desk.run(&["import", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(path.file_name().unwrap().to_str().unwrap()),
+            "names the file: {err}"
+        );
+        assert!(err.contains(want), "{want}: {err}");
+        assert_eq!(
+            archive(&desk),
+            before,
+            "nothing written for {}",
+            path.display()
+        );
+        assert_eq!(
+            desk.count("SELECT count(*) FROM archive_minute_bars"),
+            minutes
+        );
+    }
+    let o = desk.run(&["import", bad_quote.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("(spy_quote_american_"),
+        "names the entry: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_chain_of_any_layout_imports_through_a_column_mapping_and_replays() {
+    let desk = Desk::new();
+    // The DeltaNeutral SPY rows of 2024-03-15 under headers of the user's own.
+    let text = std::fs::read_to_string(fixture("L2_options_20240315.csv")).unwrap();
+    let mut body = String::from("Trade Date,Ticker,Spot,Expiration,Strike,Type,Bid,Ask,OI,IV\n");
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        body.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            f[7], f[0], f[1], f[6], f[8], f[5], f[10], f[11], f[13], f[14]
+        ));
+    }
+    let p = desk.dir.path().join("my_chain.csv");
+    std::fs::write(&p, &body).unwrap();
+    let map = "quote_date=Trade Date,underlying=Ticker,underlying_price=Spot,expiry=Expiration,strike=Strike,right=Type,bid=Bid,ask=Ask,open_interest=OI,iv=IV";
+    // Without the mapping the header is unknown; a mapping naming a column the header
+    // lacks, or missing a required field, is refused before anything is read.
+    let o = desk.run(&["import", p.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("unknown layout; its header is `Trade Date,Ticker"),
+        "{}",
+        stderr(&o)
+    );
+    let o = desk.run(&[
+        "import",
+        p.to_str().unwrap(),
+        "--map",
+        &map.replace("=OI", "=OpenInt"),
+    ]);
+    assert!(
+        stderr(&o)
+            .contains("--map names column(s) the header does not have: open_interest=openint"),
+        "{}",
+        stderr(&o)
+    );
+    let o = desk.run(&[
+        "import",
+        p.to_str().unwrap(),
+        "--map",
+        "quote_date=Trade Date,bid=Bid",
+    ]);
+    assert!(
+        stderr(&o).contains("required field(s) expiry, strike, right, ask missing"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM option_archive"), 0);
+
+    let out = desk.run_ok(&["import", p.to_str().unwrap(), "--map", map]);
+    assert!(
+        out.contains("my_chain.csv: mapped layout, 186 rows kept, 0 rejected"),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_archive WHERE contract = 'SPY   240419C00520000' AND underlying_price = 510 AND vendor_iv > 0 AND open_interest > 0"),
+        1
+    );
+    let again = desk.run_ok(&["import", p.to_str().unwrap(), "--map", map]);
+    assert!(again.contains("already imported"), "{again}");
+    desk.run_ok(&["import", fixture("SPY.csv").to_str().unwrap()]);
+    let desk_toml = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("source = \"sim\"", "source = \"replay\"");
+    desk.write_config("desk.toml", &desk_toml);
+    desk.run_ok(&["run", "daily", "--as-of", "2024-03-15"]);
+    assert!(
+        desk.count("SELECT count(*) FROM option_analytics a JOIN option_quotes q USING (as_of, quote_time, contract)
+                    WHERE a.iv IS NOT NULL AND abs(a.iv - q.source_iv) < 0.02 AND q.underlying = 'SPY'") > 100
+    );
+    assert!(desk.count("SELECT count(*) FROM signals WHERE underlying = 'SPY'") >= 1);
+}

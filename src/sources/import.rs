@@ -34,6 +34,21 @@ pub enum Layout {
     DeltaNeutralL3,
     /// The lower-cased DeltaNeutral header (`underlying, underlying_last, optionroot`).
     DeltaNeutralLower,
+    /// LEAN's option universe CSVs (`#expiry,strike,right,open,...,implied_volatility,
+    /// delta,...`, date and ticker from the path; or the converted layout with a `date`
+    /// column): a close, the vendor's IV and greeks and the underlying's price, no bid/ask.
+    LeanUniverse,
+    /// LEAN/AlgoSeek daily option quotes: the raw zips
+    /// (`<ticker>_<year>_quote_<style>.zip`, trade and open-interest zips beside it
+    /// joined) or the converted wide CSV (`quote_date,underlying,expiration,...,bid_close,
+    /// ...,ask_close,...`).
+    LeanChain,
+    /// LEAN's daily equity zip (`spy.zip`: headerless `YYYYMMDD 00:00,open*10000,...`).
+    LeanBars,
+    /// One-minute bars (CSV or Parquet), into `archive_minute_bars`.
+    MinuteBars,
+    /// Any one-row-per-contract chain, its columns named by a [`ColumnMap`] (`--map`).
+    Mapped,
     /// Yahoo's daily-bar CSV (`Date,Open,High,Low,Close,Adj Close,Volume`).
     YahooBars,
     /// Daily bars: `date, open, high, low, close, volume` (and optionally `symbol`).
@@ -50,6 +65,11 @@ pub const LAYOUTS: &[(&str, Layout)] = &[
     ("deltaneutral", Layout::DeltaNeutralL2),
     ("deltaneutral-l3", Layout::DeltaNeutralL3),
     ("deltaneutral-lower", Layout::DeltaNeutralLower),
+    ("lean-universe", Layout::LeanUniverse),
+    ("lean-chain", Layout::LeanChain),
+    ("lean-daily-bars", Layout::LeanBars),
+    ("minute-bars", Layout::MinuteBars),
+    ("mapped", Layout::Mapped),
     ("yahoo-bars", Layout::YahooBars),
     ("bars", Layout::GenericBars),
     ("iv-history", Layout::IvHistory),
@@ -74,7 +94,10 @@ impl Layout {
     }
 
     fn is_bars(self) -> bool {
-        matches!(self, Layout::YahooBars | Layout::GenericBars)
+        matches!(
+            self,
+            Layout::YahooBars | Layout::GenericBars | Layout::LeanBars
+        )
     }
 
     /// Detect a layout from a header's normalized column names.
@@ -90,6 +113,27 @@ impl Layout {
             Some(Layout::DeltaNeutralL2)
         } else if has("underlying_last") && has("optionroot") && has("quotedate") {
             Some(Layout::DeltaNeutralLower)
+        } else if has("expiry")
+            && has("strike")
+            && has("right")
+            && has("implied_volatility")
+            && has("close")
+        {
+            Some(Layout::LeanUniverse)
+        } else if has("quote_date")
+            && has("expiration")
+            && has("right")
+            && has("bid_close")
+            && has("ask_close")
+        {
+            Some(Layout::LeanChain)
+        } else if MINUTE_TIME_COLUMNS[..4].iter().any(|c| has(c))
+            && has("open")
+            && has("high")
+            && has("low")
+            && has("close")
+        {
+            Some(Layout::MinuteBars)
         } else if has("date")
             && has("symbol")
             && (has("iv") || has("atm_iv") || has("atm_iv_30d"))
@@ -111,6 +155,10 @@ impl Layout {
         }
     }
 }
+
+/// The columns a minute bar's time can be in, in order of preference (`date` only when
+/// its values carry a time of day).
+const MINUTE_TIME_COLUMNS: &[&str] = &["time_et", "datetime", "timestamp", "time", "date"];
 
 fn layout_names() -> String {
     LAYOUTS
@@ -154,6 +202,21 @@ pub struct ImportSummary {
     pub symbols: Vec<String>,
     /// The same bytes were imported before: nothing changed.
     pub unchanged: bool,
+    /// Instead of rows: what happened to the file (a LEAN trade or open-interest zip
+    /// is joined into the import of the quote zip beside it).
+    pub note: Option<String>,
+}
+
+/// Where an import reads from: the file the user named (`file`, recorded and named in
+/// errors) or a temporary file converted or extracted from it (`src`), CSV or Parquet.
+struct Input<'a> {
+    file: &'a str,
+    src: &'a str,
+    parquet: bool,
+    /// The user's column mapping (the `mapped` layout).
+    map: Option<&'a ColumnMap>,
+    /// The quote date a file's name gives (LEAN universe files: `YYYYMMDD.csv`).
+    file_date: Option<String>,
 }
 
 /// A header's column names, normalized: trimmed, brackets dropped, lower case.
@@ -235,7 +298,12 @@ const INDEX_ROOTS: &[&str] = &[
 /// The normalized SELECT for a chain layout: one row per contract with the fields as
 /// text (`line` is the file's line number). `sym` is the underlying for layouts that do
 /// not carry it.
-fn chain_select(layout: Layout, sym: Option<&str>) -> Result<String, String> {
+fn chain_select(
+    layout: Layout,
+    sym: Option<&str>,
+    file_date: Option<&str>,
+    map: Option<&ColumnMap>,
+) -> Result<String, String> {
     let none = "NULL::VARCHAR";
     Ok(match layout {
         Layout::OptionsDx => {
@@ -321,7 +389,102 @@ fn chain_select(layout: Layout, sym: Option<&str>) -> Result<String, String> {
                  FROM raw"
             )
         }
-        Layout::YahooBars | Layout::GenericBars | Layout::IvHistory | Layout::CorrHistory => {
+        Layout::LeanUniverse => {
+            // The quote date: the `date` column (converted files) or the file's name
+            // (`YYYYMMDD.csv`); the underlying's row (no expiry, strike or right) gives
+            // each date's underlying price and is not an option.
+            let ticker = sym.ok_or(
+                "a LEAN universe file names its ticker by its folder (universes/<ticker>/YYYYMMDD.csv): keep that path or pass --symbol",
+            )?;
+            let (und, root) = lean_underlying(ticker);
+            let day = match file_date {
+                Some(d) => format!("coalesce(nullif(trim(date), ''), {})", sql_str(d)),
+                None => "trim(date)".to_string(),
+            };
+            format!(
+                "SELECT * EXCLUDE (is_und) FROM (
+                   SELECT line, {day} AS as_of_s, NULL::VARCHAR AS time_s, {und} AS underlying, {root} AS root,
+                          trim(expiry) AS expiry_s, trim(strike) AS strike_s, upper(left(trim(\"right\"), 1)) AS pc,
+                          {none} AS bid_s, {none} AS ask_s, {none} AS bsz_s, {none} AS asz_s,
+                          trim(close) AS last_s, trim(volume) AS vol_s, trim(open_interest) AS oi_s,
+                          max(CASE WHEN coalesce(trim(expiry), '') = '' AND coalesce(trim(strike), '') = '' AND coalesce(trim(\"right\"), '') = ''
+                                   THEN nullif(trim(close), '') END) OVER (PARTITION BY {day}) AS und_s,
+                          trim(implied_volatility) AS iv_s, trim(delta) AS delta_s, trim(gamma) AS gamma_s,
+                          trim(theta) AS theta_s, trim(vega) AS vega_s, NULL::VARCHAR AS flag,
+                          coalesce(trim(expiry), '') = '' AND coalesce(trim(strike), '') = '' AND coalesce(trim(\"right\"), '') = '' AS is_und
+                   FROM raw) WHERE NOT is_und",
+                und = sql_str(&und),
+                root = sql_str(&root),
+            )
+        }
+        Layout::LeanChain => {
+            // LEAN quote bars: an empty bid (size 0) under an ask is no bid, 0; a row
+            // without an ask (a trade or open interest alone) is no market (missing_price). No underlying price: the replay source takes it
+            // from a LEAN universe file or a daily bar of the same day.
+            format!(
+                "SELECT line, trim(quote_date) AS as_of_s, NULL::VARCHAR AS time_s, upper(trim(underlying)) AS underlying,
+                        coalesce(nullif(upper(trim(root)), ''), upper(trim(underlying))) AS root,
+                        trim(expiration) AS expiry_s, trim(strike) AS strike_s, upper(left(trim(\"right\"), 1)) AS pc,
+                        CASE WHEN coalesce(trim(bid_close), '') = '' AND coalesce(trim(ask_close), '') <> '' THEN '0' ELSE trim(bid_close) END AS bid_s,
+                        trim(ask_close) AS ask_s,
+                        trim(bid_size) AS bsz_s, trim(ask_size) AS asz_s, trim(trade_close) AS last_s,
+                        trim(volume) AS vol_s, trim(open_interest) AS oi_s, trim(underlying_price) AS und_s,
+                        {none} AS iv_s, {none} AS delta_s, {none} AS gamma_s, {none} AS theta_s, {none} AS vega_s,
+                        NULL::VARCHAR AS flag
+                 FROM raw"
+            )
+        }
+        Layout::Mapped => {
+            let map = map.ok_or("the mapped layout needs --map")?;
+            let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+            let col = |f: &str| {
+                map.get(f)
+                    .map(|c| format!("trim({})", q(c)))
+                    .unwrap_or_else(|| none.to_string())
+            };
+            let underlying = match (map.get("underlying"), sym) {
+                (Some(c), _) => format!("ltrim(upper(trim({})), '^')", q(c)),
+                (None, Some(s)) => sql_str(s),
+                (None, None) => {
+                    return Err("the mapping names no underlying column: add underlying=<column> to --map, or pass --symbol".into())
+                }
+            };
+            let root = match map.get("root") {
+                Some(c) => format!("coalesce(nullif(upper(trim({})), ''), {underlying})", q(c)),
+                None => underlying.clone(),
+            };
+            format!(
+                "SELECT line, {date} AS as_of_s, NULL::VARCHAR AS time_s, {underlying} AS underlying, {root} AS root,
+                        {expiry} AS expiry_s, {strike} AS strike_s, upper(left({right}, 1)) AS pc,
+                        {bid} AS bid_s, {ask} AS ask_s, {bsz} AS bsz_s, {asz} AS asz_s, {last} AS last_s,
+                        {vol} AS vol_s, {oi} AS oi_s, {und} AS und_s, {iv} AS iv_s, {delta} AS delta_s,
+                        {gamma} AS gamma_s, {theta} AS theta_s, {vega} AS vega_s, NULL::VARCHAR AS flag
+                 FROM raw",
+                date = col("quote_date"),
+                expiry = col("expiry"),
+                strike = col("strike"),
+                right = col("right"),
+                bid = col("bid"),
+                ask = col("ask"),
+                bsz = col("bid_size"),
+                asz = col("ask_size"),
+                last = col("last"),
+                vol = col("volume"),
+                oi = col("open_interest"),
+                und = col("underlying_price"),
+                iv = col("iv"),
+                delta = col("delta"),
+                gamma = col("gamma"),
+                theta = col("theta"),
+                vega = col("vega"),
+            )
+        }
+        Layout::YahooBars
+        | Layout::GenericBars
+        | Layout::LeanBars
+        | Layout::MinuteBars
+        | Layout::IvHistory
+        | Layout::CorrHistory => {
             unreachable!("not a chain layout")
         }
     })
@@ -345,6 +508,111 @@ pub fn import_file(
     forced: Option<Layout>,
     symbol: Option<&str>,
 ) -> Result<ImportSummary, ImportError> {
+    import_file_mapped(conn, path, forced, symbol, None)
+}
+
+/// The fields of the archive a `--map` can name, and whether each is required.
+pub const MAP_FIELDS: &[(&str, bool)] = &[
+    ("quote_date", true),
+    ("expiry", true),
+    ("strike", true),
+    ("right", true),
+    ("bid", true),
+    ("ask", true),
+    ("underlying", false),
+    ("root", false),
+    ("bid_size", false),
+    ("ask_size", false),
+    ("last", false),
+    ("volume", false),
+    ("open_interest", false),
+    ("underlying_price", false),
+    ("iv", false),
+    ("delta", false),
+    ("gamma", false),
+    ("theta", false),
+    ("vega", false),
+];
+
+/// A chain layout given by the user: archive field → the file's column (normalized as
+/// headers are: trimmed, lower case).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnMap(pub Vec<(String, String)>);
+
+impl ColumnMap {
+    /// `quote_date=Date,expiry=Expiration,strike=Strike,right=Type,bid=Bid,ask=Ask,...`
+    pub fn parse(spec: &str) -> Result<ColumnMap, String> {
+        let known = || {
+            MAP_FIELDS
+                .iter()
+                .map(|(f, req)| if *req { format!("{f}*") } else { f.to_string() })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (f, c) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--map: '{pair}' is not field=column"))?;
+            let f = f.trim().to_ascii_lowercase();
+            let c = normalize_header(c).join(",");
+            if !MAP_FIELDS.iter().any(|(k, _)| *k == f) {
+                return Err(format!(
+                    "--map: unknown field '{f}'; the fields are {} (* required)",
+                    known()
+                ));
+            }
+            if c.is_empty() {
+                return Err(format!("--map: field '{f}' names no column"));
+            }
+            if out.iter().any(|(k, _)| *k == f) {
+                return Err(format!("--map: field '{f}' given twice"));
+            }
+            out.push((f, c));
+        }
+        let missing: Vec<&str> = MAP_FIELDS
+            .iter()
+            .filter(|(f, req)| *req && !out.iter().any(|(k, _)| k == f))
+            .map(|(f, _)| *f)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "--map: required field(s) {} missing; the fields are {} (* required)",
+                missing.join(", "),
+                known()
+            ));
+        }
+        Ok(ColumnMap(out))
+    }
+
+    fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
+/// [`import_file`] with a column mapping: a file imported through `map` is read as the
+/// `mapped` layout whatever its header.
+pub fn import_file_mapped(
+    conn: &Connection,
+    path: &Path,
+    forced: Option<Layout>,
+    symbol: Option<&str>,
+    map: Option<&ColumnMap>,
+) -> Result<ImportSummary, ImportError> {
+    let forced = if map.is_some() {
+        Some(Layout::Mapped)
+    } else {
+        forced
+    };
+    if forced == Some(Layout::Mapped) && map.is_none() {
+        return Err(ImportError::File {
+            file: path.display().to_string(),
+            message: "the mapped layout needs --map field=column,...".into(),
+        });
+    }
     let file = std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
@@ -358,15 +626,47 @@ pub fn import_file(
         return Err(ferr("is a folder; name the files to import".into()));
     }
     let lower = file.to_ascii_lowercase();
-    if lower.ends_with(".zip") || lower.ends_with(".parquet") {
-        return Err(ferr(
-            "zip archives and Parquet chains are not imported yet: unzip the CSV (or export it) and import that".into(),
-        ));
-    }
-    let sha = sha256_file(path).map_err(|e| ferr(e.to_string()))?;
-    if !lower.ends_with(".gz") {
+    let progress = Progress::new(path);
+    // A zip is converted (LEAN) or its one file extracted (DataShop, ...) to a temporary
+    // file read in its place; the zip is what is recorded.
+    let staged = if lower.ends_with(".zip") {
+        progress.phase("unzipping");
+        match stage_zip(path, &file, &progress)? {
+            Stage::Joined(note) => {
+                progress.done();
+                return Ok(ImportSummary {
+                    file,
+                    layout: Layout::LeanChain,
+                    kept: 0,
+                    rejected: 0,
+                    rules: Vec::new(),
+                    first_date: None,
+                    last_date: None,
+                    symbols: Vec::new(),
+                    unchanged: false,
+                    note: Some(note),
+                });
+            }
+            Stage::File(s) => Some(s),
+        }
+    } else {
+        None
+    };
+    let parquet = lower.ends_with(".parquet")
+        || staged
+            .as_ref()
+            .is_some_and(|s| s.tmp.0.extension().is_some_and(|e| e == "parquet"));
+    let src = staged
+        .as_ref()
+        .map(|s| s.tmp.0.display().to_string())
+        .unwrap_or_else(|| file.clone());
+    let sha = match &staged {
+        Some(s) => s.sha.clone(),
+        None => sha256_file(path).map_err(|e| ferr(e.to_string()))?,
+    };
+    if !src.to_ascii_lowercase().ends_with(".gz") && !parquet {
         let mut head = vec![0u8; 4096];
-        let n = std::fs::File::open(path)
+        let n = std::fs::File::open(&src)
             .and_then(|mut f| f.read(&mut head))
             .map_err(|e| ferr(e.to_string()))?;
         if head[..n].contains(&0) {
@@ -375,15 +675,63 @@ pub fn import_file(
             ));
         }
     }
-    let header: Option<String> = conn
-        .query_row(
+    // The header, and the first data line's fields (a bar file's dates with a time of
+    // day are minute bars).
+    let (header, first_row): (String, Vec<String>) = if parquet {
+        let mut st =
+            conn.prepare("SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet(?))")?;
+        let cols = st
+            .query_map(params![src], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                ferr(format!(
+                    "not a readable Parquet file: {}",
+                    crate::text::one_line(&e.to_string())
+                ))
+            })?;
+        let select = cols
+            .iter()
+            .map(|c| format!("CAST(\"{}\" AS VARCHAR)", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut first = Vec::new();
+        if !cols.is_empty() {
+            let mut st = conn.prepare(&format!("SELECT {select} FROM read_parquet(?) LIMIT 1"))?;
+            let mut rows = st.query(params![src])?;
+            if let Some(r) = rows.next()? {
+                for i in 0..cols.len() {
+                    first.push(r.get::<_, Option<String>>(i)?.unwrap_or_default());
+                }
+            }
+        }
+        (cols.join(","), first)
+    } else {
+        let mut st = conn.prepare(
             "SELECT l FROM read_csv(?, header = false, auto_detect = false, columns = {'l': 'VARCHAR'},
-                 delim = chr(30), quote = '', escape = '', strict_mode = false) LIMIT 1",
-            params![file],
-            |r| r.get(0),
-        )
-        .map_err(|e| ferr(format!("not a readable text file: {}", csv_error(&e.to_string()))))?;
-    let header = header.ok_or_else(|| ferr("empty file".into()))?;
+                 delim = chr(30), quote = '', escape = '', strict_mode = false) LIMIT 2",
+        )?;
+        let lines: Vec<Option<String>> = st
+            .query_map(params![src], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                ferr(format!(
+                    "not a readable text file: {}",
+                    csv_error(&e.to_string())
+                ))
+            })?;
+        let header = lines
+            .first()
+            .cloned()
+            .flatten()
+            .ok_or_else(|| ferr("empty file".into()))?;
+        let first = lines
+            .get(1)
+            .cloned()
+            .flatten()
+            .map(|l| l.split(',').map(|f| f.trim().to_string()).collect())
+            .unwrap_or_default();
+        (header, first)
+    };
     if header.contains('\0')
         || header
             .chars()
@@ -394,12 +742,28 @@ pub fn import_file(
         ));
     }
     let cols = normalize_header(&header);
-    let layout = match forced {
+    let layout = match forced.or(staged.as_ref().and_then(|s| s.layout)) {
         Some(l) => l,
-        None => Layout::detect(&cols).ok_or_else(|| ImportError::UnknownLayout {
-            file: file.clone(),
-            header: header.trim().chars().take(300).collect(),
-        })?,
+        None => {
+            let l = Layout::detect(&cols).ok_or_else(|| ImportError::UnknownLayout {
+                file: file.clone(),
+                header: header.trim().chars().take(300).collect(),
+            })?;
+            // A bar file whose dates carry a time of day holds minute bars.
+            let date_has_time = cols
+                .iter()
+                .position(|c| c == "date")
+                .and_then(|i| first_row.get(i))
+                .is_some_and(|v| {
+                    let t = v.trim_matches('"');
+                    t.contains(':') && !t.ends_with(" 00:00") && !t.ends_with(" 00:00:00")
+                });
+            if matches!(l, Layout::GenericBars | Layout::YahooBars) && date_has_time {
+                Layout::MinuteBars
+            } else {
+                l
+            }
+        }
     };
     let unchanged: i64 = conn.query_row(
         "SELECT count(*) FROM imports WHERE file = ? AND sha256 = ? AND import_id = (SELECT max(import_id) FROM imports WHERE file = ?)",
@@ -427,17 +791,40 @@ pub fn import_file(
                 .map(String::from)
                 .collect(),
             unchanged: true,
+            note: None,
         });
     }
     // A correlation history names its index only through --symbol (its file name is
     // not a symbol: correlation_data.csv).
-    let sym = symbol.map(|s| s.to_ascii_uppercase()).or_else(|| {
-        (layout != Layout::CorrHistory)
-            .then(|| symbol_from_file_name(path))
-            .flatten()
-    });
+    let sym = symbol
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
+        .or_else(|| staged.as_ref().and_then(|s| s.symbol.clone()))
+        .or_else(|| {
+            if layout == Layout::LeanUniverse {
+                lean_universe_ticker(path)
+            } else {
+                (layout != Layout::CorrHistory)
+                    .then(|| symbol_from_file_name(path))
+                    .flatten()
+            }
+        });
+    let file_date = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| s.len() == 8 && s.chars().all(|c| c.is_ascii_digit()))
+        .map(String::from);
+    let input = Input {
+        file: &file,
+        src: &src,
+        parquet,
+        map,
+        file_date,
+    };
+    progress.phase("reading and normalizing");
     conn.execute_batch("BEGIN TRANSACTION")?;
-    let res = import_in_transaction(conn, &file, &sha, layout, &cols, sym.as_deref());
+    let res = import_in_transaction(conn, &input, &sha, layout, &cols, sym.as_deref());
+    progress.done();
     match res {
         Ok(s) => {
             conn.execute_batch("COMMIT")?;
@@ -452,7 +839,7 @@ pub fn import_file(
 
 fn import_in_transaction(
     conn: &Connection,
-    file: &str,
+    inp: &Input,
     sha: &str,
     layout: Layout,
     cols: &[String],
@@ -481,12 +868,15 @@ fn import_in_transaction(
         [],
         |r| r.get(0),
     )?;
+    let file = inp.file;
     let summary = if layout.is_bars() {
-        import_bars(conn, file, layout, &names, sym, import_id)?
+        import_bars(conn, inp, layout, &names, sym, import_id)?
+    } else if layout == Layout::MinuteBars {
+        import_minute_bars(conn, inp, &names, sym, import_id)?
     } else if matches!(layout, Layout::IvHistory | Layout::CorrHistory) {
-        import_history(conn, file, layout, &names, sym)?
+        import_history(conn, inp, layout, &names, sym)?
     } else {
-        import_chain(conn, file, layout, &names, sym, import_id)?
+        import_chain(conn, inp, layout, &names, sym, import_id)?
     };
     conn.execute_batch("DROP VIEW IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.rawt")?;
     conn.execute(
@@ -512,6 +902,12 @@ fn import_in_transaction(
 /// Calcs columns, old DeltaNeutral files lack IV and greeks, ...): `temp.raw` has each
 /// one, NULL when the file does not, so a layout's SQL names them directly.
 const OPTIONAL_COLUMNS: &[&str] = &[
+    "date",
+    "root",
+    "underlying_price",
+    "trade_close",
+    "bid_size",
+    "ask_size",
     "implied_volatility_1545",
     "delta_1545",
     "gamma_1545",
@@ -555,7 +951,13 @@ const OPTIONAL_COLUMNS: &[&str] = &[
 /// Read the file's columns that `sql` uses into `temp.rawt` (every line is still parsed
 /// and its field count checked), and `temp.raw` over it with each row's `line` and the
 /// [`OPTIONAL_COLUMNS`] the file lacks, as NULL.
-fn load_raw(conn: &Connection, file: &str, names: &[String], sql: &str) -> Result<(), ImportError> {
+fn load_raw(
+    conn: &Connection,
+    inp: &Input,
+    names: &[String],
+    sql: &str,
+) -> Result<(), ImportError> {
+    let file = inp.file;
     let used = |name: &str| {
         let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
         sql.match_indices(name).any(|(i, _)| {
@@ -575,22 +977,53 @@ fn load_raw(conn: &Connection, file: &str, names: &[String], sql: &str) -> Resul
         wanted.push(quote(&names[0]));
     }
     conn.execute_batch("DROP VIEW IF EXISTS temp.raw; DROP TABLE IF EXISTS temp.rawt")?;
-    // A table's rows keep the file's order (insertion order is preserved) under
-    // consecutive rowids, so rowid - first rowid + 2 is the line number (the header is
-    // line 1). Rows written in a transaction start at an offset, hence the first rowid.
-    conn.execute_batch(&format!(
+    if inp.parquet {
+        // Parquet: the file's own column names, each read as text (line = row + 1).
+        let mut st =
+            conn.prepare("SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet(?))")?;
+        let orig = st
+            .query_map(params![inp.src], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut select: Vec<String> = orig
+            .iter()
+            .zip(names)
+            .filter(|(_, n)| used(n))
+            .map(|(o, n)| format!("CAST({} AS VARCHAR) AS {}", quote(o), quote(n)))
+            .collect();
+        if select.is_empty() {
+            select.push(format!(
+                "CAST({} AS VARCHAR) AS {}",
+                quote(&orig[0]),
+                quote(&names[0])
+            ));
+        }
+        conn.execute_batch(&format!(
+            "CREATE TEMP TABLE rawt AS SELECT {} FROM read_parquet({})",
+            select.join(", "),
+            sql_str(inp.src)
+        ))
+        .map_err(|e| ImportError::File {
+            file: file.to_string(),
+            message: crate::text::one_line(&e.to_string()),
+        })?;
+    } else {
+        // A table's rows keep the file's order (insertion order is preserved) under
+        // consecutive rowids, so rowid - first rowid + 2 is the line number (the header is
+        // line 1). Rows written in a transaction start at an offset, hence the first rowid.
+        conn.execute_batch(&format!(
         "CREATE TEMP TABLE rawt AS
          SELECT {}
          FROM read_csv({}, header = false, skip = 1, auto_detect = false, columns = {{{columns}}},
                        delim = ',', quote = '\"', escape = '\"', strict_mode = true, null_padding = false,
                        comment = '', ignore_errors = false);",
         wanted.join(", "),
-        sql_str(file)
+        sql_str(inp.src)
     ))
     .map_err(|e| ImportError::File {
         file: file.to_string(),
         message: csv_error(&e.to_string()),
     })?;
+    }
     let first: Option<i64> = conn.query_row("SELECT min(rowid) FROM rawt", [], |r| r.get(0))?;
     let absent: String = OPTIONAL_COLUMNS
         .iter()
@@ -664,16 +1097,34 @@ fn first_bad_field(
     file: &str,
     checks: &[(&str, String, String)],
 ) -> Result<(), ImportError> {
-    for (field, text, parsed) in checks {
-        fail_at(
-            conn,
-            file,
-            &format!(
-                "SELECT line, {text} FROM norm WHERE coalesce({text}, '') <> '' AND {parsed} IS NULL ORDER BY line LIMIT 1"
-            ),
-            field,
-            |v| format!("'{v}' does not parse"),
-        )?;
+    if checks.is_empty() {
+        return Ok(());
+    }
+    // One scan for every check (the first bad line of each), then the value at the first
+    // check, in order, that found one.
+    let bad = |text: &str, parsed: &str| format!("coalesce({text}, '') <> '' AND {parsed} IS NULL");
+    let firsts = checks
+        .iter()
+        .map(|(_, t, p)| format!("min(line) FILTER (WHERE {})", bad(t, p)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lines: Vec<Option<i64>> =
+        conn.query_row(&format!("SELECT {firsts} FROM norm"), [], |r| {
+            (0..checks.len()).map(|i| r.get(i)).collect()
+        })?;
+    for ((field, text, parsed), line) in checks.iter().zip(lines) {
+        if let Some(line) = line {
+            return fail_at(
+                conn,
+                file,
+                &format!(
+                    "SELECT line, {text} FROM norm WHERE line = {line} AND {} LIMIT 1",
+                    bad(text, parsed)
+                ),
+                field,
+                |v| format!("'{v}' does not parse"),
+            );
+        }
     }
     Ok(())
 }
@@ -701,12 +1152,13 @@ fn dates_and_symbols(
 
 fn import_chain(
     conn: &Connection,
-    file: &str,
+    inp: &Input,
     layout: Layout,
     names: &[String],
     sym: Option<&str>,
     import_id: i64,
 ) -> Result<ImportSummary, ImportError> {
+    let file = inp.file;
     let need: &[&str] = match layout {
         Layout::OptionsDx => &[
             "quote_readtime",
@@ -755,6 +1207,17 @@ fn import_chain(
             "bid",
             "ask",
         ],
+        Layout::LeanUniverse => &["expiry", "strike", "right", "close", "implied_volatility"],
+        Layout::Mapped => &[],
+        Layout::LeanChain => &[
+            "quote_date",
+            "underlying",
+            "expiration",
+            "strike",
+            "right",
+            "bid_close",
+            "ask_close",
+        ],
         _ => &[
             "underlying",
             "underlying_last",
@@ -768,11 +1231,31 @@ fn import_chain(
         ],
     };
     require_columns(file, layout, names, need)?;
-    let select = chain_select(layout, sym).map_err(|m| ImportError::File {
-        file: file.to_string(),
-        message: m,
+    if let Some(map) = inp.map.filter(|_| layout == Layout::Mapped) {
+        let missing: Vec<String> = map
+            .0
+            .iter()
+            .filter(|(_, c)| !names.iter().any(|n| n == c))
+            .map(|(f, c)| format!("{f}={c}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImportError::File {
+                file: file.to_string(),
+                message: format!(
+                    "--map names column(s) the header does not have: {}; the header's columns are {}",
+                    missing.join(", "),
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    let select = chain_select(layout, sym, inp.file_date.as_deref(), inp.map).map_err(|m| {
+        ImportError::File {
+            file: file.to_string(),
+            message: m,
+        }
     })?;
-    load_raw(conn, file, names, &select)?;
+    load_raw(conn, inp, names, &select)?;
     // Snapshot times: the file's own (OptionsDX), else DataShop's 15:45 (15 minutes
     // before an early close) or the session's close.
     let dates: Vec<NaiveDate> = {
@@ -818,7 +1301,7 @@ fn import_chain(
                 CASE WHEN n.flag = 'N' OR regexp_matches(n.root, '[0-9]') THEN 'nonstandard'
                      WHEN n.strike <= 0 THEN 'bad_strike'
                      WHEN n.expiry < n.as_of THEN 'expired'
-                     WHEN n.bid IS NULL OR n.ask IS NULL THEN 'missing_price'
+                     {missing}
                      WHEN n.bid < 0 OR n.ask < 0 THEN 'negative_price'
                      WHEN n.ask = 0 THEN 'no_ask'
                      WHEN n.bid > n.ask THEN 'crossed'
@@ -836,6 +1319,12 @@ fn import_chain(
         as_of = date_sql("as_of_s"),
         expiry = date_sql("expiry_s"),
         index_roots = index_roots,
+        // LEAN universe rows have no bid/ask by design: archived without them.
+        missing = if layout == Layout::LeanUniverse {
+            ""
+        } else {
+            "WHEN n.bid IS NULL OR n.ask IS NULL THEN 'missing_price'"
+        },
     ))?;
     let num = |f: &str, t: &str, p: &str| (f.to_string(), t.to_string(), p.to_string());
     let mut checks = vec![
@@ -869,25 +1358,32 @@ fn import_chain(
         .map(|(a, b, c)| (a.as_str(), b.clone(), c.clone()))
         .collect();
     first_bad_field(conn, file, &checks)?;
-    for (field, expr) in [
+    let empties = [
         ("quote date", "as_of_s"),
         ("expiration", "expiry_s"),
         ("strike", "strike_s"),
         ("option type", "pc"),
-    ] {
-        let line: Option<i64> = conn.query_row(
-            &format!("SELECT min(line) FROM norm WHERE coalesce({expr}, '') = ''"),
-            [],
-            |r| r.get(0),
-        )?;
-        if let Some(line) = line {
-            return Err(ImportError::Field {
-                file: file.to_string(),
-                line,
-                field: field.to_string(),
-                problem: "empty".into(),
-            });
-        }
+    ];
+    let firsts = empties
+        .iter()
+        .map(|(_, e)| format!("min(line) FILTER (WHERE coalesce({e}, '') = '')"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lines: Vec<Option<i64>> =
+        conn.query_row(&format!("SELECT {firsts} FROM norm"), [], |r| {
+            (0..empties.len()).map(|i| r.get(i)).collect()
+        })?;
+    if let Some(((field, _), line)) = empties
+        .iter()
+        .zip(lines)
+        .find_map(|(f, l)| l.map(|l| (f, l)))
+    {
+        return Err(ImportError::Field {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            problem: "empty".into(),
+        });
     }
     // A second quote for a contract at the same time (among rows that pass the other
     // rules): looked for with a hash aggregate first, ranked only when there is one.
@@ -950,17 +1446,19 @@ fn import_chain(
         last_date,
         symbols,
         unchanged: false,
+        note: None,
     })
 }
 
 fn import_bars(
     conn: &Connection,
-    file: &str,
+    inp: &Input,
     layout: Layout,
     names: &[String],
     sym: Option<&str>,
     import_id: i64,
 ) -> Result<ImportSummary, ImportError> {
+    let file = inp.file;
     require_columns(
         file,
         layout,
@@ -992,7 +1490,7 @@ fn import_bars(
             .into_iter()
             .filter(|c| has(c)),
     );
-    load_raw(conn, file, names, &needed.join(" "))?;
+    load_raw(conn, inp, names, &needed.join(" "))?;
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE norm AS
          SELECT line, trim(date) AS date_s, {symbol} AS symbol, trim(open) AS open_s, trim(high) AS high_s,
@@ -1052,6 +1550,7 @@ fn import_bars(
         last_date,
         symbols,
         unchanged: false,
+        note: None,
     })
 }
 
@@ -1061,11 +1560,12 @@ fn import_bars(
 /// fractions (0.185 = 18.5 vol points, 0.62 = a correlation of 0.62).
 fn import_history(
     conn: &Connection,
-    file: &str,
+    inp: &Input,
     layout: Layout,
     names: &[String],
     sym: Option<&str>,
 ) -> Result<ImportSummary, ImportError> {
+    let file = inp.file;
     let has = |c: &str| names.iter().any(|n| n == c);
     let pick = |cands: &[&'static str]| cands.iter().copied().find(|c| has(c));
     let (value, lo, hi, what) = match layout {
@@ -1093,7 +1593,7 @@ fn import_history(
     } else {
         format!("date {value}")
     };
-    load_raw(conn, file, names, &needed)?;
+    load_raw(conn, inp, names, &needed)?;
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE norm AS
          SELECT line, trim(date) AS date_s, {symbol} AS symbol, trim({value}) AS value_s,
@@ -1156,6 +1656,626 @@ fn import_history(
         last_date,
         symbols,
         unchanged: false,
+        note: None,
+    })
+}
+
+/// A status line on stderr while a file imports (only when stderr is a terminal): the
+/// file, the phase and the seconds so far, cleared when the file is done.
+struct Progress {
+    name: String,
+    started: std::time::Instant,
+    on: bool,
+}
+
+impl Progress {
+    fn new(path: &Path) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            started: std::time::Instant::now(),
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn phase(&self, what: &str) {
+        if self.on {
+            eprint!(
+                "\r\x1b[2K{}: {what} ({:.0} s)",
+                self.name,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// `done` of `total` parts (zip entries): a bar.
+    fn parts(&self, what: &str, done: usize, total: usize) {
+        if self.on && total > 0 && (done.is_multiple_of(64) || done == total) {
+            let w = 30;
+            let fill = done * w / total;
+            eprint!(
+                "\r\x1b[2K{}: {what} [{}{}] {done}/{total} ({:.0} s)",
+                self.name,
+                "#".repeat(fill),
+                " ".repeat(w - fill),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// A temporary file, removed when dropped.
+struct TempPath(std::path::PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_path(ext: &str) -> TempPath {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    TempPath(std::env::temp_dir().join(format!("optdesk-import-{}-{n}.{ext}", std::process::id())))
+}
+
+/// A zip made ready to import: the file read in its place, the layout and symbol it
+/// implies, and the checksum of what it was made from.
+struct Staged {
+    tmp: TempPath,
+    layout: Option<Layout>,
+    symbol: Option<String>,
+    sha: String,
+}
+
+enum Stage {
+    File(Staged),
+    /// A LEAN trade or open-interest zip, joined into its quote zip's import.
+    Joined(String),
+}
+
+/// `<ticker>_<year>_<quote|trade|openinterest>_<american|european>.zip`: (ticker,
+/// year, tick type, style).
+pub fn lean_option_zip_name(path: &Path) -> Option<(String, String, String, String)> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".zip")?;
+    let p: Vec<&str> = stem.split('_').collect();
+    match p.as_slice() {
+        [t, y, k, s]
+            if !t.is_empty()
+                && t.chars().all(|c| c.is_ascii_alphanumeric())
+                && y.len() == 4
+                && y.chars().all(|c| c.is_ascii_digit())
+                && matches!(*k, "quote" | "trade" | "openinterest")
+                && matches!(*s, "american" | "european") =>
+        {
+            Some((t.to_string(), y.to_string(), k.to_string(), s.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// A LEAN ticker's underlying and option root: index weeklies and PM-settled classes
+/// (SPXW, NDXP, RUTW, VIXW) are options on the index.
+fn lean_underlying(ticker: &str) -> (String, String) {
+    let root = ticker.to_ascii_uppercase();
+    let und = match root.as_str() {
+        "SPXW" => "SPX",
+        "NDXP" => "NDX",
+        "RUTW" => "RUT",
+        "VIXW" => "VIX",
+        r => r,
+    };
+    (und.to_string(), root)
+}
+
+/// The ticker of a LEAN universe file: its folder (`universes/spy/20240102.csv`), or
+/// a name such as `universe_spy_daily_iv_greeks.csv`.
+fn lean_universe_ticker(path: &Path) -> Option<String> {
+    let name = path.file_stem()?.to_str()?;
+    let ok = |s: &str| !s.is_empty() && s.len() <= 6 && s.chars().all(|c| c.is_ascii_alphabetic());
+    if name.chars().all(|c| c.is_ascii_digit()) {
+        let dir = path.parent()?.file_name()?.to_str()?;
+        return ok(dir).then(|| dir.to_ascii_uppercase());
+    }
+    name.split(['_', '-', '.'])
+        .find(|t| ok(t) && !t.eq_ignore_ascii_case("universe"))
+        .map(|t| t.to_ascii_uppercase())
+}
+
+fn zip_err(file: &str, e: impl std::fmt::Display) -> ImportError {
+    ImportError::File {
+        file: file.to_string(),
+        message: format!("not a readable zip archive: {e}"),
+    }
+}
+
+fn open_zip(path: &Path, file: &str) -> Result<zip::ZipArchive<std::fs::File>, ImportError> {
+    let f = std::fs::File::open(path).map_err(|e| ImportError::File {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    zip::ZipArchive::new(f).map_err(|e| zip_err(file, e))
+}
+
+/// Each file entry of a zip: (name without folders, text), in the zip's order.
+fn for_each_entry(
+    path: &Path,
+    file: &str,
+    progress: &Progress,
+    mut f: impl FnMut(&str, &str) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let mut z = open_zip(path, file)?;
+    let n = z.len();
+    let mut text = String::new();
+    for i in 0..n {
+        let mut e = z.by_index(i).map_err(|e| zip_err(file, e))?;
+        if e.is_dir() {
+            continue;
+        }
+        let name = e.name().map_err(|e| zip_err(file, e))?.to_string();
+        let base = name.rsplit('/').next().unwrap_or(&name).to_string();
+        text.clear();
+        e.read_to_string(&mut text)
+            .map_err(|err| ImportError::File {
+                file: format!("{file} ({base})"),
+                message: format!("not readable UTF-8 text: {err}"),
+            })?;
+        f(&base, &text)?;
+        progress.parts("converting", i + 1, n);
+    }
+    Ok(())
+}
+
+/// A LEAN price in deci-cents (×10,000) as dollars with four decimals; empty stays empty.
+fn lean_price(v: &str) -> Option<String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Some(String::new());
+    }
+    let x: f64 = v.parse().ok()?;
+    (x.is_finite() && x >= 0.0).then(|| format!("{:.4}", x / 10_000.0))
+}
+
+/// A LEAN bar time `YYYYMMDD HH:mm` as the date `YYYY-MM-DD`.
+fn lean_date(v: &str) -> Option<String> {
+    let d = v.trim().split(' ').next()?;
+    let date = NaiveDate::parse_from_str(d, "%Y%m%d").ok()?;
+    Some(date.format("%Y-%m-%d").to_string())
+}
+
+/// The contract a LEAN option entry is for:
+/// `<ticker>_<tick>_<style>_<call|put>_<strike ×10,000>_<YYYYMMDD>.csv` → (C|P, strike
+/// in dollars, expiry).
+fn lean_contract(entry: &str) -> Option<(char, String, String)> {
+    let stem = entry.strip_suffix(".csv")?;
+    let p: Vec<&str> = stem.rsplitn(4, '_').collect();
+    let [expiry, strike, right, _] = p.as_slice() else {
+        return None;
+    };
+    let right = match *right {
+        "call" => 'C',
+        "put" => 'P',
+        _ => return None,
+    };
+    let k: u64 = strike.parse().ok()?;
+    let expiry = NaiveDate::parse_from_str(expiry, "%Y%m%d").ok()?;
+    Some((
+        right,
+        format!("{:.4}", k as f64 / 10_000.0),
+        expiry.format("%Y-%m-%d").to_string(),
+    ))
+}
+
+/// A headerless LEAN line's fields, checked: `want` fields, each named in `names`, the
+/// first a bar time and the rest numbers (prices ×10,000 where `price[i]`).
+fn lean_fields(
+    where_: &str,
+    line_no: usize,
+    line: &str,
+    names: &[&str],
+    price: &[bool],
+) -> Result<Vec<String>, ImportError> {
+    let f: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
+    let bad = |field: &str, problem: String| ImportError::Field {
+        file: where_.to_string(),
+        line: line_no as i64,
+        field: field.to_string(),
+        problem,
+    };
+    if f.len() != names.len() {
+        return Err(bad(
+            names[0],
+            format!(
+                "{} fields, a LEAN line of this kind has {}",
+                f.len(),
+                names.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(f.len());
+    out.push(
+        lean_date(f[0])
+            .ok_or_else(|| bad(names[0], format!("'{}' is not a YYYYMMDD HH:mm time", f[0])))?,
+    );
+    for (i, v) in f.iter().enumerate().skip(1) {
+        let v = v.trim();
+        let parsed = if price[i] {
+            lean_price(v)
+        } else if v.is_empty() || v.parse::<f64>().is_ok_and(|x| x.is_finite() && x >= 0.0) {
+            Some(v.to_string())
+        } else {
+            None
+        };
+        out.push(parsed.ok_or_else(|| bad(names[i], format!("'{v}' does not parse")))?);
+    }
+    Ok(out)
+}
+
+fn sha_of(paths: &[&Path], file: &str) -> Result<String, ImportError> {
+    let mut h = Sha256::new();
+    for p in paths {
+        let s = sha256_file(p).map_err(|e| ImportError::File {
+            file: file.to_string(),
+            message: format!("{}: {e}", p.display()),
+        })?;
+        h.update(s.as_bytes());
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A zip to import: a LEAN daily option zip (converted, its trade and open-interest
+/// zips beside it joined), a LEAN daily equity zip (converted), or a zip of one file
+/// (DataShop's), extracted.
+fn stage_zip(path: &Path, file: &str, progress: &Progress) -> Result<Stage, ImportError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| ImportError::File {
+        file: file.to_string(),
+        message: e.to_string(),
+    };
+    if let Some((ticker, year, tick, style)) = lean_option_zip_name(path) {
+        let sibling = |k: &str| path.with_file_name(format!("{ticker}_{year}_{k}_{style}.zip"));
+        let quote = sibling("quote");
+        if tick != "quote" {
+            let qname = quote
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            return if quote.exists() {
+                Ok(Stage::Joined(format!(
+                    "a LEAN {tick} zip: joined into the import of {qname} beside it (volume, last trade and open interest)"
+                )))
+            } else {
+                Err(ImportError::File {
+                    file: file.to_string(),
+                    message: format!(
+                        "a LEAN {tick} zip has no bid/ask: import the quote zip {qname} (the trade and open-interest zips beside it are joined to it)"
+                    ),
+                })
+            };
+        }
+        let trade = Some(sibling("trade")).filter(|p| p.exists());
+        let oi = Some(sibling("openinterest")).filter(|p| p.exists());
+        let mut parts: Vec<&Path> = vec![path];
+        parts.extend(trade.as_deref());
+        parts.extend(oi.as_deref());
+        let sha = sha_of(&parts, file)?;
+        // Trades and open interest by (contract, date).
+        type Key = (char, String, String, String);
+        let mut trades: std::collections::HashMap<Key, (String, String)> = Default::default();
+        let mut ois: std::collections::HashMap<Key, String> = Default::default();
+        let contract = |zfile: &str, entry: &str| {
+            lean_contract(entry).ok_or_else(|| ImportError::File {
+                file: format!("{zfile} ({entry})"),
+                message: "not a LEAN option file name (<ticker>_<tick>_<style>_<call|put>_<strike×10000>_<YYYYMMDD>.csv)".into(),
+            })
+        };
+        if let Some(t) = &trade {
+            let tf = t.display().to_string();
+            for_each_entry(t, &tf, progress, |entry, text| {
+                let (r, k, e) = contract(&tf, entry)?;
+                let w = format!("{tf} ({entry})");
+                for (i, l) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
+                    let f = lean_fields(
+                        &w,
+                        i + 1,
+                        l,
+                        &["time", "open", "high", "low", "close", "volume"],
+                        &[false, true, true, true, true, false],
+                    )?;
+                    trades.insert(
+                        (r, k.clone(), e.clone(), f[0].clone()),
+                        (f[4].clone(), f[5].clone()),
+                    );
+                }
+                Ok(())
+            })?;
+        }
+        if let Some(o) = &oi {
+            let of = o.display().to_string();
+            for_each_entry(o, &of, progress, |entry, text| {
+                let (r, k, e) = contract(&of, entry)?;
+                let w = format!("{of} ({entry})");
+                for (i, l) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
+                    let f = lean_fields(&w, i + 1, l, &["time", "open_interest"], &[false, false])?;
+                    ois.insert((r, k.clone(), e.clone(), f[0].clone()), f[1].clone());
+                }
+                Ok(())
+            })?;
+        }
+        let (und, root) = lean_underlying(&ticker);
+        let tmp = temp_path("csv");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp.0).map_err(io)?);
+        writeln!(w, "quote_date,underlying,root,expiration,strike,right,style,bid_close,bid_size,ask_close,ask_size,trade_close,volume,open_interest").map_err(io)?;
+        const QUOTE: &[&str] = &[
+            "time",
+            "bid open",
+            "bid high",
+            "bid low",
+            "bid close",
+            "bid size",
+            "ask open",
+            "ask high",
+            "ask low",
+            "ask close",
+            "ask size",
+        ];
+        const PRICE: &[bool] = &[
+            false, true, true, true, true, false, true, true, true, true, false,
+        ];
+        for_each_entry(path, file, progress, |entry, text| {
+            let (r, k, e) = contract(file, entry)?;
+            let wh = format!("{file} ({entry})");
+            for (i, l) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let f = lean_fields(&wh, i + 1, l, QUOTE, PRICE)?;
+                let key = (r, k.clone(), e.clone(), f[0].clone());
+                let (last, vol) = trades.get(&key).cloned().unwrap_or_default();
+                let oi = ois.get(&key).cloned().unwrap_or_default();
+                writeln!(
+                    w,
+                    "{},{und},{root},{e},{k},{r},{style},{},{},{},{},{last},{vol},{oi}",
+                    f[0], f[4], f[5], f[9], f[10]
+                )
+                .map_err(io)?;
+            }
+            Ok(())
+        })?;
+        w.flush().map_err(io)?;
+        return Ok(Stage::File(Staged {
+            tmp,
+            layout: Some(Layout::LeanChain),
+            symbol: Some(und),
+            sha,
+        }));
+    }
+    // Any other zip: one file in it.
+    let mut z = open_zip(path, file)?;
+    let entries: Vec<String> = z
+        .file_names()
+        .map(|n| n.map(|c| c.into_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| zip_err(file, e))?
+        .into_iter()
+        .filter(|n| !n.ends_with('/'))
+        .collect();
+    if entries.len() != 1 {
+        return Err(ImportError::File {
+            file: file.to_string(),
+            message: format!(
+                "holds {} files ({}): a zip to import holds one chain or bar file, or is a LEAN daily option zip named <ticker>_<year>_<quote|trade|openinterest>_<american|european>.zip",
+                entries.len(),
+                entries.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let sha = sha_of(&[path], file)?;
+    let entry = entries[0].clone();
+    let base = entry.rsplit('/').next().unwrap_or(&entry).to_string();
+    let mut bytes = Vec::new();
+    z.by_name(&entry)
+        .map_err(|e| zip_err(file, e))?
+        .read_to_end(&mut bytes)
+        .map_err(|e| zip_err(file, e))?;
+    // LEAN's daily equity bars: headerless `YYYYMMDD 00:00,open,high,low,close,volume`
+    // with prices ×10,000.
+    let first = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let lean_bars = first.len() > 15
+        && first[..8].iter().all(|b| b.is_ascii_digit())
+        && first[8] == b' '
+        && first.iter().filter(|b| **b == b',').count() == 5;
+    if lean_bars {
+        let text = String::from_utf8(bytes).map_err(|_| ImportError::File {
+            file: format!("{file} ({base})"),
+            message: "not UTF-8 text".into(),
+        })?;
+        let symbol = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(|s| s.to_ascii_uppercase())
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
+        let tmp = temp_path("csv");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp.0).map_err(io)?);
+        writeln!(w, "date,open,high,low,close,volume").map_err(io)?;
+        let wh = format!("{file} ({base})");
+        for (i, l) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let f = lean_fields(
+                &wh,
+                i + 1,
+                l,
+                &["date", "open", "high", "low", "close", "volume"],
+                &[false, true, true, true, true, false],
+            )?;
+            writeln!(w, "{}", f.join(",")).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+        return Ok(Stage::File(Staged {
+            tmp,
+            layout: Some(Layout::LeanBars),
+            symbol,
+            sha,
+        }));
+    }
+    let lower = base.to_ascii_lowercase();
+    let ext = if lower.ends_with(".parquet") {
+        "parquet"
+    } else if lower.ends_with(".gz") {
+        "csv.gz"
+    } else {
+        "csv"
+    };
+    let tmp = temp_path(ext);
+    std::fs::write(&tmp.0, &bytes).map_err(io)?;
+    Ok(Stage::File(Staged {
+        tmp,
+        layout: None,
+        symbol: None,
+        sha,
+    }))
+}
+
+/// One-minute bars (CSV or Parquet) into `archive_minute_bars`: the time (New York wall
+/// clock; a time with a UTC offset must be New York's, -04:00 or -05:00), the symbol
+/// (a `symbol` or `ticker` column, else the file name or `--symbol`), OHLC and volume.
+fn import_minute_bars(
+    conn: &Connection,
+    inp: &Input,
+    names: &[String],
+    sym: Option<&str>,
+    import_id: i64,
+) -> Result<ImportSummary, ImportError> {
+    let file = inp.file;
+    let has = |c: &str| names.iter().any(|n| n == c);
+    let time = MINUTE_TIME_COLUMNS
+        .iter()
+        .copied()
+        .find(|c| has(c))
+        .ok_or_else(|| ImportError::File {
+            file: file.to_string(),
+            message: format!(
+                "the minute-bars layout needs a time column ({})",
+                MINUTE_TIME_COLUMNS.join(", ")
+            ),
+        })?;
+    require_columns(
+        file,
+        Layout::MinuteBars,
+        names,
+        &["open", "high", "low", "close"],
+    )?;
+    let (symbol, sym_col) = if let Some(c) = ["symbol", "ticker"].into_iter().find(|c| has(c)) {
+        (format!("upper(trim({c}))"), Some(c))
+    } else {
+        let s = sym.ok_or_else(|| ImportError::File {
+            file: file.to_string(),
+            message: "a minute-bar file without a symbol column: name the file <symbol>_....csv or pass --symbol".into(),
+        })?;
+        (sql_str(s), None)
+    };
+    let vol = if has("volume") { "trim(volume)" } else { "'0'" };
+    let mut needed = vec![time, "open", "high", "low", "close"];
+    if has("volume") {
+        needed.push("volume");
+    }
+    needed.extend(sym_col);
+    load_raw(conn, inp, names, &needed.join(" "))?;
+    let t = "time_s";
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE norm AS
+         SELECT line, trim(\"{time}\") AS time_s, {symbol} AS symbol, trim(open) AS open_s, trim(high) AS high_s,
+                trim(low) AS low_s, trim(close) AS close_s, {vol} AS vol_s
+         FROM raw;
+         CREATE OR REPLACE TEMP TABLE norm AS
+         SELECT *,
+                CASE WHEN regexp_matches({t}, '[+-][0-9][0-9]:?[0-9][0-9]$')
+                     THEN CASE WHEN regexp_matches({t}, '-0[45]:?00$')
+                               THEN TRY_CAST(regexp_replace({t}, '[+-][0-9][0-9]:?[0-9][0-9]$', '') AS TIMESTAMP) END
+                     ELSE coalesce(TRY_CAST({t} AS TIMESTAMP), try_strptime({t}, '%m/%d/%Y %H:%M'),
+                                   try_strptime({t}, '%m/%d/%Y %H:%M:%S'), try_strptime({t}, '%Y%m%d %H:%M')) END AS time,
+                TRY_CAST(open_s AS DECIMAL(18,4)) AS open, TRY_CAST(high_s AS DECIMAL(18,4)) AS high,
+                TRY_CAST(low_s AS DECIMAL(18,4)) AS low, TRY_CAST(close_s AS DECIMAL(18,4)) AS close,
+                TRY_CAST(TRY_CAST(vol_s AS DOUBLE) AS BIGINT) AS volume
+         FROM norm"
+    ))?;
+    let checks: Vec<(&str, String, String)> = [
+        (time, "time_s", "time"),
+        ("open", "open_s", "open"),
+        ("high", "high_s", "high"),
+        ("low", "low_s", "low"),
+        ("close", "close_s", "close"),
+        ("volume", "vol_s", "volume"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (*a, b.to_string(), c.to_string()))
+    .collect();
+    fail_at(
+        conn,
+        file,
+        "SELECT line, time_s FROM norm WHERE regexp_matches(time_s, '[+-][0-9][0-9]:?[0-9][0-9]$') AND NOT regexp_matches(time_s, '-0[45]:?00$') ORDER BY line LIMIT 1",
+        time,
+        |v| format!("'{v}' is not a New York time (offset -04:00 or -05:00): minute bars are stored in New York time"),
+    )?;
+    first_bad_field(conn, file, &checks)?;
+    fail_at(conn, file, "SELECT min(line), NULL::VARCHAR FROM norm WHERE time IS NULL OR open IS NULL OR high IS NULL OR low IS NULL OR close IS NULL
+            OR coalesce(symbol, '') = '' OR NOT (low <= least(open, close) AND high >= greatest(open, close) AND low >= 0)", "open/high/low/close", |_| "missing, or not low ≤ open, close ≤ high".into())?;
+    fail_at(
+        conn,
+        file,
+        "SELECT min(line), NULL::VARCHAR FROM (
+             SELECT line, row_number() OVER (PARTITION BY time, symbol ORDER BY line) AS k FROM norm) WHERE k > 1",
+        time,
+        |_| "a second bar for the same minute and symbol".into(),
+    )?;
+    conn.execute(
+        "DELETE FROM archive_minute_bars WHERE file = ?",
+        params![file],
+    )?;
+    // Another file's bars for the same minutes give way to this one's.
+    conn.execute_batch(
+        "DELETE FROM archive_minute_bars b WHERE EXISTS (SELECT 1 FROM norm n WHERE n.time = b.time AND n.symbol = b.symbol)",
+    )?;
+    let kept = conn.execute(
+        "INSERT INTO archive_minute_bars
+         SELECT time, symbol, open, high, low, close, coalesce(volume, 0), 'minute-bars', ?, line, ?
+         FROM norm ORDER BY symbol, time",
+        params![file, import_id],
+    )? as i64;
+    let (first_date, last_date, symbols) = dates_and_symbols(conn, "time::DATE", "symbol")?;
+    Ok(ImportSummary {
+        file: file.to_string(),
+        layout: Layout::MinuteBars,
+        kept,
+        rejected: 0,
+        rules: Vec::new(),
+        first_date,
+        last_date,
+        symbols,
+        unchanged: false,
+        note: None,
     })
 }
 
@@ -1194,9 +2314,94 @@ mod tests {
             d("date,symbol,open,high,low,close,volume"),
             Some(Layout::GenericBars)
         );
+        assert_eq!(
+            d("#expiry,strike,right,open,high,low,close,volume,open_interest,implied_volatility,delta,gamma,vega,theta,rho"),
+            Some(Layout::LeanUniverse)
+        );
+        assert_eq!(
+            d("date,expiry,strike,right,open,high,low,close,volume,open_interest,implied_volatility,delta,gamma,vega,theta,rho"),
+            Some(Layout::LeanUniverse)
+        );
+        assert_eq!(
+            d("quote_date,underlying,expiration,strike,right,style,bid_open,bid_high,bid_low,bid_close,bid_size,ask_open,ask_high,ask_low,ask_close,ask_size,trade_open,trade_high,trade_low,trade_close,volume,open_interest"),
+            Some(Layout::LeanChain)
+        );
+        assert_eq!(
+            d("datetime,symbol,open,high,low,close,volume"),
+            Some(Layout::MinuteBars)
+        );
+        assert_eq!(
+            d("time_et,open,high,low,close,volume"),
+            Some(Layout::MinuteBars)
+        );
         assert_eq!(d("a,b,c"), None);
         assert_eq!(Layout::parse("optionsdx"), Ok(Layout::OptionsDx));
         assert!(Layout::parse("nope").unwrap_err().contains("datashop"));
+    }
+
+    #[test]
+    fn lean_names_give_contract_terms_and_tickers() {
+        assert_eq!(
+            lean_option_zip_name(Path::new("/d/aapl_2014_quote_american.zip")),
+            Some((
+                "aapl".into(),
+                "2014".into(),
+                "quote".into(),
+                "american".into()
+            ))
+        );
+        assert_eq!(
+            lean_option_zip_name(Path::new("aapl_2014_bid_american.zip")),
+            None
+        );
+        assert_eq!(lean_option_zip_name(Path::new("spy.zip")), None);
+        assert_eq!(
+            lean_contract("aapl_quote_american_call_10000000_20150117.csv"),
+            Some(('C', "1000.0000".into(), "2015-01-17".into()))
+        );
+        assert_eq!(
+            lean_contract("spxw_trade_european_put_37500000_20210115.csv"),
+            Some(('P', "3750.0000".into(), "2021-01-15".into()))
+        );
+        assert_eq!(
+            lean_contract("aapl_quote_american_call_x_20150117.csv"),
+            None
+        );
+        assert_eq!(lean_price("1234500"), Some("123.4500".into()));
+        assert_eq!(lean_price(""), Some(String::new()));
+        assert_eq!(lean_price("-1"), None);
+        assert_eq!(lean_date("20240315 00:00"), Some("2024-03-15".into()));
+        assert_eq!(lean_underlying("spxw"), ("SPX".into(), "SPXW".into()));
+        assert_eq!(
+            lean_universe_ticker(Path::new("/x/universes/spy/20240102.csv")),
+            Some("SPY".into())
+        );
+        assert_eq!(
+            lean_universe_ticker(Path::new("universe_goog_daily_iv_greeks.csv")),
+            Some("GOOG".into())
+        );
+    }
+
+    #[test]
+    fn a_column_map_names_every_required_field_once() {
+        let m = ColumnMap::parse(
+            "quote_date=Date, expiry=Expiration,strike=Strike,right=Type,bid=Bid,ask=Ask,iv=IV",
+        )
+        .unwrap();
+        assert_eq!(m.get("quote_date"), Some("date"));
+        assert_eq!(m.get("iv"), Some("iv"));
+        assert!(ColumnMap::parse("quote_date=Date")
+            .unwrap_err()
+            .contains("expiry, strike, right, bid, ask missing"));
+        assert!(ColumnMap::parse("quote_date=Date,nope=X")
+            .unwrap_err()
+            .contains("unknown field 'nope'"));
+        assert!(ColumnMap::parse("bid=A,bid=B")
+            .unwrap_err()
+            .contains("given twice"));
+        assert!(ColumnMap::parse("bid")
+            .unwrap_err()
+            .contains("not field=column"));
     }
 
     #[test]

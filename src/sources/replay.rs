@@ -46,7 +46,10 @@ impl Replay {
 pub fn snapshot_time(conn: &Connection, as_of: NaiveDate) -> Result<NaiveDateTime, String> {
     let (t, first, last): (Option<NaiveDateTime>, Option<NaiveDate>, Option<NaiveDate>) = conn
         .query_row(
-            "SELECT (SELECT max(quote_time) FROM option_archive WHERE as_of = ?), min(as_of), max(as_of) FROM option_archive",
+            // The time of the day's rows with a market (bid and ask) first: LEAN universe
+            // rows have none.
+            "SELECT (SELECT coalesce(max(quote_time) FILTER (WHERE bid IS NOT NULL AND ask IS NOT NULL), max(quote_time))
+                     FROM option_archive WHERE as_of = ?), min(as_of), max(as_of) FROM option_archive",
             params![as_of],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -87,20 +90,35 @@ impl MarketData for Replay {
         let mut underlyings = Vec::new();
         let mut quotes = Vec::new();
         for sym in symbols {
-            let (n, price, first, last): (i64, Option<f64>, Option<NaiveDate>, Option<NaiveDate>) = conn
+            // Rows with a market; the underlying's price from them, else from any row of
+            // the day (a LEAN universe file's underlying row), else the day's imported
+            // daily bar (LEAN quote zips carry no underlying price).
+            let (n, unquoted, price, first, last): (i64, i64, Option<f64>, Option<NaiveDate>, Option<NaiveDate>) = conn
                 .query_row(
-                    "SELECT count(*) FILTER (WHERE as_of = ? AND quote_time = ?),
-                            median(underlying_price::DOUBLE) FILTER (WHERE as_of = ? AND quote_time = ?),
+                    "SELECT count(*) FILTER (WHERE as_of = ? AND quote_time = ? AND bid IS NOT NULL AND ask IS NOT NULL),
+                            count(*) FILTER (WHERE as_of = ? AND (bid IS NULL OR ask IS NULL)),
+                            coalesce(median(underlying_price::DOUBLE) FILTER (WHERE as_of = ? AND quote_time = ?),
+                                     median(underlying_price::DOUBLE) FILTER (WHERE as_of = ?),
+                                     (SELECT close::DOUBLE FROM archive_bars WHERE symbol = ? AND date = ?)),
                             min(as_of), max(as_of)
                      FROM option_archive WHERE underlying = ?",
-                    params![as_of, quote_time, as_of, quote_time, sym],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    params![as_of, quote_time, as_of, as_of, quote_time, as_of, sym, as_of, sym],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .map_err(db)?;
             let (Some(first), Some(last)) = (first, last) else {
                 // Not in the archive at all: the jobs that need it say so.
                 continue;
             };
+            if n == 0 && unquoted > 0 {
+                return Err(SourceError::NoData {
+                    source_name: NAME,
+                    date: as_of,
+                    reason: format!(
+                        "the archive's {sym} rows on {as_of} have no bid/ask (LEAN universe files: a close, the vendor's IV and greeks, the underlying's price); import a chain with quotes for that day (LEAN quote zips, DataShop, ...) to trade on it"
+                    ),
+                });
+            }
             if n == 0 {
                 return Err(SourceError::NoData {
                     source_name: NAME,
@@ -116,7 +134,7 @@ impl MarketData for Replay {
                 .ok_or_else(|| SourceError::NoData {
                     source_name: NAME,
                     date: as_of,
-                    reason: format!("the archive's {sym} quotes carry no underlying price"),
+                    reason: format!("the archive's {sym} quotes carry no underlying price, and no LEAN universe file or imported daily bar of {sym} on {as_of} gives one"),
                 })?;
             let price = Price::from_f64(price);
             underlyings.push(UnderlyingQuote {
@@ -129,11 +147,16 @@ impl MarketData for Replay {
                 .prepare(
                     "SELECT root, expiry, strike::DOUBLE, put_call, settlement, bid::DOUBLE, ask::DOUBLE,
                             coalesce(bid_size, 0), coalesce(ask_size, 0), coalesce(volume, 0),
-                            coalesce(open_interest, 0), vendor_iv
+                            coalesce(open_interest, max(open_interest) OVER (PARTITION BY contract), 0),
+                            -- A quote without the vendor's IV takes it from a LEAN universe row of
+                            -- the same contract and snapshot.
+                            coalesce(vendor_iv, max(vendor_iv) OVER (PARTITION BY contract))
                      FROM option_archive
                      WHERE as_of = ? AND quote_time = ? AND underlying = ? AND expiry <= ?
-                     -- Two files quoting the same contract at the same time: the later import wins.
-                     QUALIFY row_number() OVER (PARTITION BY contract ORDER BY import_id DESC, line) = 1
+                     -- Only rows with a market are traded; two files quoting the same contract
+                     -- at the same time: the later import wins.
+                     QUALIFY bid IS NOT NULL AND ask IS NOT NULL
+                         AND row_number() OVER (PARTITION BY contract ORDER BY (bid IS NULL OR ask IS NULL), import_id DESC, line) = 1
                      ORDER BY expiry, put_call, strike",
                 )
                 .map_err(db)?;

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "010_quote_rejects_rule.sql",
         sql: include_str!("../../sql/010_quote_rejects_rule.sql"),
     },
+    Migration {
+        version: 11,
+        name: "011_archive_quoteless_minute_bars.sql",
+        sql: include_str!("../../sql/011_archive_quoteless_minute_bars.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {
