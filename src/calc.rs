@@ -11,6 +11,7 @@
 //! with its line and field, and no output file appears. Parsing, solving and
 //! formatting run on every core, in chunks, and the chunks are written in order.
 
+use crate::csvfile;
 use crate::model::OptionRight;
 use crate::pricing::bsm::BsmInputs;
 use crate::pricing::iv::implied_vol;
@@ -47,30 +48,6 @@ struct Row {
     vol: Option<f64>,
 }
 
-/// Split one CSV line into fields (RFC 4180 quotes handled; quotes removed).
-fn split_fields(line: &str) -> Vec<std::borrow::Cow<'_, str>> {
-    if !line.contains('"') {
-        return line.split(',').map(std::borrow::Cow::Borrowed).collect();
-    }
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::borrow::Cow::Owned(std::mem::take(&mut cur))),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(std::borrow::Cow::Owned(cur));
-    out
-}
-
 struct Columns {
     idx: [usize; 6],
     price: Option<usize>,
@@ -82,10 +59,9 @@ struct Columns {
     header: Vec<String>,
 }
 
-fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
-    let names: Vec<String> = split_fields(header)
-        .iter()
-        .map(|s| s.trim().to_ascii_lowercase())
+fn columns(header: &csv::ByteRecord, file: &str) -> Result<Columns, CalcError> {
+    let names: Vec<String> = (0..header.len())
+        .map(|i| csvfile::field(header, i).trim().to_ascii_lowercase())
         .collect();
     let find = |n: &str| names.iter().position(|x| x == n);
     let mut idx = [0; 6];
@@ -112,24 +88,29 @@ fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
     })
 }
 
-fn parse_row(line: &str, lineno: usize, c: &Columns, file: &str) -> Result<Row, CalcError> {
-    let f = split_fields(line);
+fn parse_row(
+    rec: &csv::ByteRecord,
+    lineno: usize,
+    c: &Columns,
+    file: &str,
+) -> Result<Row, CalcError> {
+    let f = |i: usize| csvfile::field(rec, i);
     let err = |field: &str, msg: String| CalcError::Input {
         file: file.into(),
         message: format!("line {lineno}, field '{field}': {msg}"),
     };
-    if f.len() != c.header.len() {
+    if rec.len() != c.header.len() {
         return Err(CalcError::Input {
             file: file.into(),
             message: format!(
                 "line {lineno}: {} fields, the header has {}",
-                f.len(),
+                rec.len(),
                 c.header.len()
             ),
         });
     }
     let num = |i: usize, name: &str| -> Result<f64, CalcError> {
-        let s = f[i].trim();
+        let s = f(i).trim();
         let v: f64 = s
             .parse()
             .map_err(|_| err(name, format!("'{s}' is not a number")))?;
@@ -140,11 +121,11 @@ fn parse_row(line: &str, lineno: usize, c: &Columns, file: &str) -> Result<Row, 
     };
     let opt = |i: Option<usize>, name: &str| -> Result<Option<f64>, CalcError> {
         match i {
-            Some(i) if !f[i].trim().is_empty() => num(i, name).map(Some),
+            Some(i) if !f(i).trim().is_empty() => num(i, name).map(Some),
             _ => Ok(None),
         }
     };
-    let right = match f[c.idx[0]].trim() {
+    let right = match f(c.idx[0]).trim() {
         "C" | "c" | "call" | "CALL" | "Call" => OptionRight::Call,
         "P" | "p" | "put" | "PUT" | "Put" => OptionRight::Put,
         other => return Err(err("right", format!("'{other}' is not C or P"))),
@@ -250,106 +231,68 @@ pub struct CalcSummary {
     pub unsolved: usize,
 }
 
+/// Where one record of the input sits: the line it starts on and its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    line: usize,
+    start: usize,
+    end: usize,
+}
+
 /// Run the calculator on CSV text; returns the output CSV bytes.
+///
+/// Two passes through the `csv` crate: one over the whole text for the header and where
+/// each record starts and ends (the line numbers come from the crate's positions), then
+/// the records in chunks on every core, each chunk read again from its own bytes into a
+/// reused `ByteRecord`, parsed, solved and formatted.
 pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcError> {
-    // Excel's "CSV UTF-8" starts with a byte-order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = records(text, file)?.into_iter();
-    let (_, header) = lines.next().ok_or_else(|| CalcError::Input {
+    let text = csvfile::strip_bom(text);
+    let input = |message: String| CalcError::Input {
         file: file.into(),
-        message: "line 1: the file is empty (expected a header)".into(),
-    })?;
-    let cols = columns(header, file)?;
-    // Records with the line each starts on; blank lines are skipped.
-    let body: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.trim().is_empty()).collect();
+        message,
+    };
+    let mut reader = csvfile::reader(text);
+    let mut header = csv::ByteRecord::new();
+    let more = |reader: &mut csv::Reader<&[u8]>, rec: &mut csv::ByteRecord| {
+        reader
+            .read_byte_record(rec)
+            .map_err(|e| input(crate::text::one_line(&e.to_string())))
+    };
+    if !more(&mut reader, &mut header)? {
+        return Err(input(
+            "line 1: the file is empty (expected a header)".into(),
+        ));
+    }
+    let header_end = reader.position().byte() as usize;
+    let mut last = csvfile::start_of(text, &header);
+    let mut rec = csv::ByteRecord::new();
+    let mut body: Vec<Span> = Vec::new();
+    while more(&mut reader, &mut rec)? {
+        last = csvfile::start_of(text, &rec);
+        if !csvfile::is_blank(&rec) {
+            body.push(Span {
+                line: last.0,
+                start: last.1,
+                end: reader.position().byte() as usize,
+            });
+        }
+    }
+    if csvfile::open_quote_from(text, last.1) {
+        return Err(input(format!(
+            "line {}: a quoted field is not closed",
+            last.0
+        )));
+    }
+    let cols = columns(&header, file)?;
     const CHUNK: usize = 8192;
-    let rows: Vec<Vec<Row>> = body
-        .par_chunks(CHUNK)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|(n, l)| parse_row(l, *n, &cols, file))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<_, _>>()?;
     let parts: Vec<(Vec<u8>, usize)> = body
         .par_chunks(CHUNK)
-        .zip(rows.par_iter())
-        .map(|(lines, rows)| {
-            let mut buf = Vec::with_capacity(lines.len() * 160);
-            let mut fmt = ryu::Buffer::new();
-            let mut solved = 0;
-            for ((_, line), r) in lines.iter().zip(rows) {
-                let o = compute(r);
-                solved += usize::from(o.iv.is_some());
-                let g = o.greeks;
-                let vals = [
-                    o.iv,
-                    g.map(|g| g.price),
-                    g.map(|g| g.delta),
-                    g.map(|g| g.gamma),
-                    g.map(|g| g.vega),
-                    g.map(|g| g.theta_per_day),
-                    g.map(|g| g.rho),
-                ];
-                // Rewrite the line only when it has a cell to fill: an input price is
-                // kept, so the usual "solve the IV" file is copied as it is.
-                let rewrite = cols
-                    .at
-                    .iter()
-                    .enumerate()
-                    .any(|(i, a)| a.is_some() && !(i == 1 && r.price.is_some()));
-                if rewrite {
-                    // Rewrite the cells of output columns the input already has.
-                    let mut fields: Vec<String> = split_fields(line)
-                        .into_iter()
-                        .map(|c| c.into_owned())
-                        .collect();
-                    for (i, v) in vals.iter().enumerate() {
-                        if let Some(k) = cols.at[i] {
-                            let keep_input_price = i == 1 && r.price.is_some();
-                            if !keep_input_price {
-                                fields[k] = v
-                                    .filter(|x| x.is_finite())
-                                    .map(|x| fmt.format_finite(x).to_string())
-                                    .unwrap_or_default();
-                            }
-                        }
-                    }
-                    if let Some(k) = cols.at[7] {
-                        fields[k] = o.note.to_string();
-                    }
-                    let quoted: Vec<String> = fields
-                        .iter()
-                        .map(|f| {
-                            if f.contains([',', '"', '\n', '\r']) {
-                                format!("\"{}\"", f.replace('"', "\"\""))
-                            } else {
-                                f.clone()
-                            }
-                        })
-                        .collect();
-                    buf.extend_from_slice(quoted.join(",").as_bytes());
-                } else {
-                    buf.extend_from_slice(line.as_bytes());
-                }
-                for (i, v) in vals.iter().enumerate() {
-                    if cols.at[i].is_none() {
-                        push_f64(&mut buf, *v, &mut fmt);
-                    }
-                }
-                if cols.at[7].is_none() {
-                    buf.push(b',');
-                    buf.extend_from_slice(o.note.as_bytes());
-                }
-                buf.push(b'\n');
-            }
-            (buf, solved)
-        })
-        .collect();
+        .map(|spans| format_chunk(text, spans, &cols, file))
+        .collect::<Result<_, _>>()?;
+    let header_text = text[..header_end.min(text.len())].trim_end_matches(['\r', '\n']);
     let mut out =
-        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() + header.len() + 64);
-    out.extend_from_slice(header.trim_end_matches('\r').as_bytes());
+        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() + header_end + 64);
+    out.extend_from_slice(header_text.as_bytes());
     for (i, n) in OUTPUTS.iter().enumerate() {
         if cols.at[i].is_none() {
             out.push(b',');
@@ -372,57 +315,109 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
     ))
 }
 
-/// The records of a CSV text, each with the line it starts on (1-based), a trailing
-/// `\r` removed. RFC 4180: a newline inside a quoted field belongs to the field, so
-/// records are split at newlines outside quotes (a doubled `""` toggles twice).
-fn records<'a>(text: &'a str, file: &str) -> Result<Vec<(usize, &'a str)>, CalcError> {
-    let strip = |r: &'a str| r.strip_suffix('\r').unwrap_or(r);
-    if !text.contains('"') {
-        return Ok(text
-            .lines()
+/// Parse, solve and format the records of `spans` (consecutive records of `text`).
+fn format_chunk(
+    text: &str,
+    spans: &[Span],
+    cols: &Columns,
+    file: &str,
+) -> Result<(Vec<u8>, usize), CalcError> {
+    let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+        return Ok((Vec::new(), 0));
+    };
+    let mut reader = csvfile::reader(&text[first.start..last.end]);
+    let mut rec = csv::ByteRecord::new();
+    let mut buf = Vec::with_capacity(spans.len() * 160);
+    let mut fmt = ryu::Buffer::new();
+    let mut solved = 0;
+    let mut spans = spans.iter();
+    loop {
+        let read = reader
+            .read_byte_record(&mut rec)
+            .map_err(|e| CalcError::Input {
+                file: file.into(),
+                message: crate::text::one_line(&e.to_string()),
+            })?;
+        if !read {
+            break;
+        }
+        if csvfile::is_blank(&rec) {
+            continue;
+        }
+        let Some(span) = spans.next() else { break };
+        let r = parse_row(&rec, span.line, cols, file)?;
+        let o = compute(&r);
+        solved += usize::from(o.iv.is_some());
+        let g = o.greeks;
+        let vals = [
+            o.iv,
+            g.map(|g| g.price),
+            g.map(|g| g.delta),
+            g.map(|g| g.gamma),
+            g.map(|g| g.vega),
+            g.map(|g| g.theta_per_day),
+            g.map(|g| g.rho),
+        ];
+        // Rewrite the record only when it has a cell to fill: an input price is kept,
+        // so the usual "solve the IV" file is copied as it is.
+        let rewrite = cols
+            .at
+            .iter()
             .enumerate()
-            .map(|(i, l)| (i + 1, strip(l)))
-            .collect());
-    }
-    let mut out = Vec::new();
-    let (mut start, mut line, mut start_line, mut quoted) = (0, 1, 1, false);
-    for (i, &b) in text.as_bytes().iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' => {
-                line += 1;
-                if !quoted {
-                    out.push((start_line, strip(&text[start..i])));
-                    start = i + 1;
-                    start_line = line;
+            .any(|(i, a)| a.is_some() && !(i == 1 && r.price.is_some()));
+        if rewrite {
+            // Rewrite the cells of output columns the input already has.
+            let mut fields: Vec<String> = (0..rec.len())
+                .map(|i| csvfile::field(&rec, i).to_string())
+                .collect();
+            for (i, v) in vals.iter().enumerate() {
+                if let Some(k) = cols.at[i] {
+                    let keep_input_price = i == 1 && r.price.is_some();
+                    if !keep_input_price {
+                        fields[k] = v
+                            .filter(|x| x.is_finite())
+                            .map(|x| fmt.format_finite(x).to_string())
+                            .unwrap_or_default();
+                    }
                 }
             }
-            _ => {}
+            if let Some(k) = cols.at[7] {
+                fields[k] = o.note.to_string();
+            }
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                if f.contains([',', '"', '\n', '\r']) {
+                    buf.push(b'"');
+                    buf.extend_from_slice(f.replace('"', "\"\"").as_bytes());
+                    buf.push(b'"');
+                } else {
+                    buf.extend_from_slice(f.as_bytes());
+                }
+            }
+        } else {
+            let raw = text[span.start..span.end].trim_end_matches(['\r', '\n']);
+            buf.extend_from_slice(raw.as_bytes());
         }
+        for (i, v) in vals.iter().enumerate() {
+            if cols.at[i].is_none() {
+                push_f64(&mut buf, *v, &mut fmt);
+            }
+        }
+        if cols.at[7].is_none() {
+            buf.push(b',');
+            buf.extend_from_slice(o.note.as_bytes());
+        }
+        buf.push(b'\n');
     }
-    if quoted {
-        return Err(CalcError::Input {
-            file: file.into(),
-            message: format!("line {start_line}: a quoted field is not closed"),
-        });
-    }
-    if start < text.len() {
-        out.push((start_line, strip(&text[start..])));
-    }
-    Ok(out)
+    Ok((buf, solved))
 }
 
 /// The file's bytes as text; a byte that is not UTF-8 is an error naming its line.
 fn utf8_text(bytes: Vec<u8>, file: &str) -> Result<String, CalcError> {
     String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let before = &e.as_bytes()[..at];
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let col = 1 + at
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1);
+        let (line, col) = csvfile::utf8(e.as_bytes()).err().unwrap_or((1, 1));
         CalcError::Input {
             file: file.into(),
             message: format!(
@@ -608,6 +603,17 @@ mod tests {
         assert!(run(open)
             .unwrap_err()
             .contains("line 2: a quoted field is not closed"));
+    }
+
+    #[test]
+    fn empty_lines_and_crlf_endings_keep_the_line_numbers_of_the_file() {
+        let text = "right,spot,strike,t_years,rate,div_yield,vol\r\n\r\n\
+                    C,100,100,1,0,0,0.2\r\n\r\n   \r\nC,abc,100,1,0,0,0.2\r\n";
+        let e = run(text).unwrap_err();
+        assert!(e.contains("line 6, field 'spot'"), "{e}");
+        let ok = run(&text.replace("abc", "100")).unwrap();
+        assert_eq!(ok.lines().count(), 3, "{ok}");
+        assert!(!ok.contains('\r'), "{ok:?}");
     }
 
     #[test]
