@@ -231,67 +231,85 @@ pub struct CalcSummary {
     pub unsolved: usize,
 }
 
-/// Where one record of the input sits: the line it starts on and its bytes.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    line: usize,
-    start: usize,
-    end: usize,
-}
+/// Records per chunk of work.
+const CHUNK: usize = 8192;
 
 /// Run the calculator on CSV text; returns the output CSV bytes.
 ///
-/// Two passes through the `csv` crate: one over the whole text for the header and where
-/// each record starts and ends (the line numbers come from the crate's positions), then
-/// the records in chunks on every core, each chunk read again from its own bytes into a
-/// reused `ByteRecord`, parsed, solved and formatted.
+/// The body is cut into chunks of about [`CHUNK`] records, each read by its own `csv`
+/// reader into a reused `ByteRecord`, parsed, solved and formatted on every core, and
+/// the chunks are joined in order. Without a quote in the file every line break ends a
+/// record, so the chunks are cut at line breaks; with quotes, one pass of the crate's
+/// reader over the whole body finds where the chunks' records start.
 pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcError> {
     let text = csvfile::strip_bom(text);
     let input = |message: String| CalcError::Input {
         file: file.into(),
         message,
     };
+    let csv_error = |e: csv::Error| input(crate::text::one_line(&e.to_string()));
     let mut reader = csvfile::reader(text);
     let mut header = csv::ByteRecord::new();
-    let more = |reader: &mut csv::Reader<&[u8]>, rec: &mut csv::ByteRecord| {
-        reader
-            .read_byte_record(rec)
-            .map_err(|e| input(crate::text::one_line(&e.to_string())))
-    };
-    if !more(&mut reader, &mut header)? {
+    if !reader.read_byte_record(&mut header).map_err(csv_error)? {
         return Err(input(
             "line 1: the file is empty (expected a header)".into(),
         ));
     }
-    let header_end = reader.position().byte() as usize;
-    let mut last = csvfile::start_of(text, &header);
-    let mut rec = csv::ByteRecord::new();
-    let mut body: Vec<Span> = Vec::new();
-    while more(&mut reader, &mut rec)? {
-        last = csvfile::start_of(text, &rec);
-        if !csvfile::is_blank(&rec) {
-            body.push(Span {
-                line: last.0,
-                start: last.1,
-                end: reader.position().byte() as usize,
-            });
+    let cols = columns(&header, file)?;
+    let body_start = (reader.position().byte() as usize).min(text.len());
+    let body_line = reader.position().line() as usize;
+    // (byte, line) where each chunk starts.
+    let mut starts = vec![(body_start, body_line)];
+    if !text.contains('"') {
+        let (mut at, mut line) = (body_start, body_line);
+        'cut: loop {
+            for _ in 0..CHUNK {
+                match text[at..].find('\n') {
+                    Some(i) => at += i + 1,
+                    None => break 'cut,
+                }
+                line += 1;
+            }
+            if at < text.len() {
+                starts.push((at, line));
+            }
+        }
+    } else {
+        let body = &text[body_start..];
+        let mut reader = csvfile::reader(body);
+        let mut rec = csv::ByteRecord::new();
+        let (mut n, mut last) = (0usize, None);
+        while reader.read_byte_record(&mut rec).map_err(csv_error)? {
+            let (line, at) = csvfile::start_of(body, &rec);
+            last = Some((line, at));
+            if n > 0 && n % CHUNK == 0 {
+                starts.push((body_start + at, body_line + line - 1));
+            }
+            n += 1;
+        }
+        if let Some((line, at)) = last {
+            if csvfile::open_quote_from(body, at) {
+                return Err(input(format!(
+                    "line {}: a quoted field is not closed",
+                    body_line + line - 1
+                )));
+            }
         }
     }
-    if csvfile::open_quote_from(text, last.1) {
-        return Err(input(format!(
-            "line {}: a quoted field is not closed",
-            last.0
-        )));
-    }
-    let cols = columns(&header, file)?;
-    const CHUNK: usize = 8192;
-    let parts: Vec<(Vec<u8>, usize)> = body
-        .par_chunks(CHUNK)
-        .map(|spans| format_chunk(text, spans, &cols, file))
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|s| s.0)
+        .chain([text.len()])
+        .collect();
+    let parts: Vec<Chunk> = starts
+        .par_iter()
+        .zip(ends.par_iter())
+        .map(|(&(start, line), &end)| format_chunk(&text[start..end], line, &cols, file))
         .collect::<Result<_, _>>()?;
-    let header_text = text[..header_end.min(text.len())].trim_end_matches(['\r', '\n']);
+    let header_text = text[..body_start].trim_end_matches(['\r', '\n']);
     let mut out =
-        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() + header_end + 64);
+        Vec::with_capacity(parts.iter().map(|p| p.out.len()).sum::<usize>() + body_start + 64);
     out.extend_from_slice(header_text.as_bytes());
     for (i, n) in OUTPUTS.iter().enumerate() {
         if cols.at[i].is_none() {
@@ -300,37 +318,42 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
         }
     }
     out.push(b'\n');
-    let mut solved = 0;
-    for (p, s) in parts {
-        out.extend_from_slice(&p);
-        solved += s;
+    let (mut rows, mut solved) = (0, 0);
+    for p in parts {
+        out.extend_from_slice(&p.out);
+        rows += p.rows;
+        solved += p.solved;
     }
     Ok((
         out,
         CalcSummary {
-            rows: body.len(),
+            rows,
             solved,
-            unsolved: body.len() - solved,
+            unsolved: rows - solved,
         },
     ))
 }
 
-/// Parse, solve and format the records of `spans` (consecutive records of `text`).
+/// One chunk's output lines and counts.
+struct Chunk {
+    out: Vec<u8>,
+    rows: usize,
+    solved: usize,
+}
+
+/// Parse, solve and format the records of `chunk`, whose first byte is on line
+/// `first_line` of the file.
 fn format_chunk(
-    text: &str,
-    spans: &[Span],
+    chunk: &str,
+    first_line: usize,
     cols: &Columns,
     file: &str,
-) -> Result<(Vec<u8>, usize), CalcError> {
-    let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
-        return Ok((Vec::new(), 0));
-    };
-    let mut reader = csvfile::reader(&text[first.start..last.end]);
+) -> Result<Chunk, CalcError> {
+    let mut reader = csvfile::reader(chunk);
     let mut rec = csv::ByteRecord::new();
-    let mut buf = Vec::with_capacity(spans.len() * 160);
+    let mut buf = Vec::with_capacity(chunk.len() + chunk.len() / 2);
     let mut fmt = ryu::Buffer::new();
-    let mut solved = 0;
-    let mut spans = spans.iter();
+    let (mut rows, mut solved) = (0, 0);
     loop {
         let read = reader
             .read_byte_record(&mut rec)
@@ -344,8 +367,10 @@ fn format_chunk(
         if csvfile::is_blank(&rec) {
             continue;
         }
-        let Some(span) = spans.next() else { break };
-        let r = parse_row(&rec, span.line, cols, file)?;
+        let (line, start) = csvfile::start_of(chunk, &rec);
+        let end = (reader.position().byte() as usize).min(chunk.len());
+        let r = parse_row(&rec, first_line + line - 1, cols, file)?;
+        rows += 1;
         let o = compute(&r);
         solved += usize::from(o.iv.is_some());
         let g = o.greeks;
@@ -397,7 +422,7 @@ fn format_chunk(
                 }
             }
         } else {
-            let raw = text[span.start..span.end].trim_end_matches(['\r', '\n']);
+            let raw = chunk[start.min(end)..end].trim_end_matches(['\r', '\n']);
             buf.extend_from_slice(raw.as_bytes());
         }
         for (i, v) in vals.iter().enumerate() {
@@ -411,7 +436,11 @@ fn format_chunk(
         }
         buf.push(b'\n');
     }
-    Ok((buf, solved))
+    Ok(Chunk {
+        out: buf,
+        rows,
+        solved,
+    })
 }
 
 /// The file's bytes as text; a byte that is not UTF-8 is an error naming its line.
@@ -614,6 +643,29 @@ mod tests {
         let ok = run(&text.replace("abc", "100")).unwrap();
         assert_eq!(ok.lines().count(), 3, "{ok}");
         assert!(!ok.contains('\r'), "{ok:?}");
+    }
+
+    #[test]
+    fn lines_are_named_right_in_every_chunk_with_and_without_quotes() {
+        for first in ["plain", "\"two\nlines, quoted\""] {
+            let mut text = String::from("name,right,spot,strike,t_years,rate,div_yield,vol\n");
+            text.push_str(&format!("{first},C,100,100,1,0,0,0.2\n"));
+            for i in 0..(3 * CHUNK) {
+                let spot = if i == 2 * CHUNK + 5 { "abc" } else { "100" };
+                text.push_str(&format!("r{i},C,{spot},100,1,0,0,0.2\n"));
+            }
+            let extra = usize::from(first.contains('\n'));
+            let e = run(&text).unwrap_err();
+            let want = format!("line {}, field 'spot'", 2 * CHUNK + 5 + 3 + extra);
+            assert!(e.contains(&want), "{e} / want {want}");
+            let (out, summary) = run_text(&text.replace("abc", "100"), "in.csv").unwrap();
+            assert_eq!(summary.rows, 3 * CHUNK + 1);
+            assert_eq!(summary.solved, 3 * CHUNK + 1);
+            assert_eq!(
+                out.iter().filter(|&&b| b == b'\n').count(),
+                3 * CHUNK + 2 + extra
+            );
+        }
     }
 
     #[test]
