@@ -12,7 +12,8 @@
 //! from the archive `optdesk import` filled (`[cboe] history = "archive"`) or nowhere.
 
 use super::{
-    replay::Replay, IvPoint, MarketData, Snapshot, SourceError, SourceReject, UnderlyingQuote,
+    replay::Replay, IvPoint, MarketData, RiskFreeRate, Snapshot, SourceError, SourceReject,
+    UnderlyingQuote,
 };
 use crate::config::CboeConfig;
 use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
@@ -35,6 +36,7 @@ const CASH_ROOTS: &[&str] = &[
 pub struct Cboe {
     client: HttpClient,
     config: CboeConfig,
+    rate: RiskFreeRate,
     history: Option<Replay>,
 }
 
@@ -168,7 +170,11 @@ fn net(e: NetError, symbol: &str) -> SourceError {
 }
 
 impl Cboe {
-    pub fn new(config: &CboeConfig, history: Option<Replay>) -> Result<Cboe, SourceError> {
+    pub fn new(
+        config: &CboeConfig,
+        rate: RiskFreeRate,
+        history: Option<Replay>,
+    ) -> Result<Cboe, SourceError> {
         let client = HttpClient::new(
             Duration::from_secs(config.timeout_secs),
             RetryPolicy {
@@ -181,6 +187,7 @@ impl Cboe {
         Ok(Cboe {
             client,
             config: config.clone(),
+            rate,
             history,
         })
     }
@@ -235,6 +242,7 @@ impl MarketData for Cboe {
     ) -> Result<Snapshot, SourceError> {
         let as_of = quote_time.date();
         let last_expiry = as_of + chrono::Duration::days(max_expiry_days as i64);
+        let (rate, rate_from) = self.rate.on(NAME, as_of)?;
         let mut underlyings = Vec::new();
         let mut quotes = Vec::new();
         let mut notes = Vec::new();
@@ -253,7 +261,7 @@ impl MarketData for Cboe {
             underlyings.push(UnderlyingQuote {
                 symbol: sym.clone(),
                 price,
-                rate: self.config.rate,
+                rate,
                 div_yield: self.config.div_yield,
             });
             if p.options.is_empty() {
@@ -322,6 +330,7 @@ impl MarketData for Cboe {
                 },
             );
         }
+        notes.push(format!("risk-free rate {:.4}% ({rate_from})", rate * 100.0));
         Ok(Snapshot {
             as_of,
             quote_time,
