@@ -75,7 +75,10 @@ fn main() {
             s.rejected
         );
     }
-    let replay = optdesk::sources::replay::Replay::new(&bench.store.conn, 0.04, 0.0).unwrap();
+    let rates = optdesk::sources::RiskFreeRate::Table(std::sync::Arc::new(
+        optdesk::refdata::builtin_rates(),
+    ));
+    let replay = optdesk::sources::replay::Replay::new(&bench.store.conn, rates, 0.0).unwrap();
     let qt = date("2024-01-16").and_hms_opt(16, 0, 0).unwrap();
     for _ in 0..3 {
         let t = Instant::now();

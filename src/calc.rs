@@ -11,6 +11,7 @@
 //! with its line and field, and no output file appears. Parsing, solving and
 //! formatting run on every core, in chunks, and the chunks are written in order.
 
+use crate::csvfile;
 use crate::model::OptionRight;
 use crate::pricing::bsm::BsmInputs;
 use crate::pricing::iv::implied_vol;
@@ -47,30 +48,6 @@ struct Row {
     vol: Option<f64>,
 }
 
-/// Split one CSV line into fields (RFC 4180 quotes handled; quotes removed).
-fn split_fields(line: &str) -> Vec<std::borrow::Cow<'_, str>> {
-    if !line.contains('"') {
-        return line.split(',').map(std::borrow::Cow::Borrowed).collect();
-    }
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::borrow::Cow::Owned(std::mem::take(&mut cur))),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(std::borrow::Cow::Owned(cur));
-    out
-}
-
 struct Columns {
     idx: [usize; 6],
     price: Option<usize>,
@@ -82,10 +59,9 @@ struct Columns {
     header: Vec<String>,
 }
 
-fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
-    let names: Vec<String> = split_fields(header)
-        .iter()
-        .map(|s| s.trim().to_ascii_lowercase())
+fn columns(header: &csv::ByteRecord, file: &str) -> Result<Columns, CalcError> {
+    let names: Vec<String> = (0..header.len())
+        .map(|i| csvfile::field(header, i).trim().to_ascii_lowercase())
         .collect();
     let find = |n: &str| names.iter().position(|x| x == n);
     let mut idx = [0; 6];
@@ -112,24 +88,29 @@ fn columns(header: &str, file: &str) -> Result<Columns, CalcError> {
     })
 }
 
-fn parse_row(line: &str, lineno: usize, c: &Columns, file: &str) -> Result<Row, CalcError> {
-    let f = split_fields(line);
+fn parse_row(
+    rec: &csv::ByteRecord,
+    lineno: usize,
+    c: &Columns,
+    file: &str,
+) -> Result<Row, CalcError> {
+    let f = |i: usize| csvfile::field(rec, i);
     let err = |field: &str, msg: String| CalcError::Input {
         file: file.into(),
         message: format!("line {lineno}, field '{field}': {msg}"),
     };
-    if f.len() != c.header.len() {
+    if rec.len() != c.header.len() {
         return Err(CalcError::Input {
             file: file.into(),
             message: format!(
                 "line {lineno}: {} fields, the header has {}",
-                f.len(),
+                rec.len(),
                 c.header.len()
             ),
         });
     }
     let num = |i: usize, name: &str| -> Result<f64, CalcError> {
-        let s = f[i].trim();
+        let s = f(i).trim();
         let v: f64 = s
             .parse()
             .map_err(|_| err(name, format!("'{s}' is not a number")))?;
@@ -140,11 +121,11 @@ fn parse_row(line: &str, lineno: usize, c: &Columns, file: &str) -> Result<Row, 
     };
     let opt = |i: Option<usize>, name: &str| -> Result<Option<f64>, CalcError> {
         match i {
-            Some(i) if !f[i].trim().is_empty() => num(i, name).map(Some),
+            Some(i) if !f(i).trim().is_empty() => num(i, name).map(Some),
             _ => Ok(None),
         }
     };
-    let right = match f[c.idx[0]].trim() {
+    let right = match f(c.idx[0]).trim() {
         "C" | "c" | "call" | "CALL" | "Call" => OptionRight::Call,
         "P" | "p" | "put" | "PUT" | "Put" => OptionRight::Put,
         other => return Err(err("right", format!("'{other}' is not C or P"))),
@@ -250,106 +231,86 @@ pub struct CalcSummary {
     pub unsolved: usize,
 }
 
+/// Records per chunk of work.
+const CHUNK: usize = 8192;
+
 /// Run the calculator on CSV text; returns the output CSV bytes.
+///
+/// The body is cut into chunks of about [`CHUNK`] records, each read by its own `csv`
+/// reader into a reused `ByteRecord`, parsed, solved and formatted on every core, and
+/// the chunks are joined in order. Without a quote in the file every line break ends a
+/// record, so the chunks are cut at line breaks; with quotes, one pass of the crate's
+/// reader over the whole body finds where the chunks' records start.
 pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcError> {
-    // Excel's "CSV UTF-8" starts with a byte-order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = records(text, file)?.into_iter();
-    let (_, header) = lines.next().ok_or_else(|| CalcError::Input {
+    let text = csvfile::strip_bom(text);
+    let input = |message: String| CalcError::Input {
         file: file.into(),
-        message: "line 1: the file is empty (expected a header)".into(),
-    })?;
-    let cols = columns(header, file)?;
-    // Records with the line each starts on; blank lines are skipped.
-    let body: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.trim().is_empty()).collect();
-    const CHUNK: usize = 8192;
-    let rows: Vec<Vec<Row>> = body
-        .par_chunks(CHUNK)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|(n, l)| parse_row(l, *n, &cols, file))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<_, _>>()?;
-    let parts: Vec<(Vec<u8>, usize)> = body
-        .par_chunks(CHUNK)
-        .zip(rows.par_iter())
-        .map(|(lines, rows)| {
-            let mut buf = Vec::with_capacity(lines.len() * 160);
-            let mut fmt = ryu::Buffer::new();
-            let mut solved = 0;
-            for ((_, line), r) in lines.iter().zip(rows) {
-                let o = compute(r);
-                solved += usize::from(o.iv.is_some());
-                let g = o.greeks;
-                let vals = [
-                    o.iv,
-                    g.map(|g| g.price),
-                    g.map(|g| g.delta),
-                    g.map(|g| g.gamma),
-                    g.map(|g| g.vega),
-                    g.map(|g| g.theta_per_day),
-                    g.map(|g| g.rho),
-                ];
-                // Rewrite the line only when it has a cell to fill: an input price is
-                // kept, so the usual "solve the IV" file is copied as it is.
-                let rewrite = cols
-                    .at
-                    .iter()
-                    .enumerate()
-                    .any(|(i, a)| a.is_some() && !(i == 1 && r.price.is_some()));
-                if rewrite {
-                    // Rewrite the cells of output columns the input already has.
-                    let mut fields: Vec<String> = split_fields(line)
-                        .into_iter()
-                        .map(|c| c.into_owned())
-                        .collect();
-                    for (i, v) in vals.iter().enumerate() {
-                        if let Some(k) = cols.at[i] {
-                            let keep_input_price = i == 1 && r.price.is_some();
-                            if !keep_input_price {
-                                fields[k] = v
-                                    .filter(|x| x.is_finite())
-                                    .map(|x| fmt.format_finite(x).to_string())
-                                    .unwrap_or_default();
-                            }
-                        }
-                    }
-                    if let Some(k) = cols.at[7] {
-                        fields[k] = o.note.to_string();
-                    }
-                    let quoted: Vec<String> = fields
-                        .iter()
-                        .map(|f| {
-                            if f.contains([',', '"', '\n', '\r']) {
-                                format!("\"{}\"", f.replace('"', "\"\""))
-                            } else {
-                                f.clone()
-                            }
-                        })
-                        .collect();
-                    buf.extend_from_slice(quoted.join(",").as_bytes());
-                } else {
-                    buf.extend_from_slice(line.as_bytes());
+        message,
+    };
+    let csv_error = |e: csv::Error| input(crate::text::one_line(&e.to_string()));
+    let mut reader = csvfile::reader(text);
+    let mut header = csv::ByteRecord::new();
+    if !reader.read_byte_record(&mut header).map_err(csv_error)? {
+        return Err(input(
+            "line 1: the file is empty (expected a header)".into(),
+        ));
+    }
+    let cols = columns(&header, file)?;
+    let body_start = (reader.position().byte() as usize).min(text.len());
+    let body_line = reader.position().line() as usize;
+    // (byte, line) where each chunk starts.
+    let mut starts = vec![(body_start, body_line)];
+    if !text.contains('"') {
+        let (mut at, mut line) = (body_start, body_line);
+        'cut: loop {
+            for _ in 0..CHUNK {
+                match text[at..].find('\n') {
+                    Some(i) => at += i + 1,
+                    None => break 'cut,
                 }
-                for (i, v) in vals.iter().enumerate() {
-                    if cols.at[i].is_none() {
-                        push_f64(&mut buf, *v, &mut fmt);
-                    }
-                }
-                if cols.at[7].is_none() {
-                    buf.push(b',');
-                    buf.extend_from_slice(o.note.as_bytes());
-                }
-                buf.push(b'\n');
+                line += 1;
             }
-            (buf, solved)
-        })
+            if at < text.len() {
+                starts.push((at, line));
+            }
+        }
+    } else {
+        let body = &text[body_start..];
+        let mut reader = csvfile::reader(body);
+        let mut rec = csv::ByteRecord::new();
+        let (mut n, mut last) = (0usize, None);
+        while reader.read_byte_record(&mut rec).map_err(csv_error)? {
+            let (line, at) = csvfile::start_of(body, &rec);
+            last = Some((line, at));
+            if n > 0 && n % CHUNK == 0 {
+                starts.push((body_start + at, body_line + line - 1));
+            }
+            n += 1;
+        }
+        if let Some((line, at)) = last {
+            if csvfile::open_quote_from(body, at) {
+                return Err(input(format!(
+                    "line {}: a quoted field is not closed",
+                    body_line + line - 1
+                )));
+            }
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|s| s.0)
+        .chain([text.len()])
         .collect();
+    let parts: Vec<Chunk> = starts
+        .par_iter()
+        .zip(ends.par_iter())
+        .map(|(&(start, line), &end)| format_chunk(&text[start..end], line, &cols, file))
+        .collect::<Result<_, _>>()?;
+    let header_text = text[..body_start].trim_end_matches(['\r', '\n']);
     let mut out =
-        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() + header.len() + 64);
-    out.extend_from_slice(header.trim_end_matches('\r').as_bytes());
+        Vec::with_capacity(parts.iter().map(|p| p.out.len()).sum::<usize>() + body_start + 64);
+    out.extend_from_slice(header_text.as_bytes());
     for (i, n) in OUTPUTS.iter().enumerate() {
         if cols.at[i].is_none() {
             out.push(b',');
@@ -357,72 +318,135 @@ pub fn run_text(text: &str, file: &str) -> Result<(Vec<u8>, CalcSummary), CalcEr
         }
     }
     out.push(b'\n');
-    let mut solved = 0;
-    for (p, s) in parts {
-        out.extend_from_slice(&p);
-        solved += s;
+    let (mut rows, mut solved) = (0, 0);
+    for p in parts {
+        out.extend_from_slice(&p.out);
+        rows += p.rows;
+        solved += p.solved;
     }
     Ok((
         out,
         CalcSummary {
-            rows: body.len(),
+            rows,
             solved,
-            unsolved: body.len() - solved,
+            unsolved: rows - solved,
         },
     ))
 }
 
-/// The records of a CSV text, each with the line it starts on (1-based), a trailing
-/// `\r` removed. RFC 4180: a newline inside a quoted field belongs to the field, so
-/// records are split at newlines outside quotes (a doubled `""` toggles twice).
-fn records<'a>(text: &'a str, file: &str) -> Result<Vec<(usize, &'a str)>, CalcError> {
-    let strip = |r: &'a str| r.strip_suffix('\r').unwrap_or(r);
-    if !text.contains('"') {
-        return Ok(text
-            .lines()
+/// One chunk's output lines and counts.
+struct Chunk {
+    out: Vec<u8>,
+    rows: usize,
+    solved: usize,
+}
+
+/// Parse, solve and format the records of `chunk`, whose first byte is on line
+/// `first_line` of the file.
+fn format_chunk(
+    chunk: &str,
+    first_line: usize,
+    cols: &Columns,
+    file: &str,
+) -> Result<Chunk, CalcError> {
+    let mut reader = csvfile::reader(chunk);
+    let mut rec = csv::ByteRecord::new();
+    let mut buf = Vec::with_capacity(chunk.len() + chunk.len() / 2);
+    let mut fmt = ryu::Buffer::new();
+    let (mut rows, mut solved) = (0, 0);
+    loop {
+        let read = reader
+            .read_byte_record(&mut rec)
+            .map_err(|e| CalcError::Input {
+                file: file.into(),
+                message: crate::text::one_line(&e.to_string()),
+            })?;
+        if !read {
+            break;
+        }
+        if csvfile::is_blank(&rec) {
+            continue;
+        }
+        let (line, start) = csvfile::start_of(chunk, &rec);
+        let end = (reader.position().byte() as usize).min(chunk.len());
+        let r = parse_row(&rec, first_line + line - 1, cols, file)?;
+        rows += 1;
+        let o = compute(&r);
+        solved += usize::from(o.iv.is_some());
+        let g = o.greeks;
+        let vals = [
+            o.iv,
+            g.map(|g| g.price),
+            g.map(|g| g.delta),
+            g.map(|g| g.gamma),
+            g.map(|g| g.vega),
+            g.map(|g| g.theta_per_day),
+            g.map(|g| g.rho),
+        ];
+        // Rewrite the record only when it has a cell to fill: an input price is kept,
+        // so the usual "solve the IV" file is copied as it is.
+        let rewrite = cols
+            .at
+            .iter()
             .enumerate()
-            .map(|(i, l)| (i + 1, strip(l)))
-            .collect());
-    }
-    let mut out = Vec::new();
-    let (mut start, mut line, mut start_line, mut quoted) = (0, 1, 1, false);
-    for (i, &b) in text.as_bytes().iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' => {
-                line += 1;
-                if !quoted {
-                    out.push((start_line, strip(&text[start..i])));
-                    start = i + 1;
-                    start_line = line;
+            .any(|(i, a)| a.is_some() && !(i == 1 && r.price.is_some()));
+        if rewrite {
+            // Rewrite the cells of output columns the input already has.
+            let mut fields: Vec<String> = (0..rec.len())
+                .map(|i| csvfile::field(&rec, i).to_string())
+                .collect();
+            for (i, v) in vals.iter().enumerate() {
+                if let Some(k) = cols.at[i] {
+                    let keep_input_price = i == 1 && r.price.is_some();
+                    if !keep_input_price {
+                        fields[k] = v
+                            .filter(|x| x.is_finite())
+                            .map(|x| fmt.format_finite(x).to_string())
+                            .unwrap_or_default();
+                    }
                 }
             }
-            _ => {}
+            if let Some(k) = cols.at[7] {
+                fields[k] = o.note.to_string();
+            }
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                if f.contains([',', '"', '\n', '\r']) {
+                    buf.push(b'"');
+                    buf.extend_from_slice(f.replace('"', "\"\"").as_bytes());
+                    buf.push(b'"');
+                } else {
+                    buf.extend_from_slice(f.as_bytes());
+                }
+            }
+        } else {
+            let raw = chunk[start.min(end)..end].trim_end_matches(['\r', '\n']);
+            buf.extend_from_slice(raw.as_bytes());
         }
+        for (i, v) in vals.iter().enumerate() {
+            if cols.at[i].is_none() {
+                push_f64(&mut buf, *v, &mut fmt);
+            }
+        }
+        if cols.at[7].is_none() {
+            buf.push(b',');
+            buf.extend_from_slice(o.note.as_bytes());
+        }
+        buf.push(b'\n');
     }
-    if quoted {
-        return Err(CalcError::Input {
-            file: file.into(),
-            message: format!("line {start_line}: a quoted field is not closed"),
-        });
-    }
-    if start < text.len() {
-        out.push((start_line, strip(&text[start..])));
-    }
-    Ok(out)
+    Ok(Chunk {
+        out: buf,
+        rows,
+        solved,
+    })
 }
 
 /// The file's bytes as text; a byte that is not UTF-8 is an error naming its line.
 fn utf8_text(bytes: Vec<u8>, file: &str) -> Result<String, CalcError> {
     String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let before = &e.as_bytes()[..at];
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let col = 1 + at
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1);
+        let (line, col) = csvfile::utf8(e.as_bytes()).err().unwrap_or((1, 1));
         CalcError::Input {
             file: file.into(),
             message: format!(
@@ -608,6 +632,40 @@ mod tests {
         assert!(run(open)
             .unwrap_err()
             .contains("line 2: a quoted field is not closed"));
+    }
+
+    #[test]
+    fn empty_lines_and_crlf_endings_keep_the_line_numbers_of_the_file() {
+        let text = "right,spot,strike,t_years,rate,div_yield,vol\r\n\r\n\
+                    C,100,100,1,0,0,0.2\r\n\r\n   \r\nC,abc,100,1,0,0,0.2\r\n";
+        let e = run(text).unwrap_err();
+        assert!(e.contains("line 6, field 'spot'"), "{e}");
+        let ok = run(&text.replace("abc", "100")).unwrap();
+        assert_eq!(ok.lines().count(), 3, "{ok}");
+        assert!(!ok.contains('\r'), "{ok:?}");
+    }
+
+    #[test]
+    fn lines_are_named_right_in_every_chunk_with_and_without_quotes() {
+        for first in ["plain", "\"two\nlines, quoted\""] {
+            let mut text = String::from("name,right,spot,strike,t_years,rate,div_yield,vol\n");
+            text.push_str(&format!("{first},C,100,100,1,0,0,0.2\n"));
+            for i in 0..(3 * CHUNK) {
+                let spot = if i == 2 * CHUNK + 5 { "abc" } else { "100" };
+                text.push_str(&format!("r{i},C,{spot},100,1,0,0,0.2\n"));
+            }
+            let extra = usize::from(first.contains('\n'));
+            let e = run(&text).unwrap_err();
+            let want = format!("line {}, field 'spot'", 2 * CHUNK + 5 + 3 + extra);
+            assert!(e.contains(&want), "{e} / want {want}");
+            let (out, summary) = run_text(&text.replace("abc", "100"), "in.csv").unwrap();
+            assert_eq!(summary.rows, 3 * CHUNK + 1);
+            assert_eq!(summary.solved, 3 * CHUNK + 1);
+            assert_eq!(
+                out.iter().filter(|&&b| b == b'\n').count(),
+                3 * CHUNK + 2 + extra
+            );
+        }
     }
 
     #[test]

@@ -85,9 +85,11 @@ pub struct CboeConfig {
     pub concurrency: usize,
     /// The User-Agent sent (Cboe's CDN refuses some clients without a browser's).
     pub user_agent: String,
-    /// Risk-free rate and dividend yield (continuously compounded) the snapshot is
-    /// priced with; each expiry's forward comes from put–call parity when it can.
-    pub rate: f64,
+    /// A fixed risk-free rate (continuously compounded) for every session, overriding
+    /// the rate table of `desk.rates_file`; unset, the table's rate for the session.
+    pub rate: Option<f64>,
+    /// Dividend yield (continuously compounded) the snapshot is priced with; each
+    /// expiry's forward comes from put–call parity when it can.
     pub div_yield: f64,
     /// Where daily bars come from, which this endpoint does not give: `archive` (files
     /// loaded with `optdesk import`), `yahoo` (Yahoo's chart endpoint, with the `[yahoo]`
@@ -121,9 +123,11 @@ pub struct YahooConfig {
     pub concurrency: usize,
     /// The User-Agent sent (Yahoo answers 429 to many non-browser agents).
     pub user_agent: String,
-    /// Risk-free rate and dividend yield (continuously compounded) the snapshot is
-    /// priced with; each expiry's forward comes from put–call parity when it can.
-    pub rate: f64,
+    /// A fixed risk-free rate (continuously compounded) for every session, overriding
+    /// the rate table of `desk.rates_file`; unset, the table's rate for the session.
+    pub rate: Option<f64>,
+    /// Dividend yield (continuously compounded) the snapshot is priced with; each
+    /// expiry's forward comes from put–call parity when it can.
     pub div_yield: f64,
 }
 
@@ -142,7 +146,7 @@ impl Default for YahooConfig {
             user_agent:
                 "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
                     .into(),
-            rate: 0.04,
+            rate: None,
             div_yield: 0.0,
         }
     }
@@ -224,7 +228,7 @@ impl Default for CboeConfig {
             pause_ms: 500,
             concurrency: 2,
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) optdesk".into(),
-            rate: 0.04,
+            rate: None,
             div_yield: 0.0,
             history: HistorySource::Archive,
         }
@@ -235,9 +239,10 @@ impl Default for CboeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplayConfig {
-    /// Risk-free rate (continuously compounded) the replayed snapshot is priced with,
-    /// until a dated rate table replaces it.
-    pub rate: f64,
+    /// A fixed risk-free rate (continuously compounded) for every replayed session,
+    /// overriding the rate table of `desk.rates_file`; unset, the table's rate for the
+    /// session.
+    pub rate: Option<f64>,
     /// Dividend yield (continuously compounded) of every replayed underlying.
     pub div_yield: f64,
 }
@@ -245,7 +250,7 @@ pub struct ReplayConfig {
 impl Default for ReplayConfig {
     fn default() -> Self {
         ReplayConfig {
-            rate: 0.04,
+            rate: None,
             div_yield: 0.0,
         }
     }
@@ -258,6 +263,9 @@ pub struct Desk {
     pub source: SourceKind,
     /// How long a second writer waits for the store's write lock before failing.
     pub lock_timeout_secs: u64,
+    /// The dated risk-free rate table the real-data sources (replay, cboe) price with,
+    /// relative to the project folder; the default path falls back to a built-in copy.
+    pub rates_file: String,
 }
 
 impl Default for Desk {
@@ -265,6 +273,7 @@ impl Default for Desk {
         Desk {
             source: SourceKind::Sim,
             lock_timeout_secs: 30,
+            rates_file: crate::refdata::RATES_FILE.into(),
         }
     }
 }
@@ -510,12 +519,13 @@ impl Config {
         }
         for (key, v) in [
             ("replay.rate", desk.replay.rate),
-            ("replay.div_yield", desk.replay.div_yield),
+            ("replay.div_yield", Some(desk.replay.div_yield)),
             ("cboe.rate", desk.cboe.rate),
-            ("cboe.div_yield", desk.cboe.div_yield),
+            ("cboe.div_yield", Some(desk.cboe.div_yield)),
             ("yahoo.rate", desk.yahoo.rate),
-            ("yahoo.div_yield", desk.yahoo.div_yield),
+            ("yahoo.div_yield", Some(desk.yahoo.div_yield)),
         ] {
+            let Some(v) = v else { continue };
             if !(-0.05..=0.5).contains(&v) {
                 return Err(ConfigError::Invalid {
                     file: path.display().to_string(),

@@ -5,10 +5,11 @@
 //! Market data comes from a [`sources::MarketData`] source; the embedded default is the
 //! seeded simulated market [`sources::sim`].
 //!
-//! Dependencies run one way, lowest first: `model` → `calendar`, `clock`, `config`,
-//! `refdata` → `pricing`, `analytics` → `trading` → `store` → `sources` → `jobs` →
-//! `schedule`, `report` → `calc`, `cli`. A module imports its own layer or lower ones;
-//! `tests/layering.rs` holds the table and fails on an import that goes up.
+//! Dependencies run one way, lowest first: `model`, `text`, `csvfile` → `calendar`,
+//! `clock`, `config`, `refdata` → `pricing`, `analytics` → `trading` → `store` →
+//! `sources` → `jobs` → `schedule`, `report` → `calc`, `cli`. A module imports its own
+//! layer or lower ones; `tests/layering.rs` holds the table and fails on an import
+//! that goes up.
 
 pub mod analytics;
 pub mod broker;
@@ -17,6 +18,7 @@ pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod csvfile;
 pub mod failpoint;
 pub mod jobs;
 pub mod model;

@@ -112,6 +112,25 @@ fn a_normal_day_is_fetched_parsed_and_priced() {
         desk.count("SELECT count(*) FROM option_quotes WHERE contract = 'SPY   241220C00590000' AND expiry = DATE '2024-12-20' AND strike = 590"),
         1
     );
+    // Priced at the rate in effect that day: the 4.50–4.75% range from 2024-11-08 in the
+    // shipped rate table (data/rates.csv), its midpoint as a continuous rate.
+    assert!(
+        out.contains("risk-free rate 4.6889% (federal funds target 4.50–4.75% from 2024-11-08"),
+        "{out}"
+    );
+    let want = 365.0 * (0.04625f64 / 360.0).ln_1p();
+    let (lo, hi): (f64, f64) = desk
+        .open()
+        .query_row(
+            "SELECT min(rate), max(rate) FROM underlying_quotes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        (lo - want).abs() < 1e-12 && (hi - want).abs() < 1e-12,
+        "{lo} {hi} / {want}"
+    );
     let out = desk.run_ok(&["job", "run", "compute_vol", "--as-of", DAY]);
     assert!(out.contains("median |IV − source IV|"), "{out}");
     let hits = server.hits();

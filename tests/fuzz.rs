@@ -507,6 +507,37 @@ fn fuzz_parse_index_weights() {
     });
 }
 
+fn rate_field() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        2 => number_text(),
+        2 => date().prop_map(|d| d.to_string()),
+        1 => select(vec!["date", "low_pct", "high_pct", "", "\"1,5\"", "#", "2024-02-30"])
+            .prop_map(str::to_string),
+    ]
+}
+
+#[test]
+fn fuzz_parse_rates() {
+    let near = csv_text(
+        vec!["date", "low_pct", "high_pct", "decided", " date ", ""],
+        rate_field(),
+    );
+    fuzz("refdata::parse_rates", text(near), |s| {
+        match refdata::parse_rates("r.csv", &s) {
+            Ok(rows) => {
+                for w in rows.windows(2) {
+                    prop_assert!(w[0].from < w[1].from, "{w:?}");
+                }
+                for r in rows {
+                    prop_assert!(r.rate.is_finite() && r.low_pct <= r.high_pct, "{r:?}");
+                }
+            }
+            Err(e) => names_file(&e, "r.csv")?,
+        }
+        Ok(())
+    });
+}
+
 fn event_date_field() -> impl Strategy<Value = String> + Clone {
     prop_oneof![
         2 => date().prop_map(|d| d.to_string()),

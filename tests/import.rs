@@ -252,6 +252,98 @@ fn a_replayed_session_runs_the_whole_pipeline_on_the_vendor_quotes() {
     );
 }
 
+fn replay_desk(desk: &Desk, replay_table: &str) {
+    let text = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("source = \"sim\"", "source = \"replay\"")
+        .replace("[replay]\n", &format!("[replay]\n{replay_table}"));
+    desk.write_config("desk.toml", &text);
+}
+
+fn replayed_rate(desk: &Desk, day: &str) -> f64 {
+    desk.open()
+        .query_row(
+            "SELECT max(rate) FROM underlying_quotes WHERE as_of = CAST(? AS DATE)",
+            [day],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_replayed_session_is_priced_at_the_rate_in_effect_that_day() {
+    let desk = Desk::new();
+    import_all(&desk);
+    replay_desk(&desk, "");
+    // No data/ folder here: the built-in copy of data/rates.csv, whose row for
+    // 2024-03-15 is the 5.25–5.50% range from 2023-07-27.
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+    assert!(
+        out.contains(
+            "federal funds target 5.25–5.50% from 2023-07-27 in built-in copy of data/rates.csv"
+        ),
+        "{out}"
+    );
+    let mid = |pct: f64| 365.0 * (pct / 100.0 / 360.0).ln_1p();
+    assert!((replayed_rate(&desk, "2024-03-15") - mid(5.375)).abs() < 1e-12);
+
+    // The user's own table: the row in effect on each session, and a session before its
+    // first row is refused saying where the table starts.
+    std::fs::create_dir_all(desk.dir.path().join("data")).unwrap();
+    let rates = desk.dir.path().join("data/rates.csv");
+    std::fs::write(
+        &rates,
+        "# mine\ndate,low_pct,high_pct\n2024-03-15,1.00,1.50\n2024-03-16,2.00,2.50\n",
+    )
+    .unwrap();
+    desk.run_ok(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+    assert!((replayed_rate(&desk, "2024-03-15") - mid(1.25)).abs() < 1e-12);
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", "2024-03-14"]);
+    assert!(!o.status.success());
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains(&format!(
+            "no risk-free rate for 2024-03-14: {} starts on 2024-03-15",
+            rates.display()
+        )),
+        "{all}"
+    );
+    // A bad row is named by file, line and field, under the key that names the file.
+    std::fs::write(&rates, "date,low_pct,high_pct\n2024-03-01,1.00,one\n").unwrap();
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains(&format!(
+            "desk.rates_file: {} line 2, field 'high_pct': 'one' is not a rate",
+            rates.display()
+        )),
+        "{all}"
+    );
+
+    // `[replay] rate` fixes the rate for every session, table or not.
+    replay_desk(&desk, "rate = 0.03\n");
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+    assert!(
+        out.contains("risk-free rate 3.0000% (replay.rate = 0.03)"),
+        "{out}"
+    );
+    assert_eq!(replayed_rate(&desk, "2024-03-15"), 0.03);
+
+    // A rates file named in the configuration that is not there is an error naming the key.
+    let text = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace("rate = 0.03\n", "")
+        .replace(
+            "rates_file = \"data/rates.csv\"",
+            "rates_file = \"data/mine.csv\"",
+        );
+    desk.write_config("desk.toml", &text);
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("desk.rates_file: cannot read"), "{all}");
+    assert!(all.contains("mine.csv"), "{all}");
+}
+
 #[test]
 fn a_users_own_iv_and_correlation_history_seeds_rank_and_z_score() {
     let desk = Desk::new();

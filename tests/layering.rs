@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Plain domain types, and text helpers.
     ("model", 0),
     ("text", 0),
+    ("csvfile", 0),
     // Time, configuration, reference files, the HTTP client.
     ("calendar", 1),
     ("clock", 1),

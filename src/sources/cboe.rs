@@ -13,7 +13,8 @@
 //! (`"yahoo"`) or nowhere (`"none"`); the run's summary says which.
 
 use super::{
-    each_symbol, IvPoint, MarketData, Snapshot, SourceError, SourceReject, UnderlyingQuote,
+    each_symbol, IvPoint, MarketData, RiskFreeRate, Snapshot, SourceError, SourceReject,
+    UnderlyingQuote,
 };
 use crate::config::CboeConfig;
 use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
@@ -36,6 +37,7 @@ const CASH_ROOTS: &[&str] = &[
 pub struct Cboe {
     client: HttpClient,
     config: CboeConfig,
+    rate: RiskFreeRate,
     /// Where daily bars come from.
     history: Option<Box<dyn MarketData>>,
 }
@@ -200,6 +202,7 @@ fn net(e: NetError, symbol: &str) -> SourceError {
 impl Cboe {
     pub fn new(
         config: &CboeConfig,
+        rate: RiskFreeRate,
         history: Option<Box<dyn MarketData>>,
     ) -> Result<Cboe, SourceError> {
         let client = HttpClient::new(
@@ -214,6 +217,7 @@ impl Cboe {
         Ok(Cboe {
             client,
             config: config.clone(),
+            rate,
             history,
         })
     }
@@ -272,6 +276,7 @@ impl MarketData for Cboe {
     ) -> Result<Snapshot, SourceError> {
         let as_of = quote_time.date();
         let last_expiry = as_of + chrono::Duration::days(max_expiry_days as i64);
+        let (rate, rate_from) = self.rate.on(NAME, as_of)?;
         let mut underlyings = Vec::new();
         let mut quotes = Vec::new();
         let mut notes = Vec::new();
@@ -304,7 +309,7 @@ impl MarketData for Cboe {
             underlyings.push(UnderlyingQuote {
                 symbol: sym.clone(),
                 price,
-                rate: self.config.rate,
+                rate,
                 div_yield: self.config.div_yield,
             });
             if p.options.is_empty() {
@@ -375,6 +380,7 @@ impl MarketData for Cboe {
             Some(h) => format!("daily bars from {}", h.name()),
             None => "no daily bars ([cboe] history = \"none\")".into(),
         });
+        notes.push(format!("risk-free rate {:.4}% ({rate_from})", rate * 100.0));
         Ok(Snapshot {
             as_of,
             quote_time,

@@ -53,6 +53,10 @@ pub enum SourceError {
         attempts: u32,
         bound: String,
     },
+    /// A setting, or the reference file it names, that the source cannot work with (the
+    /// rate table of `desk.rates_file`).
+    #[error("{key}: {reason}")]
+    Config { key: String, reason: String },
     /// A file or an answer with a value that cannot be used; `line` when it has lines.
     #[error("{file_or_source}: {}field '{field}': {reason}", line_text(.line))]
     BadData {
@@ -85,6 +89,7 @@ impl SourceError {
             SourceError::UnknownSymbol { .. }
             | SourceError::NoData { .. }
             | SourceError::Request { .. }
+            | SourceError::Config { .. }
             | SourceError::BadData { .. } => false,
         }
     }
@@ -99,6 +104,64 @@ impl From<NetError> for SourceError {
             NetError::Disconnected { reason } => SourceError::Disconnected { reason },
             NetError::Request { reason } => SourceError::Request { reason },
         }
+    }
+}
+
+/// The risk-free rate a real-data source prices a session with.
+#[derive(Debug, Clone)]
+pub enum RiskFreeRate {
+    /// One rate for every session: the source's own `rate` key (`[replay] rate`,
+    /// `[cboe] rate`), set explicitly as an override.
+    Fixed { rate: f64, key: &'static str },
+    /// The rate table (`desk.rates_file`): the row in effect on the session.
+    Table(std::sync::Arc<crate::refdata::RateTable>),
+}
+
+impl RiskFreeRate {
+    /// The rate for session `date` (continuously compounded) and where it came from,
+    /// for the run's summary; a date before the table's first row is an error.
+    pub fn on(
+        &self,
+        source_name: &'static str,
+        date: NaiveDate,
+    ) -> Result<(f64, String), SourceError> {
+        match self {
+            RiskFreeRate::Fixed { rate, key } => Ok((*rate, format!("{key} = {rate}"))),
+            RiskFreeRate::Table(t) => {
+                let r = t.on(date).map_err(|reason| SourceError::NoData {
+                    source_name,
+                    date,
+                    reason,
+                })?;
+                Ok((
+                    r.rate,
+                    format!(
+                        "federal funds target {:.2}–{:.2}% from {} in {}",
+                        r.low_pct, r.high_pct, r.from, t.from
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The rate a source is configured with: its own `rate` key when set, else the rate
+    /// table of `desk.rates_file` (the default path falls back to the built-in copy; any
+    /// other missing or bad file is an error naming the key).
+    pub fn from_config(
+        config: &crate::config::Config,
+        fixed: Option<f64>,
+        key: &'static str,
+    ) -> Result<RiskFreeRate, SourceError> {
+        if let Some(rate) = fixed {
+            return Ok(RiskFreeRate::Fixed { rate, key });
+        }
+        let file = &config.desk.desk.rates_file;
+        crate::refdata::load_rates(&config.resolve(file), file == crate::refdata::RATES_FILE)
+            .map(|t| RiskFreeRate::Table(std::sync::Arc::new(t)))
+            .map_err(|e| SourceError::Config {
+                key: "desk.rates_file".into(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -315,23 +378,30 @@ pub fn from_config(
         crate::config::SourceKind::Sim => Box::new(sim::Sim::new(config.desk.sim.seed)),
         crate::config::SourceKind::Replay => Box::new(replay::Replay::new(
             conn,
-            config.desk.replay.rate,
+            RiskFreeRate::from_config(config, config.desk.replay.rate, "replay.rate")?,
             config.desk.replay.div_yield,
         )?),
         crate::config::SourceKind::Cboe => {
             let c = &config.desk.cboe;
+            let rate = RiskFreeRate::from_config(config, c.rate, "cboe.rate")?;
             let history: Option<Box<dyn MarketData>> = match c.history {
-                crate::config::HistorySource::Archive => {
-                    Some(Box::new(replay::Replay::new(conn, c.rate, c.div_yield)?))
-                }
-                crate::config::HistorySource::Yahoo => {
-                    Some(Box::new(yahoo::Yahoo::new(&config.desk.yahoo)?))
-                }
+                crate::config::HistorySource::Archive => Some(Box::new(replay::Replay::new(
+                    conn,
+                    rate.clone(),
+                    c.div_yield,
+                )?)),
+                crate::config::HistorySource::Yahoo => Some(Box::new(yahoo::Yahoo::new(
+                    &config.desk.yahoo,
+                    RiskFreeRate::from_config(config, config.desk.yahoo.rate, "yahoo.rate")?,
+                )?)),
                 crate::config::HistorySource::None => None,
             };
-            Box::new(cboe::Cboe::new(c, history)?)
+            Box::new(cboe::Cboe::new(c, rate, history)?)
         }
-        crate::config::SourceKind::Yahoo => Box::new(yahoo::Yahoo::new(&config.desk.yahoo)?),
+        crate::config::SourceKind::Yahoo => Box::new(yahoo::Yahoo::new(
+            &config.desk.yahoo,
+            RiskFreeRate::from_config(config, config.desk.yahoo.rate, "yahoo.rate")?,
+        )?),
     })
 }
 

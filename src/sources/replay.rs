@@ -4,7 +4,7 @@
 //! others), not the 09:35 of live runs: the jobs decide and fill at those quotes and
 //! read nothing later.
 
-use super::{IvPoint, MarketData, Snapshot, SourceError, UnderlyingQuote};
+use super::{IvPoint, MarketData, RiskFreeRate, Snapshot, SourceError, UnderlyingQuote};
 use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
 use chrono::{NaiveDate, NaiveDateTime};
 use duckdb::{params, Connection};
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 pub struct Replay {
     conn: Mutex<Connection>,
-    rate: f64,
+    rate: RiskFreeRate,
     div_yield: f64,
 }
 
@@ -29,7 +29,11 @@ fn db(e: duckdb::Error) -> SourceError {
 
 impl Replay {
     /// A replay over the store `conn` is open on (a second connection to it).
-    pub fn new(conn: &Connection, rate: f64, div_yield: f64) -> Result<Replay, SourceError> {
+    pub fn new(
+        conn: &Connection,
+        rate: RiskFreeRate,
+        div_yield: f64,
+    ) -> Result<Replay, SourceError> {
         Ok(Replay {
             conn: Mutex::new(conn.try_clone().map_err(db)?),
             rate,
@@ -86,6 +90,7 @@ impl MarketData for Replay {
         max_expiry_days: u32,
     ) -> Result<Snapshot, SourceError> {
         let as_of = quote_time.date();
+        let (rate, rate_from) = self.rate.on(NAME, as_of)?;
         let conn = self.conn();
         let mut underlyings = Vec::new();
         let mut quotes = Vec::new();
@@ -140,7 +145,7 @@ impl MarketData for Replay {
             underlyings.push(UnderlyingQuote {
                 symbol: sym.clone(),
                 price,
-                rate: self.rate,
+                rate,
                 div_yield: self.div_yield,
             });
             let mut s = conn
@@ -217,7 +222,7 @@ impl MarketData for Replay {
             quote_time,
             underlyings,
             quotes,
-            notes: Vec::new(),
+            notes: vec![format!("risk-free rate {:.4}% ({rate_from})", rate * 100.0)],
             rejects: Vec::new(),
         })
     }

@@ -24,8 +24,8 @@
 //! writes a whole snapshot or nothing.
 
 use super::{
-    cboe::parse_option_symbol, each_symbol, IvPoint, MarketData, Snapshot, SourceError,
-    SourceReject, UnderlyingQuote,
+    cboe::parse_option_symbol, each_symbol, IvPoint, MarketData, RiskFreeRate, Snapshot,
+    SourceError, SourceReject, UnderlyingQuote,
 };
 use crate::config::YahooConfig;
 use crate::model::{DailyBar, OptionQuote, Price, Settlement};
@@ -61,6 +61,7 @@ struct Session {
 pub struct Yahoo {
     client: HttpClient,
     config: YahooConfig,
+    rate: RiskFreeRate,
     session: Mutex<Option<Session>>,
 }
 
@@ -358,7 +359,7 @@ fn yahoo_symbol(symbol: &str) -> String {
 }
 
 impl Yahoo {
-    pub fn new(config: &YahooConfig) -> Result<Yahoo, SourceError> {
+    pub fn new(config: &YahooConfig, rate: RiskFreeRate) -> Result<Yahoo, SourceError> {
         let client = HttpClient::new(
             Duration::from_secs(config.timeout_secs),
             RetryPolicy {
@@ -371,6 +372,7 @@ impl Yahoo {
         Ok(Yahoo {
             client,
             config: config.clone(),
+            rate,
             session: Mutex::new(None),
         })
     }
@@ -502,6 +504,7 @@ impl Yahoo {
         sym: &str,
         as_of: NaiveDate,
         last_expiry: NaiveDate,
+        rate: f64,
     ) -> Result<SymbolChain, SourceError> {
         let what = format!("yahoo {sym}");
         let path = format!("/v7/finance/options/{}", yahoo_symbol(sym));
@@ -517,7 +520,7 @@ impl Yahoo {
             underlying: UnderlyingQuote {
                 symbol: sym.to_string(),
                 price,
-                rate: self.config.rate,
+                rate,
                 div_yield: self.config.div_yield,
             },
             quotes: Vec::new(),
@@ -674,11 +677,12 @@ impl MarketData for Yahoo {
     ) -> Result<Snapshot, SourceError> {
         let as_of = quote_time.date();
         let last_expiry = as_of + chrono::Duration::days(max_expiry_days as i64);
+        let (rate, rate_from) = self.rate.on(NAME, as_of)?;
         let chains = each_symbol(symbols, self.config.concurrency, |sym, first| {
             if !first {
                 self.pause();
             }
-            self.chain(sym, as_of, last_expiry)
+            self.chain(sym, as_of, last_expiry, rate)
         })?;
         let mut snap = Snapshot {
             as_of,
@@ -705,6 +709,8 @@ impl MarketData for Yahoo {
                 },
             );
         }
+        snap.notes
+            .push(format!("risk-free rate {:.4}% ({rate_from})", rate * 100.0));
         Ok(snap)
     }
 
