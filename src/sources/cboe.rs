@@ -13,8 +13,7 @@
 //! (`"yahoo"`) or nowhere (`"none"`); the run's summary says which.
 
 use super::{
-    each_symbol, IvPoint, MarketData, RiskFreeRate, Snapshot, SourceError, SourceReject,
-    UnderlyingQuote,
+    each_symbol, MarketData, RiskFreeRate, Snapshot, SourceError, SourceReject, UnderlyingQuote,
 };
 use crate::config::CboeConfig;
 use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
@@ -400,14 +399,6 @@ impl MarketData for Cboe {
             Some(h) => h.daily_bars(symbols, dates),
             None => Ok(Vec::new()),
         }
-    }
-
-    fn atm_iv_history(
-        &self,
-        _symbols: &[String],
-        _dates: &[NaiveDate],
-    ) -> Result<Option<Vec<IvPoint>>, SourceError> {
-        Ok(None)
     }
 }
 

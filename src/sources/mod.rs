@@ -231,12 +231,15 @@ pub trait MarketData: Send + Sync {
         symbols: &[String],
         dates: &[NaiveDate],
     ) -> Result<Vec<DailyBar>, SourceError>;
-    /// 30-day ATM implied-vol history, `None` when the source cannot give it.
+    /// 30-day ATM implied-vol history, `None` when the source cannot give it (the
+    /// web sources).
     fn atm_iv_history(
         &self,
-        symbols: &[String],
-        dates: &[NaiveDate],
-    ) -> Result<Option<Vec<IvPoint>>, SourceError>;
+        _symbols: &[String],
+        _dates: &[NaiveDate],
+    ) -> Result<Option<Vec<IvPoint>>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// `fetch` for each symbol, `concurrency` symbols at a time, the results in the

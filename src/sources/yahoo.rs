@@ -24,8 +24,8 @@
 //! writes a whole snapshot or nothing.
 
 use super::{
-    cboe::parse_option_symbol, each_symbol, IvPoint, MarketData, RiskFreeRate, Snapshot,
-    SourceError, SourceReject, UnderlyingQuote,
+    cboe::parse_option_symbol, each_symbol, MarketData, RiskFreeRate, Snapshot, SourceError,
+    SourceReject, UnderlyingQuote,
 };
 use crate::config::YahooConfig;
 use crate::model::{DailyBar, OptionQuote, Price, Settlement};
@@ -747,14 +747,6 @@ impl MarketData for Yahoo {
             .flatten()
             .filter(|b| wanted.contains(&b.date))
             .collect())
-    }
-
-    fn atm_iv_history(
-        &self,
-        _symbols: &[String],
-        _dates: &[NaiveDate],
-    ) -> Result<Option<Vec<IvPoint>>, SourceError> {
-        Ok(None)
     }
 }
 
