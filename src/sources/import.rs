@@ -1255,17 +1255,21 @@ fn import_chain(
             message: m,
         }
     })?;
+    let mut lap = Lap::new(file);
     load_raw(conn, inp, names, &select)?;
+    lap.at("read the used columns");
     // Snapshot times: the file's own (OptionsDX), else DataShop's 15:45 (15 minutes
     // before an early close) or the session's close.
     let dates: Vec<NaiveDate> = {
         let mut s = conn.prepare(&format!(
-            "SELECT DISTINCT d FROM (SELECT {} AS d FROM ({select}) s) WHERE d IS NOT NULL ORDER BY 1",
+            "SELECT DISTINCT d FROM (SELECT {} AS d FROM (SELECT DISTINCT as_of_s FROM ({select}) s))
+             WHERE d IS NOT NULL ORDER BY 1",
             date_sql("as_of_s")
         ))?;
         let rows = s.query_map([], |r| r.get::<_, NaiveDate>(0))?;
         rows.collect::<Result<_, _>>()?
     };
+    lap.at("found the quote dates");
     conn.execute_batch(
         "DROP TABLE IF EXISTS temp.snap; CREATE TEMP TABLE snap (as_of DATE, quote_time TIMESTAMP)",
     )?;
@@ -1326,6 +1330,7 @@ fn import_chain(
             "WHEN n.bid IS NULL OR n.ask IS NULL THEN 'missing_price'"
         },
     ))?;
+    lap.at("normalized");
     let num = |f: &str, t: &str, p: &str| (f.to_string(), t.to_string(), p.to_string());
     let mut checks = vec![
         num("quote date", "as_of_s", "as_of"),
@@ -1400,6 +1405,7 @@ fn import_chain(
              WHERE norm.line = d.line AND norm.pc = d.pc AND d.k > 1 AND norm.rule IS NULL",
         )?;
     }
+    lap.at("checked fields, empties and duplicates");
     // Importing a file again replaces its rows.
     for t in ["option_archive", "import_rejects"] {
         conn.execute(&format!("DELETE FROM {t} WHERE file = ?"), params![file])?;
@@ -1429,6 +1435,7 @@ fn import_chain(
          FROM norm WHERE rule IS NOT NULL ORDER BY line",
         params![import_id, file],
     )? as i64;
+    lap.at("wrote the archive and the rejects");
     let rules = {
         let mut s = conn.prepare("SELECT rule, count(*) FROM norm WHERE rule IS NOT NULL GROUP BY rule ORDER BY 2 DESC, 1")?;
         let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -1436,6 +1443,7 @@ fn import_chain(
     };
     let (first_date, last_date, symbols) = dates_and_symbols(conn, "as_of", "underlying")?;
     conn.execute_batch("DROP TABLE IF EXISTS temp.snap")?;
+    lap.at("summed up");
     Ok(ImportSummary {
         file: file.to_string(),
         layout,
@@ -1719,6 +1727,30 @@ struct TempPath(std::path::PathBuf);
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Each phase's time of an import, at debug level (`OPTDESK_LOG=optdesk=debug`).
+struct Lap<'a> {
+    file: &'a str,
+    last: std::time::Instant,
+}
+
+impl<'a> Lap<'a> {
+    fn new(file: &'a str) -> Lap<'a> {
+        Lap {
+            file,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn at(&mut self, phase: &str) {
+        tracing::debug!(
+            file = self.file,
+            "import: {phase} in {:.2} s",
+            self.last.elapsed().as_secs_f64()
+        );
+        self.last = std::time::Instant::now();
     }
 }
 
