@@ -191,9 +191,14 @@ impl WebSettings<'_> {
                 self.concurrency
             ));
         }
+        if self.symbols.is_empty() {
+            return Err(format!(
+                "{t}.symbols is empty: name the symbols fetched when fetch_chains.toml names none"
+            ));
+        }
         if let Some(s) = self.symbols.iter().find(|s| {
-            s.is_empty()
-                || s.len() > 6
+            s.len() > 6
+                || !s.starts_with(|ch: char| ch.is_ascii_uppercase())
                 || !s
                     .chars()
                     .all(|ch| ch.is_ascii_uppercase() || ch == '-' || ch == '.')

@@ -407,6 +407,59 @@ fn a_timeout_a_cut_answer_an_empty_result_and_a_placeholder_chain_fail_whole() {
 }
 
 #[test]
+fn the_first_page_is_taken_for_the_expiry_it_serves_not_the_nearest_listed() {
+    // The page without `date` serves 2025-03-21, though 2025-02-28 is listed first.
+    let server = PathServer::start(Arc::new(|u: &str, n, c: &str| {
+        if u.starts_with("/v7/finance/options/SPY?") && !u.contains("date=") {
+            Answer::ok(page("SPY", "SPY", 598.5, 5.0, Some(1742515200), false))
+        } else {
+            normal(u, n, c)
+        }
+    }));
+    let desk = desk_for(server.port, "");
+    let out = desk.run_ok(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert!(!out.contains("rejected"), "no duplicates: {out}");
+    assert_eq!(quotes(&desk), ALL);
+    let hits = server.hits();
+    assert!(
+        hits.iter()
+            .any(|u| u.starts_with("/v7/finance/options/SPY?date=1740700800")),
+        "{hits:?}"
+    );
+    assert!(
+        !hits
+            .iter()
+            .any(|u| u.starts_with("/v7/finance/options/SPY?date=1742515200")),
+        "{hits:?}"
+    );
+}
+
+#[test]
+fn a_cookie_host_that_sets_no_cookie_is_named() {
+    let server = PathServer::start(Arc::new(|u: &str, n, c: &str| {
+        if u == "/cookie" {
+            Answer::status(404)
+        } else {
+            normal(u, n, c)
+        }
+    }));
+    let desk = desk_for(server.port, "");
+    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("answered without a cookie") && all.contains("yahoo.cookie_url"),
+        "{all}"
+    );
+    assert_eq!(quotes(&desk), 0);
+    assert_eq!(
+        server.count("/v1/test/getcrumb"),
+        0,
+        "no crumb without a cookie"
+    );
+}
+
+#[test]
 fn a_symbol_without_options_keeps_its_price_and_says_so() {
     let server = PathServer::start(Arc::new(|u: &str, n, c: &str| {
         if u.starts_with("/v7/finance/options/SPY") {

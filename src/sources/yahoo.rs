@@ -87,8 +87,11 @@ pub struct OptionsPage {
     pub market_state: String,
     /// The quote's own time (`regularMarketTime`), New York.
     pub market_time: Option<NaiveDateTime>,
-    /// Listed expiries, as Yahoo's unix timestamps (00:00 UTC of the expiry date).
+    /// Listed expiries, as Yahoo's unix timestamps (00:00 UTC of the expiry date),
+    /// sorted, each once.
     pub expirations: Vec<i64>,
+    /// The expiry this page's chain is of (`options[0].expirationDate`).
+    pub expiry: Option<i64>,
     pub contracts: Vec<Contract>,
 }
 
@@ -160,6 +163,12 @@ pub fn parse_options(body: &[u8], what: &str) -> Result<Option<OptionsPage>, Sou
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad(what, "expirationDates", "not a list")),
     };
+    let mut expirations = expirations;
+    expirations.sort_unstable();
+    expirations.dedup();
+    let expiry = r
+        .pointer("/options/0/expirationDate")
+        .and_then(Value::as_i64);
     let mut contracts = Vec::new();
     if let Some(chain) = r
         .get("options")
@@ -211,6 +220,7 @@ pub fn parse_options(body: &[u8], what: &str) -> Result<Option<OptionsPage>, Sou
         market_state,
         market_time,
         expirations,
+        expiry,
         contracts,
     }))
 }
@@ -291,6 +301,13 @@ pub fn parse_chart(body: &[u8], symbol: &str, what: &str) -> Result<Vec<DailyBar
     if let Some(Value::Object(m)) = r.pointer("/events/dividends") {
         for (k, s) in m {
             let amount = s.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+            if amount < 0.0 {
+                return Err(bad(
+                    what,
+                    &format!("events.dividends.{k}.amount"),
+                    format!("{amount} is not a dividend"),
+                ));
+            }
             let date = s
                 .get("date")
                 .and_then(Value::as_f64)
@@ -336,6 +353,12 @@ pub fn parse_chart(body: &[u8], symbol: &str, what: &str) -> Result<Vec<DailyBar
             split_ratio: splits.get(&date).copied().unwrap_or(1.0),
         });
     }
+    // A session sent twice (Yahoo sends the live bar as its own row now and then): the
+    // last one stands.
+    out.reverse();
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|b| seen.insert(b.date));
+    out.reverse();
     Ok(out)
 }
 
@@ -410,6 +433,16 @@ impl Yahoo {
             .cookies(&self.config.cookie_url, &self.config.user_agent)
             .map_err(|e| self.gave_up(e, self.config.attempts.max(1), "cookie"))?
             .join("; ");
+        if cookie.is_empty() {
+            return Err(bad(
+                "yahoo cookie",
+                "Set-Cookie",
+                format!(
+                    "{} answered without a cookie (a consent page or a block?); check yahoo.cookie_url from where the desk runs",
+                    self.config.cookie_url
+                ),
+            ));
+        }
         let url = format!("{}/v1/test/getcrumb", self.base());
         let ex = self.client.send(|c| {
             let r = c
@@ -538,13 +571,14 @@ impl Yahoo {
                 .is_some_and(|d| d >= as_of && d <= last_expiry)
         };
         let mut contracts: Vec<Contract> = Vec::new();
-        // The page without `date` is the nearest expiry: keep it when it is in range.
-        let nearest = first.expirations.iter().copied().min();
-        if nearest.is_some_and(in_range) {
+        // The page without `date` is one expiry's (the nearest, usually): kept when in
+        // range, and that expiry is not asked for again.
+        let served = first.expiry;
+        if served.is_some_and(in_range) {
             contracts.extend(first.contracts.iter().cloned());
         }
         for ts in first.expirations.iter().copied().filter(|t| in_range(*t)) {
-            if Some(ts) == nearest {
+            if Some(ts) == served {
                 continue;
             }
             self.pause();
@@ -593,6 +627,11 @@ impl Yahoo {
                 });
                 continue;
             };
+            if expiry < as_of || expiry > last_expiry {
+                // A page's contract outside the window asked for (it is not a reject:
+                // `max_expiry_days` chose not to keep it).
+                continue;
+            }
             if c.size != "REGULAR" {
                 out.rejects.push(SourceReject {
                     underlying: sym.to_string(),
@@ -797,6 +836,17 @@ mod tests {
         assert_eq!(b[0].dividend.to_f64(), 0.82);
         assert_eq!((b[0].split_ratio, b[1].split_ratio), (1.0, 4.0));
         assert_eq!(b[1].close.to_f64(), 129.04);
+        // The same session twice (a live bar as its own row): the last one stands.
+        let twice = br#"{"chart":{"result":[{"timestamp":[1598880600,1598895000],
+            "indicators":{"quote":[{"open":[127.5,127.6],"high":[131.0,131.0],"low":[126.0,126.0],"close":[129.0,129.5],"volume":[1,2]}]}}]}}"#;
+        let b = parse_chart(twice, "AAPL", "yahoo AAPL chart").unwrap();
+        assert_eq!((b.len(), b[0].close.to_f64()), (1, 129.5));
+        let negative = br#"{"chart":{"result":[{"timestamp":[1598880600],"events":{"dividends":{"1598880600":{"amount":-0.2,"date":1598880600}}},
+            "indicators":{"quote":[{"open":[1.0],"high":[1.0],"low":[1.0],"close":[1.0],"volume":[1]}]}}]}}"#;
+        let e = parse_chart(negative, "AAPL", "yahoo AAPL chart")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a dividend"), "{e}");
         let e = parse_chart(
             br#"{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found, symbol may be delisted"}}}"#,
             "X",
