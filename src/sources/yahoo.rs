@@ -372,12 +372,12 @@ fn is_crumb(s: &str) -> bool {
         && !s.contains('{')
 }
 
-/// `%5ESPX` for an index, the symbol otherwise.
+/// `%5ESPX` for an index, Yahoo's spelling otherwise (`BRK.B` is `BRK-B` there).
 fn yahoo_symbol(symbol: &str) -> String {
     if INDICES.contains(&symbol) {
         format!("%5E{symbol}")
     } else {
-        symbol.to_string()
+        symbol.replace('.', "-")
     }
 }
 
@@ -867,5 +867,6 @@ mod tests {
         assert_eq!(urlencode("a/b+c"), "a%2Fb%2Bc");
         assert_eq!(yahoo_symbol("SPX"), "%5ESPX");
         assert_eq!(yahoo_symbol("SPY"), "SPY");
+        assert_eq!(yahoo_symbol("BRK.B"), "BRK-B");
     }
 }
