@@ -5,7 +5,7 @@
 
 mod common;
 use common::servers::{Answer, PathServer, Route};
-use common::{stderr, stdout, Desk};
+use common::Desk;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,19 +50,7 @@ fn payload(symbol: &str, root: &str, spot: f64, step: f64) -> String {
 fn desk_for(port: u16, extra: &str) -> Desk {
     let desk = Desk::new();
     // The shipped file's own [cboe] and [yahoo] tables give way to the test's.
-    let mut in_cboe = false;
-    let text: String = std::fs::read_to_string(desk.jobs.join("desk.toml"))
-        .unwrap()
-        .replace("source = \"sim\"", "source = \"cboe\"")
-        .lines()
-        .filter(|l| {
-            if l.starts_with('[') {
-                in_cboe = l.trim() == "[cboe]" || l.trim() == "[yahoo]";
-            }
-            !in_cboe
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text = desk.desk_toml_for("cboe", &["[cboe]", "[yahoo]"]);
     desk.write_config(
         "desk.toml",
         &format!(
@@ -157,9 +145,7 @@ fn a_429_is_retried_and_the_bound_ends_it_with_the_reason() {
         |p: &str, _, _| if p == SPY { status(429) } else { normal(p) },
     ));
     let desk = desk_for(server.port, "");
-    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
-    assert_eq!(o.status.code(), Some(1));
-    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let all = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", DAY]);
     assert!(
         all.contains("SPY") && all.contains("429") && all.contains("after 3 attempt(s)"),
         "{all}"
@@ -244,9 +230,7 @@ fn a_timeout_a_cut_payload_an_empty_result_and_an_unknown_symbol_fail_whole() {
                 .join("\n");
             desk.write_config("desk.toml", &format!("{text}\n{extra}"));
         }
-        let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
-        assert_eq!(o.status.code(), Some(1), "{want}: {}", stdout(&o));
-        let all = format!("{}{}", stdout(&o), stderr(&o));
+        let all = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", DAY]);
         assert!(all.contains(want), "{want}: {all}");
         assert_eq!(quotes(&desk), 0, "{want}: nothing written");
     }

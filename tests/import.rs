@@ -27,6 +27,30 @@ fn import_all(desk: &Desk) -> String {
     desk.run_ok(&args)
 }
 
+/// `optdesk import path` fails (exit 1) naming the file and saying `want`, and the
+/// archive is still `before`.
+fn refused_whole(
+    desk: &Desk,
+    path: &std::path::Path,
+    want: &str,
+    before: &[(String, i64, String)],
+) {
+    let o = desk.run(&["import", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(path.file_name().unwrap().to_str().unwrap()),
+        "names the file: {err}"
+    );
+    assert!(err.contains(want), "{want}: {err}");
+    assert_eq!(
+        archive(desk),
+        before,
+        "nothing written for {}",
+        path.display()
+    );
+}
+
 fn archive(desk: &Desk) -> Vec<(String, i64, String)> {
     let mut f = desk.fingerprint(false);
     f.retain(|(t, _, _)| {
@@ -183,20 +207,7 @@ fn a_bad_file_fails_whole_naming_file_line_and_field() {
         ),
     ];
     for (path, want) in cases {
-        let o = desk.run(&["import", path.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-        let err = stderr(&o);
-        assert!(
-            err.contains(path.file_name().unwrap().to_str().unwrap()),
-            "names the file: {err}"
-        );
-        assert!(err.contains(want), "{want}: {err}");
-        assert_eq!(
-            archive(&desk),
-            before,
-            "nothing written for {}",
-            path.display()
-        );
+        refused_whole(&desk, path.as_ref(), want, &before);
     }
 }
 
@@ -729,20 +740,7 @@ fn zips_parquet_and_minute_bars_import_and_bad_ones_fail_whole() {
         ),
     ];
     for (path, want) in cases {
-        let o = desk.run(&["import", path.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-        let err = stderr(&o);
-        assert!(
-            err.contains(path.file_name().unwrap().to_str().unwrap()),
-            "names the file: {err}"
-        );
-        assert!(err.contains(want), "{want}: {err}");
-        assert_eq!(
-            archive(&desk),
-            before,
-            "nothing written for {}",
-            path.display()
-        );
+        refused_whole(&desk, path, want, &before);
         assert_eq!(
             desk.count("SELECT count(*) FROM archive_minute_bars"),
             minutes

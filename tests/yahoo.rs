@@ -6,7 +6,7 @@
 
 mod common;
 use common::servers::{Answer, PathServer, Route};
-use common::{stderr, stdout, Desk};
+use common::Desk;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,19 +129,7 @@ fn normal(url: &str, _n: usize, cookie: &str) -> Answer {
 
 fn desk_for(port: u16, extra: &str) -> Desk {
     let desk = Desk::new();
-    let mut in_yahoo = false;
-    let text: String = std::fs::read_to_string(desk.jobs.join("desk.toml"))
-        .unwrap()
-        .replace("source = \"sim\"", "source = \"yahoo\"")
-        .lines()
-        .filter(|l| {
-            if l.starts_with('[') {
-                in_yahoo = l.trim() == "[yahoo]";
-            }
-            !in_yahoo
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text = desk.desk_toml_for("yahoo", &["[yahoo]"]);
     let mut settings = vec![
         format!("base_url = \"http://127.0.0.1:{port}\""),
         format!("cookie_url = \"http://127.0.0.1:{port}/cookie\""),
@@ -280,9 +268,7 @@ fn a_429_is_retried_and_the_bound_ends_it_with_the_reason() {
         }
     }));
     let desk = desk_for(server.port, "");
-    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
-    assert_eq!(o.status.code(), Some(1));
-    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let all = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", DAY]);
     assert!(
         all.contains("yahoo SPY") && all.contains("429") && all.contains("after 3 attempt(s)"),
         "{all}"
@@ -319,9 +305,7 @@ fn a_refused_crumb_is_fetched_again_once() {
 
     let server = PathServer::start(route(true));
     let desk = desk_for(server.port, "concurrency = 1");
-    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
-    assert_eq!(o.status.code(), Some(1));
-    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let all = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", DAY]);
     assert!(
         all.contains("field 'crumb'")
             && all.contains("refused again")
@@ -393,9 +377,7 @@ fn a_timeout_a_cut_answer_an_empty_result_and_a_placeholder_chain_fail_whole() {
     for (route, extra, want) in cases {
         let server = PathServer::start(route);
         let desk = desk_for(server.port, extra);
-        let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
-        assert_eq!(o.status.code(), Some(1), "{want}: {}", stdout(&o));
-        let all = format!("{}{}", stdout(&o), stderr(&o));
+        let all = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", DAY]);
         assert!(all.contains(want), "{want}: {all}");
         assert_eq!(quotes(&desk), 0, "{want}: nothing written");
         assert_eq!(
@@ -444,9 +426,7 @@ fn a_cookie_host_that_sets_no_cookie_is_named() {
         }
     }));
     let desk = desk_for(server.port, "");
-    let o = desk.run(&["job", "run", "fetch_chains", "--as-of", DAY]);
-    assert_eq!(o.status.code(), Some(1));
-    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let all = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", DAY]);
     assert!(
         all.contains("answered without a cookie") && all.contains("yahoo.cookie_url"),
         "{all}"

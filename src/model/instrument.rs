@@ -10,13 +10,17 @@ use chrono::NaiveDate;
 /// Shares per listed equity, ETF or index option contract.
 pub const STANDARD_OPTION_MULTIPLIER: i64 = 100;
 
+/// Roots of index options, taken as European and cash-settled (the importer's SQL reads
+/// the same list).
+pub const INDEX_ROOTS: &[&str] = &[
+    "SPX", "SPXW", "SPXPM", "XSP", "NDX", "NDXP", "RUT", "RUTW", "VIX", "VIXW", "BVZ", "DJX",
+    "OEX", "XEO", "MRUT",
+];
+
 /// The usual terms of a listed option by its root, for data that does not say: index
-/// roots (SPX, SPXW, XSP, NDX, NDXP, RUT, RUTW, VIX, VIXW, DJX) are European and
-/// cash-settled; everything else American and settled by delivery of shares.
+/// roots ([`INDEX_ROOTS`]) are European and cash-settled; everything else American and
+/// settled by delivery of shares.
 pub fn listed_terms(root: &str) -> (ExerciseStyle, Settlement) {
-    const INDEX_ROOTS: &[&str] = &[
-        "SPX", "SPXW", "XSP", "NDX", "NDXP", "RUT", "RUTW", "VIX", "VIXW", "DJX", "MRUT",
-    ];
     if INDEX_ROOTS.contains(&root) {
         (ExerciseStyle::European, Settlement::Cash)
     } else {

@@ -16,22 +16,12 @@ use super::{
     each_symbol, MarketData, RiskFreeRate, Snapshot, SourceError, SourceReject, UnderlyingQuote,
 };
 use crate::config::CboeConfig;
-use crate::model::{DailyBar, OptionQuote, OptionRight, Price, Settlement};
-use crate::net::{HttpClient, NetError, RetryPolicy};
+use crate::model::{DailyBar, OptionQuote, OptionRight, Price};
+use crate::net::{HttpClient, NetError};
 use chrono::{NaiveDate, NaiveDateTime};
 use std::time::Duration;
 
 const NAME: &str = "cboe";
-
-/// Index symbols Cboe serves with an underscore.
-const INDICES: &[&str] = &[
-    "SPX", "VIX", "NDX", "RUT", "XSP", "DJX", "OEX", "XEO", "MRUT",
-];
-
-/// Roots of cash-settled, European index options.
-const CASH_ROOTS: &[&str] = &[
-    "SPX", "SPXW", "XSP", "NDX", "NDXP", "RUT", "RUTW", "VIX", "VIXW", "DJX", "OEX", "XEO", "MRUT",
-];
 
 pub struct Cboe {
     client: HttpClient,
@@ -187,31 +177,17 @@ pub fn parse_payload(body: &[u8], what: &str) -> Result<Payload, SourceError> {
     })
 }
 
-/// A request that failed for good: 404 is a symbol Cboe does not list.
-fn net(e: NetError, symbol: &str) -> SourceError {
-    match e {
-        NetError::Http { status: 404, .. } => SourceError::UnknownSymbol {
-            source_name: NAME,
-            symbol: symbol.to_string(),
-        },
-        e => e.into(),
-    }
-}
-
 impl Cboe {
     pub fn new(
         config: &CboeConfig,
         rate: RiskFreeRate,
         history: Option<Box<dyn MarketData>>,
     ) -> Result<Cboe, SourceError> {
-        let client = HttpClient::new(
-            Duration::from_secs(config.timeout_secs),
-            RetryPolicy {
-                attempts: config.attempts,
-                base_backoff: Duration::from_millis(config.backoff_ms),
-                max_backoff: Duration::from_secs(config.max_backoff_secs),
-                retry_forbidden: true,
-            },
+        let client = super::web_client(
+            config.timeout_secs,
+            config.attempts,
+            config.backoff_ms,
+            config.max_backoff_secs,
         )?;
         Ok(Cboe {
             client,
@@ -222,7 +198,8 @@ impl Cboe {
     }
 
     fn url(&self, symbol: &str) -> String {
-        let sym = if INDICES.contains(&symbol) {
+        // Cboe serves indices with an underscore.
+        let sym = if super::INDEX_SYMBOLS.contains(&symbol) {
             format!("_{symbol}")
         } else {
             symbol.to_string()
@@ -242,14 +219,17 @@ impl Cboe {
         });
         match ex.result {
             Ok(r) => Ok(r.body),
-            Err(e) if self.client.policy().retries(&e) => Err(SourceError::GaveUp {
+            Err(NetError::Http { status: 404, .. }) => Err(SourceError::UnknownSymbol {
                 source_name: NAME,
                 symbol: symbol.to_string(),
-                last: e.to_string(),
-                attempts: ex.attempts,
-                bound: format!("[cboe] attempts = {}", self.config.attempts.max(1)),
             }),
-            Err(e) => Err(net(e, symbol)),
+            Err(e) => Err(super::final_error(
+                &self.client,
+                e,
+                ex.attempts,
+                NAME,
+                symbol,
+            )),
         }
     }
 }
@@ -337,20 +317,15 @@ impl MarketData for Cboe {
                 if expiry > last_expiry {
                     continue;
                 }
-                let price_of = |x: f64| Price::try_from_f64(x.max(0.0)).unwrap_or(Price::ZERO);
                 quotes.push(OptionQuote {
                     underlying: sym.clone(),
-                    settlement: if CASH_ROOTS.contains(&root.as_str()) {
-                        Settlement::Cash
-                    } else {
-                        Settlement::Physical
-                    },
+                    settlement: crate::model::instrument::listed_terms(&root).1,
                     root,
                     expiry,
                     strike,
                     right,
-                    bid: price_of(o.bid),
-                    ask: price_of(o.ask),
+                    bid: super::web_price(o.bid),
+                    ask: super::web_price(o.ask),
                     bid_size: o.bid_size.clamp(0.0, i32::MAX as f64) as i32,
                     ask_size: o.ask_size.clamp(0.0, i32::MAX as f64) as i32,
                     volume: o.volume.max(0.0) as i64,
@@ -365,15 +340,8 @@ impl MarketData for Cboe {
                 ));
             }
         }
-        if let (Some(a), Some(b)) = (stamps.iter().min(), stamps.iter().max()) {
-            notes.insert(
-                0,
-                if a == b {
-                    format!("Cboe payload time {a}")
-                } else {
-                    format!("Cboe payload times {a} to {b}")
-                },
-            );
+        if let Some(n) = super::times_note("Cboe payload", &stamps) {
+            notes.insert(0, n);
         }
         notes.push(match &self.history {
             Some(h) => format!("daily bars from {}", h.name()),

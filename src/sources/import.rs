@@ -211,6 +211,7 @@ pub struct ImportSummary {
 /// errors) or a temporary file converted or extracted from it (`src`), CSV or Parquet.
 struct Input<'a> {
     file: &'a str,
+    progress: &'a Progress,
     src: &'a str,
     parquet: bool,
     /// The user's column mapping (the `mapped` layout).
@@ -288,12 +289,6 @@ fn symbol_from_file_name(path: &Path) -> Option<String> {
     (!stem.is_empty() && stem.len() <= 6 && stem.chars().all(|c| c.is_ascii_alphabetic()))
         .then(|| stem.to_ascii_uppercase())
 }
-
-/// Roots of cash-settled, European-style index options.
-const INDEX_ROOTS: &[&str] = &[
-    "SPX", "SPXW", "SPXPM", "XSP", "NDX", "NDXP", "RUT", "RUTW", "VIX", "VIXW", "BVZ", "DJX",
-    "OEX", "XEO", "MRUT",
-];
 
 /// The normalized SELECT for a chain layout: one row per contract with the fields as
 /// text (`line` is the file's line number). `sym` is the underlying for layouts that do
@@ -816,12 +811,13 @@ pub fn import_file_mapped(
         .map(String::from);
     let input = Input {
         file: &file,
+        progress: &progress,
         src: &src,
         parquet,
         map,
         file_date,
     };
-    progress.phase("reading and normalizing");
+    progress.phase("reading");
     conn.execute_batch("BEGIN TRANSACTION")?;
     let res = import_in_transaction(conn, &input, &sha, layout, &cols, sym.as_deref());
     progress.done();
@@ -1255,9 +1251,9 @@ fn import_chain(
             message: m,
         }
     })?;
-    let mut lap = Lap::new(file);
+    inp.progress.phase("reading the used columns");
     load_raw(conn, inp, names, &select)?;
-    lap.at("read the used columns");
+    inp.progress.phase("finding the quote dates");
     // Snapshot times: the file's own (OptionsDX), else DataShop's 15:45 (15 minutes
     // before an early close) or the session's close.
     let dates: Vec<NaiveDate> = {
@@ -1269,7 +1265,6 @@ fn import_chain(
         let rows = s.query_map([], |r| r.get::<_, NaiveDate>(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    lap.at("found the quote dates");
     conn.execute_batch(
         "DROP TABLE IF EXISTS temp.snap; CREATE TEMP TABLE snap (as_of DATE, quote_time TIMESTAMP)",
     )?;
@@ -1291,7 +1286,8 @@ fn import_chain(
         };
         conn.execute("INSERT INTO snap VALUES (?, ?)", params![d, t])?;
     }
-    let index_roots = INDEX_ROOTS
+    inp.progress.phase("normalizing");
+    let index_roots = crate::model::instrument::INDEX_ROOTS
         .iter()
         .map(|r| sql_str(r))
         .collect::<Vec<_>>()
@@ -1330,7 +1326,7 @@ fn import_chain(
             "WHEN n.bid IS NULL OR n.ask IS NULL THEN 'missing_price'"
         },
     ))?;
-    lap.at("normalized");
+    inp.progress.phase("checking every field");
     let num = |f: &str, t: &str, p: &str| (f.to_string(), t.to_string(), p.to_string());
     let mut checks = vec![
         num("quote date", "as_of_s", "as_of"),
@@ -1405,7 +1401,7 @@ fn import_chain(
              WHERE norm.line = d.line AND norm.pc = d.pc AND d.k > 1 AND norm.rule IS NULL",
         )?;
     }
-    lap.at("checked fields, empties and duplicates");
+    inp.progress.phase("writing the archive");
     // Importing a file again replaces its rows.
     for t in ["option_archive", "import_rejects"] {
         conn.execute(&format!("DELETE FROM {t} WHERE file = ?"), params![file])?;
@@ -1435,7 +1431,6 @@ fn import_chain(
          FROM norm WHERE rule IS NOT NULL ORDER BY line",
         params![import_id, file],
     )? as i64;
-    lap.at("wrote the archive and the rejects");
     let rules = {
         let mut s = conn.prepare("SELECT rule, count(*) FROM norm WHERE rule IS NOT NULL GROUP BY rule ORDER BY 2 DESC, 1")?;
         let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -1443,7 +1438,6 @@ fn import_chain(
     };
     let (first_date, last_date, symbols) = dates_and_symbols(conn, "as_of", "underlying")?;
     conn.execute_batch("DROP TABLE IF EXISTS temp.snap")?;
-    lap.at("summed up");
     Ok(ImportSummary {
         file: file.to_string(),
         layout,
@@ -1670,10 +1664,14 @@ fn import_history(
 
 /// A status line on stderr while a file imports (only when stderr is a terminal): the
 /// file, the phase and the seconds so far, cleared when the file is done.
+/// What an import is doing: a status line on a terminal, and each phase's time at debug
+/// level (`OPTDESK_LOG=optdesk::sources=debug`).
 struct Progress {
     name: String,
     started: std::time::Instant,
     on: bool,
+    /// The phase under way and when it began.
+    current: std::cell::RefCell<Option<(String, std::time::Instant)>>,
 }
 
 impl Progress {
@@ -1686,10 +1684,24 @@ impl Progress {
                 .unwrap_or_default(),
             started: std::time::Instant::now(),
             on: std::io::stderr().is_terminal(),
+            current: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The phase before this one ends: its time is logged.
+    fn end_phase(&self) {
+        if let Some((what, since)) = self.current.borrow_mut().take() {
+            tracing::debug!(
+                file = %self.name,
+                "import: {what} took {:.2} s",
+                since.elapsed().as_secs_f64()
+            );
         }
     }
 
     fn phase(&self, what: &str) {
+        self.end_phase();
+        *self.current.borrow_mut() = Some((what.to_string(), std::time::Instant::now()));
         if self.on {
             eprint!(
                 "\r\x1b[2K{}: {what} ({:.0} s)",
@@ -1715,6 +1727,7 @@ impl Progress {
     }
 
     fn done(&self) {
+        self.end_phase();
         if self.on {
             eprint!("\r\x1b[2K");
         }
@@ -1727,30 +1740,6 @@ struct TempPath(std::path::PathBuf);
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Each phase's time of an import, at debug level (`OPTDESK_LOG=optdesk=debug`).
-struct Lap<'a> {
-    file: &'a str,
-    last: std::time::Instant,
-}
-
-impl<'a> Lap<'a> {
-    fn new(file: &'a str) -> Lap<'a> {
-        Lap {
-            file,
-            last: std::time::Instant::now(),
-        }
-    }
-
-    fn at(&mut self, phase: &str) {
-        tracing::debug!(
-            file = self.file,
-            "import: {phase} in {:.2} s",
-            self.last.elapsed().as_secs_f64()
-        );
-        self.last = std::time::Instant::now();
     }
 }
 
@@ -1909,6 +1898,20 @@ fn lean_contract(entry: &str) -> Option<(char, String, String)> {
 
 /// A headerless LEAN line's fields, checked: `want` fields, each named in `names`, the
 /// first a bar time and the rest numbers (prices ×10,000 where `price[i]`).
+/// The non-empty lines of a headerless LEAN file, each checked by [`lean_fields`] with
+/// its line number in the file.
+fn lean_rows<'a>(
+    where_: &'a str,
+    text: &'a str,
+    names: &'a [&'a str],
+    price: &'a [bool],
+) -> impl Iterator<Item = Result<Vec<String>, ImportError>> + 'a {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(move |(i, l)| lean_fields(where_, i + 1, l, names, price))
+}
+
 fn lean_fields(
     where_: &str,
     line_no: usize,
@@ -2016,18 +2019,13 @@ fn stage_zip(path: &Path, file: &str, progress: &Progress) -> Result<Stage, Impo
             for_each_entry(t, &tf, progress, |entry, text| {
                 let (r, k, e) = contract(&tf, entry)?;
                 let w = format!("{tf} ({entry})");
-                for (i, l) in text
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                {
-                    let f = lean_fields(
-                        &w,
-                        i + 1,
-                        l,
-                        &["time", "open", "high", "low", "close", "volume"],
-                        &[false, true, true, true, true, false],
-                    )?;
+                for f in lean_rows(
+                    &w,
+                    text,
+                    &["time", "open", "high", "low", "close", "volume"],
+                    &[false, true, true, true, true, false],
+                ) {
+                    let f = f?;
                     trades.insert(
                         (r, k.clone(), e.clone(), f[0].clone()),
                         (f[4].clone(), f[5].clone()),
@@ -2041,12 +2039,8 @@ fn stage_zip(path: &Path, file: &str, progress: &Progress) -> Result<Stage, Impo
             for_each_entry(o, &of, progress, |entry, text| {
                 let (r, k, e) = contract(&of, entry)?;
                 let w = format!("{of} ({entry})");
-                for (i, l) in text
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                {
-                    let f = lean_fields(&w, i + 1, l, &["time", "open_interest"], &[false, false])?;
+                for f in lean_rows(&w, text, &["time", "open_interest"], &[false, false]) {
+                    let f = f?;
                     ois.insert((r, k.clone(), e.clone(), f[0].clone()), f[1].clone());
                 }
                 Ok(())
@@ -2075,12 +2069,8 @@ fn stage_zip(path: &Path, file: &str, progress: &Progress) -> Result<Stage, Impo
         for_each_entry(path, file, progress, |entry, text| {
             let (r, k, e) = contract(file, entry)?;
             let wh = format!("{file} ({entry})");
-            for (i, l) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let f = lean_fields(&wh, i + 1, l, QUOTE, PRICE)?;
+            for f in lean_rows(&wh, text, QUOTE, PRICE) {
+                let f = f?;
                 let key = (r, k.clone(), e.clone(), f[0].clone());
                 let (last, vol) = trades.get(&key).cloned().unwrap_or_default();
                 let oi = ois.get(&key).cloned().unwrap_or_default();
@@ -2150,18 +2140,13 @@ fn stage_zip(path: &Path, file: &str, progress: &Progress) -> Result<Stage, Impo
         let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp.0).map_err(io)?);
         writeln!(w, "date,open,high,low,close,volume").map_err(io)?;
         let wh = format!("{file} ({base})");
-        for (i, l) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let f = lean_fields(
-                &wh,
-                i + 1,
-                l,
-                &["date", "open", "high", "low", "close", "volume"],
-                &[false, true, true, true, true, false],
-            )?;
+        for f in lean_rows(
+            &wh,
+            &text,
+            &["date", "open", "high", "low", "close", "volume"],
+            &[false, true, true, true, true, false],
+        ) {
+            let f = f?;
             writeln!(w, "{}", f.join(",")).map_err(io)?;
         }
         w.flush().map_err(io)?;

@@ -294,6 +294,74 @@ pub fn each_symbol<T: Send>(
     Ok(out)
 }
 
+/// Index underlyings, which the web sources spell their own way (`_SPX` at Cboe, `^SPX`
+/// at Yahoo).
+pub const INDEX_SYMBOLS: &[&str] = &[
+    "SPX", "VIX", "NDX", "RUT", "XSP", "DJX", "OEX", "XEO", "MRUT",
+];
+
+/// A price a web source sent as a number: a negative one is 0 (no market on that
+/// side), one that is not a price at all (NaN, beyond $900 billion) is 0 too.
+pub fn web_price(x: f64) -> Price {
+    Price::try_from_f64(x.max(0.0)).unwrap_or(Price::ZERO)
+}
+
+/// The HTTP client of a web source: a timeout on every request, and retries (403
+/// included: CDNs refuse now and then what they accept a moment later) with doubling
+/// back-off up to `attempts` tries.
+pub fn web_client(
+    timeout_secs: u64,
+    attempts: u32,
+    backoff_ms: u64,
+    max_backoff_secs: u64,
+) -> Result<crate::net::HttpClient, SourceError> {
+    Ok(crate::net::HttpClient::new(
+        Duration::from_secs(timeout_secs),
+        crate::net::RetryPolicy {
+            attempts,
+            base_backoff: Duration::from_millis(backoff_ms),
+            max_backoff: Duration::from_secs(max_backoff_secs),
+            retry_forbidden: true,
+        },
+    )?)
+}
+
+/// A web request's final failure: one the client's policy retries ran out of tries
+/// (`GaveUp`, naming `[table] attempts` as the bound); any other keeps its kind.
+pub fn final_error(
+    client: &crate::net::HttpClient,
+    e: NetError,
+    attempts: u32,
+    source_name: &'static str,
+    symbol: &str,
+) -> SourceError {
+    if client.policy().retries(&e) {
+        SourceError::GaveUp {
+            source_name,
+            symbol: symbol.to_string(),
+            last: e.to_string(),
+            attempts,
+            bound: format!(
+                "[{source_name}] attempts = {}",
+                client.policy().attempts.max(1)
+            ),
+        }
+    } else {
+        e.into()
+    }
+}
+
+/// "{what} time T", or "{what} times A to B" when the symbols' own times differ: a web
+/// source's timestamps, for the run's summary.
+pub fn times_note(what: &str, stamps: &[NaiveDateTime]) -> Option<String> {
+    let (a, b) = (stamps.iter().min()?, stamps.iter().max()?);
+    Some(if a == b {
+        format!("{what} time {a}")
+    } else {
+        format!("{what} times {a} to {b}")
+    })
+}
+
 /// Refuse a chain that is placeholders rather than a market: at least 90% of its
 /// contracts with bid and ask both 0 (what the web sources serve outside regular hours).
 /// `when` says when such chains are served.

@@ -28,8 +28,8 @@ use super::{
     SourceReject, UnderlyingQuote,
 };
 use crate::config::YahooConfig;
-use crate::model::{DailyBar, OptionQuote, Price, Settlement};
-use crate::net::{HttpClient, NetError, RetryPolicy};
+use crate::model::{DailyBar, OptionQuote, Price};
+use crate::net::{HttpClient, NetError};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::America::New_York;
 use serde_json::Value;
@@ -38,16 +38,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 const NAME: &str = "yahoo";
-
-/// Symbols Yahoo lists with a caret (`^SPX`).
-const INDICES: &[&str] = &[
-    "SPX", "VIX", "NDX", "RUT", "XSP", "DJX", "OEX", "XEO", "MRUT",
-];
-
-/// Roots of cash-settled, European index options.
-const CASH_ROOTS: &[&str] = &[
-    "SPX", "SPXW", "XSP", "NDX", "NDXP", "RUT", "RUTW", "VIX", "VIXW", "DJX", "OEX", "XEO", "MRUT",
-];
 
 /// The cookie and crumb every request carries; `generation` counts refreshes so that
 /// two workers refused at once fetch one new crumb, not two.
@@ -374,7 +364,7 @@ fn is_crumb(s: &str) -> bool {
 
 /// `%5ESPX` for an index, Yahoo's spelling otherwise (`BRK.B` is `BRK-B` there).
 fn yahoo_symbol(symbol: &str) -> String {
-    if INDICES.contains(&symbol) {
+    if super::INDEX_SYMBOLS.contains(&symbol) {
         format!("%5E{symbol}")
     } else {
         symbol.replace('.', "-")
@@ -383,14 +373,11 @@ fn yahoo_symbol(symbol: &str) -> String {
 
 impl Yahoo {
     pub fn new(config: &YahooConfig, rate: RiskFreeRate) -> Result<Yahoo, SourceError> {
-        let client = HttpClient::new(
-            Duration::from_secs(config.timeout_secs),
-            RetryPolicy {
-                attempts: config.attempts,
-                base_backoff: Duration::from_millis(config.backoff_ms),
-                max_backoff: Duration::from_secs(config.max_backoff_secs),
-                retry_forbidden: true,
-            },
+        let client = super::web_client(
+            config.timeout_secs,
+            config.attempts,
+            config.backoff_ms,
+            config.max_backoff_secs,
         )?;
         Ok(Yahoo {
             client,
@@ -405,17 +392,7 @@ impl Yahoo {
     }
 
     fn gave_up(&self, e: NetError, attempts: u32, what: &str) -> SourceError {
-        if self.client.policy().retries(&e) {
-            SourceError::GaveUp {
-                source_name: NAME,
-                symbol: what.to_string(),
-                last: e.to_string(),
-                attempts,
-                bound: format!("[yahoo] attempts = {}", self.config.attempts.max(1)),
-            }
-        } else {
-            e.into()
-        }
+        super::final_error(&self.client, e, attempts, NAME, what)
     }
 
     /// The current session, or a new one when there is none or `stale` is the one a
@@ -645,20 +622,15 @@ impl Yahoo {
                 });
                 continue;
             }
-            let price_of = |x: f64| Price::try_from_f64(x.max(0.0)).unwrap_or(Price::ZERO);
             out.quotes.push(OptionQuote {
                 underlying: sym.to_string(),
-                settlement: if CASH_ROOTS.contains(&root.as_str()) {
-                    Settlement::Cash
-                } else {
-                    Settlement::Physical
-                },
+                settlement: crate::model::instrument::listed_terms(&root).1,
                 root,
                 expiry,
                 strike,
                 right,
-                bid: price_of(c.bid),
-                ask: price_of(c.ask),
+                bid: super::web_price(c.bid),
+                ask: super::web_price(c.ask),
                 // Yahoo gives no sizes.
                 bid_size: 0,
                 ask_size: 0,
@@ -738,15 +710,8 @@ impl MarketData for Yahoo {
             snap.rejects.extend(c.rejects);
             snap.notes.extend(c.notes);
         }
-        if let (Some(a), Some(b)) = (stamps.iter().min(), stamps.iter().max()) {
-            snap.notes.insert(
-                0,
-                if a == b {
-                    format!("Yahoo quote time {a}")
-                } else {
-                    format!("Yahoo quote times {a} to {b}")
-                },
-            );
+        if let Some(n) = super::times_note("Yahoo quote", &stamps) {
+            snap.notes.insert(0, n);
         }
         snap.notes
             .push(format!("risk-free rate {:.4}% ({rate_from})", rate * 100.0));

@@ -73,6 +73,37 @@ impl Desk {
         String::from_utf8(o.stdout).unwrap()
     }
 
+    /// The shipped `jobs/desk.toml` with `source` set and the tables `drop` (e.g.
+    /// `"[cboe]"`) left out, for a test that appends its own.
+    pub fn desk_toml_for(&self, source: &str, drop: &[&str]) -> String {
+        let mut dropping = false;
+        std::fs::read_to_string(self.jobs.join("desk.toml"))
+            .unwrap()
+            .replace("source = \"sim\"", &format!("source = \"{source}\""))
+            .lines()
+            .filter(|l| {
+                if l.starts_with('[') {
+                    dropping = drop.contains(&l.trim());
+                }
+                !dropping
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// Run a command that must fail with exit code 1 (a job failed); its stdout and
+    /// stderr together.
+    pub fn run_fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "optdesk {args:?}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        format!("{}{}", stdout(&o), stderr(&o))
+    }
+
     pub fn open(&self) -> duckdb::Connection {
         let cfg = duckdb::Config::default()
             .access_mode(duckdb::AccessMode::ReadOnly)
