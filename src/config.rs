@@ -37,6 +37,8 @@ pub enum SourceKind {
     Cboe,
     /// Yahoo Finance's v7 options and v8 chart endpoints (delayed chains and daily bars).
     Yahoo,
+    /// Interactive Brokers through TWS or IB Gateway (`[ibkr]`).
+    Ibkr,
 }
 
 impl SourceKind {
@@ -55,8 +57,9 @@ impl std::str::FromStr for SourceKind {
             "replay" => Ok(SourceKind::Replay),
             "cboe" => Ok(SourceKind::Cboe),
             "yahoo" => Ok(SourceKind::Yahoo),
+            "ibkr" => Ok(SourceKind::Ibkr),
             other => Err(format!(
-                "unknown source '{other}': the sources are sim, replay, cboe, yahoo"
+                "unknown source '{other}': the sources are sim, replay, cboe, yahoo, ibkr"
             )),
         }
     }
@@ -397,6 +400,8 @@ pub enum BrokerKind {
     /// Fills from the stored quotes of the snapshot.
     #[default]
     Paper,
+    /// Interactive Brokers' paper account through TWS or IB Gateway (`[ibkr]`).
+    Ibkr,
 }
 
 /// `[broker]` in `jobs/desk.toml`: who executes orders, and the paper broker's fills
@@ -426,6 +431,174 @@ pub struct DeskFile {
     pub schedule: ScheduleConfig,
     pub alerts: AlertsConfig,
     pub broker: BrokerSettings,
+    pub ibkr: IbkrConfig,
+}
+
+/// Which market data TWS sends (`reqMarketDataType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IbMarketData {
+    /// Real-time, with a market-data subscription.
+    #[default]
+    Live,
+    /// The last values at the close when the market is closed.
+    Frozen,
+    /// 15–20 minutes delayed where there is no subscription.
+    Delayed,
+    /// Delayed, frozen at the close.
+    DelayedFrozen,
+}
+
+/// `[ibkr]` in `jobs/desk.toml`: the connection to TWS or IB Gateway, the chain the
+/// source asks for, and the broker's re-pricing. The account id is never here: it
+/// comes from `OPTDESK_IB_ACCOUNT`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IbkrConfig {
+    pub host: String,
+    /// 7497 TWS paper, 4002 IB Gateway paper; the live ports 7496 and 4001 are refused
+    /// without `allow_live`.
+    pub port: u16,
+    /// The API client id; TWS keeps order ids per client id, so keep it fixed.
+    pub client_id: i32,
+    pub market_data: IbMarketData,
+    /// Seconds to connect (the handshake).
+    pub connect_timeout_secs: u64,
+    /// Seconds any one request may take (contract details, bars, orders' queries).
+    pub request_timeout_secs: u64,
+    /// Seconds a snapshot may take (IB ends one about 11 s after it is asked).
+    pub snapshot_timeout_secs: u64,
+    /// Reconnection attempts after a dropped connection before the job fails.
+    pub reconnect_attempts: u32,
+    /// Messages per second sent at most (IB's limit is 50).
+    pub max_messages_per_sec: u32,
+    /// Market-data lines held at once at most (IB's default allowance is 100).
+    pub max_lines: usize,
+    /// The symbols fetched when `fetch_chains.toml` names none.
+    pub symbols: Vec<String>,
+    /// Strikes asked for: within this fraction of the underlying's price.
+    pub moneyness: f64,
+    /// Expiries asked for: up to this many calendar days out (and at most
+    /// `fetch_chains`' `max_expiry_days`).
+    pub max_expiry_days: u32,
+    /// At most this many expiries per symbol.
+    pub max_expiries: usize,
+    /// Ask IB for 30-day ATM implied-vol history (OPTION_IMPLIED_VOLATILITY bars).
+    pub iv_history: bool,
+    /// Dividend yield (continuously compounded) the snapshot is priced with.
+    pub div_yield: f64,
+    /// A fixed risk-free rate instead of the rate table of `desk.rates_file`.
+    pub rate: Option<f64>,
+    /// An unfilled limit order is re-priced this many times toward the natural price,
+    /// then cancelled.
+    pub reprice_steps: u32,
+    /// Seconds to wait for a fill at each price.
+    pub reprice_wait_secs: f64,
+    /// Orders may go to a live account (also needs OPTDESK_IB_ALLOW_LIVE=1).
+    pub allow_live: bool,
+}
+
+impl Default for IbkrConfig {
+    fn default() -> Self {
+        IbkrConfig {
+            host: "127.0.0.1".into(),
+            port: 7497,
+            client_id: 17,
+            market_data: IbMarketData::Live,
+            connect_timeout_secs: 20,
+            request_timeout_secs: 30,
+            snapshot_timeout_secs: 15,
+            reconnect_attempts: 3,
+            max_messages_per_sec: 45,
+            max_lines: 90,
+            symbols: vec!["SPY".into(), "QQQ".into(), "IWM".into()],
+            moneyness: 0.15,
+            max_expiry_days: 60,
+            max_expiries: 4,
+            iv_history: true,
+            div_yield: 0.0,
+            rate: None,
+            reprice_steps: 3,
+            reprice_wait_secs: 10.0,
+            allow_live: false,
+        }
+    }
+}
+
+impl IbkrConfig {
+    /// Refuse settings IB cannot work with, naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.host.trim().is_empty() {
+            return Err(
+                "ibkr.host is empty: expected TWS's or IB Gateway's address, e.g. \"127.0.0.1\""
+                    .into(),
+            );
+        }
+        if self.port == 0 {
+            return Err(
+                "ibkr.port = 0: expected 7497 (TWS paper) or 4002 (IB Gateway paper)".into(),
+            );
+        }
+        if !(0..=999_999_999).contains(&self.client_id) {
+            return Err(format!(
+                "ibkr.client_id = {}: expected 0 to 999999999",
+                self.client_id
+            ));
+        }
+        for (k, v) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("snapshot_timeout_secs", self.snapshot_timeout_secs),
+        ] {
+            if !(1..=600).contains(&v) {
+                return Err(format!("ibkr.{k} = {v}: expected 1 to 600 seconds"));
+            }
+        }
+        if self.reconnect_attempts > 20 {
+            return Err(format!(
+                "ibkr.reconnect_attempts = {}: expected 0 to 20",
+                self.reconnect_attempts
+            ));
+        }
+        if !(1..=50).contains(&self.max_messages_per_sec) {
+            return Err(format!(
+                "ibkr.max_messages_per_sec = {}: expected 1 to 50 (IB disconnects above 50)",
+                self.max_messages_per_sec
+            ));
+        }
+        if !(1..=100).contains(&self.max_lines) {
+            return Err(format!(
+                "ibkr.max_lines = {}: expected 1 to 100 (IB's default allowance of market-data lines)",
+                self.max_lines
+            ));
+        }
+        if !(self.moneyness.is_finite() && self.moneyness > 0.0 && self.moneyness <= 1.0) {
+            return Err(format!(
+                "ibkr.moneyness = {}: expected a fraction of the price above 0, at most 1",
+                self.moneyness
+            ));
+        }
+        if !(1..=1000).contains(&self.max_expiry_days) || !(1..=50).contains(&self.max_expiries) {
+            return Err(format!(
+                "ibkr.max_expiry_days = {} and ibkr.max_expiries = {}: expected 1 to 1000 days and 1 to 50 expiries",
+                self.max_expiry_days, self.max_expiries
+            ));
+        }
+        if self.reprice_steps > 20
+            || !(self.reprice_wait_secs.is_finite()
+                && (0.0..=600.0).contains(&self.reprice_wait_secs))
+        {
+            return Err(format!(
+                "ibkr.reprice_steps = {} and ibkr.reprice_wait_secs = {}: expected 0 to 20 steps and 0 to 600 seconds",
+                self.reprice_steps, self.reprice_wait_secs
+            ));
+        }
+        for (i, s) in self.symbols.iter().enumerate() {
+            crate::model::identifiers::Symbol::new_checked(s)
+                .map_err(|e| format!("ibkr.symbols[{i}] = '{s}': {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `jobs/<job>.toml`: the envelope every job file shares, plus the job's own `[params]`.
@@ -522,7 +695,13 @@ impl Config {
                 message,
             })?;
         }
+        desk.ibkr.check().map_err(|message| ConfigError::Invalid {
+            file: path.display().to_string(),
+            message,
+        })?;
         for (key, v) in [
+            ("ibkr.rate", desk.ibkr.rate),
+            ("ibkr.div_yield", Some(desk.ibkr.div_yield)),
             ("replay.rate", desk.replay.rate),
             ("replay.div_yield", Some(desk.replay.div_yield)),
             ("cboe.rate", desk.cboe.rate),

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod csvfile;
 pub mod failpoint;
+pub mod ibkr;
 pub mod jobs;
 pub mod model;
 pub mod net;

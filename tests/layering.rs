@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     // sent), which the email_report job uses.
     ("sources", 5),
     ("broker", 5),
+    ("ibkr", 5),
     ("report", 5),
     // The jobs and the runner.
     ("jobs", 6),

@@ -7,7 +7,7 @@
 pub mod paper;
 pub mod router;
 
-use crate::config::{BrokerKind, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::model::Price;
 use crate::trading::risk::RiskApproved;
 use crate::trading::{Order, OrderStatus};
@@ -128,7 +128,6 @@ pub trait Broker {
 /// note saying where it moved).
 pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>), ConfigError> {
     let b = &config.desk.broker;
-    let BrokerKind::Paper = b.kind;
     let mut notes = Vec::new();
     let legacy_path = config.dir.join("select_trades.toml");
     let legacy: Option<toml::Table> = std::fs::read_to_string(&legacy_path)

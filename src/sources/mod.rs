@@ -407,7 +407,8 @@ pub fn known_symbols(config: &crate::config::Config) -> Option<(&'static str, Ve
         // learns its universe when it asks.
         crate::config::SourceKind::Replay
         | crate::config::SourceKind::Cboe
-        | crate::config::SourceKind::Yahoo => None,
+        | crate::config::SourceKind::Yahoo
+        | crate::config::SourceKind::Ibkr => None,
     }
 }
 
@@ -472,6 +473,10 @@ pub fn from_config(
         crate::config::SourceKind::Yahoo => Box::new(yahoo::Yahoo::new(
             &config.desk.yahoo,
             RiskFreeRate::from_config(config, config.desk.yahoo.rate, "yahoo.rate")?,
+        )?),
+        crate::config::SourceKind::Ibkr => Box::new(crate::ibkr::source::IbkrSource::new(
+            &config.desk.ibkr,
+            RiskFreeRate::from_config(config, config.desk.ibkr.rate, "ibkr.rate")?,
         )?),
     })
 }
