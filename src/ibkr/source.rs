@@ -46,3 +46,8 @@ impl MarketData for IbkrSource {
         Ok(Vec::new())
     }
 }
+
+/// For `optdesk ib check`: a quote of `symbol` and of its nearest ATM option.
+pub fn check_quotes(_s: &super::Session, _symbol: &str) -> Result<Vec<String>, super::IbError> {
+    Ok(Vec::new())
+}
