@@ -512,3 +512,566 @@ fn bars_are_selected_by_duration_ending_at_the_end_date() {
     assert_eq!(sel.len(), 1);
     assert_eq!(sel[0].close, 2.0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Orders
+// ---------------------------------------------------------------------------------------------
+
+use ibapi::accounts::types::AccountGroup;
+use ibapi::accounts::{AccountSummaryResult, PositionUpdate};
+use ibapi::orders::{
+    order_builder, Action, ExecutionFilter, Executions, OrderStatusKind, Orders, PlaceOrder,
+};
+
+/// Reads a place_order subscription (it never ends on its own, §2.5) until `done` says so.
+fn read_order(
+    sub: &ibapi::subscriptions::Subscription<PlaceOrder>,
+    done: impl Fn(&[PlaceOrder]) -> bool,
+) -> Vec<PlaceOrder> {
+    let deadline = Instant::now() + WAIT;
+    let mut items = Vec::new();
+    while !done(&items) {
+        assert!(Instant::now() < deadline, "order events so far: {items:#?}");
+        match sub.next_timeout(Duration::from_millis(100)) {
+            Some(Ok(SubscriptionItem::Data(item))) => items.push(item),
+            Some(Ok(SubscriptionItem::Notice(_))) | None => {}
+            Some(Err(e)) => panic!("order stream error {e:?} after {items:#?}"),
+        }
+    }
+    items
+}
+
+fn statuses(items: &[PlaceOrder]) -> Vec<OrderStatusKind> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            PlaceOrder::OrderStatus(s) => Some(s.status.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn commissions(items: &[PlaceOrder]) -> usize {
+    items
+        .iter()
+        .filter(|i| matches!(i, PlaceOrder::CommissionReport(_)))
+        .count()
+}
+
+fn executions_of(items: &[PlaceOrder]) -> Vec<&ibapi::orders::ExecutionData> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            PlaceOrder::ExecutionData(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn limit(action: Action, qty: f64, price: f64, order_ref: &str) -> ibapi::orders::Order {
+    let mut o = order_builder::limit_order(action, qty, price);
+    o.order_ref = order_ref.into();
+    o
+}
+
+#[test]
+fn single_option_limit_order_fills_with_execution_then_commission() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let opt = fake
+        .venue()
+        .market
+        .option("AAPL", "20261218", 200.0, 'C')
+        .cloned()
+        .expect("option");
+    let mid = (opt.bid + opt.ask) / 2.0;
+    let c = client(&fake);
+    let id = c.next_order_id();
+    let contract = Contract::option("AAPL", "20261218", 200.0, OptionRight::Call);
+    let sub = c
+        .place_order(id, &contract, &limit(Action::Buy, 2.0, mid, "desk-1"))
+        .expect("place");
+    let items = read_order(&sub, |i| commissions(i) == 1);
+    // §2.5: PreSubmitted, then the execution, Filled, and the commission after its execution.
+    assert_eq!(
+        statuses(&items),
+        [OrderStatusKind::PreSubmitted, OrderStatusKind::Filled]
+    );
+    let kinds: Vec<&str> = items
+        .iter()
+        .map(|i| match i {
+            PlaceOrder::OpenOrder(_) => "open",
+            PlaceOrder::OrderStatus(_) => "status",
+            PlaceOrder::ExecutionData(_) => "exec",
+            PlaceOrder::CommissionReport(_) => "commission",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["open", "status", "exec", "status", "open", "commission"]
+    );
+    let execs = executions_of(&items);
+    let e = &execs[0].execution;
+    assert_eq!((e.order_id, e.shares, e.price), (id, 2.0, mid));
+    assert_eq!(e.order_reference, "desk-1");
+    assert_eq!(e.client_id, 7);
+    assert_eq!(execs[0].request_id, -1);
+    assert_eq!(execs[0].contract.contract_id, opt.con_id);
+    let PlaceOrder::CommissionReport(cr) = items.last().expect("items") else {
+        unreachable!()
+    };
+    assert_eq!(cr.execution_id, e.execution_id);
+    assert!((cr.commission - 1.30).abs() < 1e-9);
+    let PlaceOrder::OpenOrder(open) = &items[4] else {
+        unreachable!()
+    };
+    assert_eq!(open.order.order_ref, "desk-1");
+    assert_eq!(open.order.client_id, 7);
+    drop(sub);
+    drop(c);
+    let v = fake.venue();
+    assert_eq!(v.position(opt.con_id), 2.0);
+    assert!((v.cash - (100_000.0 - 2.0 * mid * 100.0 - 1.30)).abs() < 1e-6);
+    assert_eq!(v.stats.placed_refs.get("desk-1"), Some(&1));
+    assert_eq!(v.orders[&id].status, "Filled");
+}
+
+#[test]
+fn bag_vertical_fills_with_one_execution_per_leg_and_one_for_the_bag() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let (long, short) = {
+        let v = fake.venue();
+        (
+            v.market
+                .option("AAPL", "20261218", 190.0, 'C')
+                .cloned()
+                .expect("190C"),
+            v.market
+                .option("AAPL", "20261218", 210.0, 'C')
+                .cloned()
+                .expect("210C"),
+        )
+    };
+    let net_mid = (long.bid + long.ask) / 2.0 - (short.bid + short.ask) / 2.0;
+    let c = client(&fake);
+    let bag = Contract::spread()
+        .symbol("AAPL")
+        .vertical(long.con_id, short.con_id)
+        .build()
+        .expect("bag");
+    let mut order = order_builder::combo_limit_order(Action::Buy, 1.0, net_mid);
+    order.order_ref = "desk-bag".into();
+    let id = c.next_order_id();
+    let sub = c.place_order(id, &bag, &order).expect("place");
+    let items = read_order(&sub, |i| commissions(i) == 3);
+    assert_eq!(
+        statuses(&items),
+        [OrderStatusKind::PreSubmitted, OrderStatusKind::Filled]
+    );
+    let execs = executions_of(&items);
+    assert_eq!(execs.len(), 3);
+    let legs: Vec<(i32, ibapi::orders::ExecutionSide, f64)> = execs
+        .iter()
+        .map(|e| (e.contract.contract_id, e.execution.side, e.execution.price))
+        .collect();
+    assert_eq!(legs[0].0, long.con_id);
+    assert_eq!(legs[0].1, ibapi::orders::ExecutionSide::Bought);
+    assert_eq!(legs[1].0, short.con_id);
+    assert_eq!(legs[1].1, ibapi::orders::ExecutionSide::Sold);
+    assert_eq!(execs[2].contract.security_type, SecurityType::Spread);
+    assert!(
+        (legs[0].2 - legs[1].2 - net_mid).abs() < 1e-9,
+        "leg prices net to the combo's: {legs:?}"
+    );
+    assert!(execs
+        .iter()
+        .all(|e| e.execution.order_id == id && e.execution.order_reference == "desk-bag"));
+    drop(sub);
+    drop(c);
+    let v = fake.venue();
+    assert_eq!(
+        (v.position(long.con_id), v.position(short.con_id)),
+        (1.0, -1.0)
+    );
+    assert!(
+        (v.cash - (100_000.0 - net_mid * 100.0 - 1.30)).abs() < 1e-6,
+        "cash {}",
+        v.cash
+    );
+}
+
+#[test]
+fn resting_order_is_modified_then_cancelled() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market {
+        fill_at: f64::INFINITY,
+        ..Market::default()
+    });
+    let c = client(&fake);
+    let contract = Contract::option("AAPL", "20270115", 210.0, OptionRight::Put);
+    let id = c.next_order_id();
+    let sub = c
+        .place_order(id, &contract, &limit(Action::Sell, 1.0, 1.0, "desk-rest"))
+        .expect("place");
+    let items = read_order(&sub, |i| statuses(i).contains(&OrderStatusKind::Submitted));
+    assert_eq!(
+        statuses(&items),
+        [OrderStatusKind::PreSubmitted, OrderStatusKind::Submitted]
+    );
+    drop(sub);
+
+    // Same id again = a modification: not a new placement.
+    let sub = c
+        .place_order(id, &contract, &limit(Action::Sell, 1.0, 0.5, "desk-rest"))
+        .expect("modify");
+    read_order(&sub, |i| statuses(i).contains(&OrderStatusKind::Submitted));
+    drop(sub);
+    assert_eq!(fake.venue().orders[&id].limit, Some(0.5));
+    assert_eq!(fake.venue().stats.placed_refs.get("desk-rest"), Some(&1));
+
+    let open = c
+        .all_open_orders()
+        .expect("open orders")
+        .collect_to_end_within(WAIT)
+        .expect("open orders end");
+    assert!(open.iter().any(|o| matches!(o, Orders::OrderData(d) if d.order_id == id && d.order.order_ref == "desk-rest")));
+
+    let cancel = c.cancel_order(id, "").expect("cancel");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !seen.contains(&OrderStatusKind::Cancelled) {
+        assert!(Instant::now() < deadline, "{seen:?}");
+        if let Some(Ok(SubscriptionItem::Data(ibapi::orders::CancelOrder::OrderStatus(s)))) =
+            cancel.next_timeout(Duration::from_millis(100))
+        {
+            seen.push(s.status);
+        }
+    }
+    assert_eq!(
+        seen,
+        [OrderStatusKind::PendingCancel, OrderStatusKind::Cancelled]
+    );
+    drop(cancel);
+
+    let unknown = c.cancel_order(424242, "").expect("cancel unknown");
+    match unknown.next_timeout(WAIT) {
+        Some(Err(e)) => assert_eq!(notice_code(&e), Some(10147)),
+        other => panic!("expected 10147, got {other:?}"),
+    }
+    // A new order below the next valid id is a duplicate (103).
+    let dup = c
+        .place_order(id - 1, &contract, &limit(Action::Sell, 1.0, 1.0, "dup"))
+        .expect("place");
+    match dup.next_timeout(WAIT) {
+        Some(Err(e)) => assert_eq!(notice_code(&e), Some(103)),
+        other => panic!("expected 103, got {other:?}"),
+    }
+    assert_eq!(c.next_valid_order_id().expect("ids"), id + 1);
+}
+
+#[test]
+fn order_rejected_by_a_fault() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    fake.venue().faults.push(Fault::Error {
+        msg: 203,
+        symbol: Some("reject-me".into()),
+        code: 201,
+        text: "Order rejected - reason:fake".into(),
+        times: usize::MAX,
+    });
+    let c = client(&fake);
+    let contract = Contract::option("AAPL", "20261218", 200.0, OptionRight::Call);
+    let sub = c
+        .place_order(
+            c.next_order_id(),
+            &contract,
+            &limit(Action::Buy, 1.0, 50.0, "x-reject-me"),
+        )
+        .expect("place");
+    match sub.next_timeout(WAIT) {
+        Some(Err(e)) => assert_eq!(notice_code(&e), Some(201)),
+        other => panic!("expected 201, got {other:?}"),
+    }
+    assert!(fake.venue().orders.is_empty());
+}
+
+#[test]
+fn positions_account_summary_and_account_updates() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let opt = fake
+        .venue()
+        .market
+        .option("AAPL", "20261218", 190.0, 'P')
+        .cloned()
+        .expect("option");
+    let c = client(&fake);
+    let contract = Contract::option("AAPL", "20261218", 190.0, OptionRight::Put);
+    let sub = c
+        .place_order(
+            c.next_order_id(),
+            &contract,
+            &limit(Action::Sell, 3.0, opt.bid, "desk-pos"),
+        )
+        .expect("place");
+    read_order(&sub, |i| commissions(i) == 1);
+    drop(sub);
+
+    let positions = c.positions().expect("positions");
+    let batch = positions
+        .next_batch(Duration::from_millis(300))
+        .expect("batch")
+        .expect("rows");
+    assert!(matches!(batch.last(), Some(PositionUpdate::PositionEnd)));
+    let PositionUpdate::Position(p) = &batch[0] else {
+        panic!("{batch:?}")
+    };
+    assert_eq!(
+        (p.contract.contract_id, p.position, p.account.as_str()),
+        (opt.con_id, -3.0, "DU1234567")
+    );
+    assert!(
+        (p.average_cost - opt.bid * 100.0).abs() < 1e-9,
+        "avg cost is per contract × multiplier"
+    );
+    drop(positions);
+
+    let tags = [
+        "NetLiquidation",
+        "TotalCashValue",
+        "BuyingPower",
+        "AccountType",
+    ];
+    let summary = c
+        .account_summary(&AccountGroup("All".into()), &tags)
+        .expect("summary");
+    let rows = summary
+        .next_batch(Duration::from_millis(300))
+        .expect("batch")
+        .expect("rows");
+    assert!(matches!(rows.last(), Some(AccountSummaryResult::End)));
+    let value = |tag: &str| {
+        rows.iter().find_map(|r| match r {
+            AccountSummaryResult::Summary(s) if s.tag == tag => Some(s.value.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(value("AccountType").as_deref(), Some("INDIVIDUAL"));
+    let cash: f64 = value("TotalCashValue")
+        .expect("cash")
+        .parse()
+        .expect("number");
+    assert!((cash - (100_000.0 + 3.0 * opt.bid * 100.0 - 1.95)).abs() < 0.01);
+    assert!(value("NetLiquidation").is_some() && value("BuyingPower").is_some());
+    drop(summary);
+
+    let updates = c
+        .account_updates(&ibapi::accounts::types::AccountId("DU1234567".into()))
+        .expect("updates");
+    let mut n = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline);
+        match updates.next_timeout(Duration::from_millis(100)) {
+            Some(Ok(SubscriptionItem::Data(ibapi::accounts::AccountUpdate::End))) => break,
+            Some(Ok(_)) => n += 1,
+            Some(Err(e)) => panic!("{e:?}"),
+            None => {}
+        }
+    }
+    assert!(
+        n > 5,
+        "account values and the portfolio row arrive before the end"
+    );
+    drop(updates);
+    drop(c);
+    assert!(fake.venue().log.is_empty(), "{:?}", fake.venue().log);
+}
+
+#[test]
+fn executions_and_completed_orders_after_a_reconnect() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let opt = fake
+        .venue()
+        .market
+        .option("AAPL", "20270115", 200.0, 'C')
+        .cloned()
+        .expect("option");
+    {
+        let c = client(&fake);
+        let contract = Contract::option("AAPL", "20270115", 200.0, OptionRight::Call);
+        let sub = c
+            .place_order(
+                c.next_order_id(),
+                &contract,
+                &limit(Action::Buy, 1.0, opt.ask, "desk-recon"),
+            )
+            .expect("place");
+        read_order(&sub, |i| commissions(i) == 1);
+    }
+    let c = client(&fake);
+    assert_eq!(
+        c.next_order_id(),
+        9001,
+        "the venue raised NextValidId past the used id"
+    );
+    let execs = c
+        .executions(ExecutionFilter::default())
+        .expect("executions")
+        .collect_to_end_within(WAIT)
+        .expect("end");
+    let data: Vec<_> = execs
+        .iter()
+        .filter_map(|e| match e {
+            Executions::ExecutionData(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].execution.order_reference, "desk-recon");
+    assert_ne!(
+        data[0].request_id, -1,
+        "executions() answers carry the request id"
+    );
+    assert!(execs.iter().any(|e| matches!(e, Executions::CommissionReport(r) if r.execution_id == data[0].execution.execution_id)));
+
+    let done = c
+        .completed_orders(false)
+        .expect("completed")
+        .collect_to_end_within(WAIT)
+        .expect("end");
+    let Some(Orders::OrderData(d)) = done.first() else {
+        panic!("{done:?}")
+    };
+    // ibapi sets OrderData::order_id to -1 for completed orders; the id is in the Order.
+    assert_eq!(d.order_id, -1);
+    assert_eq!(
+        (
+            d.order.order_id,
+            d.order.order_ref.as_str(),
+            d.order.client_id
+        ),
+        (9000, "desk-recon", 7)
+    );
+    assert_eq!(d.order_state.status, OrderStatusKind::Filled);
+    drop(c);
+    assert_eq!(fake.venue().stats.connections, 2);
+}
+
+#[test]
+fn close_after_order_received_leaves_the_order_at_the_venue() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    fake.venue().faults.push(Fault::CloseAfterOrderReceived);
+    let opt = fake
+        .venue()
+        .market
+        .option("AAPL", "20261218", 210.0, 'C')
+        .cloned()
+        .expect("option");
+    {
+        let c = client(&fake);
+        let contract = Contract::option("AAPL", "20261218", 210.0, OptionRight::Call);
+        let sub = c
+            .place_order(
+                c.next_order_id(),
+                &contract,
+                &limit(Action::Buy, 1.0, opt.ask, "desk-lost"),
+            )
+            .expect("place");
+        // The socket closes before any answer: no order events arrive.
+        let first = sub.next_timeout(Duration::from_millis(500));
+        eprintln!("place_order after the socket closed: {first:?}");
+        assert!(
+            !matches!(first, Some(Ok(SubscriptionItem::Data(_)))),
+            "{first:?}"
+        );
+    }
+    {
+        let v = fake.venue();
+        assert_eq!(v.orders_with_ref("desk-lost").len(), 1);
+        assert_eq!(v.orders_with_ref("desk-lost")[0].status, "Filled");
+        assert_eq!(v.position(opt.con_id), 1.0);
+    }
+    let c = client(&fake);
+    let done = c
+        .completed_orders(false)
+        .expect("completed")
+        .collect_to_end_within(WAIT)
+        .expect("end");
+    assert!(done
+        .iter()
+        .any(|o| matches!(o, Orders::OrderData(d) if d.order.order_ref == "desk-lost")));
+}
+
+#[test]
+fn close_after_requests_then_refuse_connections() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let c = client(&fake);
+    fake.venue().faults.push(Fault::CloseAfter {
+        requests: 1,
+        refuse_connections: 1,
+    });
+    let aapl = Contract::stock("AAPL").build();
+    let details = |contract: &Contract| {
+        c.contract_details_stream(contract)
+            .subscribe()?
+            .collect_to_end_within(Duration::from_secs(1))
+    };
+    assert_eq!(details(&aapl).expect("answered").len(), 1);
+    assert!(
+        details(&aapl).is_err(),
+        "the socket closes instead of answering"
+    );
+    drop(c);
+    assert!(connect(&fake, 7).is_err(), "one refused connection");
+    client(&fake);
+    assert_eq!(fake.venue().stats.connections, 3);
+}
+
+#[test]
+fn message_rate_and_market_data_lines_are_counted() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let c = client(&fake);
+    let aapl = Contract::stock("AAPL").build();
+    let mut subs = Vec::new();
+    for _ in 0..MAX_LINES_PLUS_ONE {
+        subs.push(c.market_data(&aapl).subscribe().expect("stream"));
+    }
+    // The 101st stream is refused with 101.
+    let last = subs.last().expect("subs");
+    let mut got = None;
+    let deadline = Instant::now() + WAIT;
+    while got.is_none() && Instant::now() < deadline {
+        if let Some(Err(e)) = last.next_timeout(Duration::from_millis(100)) {
+            got = notice_code(&e);
+        }
+    }
+    assert_eq!(got, Some(101));
+    drop(subs);
+    drop(c);
+    let v = fake.venue();
+    assert_eq!(v.stats.max_lines, 100);
+    assert!(v.stats.max_msgs_per_sec > 50);
+    assert!(
+        v.stats.violations.iter().any(|s| s.contains("lines")),
+        "{:?}",
+        v.stats.violations
+    );
+    assert!(
+        v.stats
+            .violations
+            .iter()
+            .any(|s| s.contains("messages within 1 s")),
+        "{:?}",
+        v.stats.violations
+    );
+    assert_eq!(v.stats.requests.get(&201), Some(&101));
+}
+
+const MAX_LINES_PLUS_ONE: usize = 101;
