@@ -778,6 +778,8 @@ pub struct Venue {
     refuse_connections: usize,
     /// Historical requests by identity, for the 15-second identical-request rule (§6).
     hist_recent: Vec<(String, Instant)>,
+    /// Open connections per client id (who receives the frames of a resting order's fill).
+    live_clients: HashMap<i32, usize>,
 }
 
 impl Venue {
@@ -797,6 +799,7 @@ impl Venue {
             active_lines: 0,
             refuse_connections: 0,
             hist_recent: Vec::new(),
+            live_clients: HashMap::new(),
         }
     }
 
@@ -1451,7 +1454,8 @@ struct Conn {
     timers: Vec<(Instant, i32, bool)>,
     /// Arrival times of this connection's messages in the last second.
     window: VecDeque<Instant>,
-    close: bool,
+    /// Counted in `Venue::live_clients` (after a successful StartApi).
+    live: bool,
 }
 
 enum Flow {
@@ -1475,7 +1479,7 @@ impl Conn {
             lines: HashMap::new(),
             timers: Vec::new(),
             window: VecDeque::new(),
-            close: false,
+            live: false,
         }
     }
 
@@ -1548,6 +1552,7 @@ impl Conn {
                 }
             }
             self.on_timers();
+            self.sweep();
             if self.flush().is_err() {
                 return;
             }
@@ -1563,6 +1568,45 @@ impl Conn {
         let mut v = lock(&self.venue);
         for _ in self.lines.drain() {
             v.close_line();
+        }
+        if self.live {
+            if let Some(n) = v.live_clients.get_mut(&self.client_id) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Re-evaluates resting orders against the current market (a test may move prices or
+    /// `fill_at` through `FakeIb::venue()`): this connection fills its own client's orders and
+    /// sends the fill sequence; orders of clients with no open connection fill silently (their
+    /// fills show up later through executions / completed orders / positions).
+    fn sweep(&mut self) {
+        let mine = {
+            let mut v = lock(&self.venue);
+            let due: Vec<(i32, bool, f64)> = v
+                .orders
+                .values()
+                .filter(|o| o.is_working())
+                .filter_map(|o| {
+                    let own = o.client_id == self.client_id;
+                    let orphan = v.live_clients.get(&o.client_id).copied().unwrap_or(0) == 0;
+                    if !(own || orphan) {
+                        return None;
+                    }
+                    v.fill_price(o).map(|p| (o.order_id, own, p))
+                })
+                .collect();
+            let mut mine = Vec::new();
+            for (order_id, own, price) in due {
+                let execs = v.execute(order_id, price);
+                if own {
+                    mine.push((order_id, execs));
+                }
+            }
+            mine
+        };
+        for (order_id, execs) in mine {
+            self.send_fill(order_id, &execs);
         }
     }
 
@@ -1608,6 +1652,11 @@ impl Conn {
             self.error(-1, 326, "Unable to connect as the client id is already in use. Retry with a unique client id.");
             return Err(());
         }
+        *lock(&self.venue)
+            .live_clients
+            .entry(self.client_id)
+            .or_insert(0) += 1;
+        self.live = true;
         self.send(
             wire::NEXT_VALID_ID,
             &proto::NextValidId {
@@ -1713,6 +1762,11 @@ impl Conn {
             Request::HistoricalData(r) => self.historical(wire_id, r),
             Request::PlaceOrder(r) => return self.place_order(wire_id, *r),
             Request::CancelOrder(r) => self.cancel_order(r),
+            Request::Ids(_) if self.fault_error(wire_id, -1, &Haystack::default()) => {}
+            Request::OpenOrders | Request::AllOpenOrders | Request::CompletedOrders(_)
+                if self.fault_error(wire_id, -1, &Haystack::default()) => {}
+            Request::Executions(r)
+                if self.fault_error(wire_id, r.req_id.unwrap_or(0), &Haystack::default()) => {}
             Request::Ids(_) => {
                 let id = lock(&self.venue).next_valid_id;
                 self.send(
