@@ -78,7 +78,7 @@ fn connect_reports_server_version_accounts_and_next_order_id() {
 }
 
 #[test]
-fn server_version_212_is_refused_and_213_accepted() {
+fn server_version_212_is_refused_and_213_and_220_accepted() {
     let _w = Watchdog::new(LIMIT);
     let fake = FakeIb::start(Market {
         server_version: 212,
@@ -88,11 +88,14 @@ fn server_version_212_is_refused_and_213_accepted() {
         Err(Error::ServerVersion(need, have, _)) => assert_eq!((need, have), (213, 212)),
         other => panic!("expected ServerVersion, got {:?}", other.map(|_| ())),
     }
-    let fake = FakeIb::start(Market {
-        server_version: 213,
-        ..Market::default()
-    });
-    assert_eq!(client(&fake).server_version(), 213);
+    // 213 is the protobuf floor; 220 is what a live paper gateway reported (IBKR.md §1).
+    for sv in [213, 220] {
+        let fake = FakeIb::start(Market {
+            server_version: sv,
+            ..Market::default()
+        });
+        assert_eq!(client(&fake).server_version(), sv);
+    }
 }
 
 #[test]
