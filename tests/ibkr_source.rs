@@ -27,7 +27,7 @@ fn desk_for(fake: &FakeIb, symbols: &[&str], extra: &str) -> Desk {
     desk.write_config(
         "desk.toml",
         &format!(
-            "{text}\n[ibkr]\nhost = \"127.0.0.1\"\nport = {}\nsymbols = [{symbols}]\nrate = 0.04\nconnect_timeout_secs = 5\nrequest_timeout_secs = 3\nsnapshot_timeout_secs = 2\nreconnect_attempts = 0\n{extra}",
+            "{text}\n[ibkr]\nhost = \"127.0.0.1\"\nport = {}\nsymbols = [{symbols}]\nrate = 0.04\nconnect_timeout_secs = 5\nrequest_timeout_secs = 2\nsnapshot_timeout_secs = 2\nreconnect_attempts = 0\n{extra}",
             fake.port()
         ),
     );
@@ -353,4 +353,99 @@ fn the_front_futures_contract_not_yet_expired_is_quoted() {
         .to_string();
     assert!(e.contains("no MES futures contract"), "{e}");
     assert_eq!(fake.venue().stats.connections, 1, "one connection, shared");
+}
+
+#[test]
+fn only_the_nearest_expiries_and_the_band_are_asked_for() {
+    let _w = Watchdog::new(LIMIT);
+    let mut market = Market::default();
+    // A mini-option class (multiplier 10) is listed too: left out, and said.
+    let mini = fake_ib::priced_option(
+        799_000_001,
+        "AAPL",
+        "AAPL7",
+        "20261218",
+        200.0,
+        'C',
+        200.0,
+        0.25,
+        fake_ib::DEFAULT_TODAY,
+    );
+    market.options.push(fake_ib::Opt {
+        multiplier: 10.0,
+        ..mini
+    });
+    let fake = FakeIb::start(market);
+    let desk = desk_for(
+        &fake,
+        &["AAPL"],
+        "max_expiries = 1\nmoneyness = 0.04\niv_history = false\n",
+    );
+    let out = fetch_ok(&desk);
+    assert!(
+        out.contains("non-standard multiplier left out: AAPL7 (×10)"),
+        "{out}"
+    );
+    // 2026-12-18 only, the 200 strike only (190 and 210 are 5% away).
+    assert_eq!(
+        desk.count("SELECT count(*) FROM option_quotes WHERE expiry = DATE '2026-12-18' AND strike = 200 AND root = 'AAPL'"),
+        2
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM option_quotes"), 2);
+    let v = fake.venue();
+    // Contract details: the underlying, then one expiry × class.
+    assert_eq!(
+        v.stats.requests.get(&209),
+        Some(&2),
+        "{:?}",
+        v.stats.requests
+    );
+    assert_eq!(v.stats.requests.get(&201), Some(&3));
+}
+
+#[test]
+fn a_request_without_its_end_marker_times_out_naming_the_bound() {
+    let _w = Watchdog::new(LIMIT);
+    for (msg, what) in [
+        (209, "AAPL's contract details"),
+        (278, "AAPL's option chain"),
+        (220, "AAPL's daily TRADES bars"),
+    ] {
+        let fake = FakeIb::start(Market::default());
+        fake.venue().faults.push(Fault::NoEnd { msg });
+        let desk = desk_for(&fake, &["AAPL"], "");
+        let t = Instant::now();
+        let out = fetch_fails(&desk);
+        assert!(
+            out.contains(what) && out.contains("ibkr.request_timeout_secs = 2"),
+            "{msg}: {out}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+        nothing_written(&desk);
+    }
+}
+
+#[test]
+fn no_gateway_fails_quickly_naming_the_address_and_what_to_check() {
+    let _w = Watchdog::new(LIMIT);
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let desk = Desk::new();
+    let text = desk.desk_toml_for("ibkr", &["[ibkr]"]);
+    desk.write_config(
+        "desk.toml",
+        &format!("{text}\n[ibkr]\nport = {port}\nsymbols = [\"AAPL\"]\nrate = 0.04\nconnect_timeout_secs = 3\nreconnect_attempts = 0\n"),
+    );
+    let t = Instant::now();
+    let out = fetch_fails(&desk);
+    assert!(
+        out.contains(&format!("127.0.0.1:{port}")) && out.contains("API enabled"),
+        "{out}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    nothing_written(&desk);
 }
