@@ -78,7 +78,7 @@ fn connect_reports_server_version_accounts_and_next_order_id() {
 }
 
 #[test]
-fn server_version_212_is_refused_and_213_accepted() {
+fn server_version_212_is_refused_and_213_and_220_accepted() {
     let _w = Watchdog::new(LIMIT);
     let fake = FakeIb::start(Market {
         server_version: 212,
@@ -88,11 +88,14 @@ fn server_version_212_is_refused_and_213_accepted() {
         Err(Error::ServerVersion(need, have, _)) => assert_eq!((need, have), (213, 212)),
         other => panic!("expected ServerVersion, got {:?}", other.map(|_| ())),
     }
-    let fake = FakeIb::start(Market {
-        server_version: 213,
-        ..Market::default()
-    });
-    assert_eq!(client(&fake).server_version(), 213);
+    // 213 is the protobuf floor; 220 is what a live paper gateway reported (IBKR.md §1).
+    for sv in [213, 220] {
+        let fake = FakeIb::start(Market {
+            server_version: sv,
+            ..Market::default()
+        });
+        assert_eq!(client(&fake).server_version(), sv);
+    }
 }
 
 #[test]
@@ -771,6 +774,49 @@ fn resting_order_is_modified_then_cancelled() {
 }
 
 #[test]
+fn resting_order_fills_when_the_market_moves() {
+    let _w = Watchdog::new(LIMIT);
+    // fill_at 1: a limit fills only at the natural price.
+    let fake = FakeIb::start(Market {
+        fill_at: 1.0,
+        ..Market::default()
+    });
+    let opt = fake
+        .venue()
+        .market
+        .option("AAPL", "20261218", 200.0, 'P')
+        .cloned()
+        .expect("option");
+    let mid = (opt.bid + opt.ask) / 2.0;
+    let c = client(&fake);
+    let id = c.next_order_id();
+    let contract = Contract::option("AAPL", "20261218", 200.0, OptionRight::Put);
+    let sub = c
+        .place_order(id, &contract, &limit(Action::Buy, 1.0, mid, "desk-move"))
+        .expect("place");
+    read_order(&sub, |i| statuses(i).contains(&OrderStatusKind::Submitted));
+    assert_eq!(fake.venue().orders[&id].status, "Submitted");
+    {
+        // The offer comes down to our limit.
+        let mut v = fake.venue();
+        let o = v
+            .market
+            .options
+            .iter_mut()
+            .find(|o| o.con_id == opt.con_id)
+            .expect("option");
+        o.ask = mid;
+        o.bid = mid - 0.1;
+    }
+    let items = read_order(&sub, |i| commissions(i) == 1);
+    assert!(statuses(&items).contains(&OrderStatusKind::Filled));
+    assert_eq!(executions_of(&items)[0].execution.price, mid);
+    drop(sub);
+    drop(c);
+    assert_eq!(fake.venue().position(opt.con_id), 1.0);
+}
+
+#[test]
 fn order_rejected_by_a_fault() {
     let _w = Watchdog::new(LIMIT);
     let fake = FakeIb::start(Market::default());
@@ -1075,3 +1121,366 @@ fn message_rate_and_market_data_lines_are_counted() {
 }
 
 const MAX_LINES_PLUS_ONE: usize = 101;
+
+// ---------------------------------------------------------------------------------------------
+// The fake survives garbage on a live socket
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn garbage_frames_are_logged_and_a_bad_length_drops_only_that_connection() {
+    use std::io::{Read, Write};
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let mut s = std::net::TcpStream::connect(fake.address()).expect("raw connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(b"API\0").expect("magic");
+    s.write_all(&fake_ib::frame_bytes(b"v213..226"))
+        .expect("versions");
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("ack length");
+    let mut ack = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut ack).expect("ack");
+    assert!(
+        ack.starts_with(b"226\0"),
+        "{:?}",
+        String::from_utf8_lossy(&ack)
+    );
+    s.write_all(&fake_ib::encode_frame(
+        271,
+        &proto::StartApiRequest {
+            client_id: Some(3),
+            optional_capabilities: None,
+        },
+    ))
+    .expect("start");
+    // Undecodable protobuf for a known id, a text frame, an unknown id.
+    s.write_all(&fake_ib::frame_bytes(&[0, 0, 0, 209, 0xff, 0xff, 0xff]))
+        .expect("garbage");
+    s.write_all(&fake_ib::frame_bytes(b"\0\0\0\x0949\0"))
+        .expect("text");
+    s.write_all(&fake_ib::encode_frame(
+        249,
+        &proto::IdsRequest { num_ids: Some(1) },
+    ))
+    .expect("unknown");
+    s.write_all(&0xffff_ffffu32.to_be_bytes())
+        .expect("bad length");
+    // The fake drops this connection (a desync, as TWS would) ...
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    // ... logs what it could not serve, and keeps serving others.
+    let c = connect(&fake, 4).expect("a real client still connects");
+    assert_eq!(c.next_order_id(), 9000);
+    drop(c);
+    let v = fake.venue();
+    let logged: Vec<i32> = v.log.iter().map(|l| l.msg).collect();
+    assert_eq!(logged, [209, 9, 249], "{:?}", v.log);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property tests of the framing and decoding
+// ---------------------------------------------------------------------------------------------
+
+mod properties {
+    use super::fake_ib::{
+        decode_body, decode_request, encode_frame, frame_bytes, proto, FrameReader, Request,
+        WireError,
+    };
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+
+    /// Deterministic runs (fixed seed), no regression files.
+    fn run<S: Strategy>(strategy: S, check: impl Fn(S::Value) -> Result<(), TestCaseError>)
+    where
+        S::Value: std::fmt::Debug,
+    {
+        let mut runner = TestRunner::new(Config {
+            cases: 512,
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(0x1b_f00d),
+            ..Config::default()
+        });
+        if let Err(e) = runner.run(&strategy, check) {
+            panic!("{e}");
+        }
+    }
+
+    /// Drains a reader: every complete frame is decoded as a request and as a few reply types.
+    type Decoded = Result<(i32, Request), WireError>;
+
+    fn drain(r: &mut FrameReader) -> Result<Vec<Decoded>, WireError> {
+        let mut out = Vec::new();
+        while let Some(body) = r.next_frame()? {
+            let _ = decode_body::<proto::OpenOrder>(&body);
+            let _ = decode_body::<proto::ExecutionDetails>(&body);
+            out.push(decode_request(&body));
+        }
+        Ok(out)
+    }
+
+    fn s() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[A-Za-z0-9 .,_-]{0,12}")
+    }
+    fn f() -> impl Strategy<Value = Option<f64>> {
+        proptest::option::of(-1e9..1e9f64)
+    }
+
+    fn contract() -> impl Strategy<Value = proto::Contract> {
+        let legs = vec(
+            (
+                any::<i32>(),
+                1..5i32,
+                prop_oneof![Just("BUY"), Just("SELL")],
+                f(),
+            ),
+            0..4,
+        );
+        (
+            (
+                any::<Option<i32>>(),
+                s(),
+                s(),
+                s(),
+                f(),
+                proptest::option::of(prop_oneof![Just("C"), Just("P")]),
+            ),
+            (f(), s(), s(), s(), s()),
+            legs,
+        )
+            .prop_map(
+                |(
+                    (con_id, symbol, sec_type, expiry, strike, right),
+                    (multiplier, exchange, currency, local, class),
+                    legs,
+                )| proto::Contract {
+                    con_id,
+                    symbol,
+                    sec_type,
+                    last_trade_date_or_contract_month: expiry,
+                    strike,
+                    right: right.map(String::from),
+                    multiplier,
+                    exchange,
+                    currency,
+                    local_symbol: local,
+                    trading_class: class,
+                    combo_legs: legs
+                        .into_iter()
+                        .map(|(c, r, a, p)| proto::ComboLeg {
+                            con_id: Some(c),
+                            ratio: Some(r),
+                            action: Some(a.into()),
+                            per_leg_price: p,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            )
+    }
+
+    fn order() -> impl Strategy<Value = proto::Order> {
+        (
+            (
+                any::<Option<i32>>(),
+                any::<Option<i32>>(),
+                any::<Option<i64>>(),
+                s(),
+                s(),
+                s(),
+            ),
+            (f(), s(), s(), s(), any::<Option<bool>>(), s()),
+        )
+            .prop_map(
+                |(
+                    (client_id, order_id, perm_id, action, qty, order_type),
+                    (lmt, tif, account, order_ref, transmit, filled),
+                )| proto::Order {
+                    client_id,
+                    order_id,
+                    perm_id,
+                    action,
+                    total_quantity: qty,
+                    order_type,
+                    lmt_price: lmt,
+                    tif,
+                    account,
+                    order_ref,
+                    transmit,
+                    filled_quantity: filled,
+                    ..Default::default()
+                },
+            )
+    }
+
+    fn execution() -> impl Strategy<Value = proto::Execution> {
+        (
+            (any::<Option<i32>>(), s(), s(), s(), s(), s()),
+            (
+                s(),
+                f(),
+                any::<Option<i64>>(),
+                any::<Option<i32>>(),
+                s(),
+                f(),
+                s(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (order_id, exec_id, time, acct, exchange, side),
+                    (shares, price, perm_id, client_id, cum, avg, order_ref),
+                )| proto::Execution {
+                    order_id,
+                    exec_id,
+                    time,
+                    acct_number: acct,
+                    exchange,
+                    side,
+                    shares,
+                    price,
+                    perm_id,
+                    client_id,
+                    cum_qty: cum,
+                    avg_price: avg,
+                    order_ref,
+                    ..Default::default()
+                },
+            )
+    }
+
+    /// (a) Any bytes: the reader and the decoders never panic; they decode or return an error.
+    #[test]
+    fn any_bytes_never_panic() {
+        let _w = super::Watchdog::new(super::LIMIT);
+        run(vec(any::<u8>(), 0..600), |bytes| {
+            let mut r = FrameReader::new();
+            let _ = r.take_magic();
+            r.push(&bytes);
+            let _ = drain(&mut r);
+            Ok(())
+        });
+        // Well-formed lengths around arbitrary bodies reach the protobuf decoders.
+        run((200..330i32, vec(any::<u8>(), 0..300)), |(id, payload)| {
+            let mut body = id.to_be_bytes().to_vec();
+            body.extend_from_slice(&payload);
+            let mut r = FrameReader::new();
+            r.push(&frame_bytes(&body));
+            let got = drain(&mut r).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(got.len(), 1);
+            if id <= 200 {
+                prop_assert!(matches!(got[0], Err(WireError::Text(_))));
+            }
+            Ok(())
+        });
+    }
+
+    /// (b) encode → decode round-trips for Contract, Order and Execution.
+    #[test]
+    fn contract_order_execution_round_trip() {
+        let _w = super::Watchdog::new(super::LIMIT);
+        run(
+            (any::<i32>(), contract(), order()),
+            |(order_id, contract, order)| {
+                let req = proto::PlaceOrderRequest {
+                    order_id: Some(order_id),
+                    contract: Some(contract),
+                    order: Some(order),
+                    attached_orders: None,
+                };
+                let mut r = FrameReader::new();
+                r.push(&encode_frame(203, &req));
+                let body = r
+                    .next_frame()
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?
+                    .expect("a whole frame");
+                match decode_request(&body) {
+                    Ok((203, Request::PlaceOrder(back))) => prop_assert_eq!(*back, req),
+                    other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                }
+                prop_assert_eq!(r.buffered(), 0);
+                Ok(())
+            },
+        );
+        run(
+            (any::<i32>(), contract(), execution()),
+            |(req_id, contract, execution)| {
+                let msg = proto::ExecutionDetails {
+                    req_id: Some(req_id),
+                    contract: Some(contract),
+                    execution: Some(execution),
+                };
+                let mut r = FrameReader::new();
+                r.push(&encode_frame(211, &msg));
+                let body = r
+                    .next_frame()
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?
+                    .expect("a whole frame");
+                let (id, back) = decode_body::<proto::ExecutionDetails>(&body)
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                prop_assert_eq!(id, 211);
+                prop_assert_eq!(back, msg);
+                Ok(())
+            },
+        );
+    }
+
+    /// (c) Frames split at any byte boundaries across reads decode exactly as when read whole.
+    #[test]
+    fn frames_split_anywhere_decode_the_same() {
+        let _w = super::Watchdog::new(super::LIMIT);
+        run(
+            (contract(), order(), vec(0usize..400, 0..6)),
+            |(contract, order, cuts)| {
+                let mut wire = b"API\0".to_vec();
+                wire.extend_from_slice(&encode_frame(
+                    209,
+                    &proto::ContractDataRequest {
+                        req_id: Some(1_500_000_000),
+                        contract: Some(contract.clone()),
+                    },
+                ));
+                wire.extend_from_slice(&encode_frame(
+                    203,
+                    &proto::PlaceOrderRequest {
+                        order_id: Some(9000),
+                        contract: Some(contract),
+                        order: Some(order),
+                        attached_orders: None,
+                    },
+                ));
+                wire.extend_from_slice(&encode_frame(261, &proto::PositionsRequest {}));
+                let whole = {
+                    let mut r = FrameReader::new();
+                    r.push(&wire);
+                    prop_assert!(r.take_magic().expect("magic"));
+                    drain(&mut r).map_err(|e| TestCaseError::fail(format!("{e:?}")))?
+                };
+                prop_assert_eq!(whole.len(), 3);
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (wire.len() + 1)).collect();
+                cuts.sort();
+                cuts.push(wire.len());
+                let mut r = FrameReader::new();
+                let mut pieces = Vec::new();
+                let mut magic = false;
+                let mut from = 0;
+                for cut in cuts {
+                    r.push(&wire[from..cut]);
+                    from = cut;
+                    if !magic {
+                        magic = r.take_magic().expect("magic prefix");
+                    }
+                    if magic {
+                        pieces.extend(
+                            drain(&mut r).map_err(|e| TestCaseError::fail(format!("{e:?}")))?,
+                        );
+                    }
+                }
+                prop_assert_eq!(pieces, whole);
+                prop_assert_eq!(r.buffered(), 0);
+                Ok(())
+            },
+        );
+    }
+}

@@ -1,38 +1,56 @@
+#![allow(dead_code)]
 //! A fake Interactive Brokers gateway (a TWS / IB Gateway stand-in) that speaks exactly the
 //! wire protocol of the `ibapi` 5.5.0 client: the `API\0` handshake with a text ack, then
 //! length-prefixed protobuf frames whose message ids are offset by 200. Every layout, routing
 //! rule and fill sequence follows `/work/shared/reference/IBKR.md` (cited below as §n).
+//! Its self-tests (tests/ibkr_fake.rs) drive it with the real `ibapi` blocking client.
 //!
 //! Integration tests include it with `mod fake_ib;`. The public surface:
 //!
 //! ```text
-//! FakeIb::start(market: Market) -> FakeIb     // TCP server on 127.0.0.1:<ephemeral>
+//! FakeIb::start(market: Market) -> FakeIb     // TCP server on 127.0.0.1:<ephemeral>, thread per connection
 //! FakeIb::port(&self) -> u16
 //! FakeIb::address(&self) -> String            // "127.0.0.1:<port>"
-//! FakeIb::venue(&self) -> MutexGuard<Venue>   // inspect state, add faults, move prices
+//! FakeIb::venue(&self) -> MutexGuard<Venue>   // inspect state, add faults, move prices mid-test
 //! (dropping FakeIb stops the accept thread and closes every connection)
 //!
-//! Market  { server_version, accounts, next_order_id, stocks: Vec<Stock>, options: Vec<Opt>,
-//!           futures: Vec<Fut>, bars: HashMap<(symbol, what_to_show), Vec<Bar>>, fill_at,
-//!           commission_per_contract, cash, snapshot_end_delay, delayed }   (Default: a small sane market)
-//! Venue   { market, orders: BTreeMap<i32, FakeOrder>, executions: Vec<FakeExecution>,
+//! Market  { server_version: i32 (226), accounts (["DU1234567"]), next_order_id (9000),
+//!           stocks: Vec<Stock>, options: Vec<Opt>, futures: Vec<Fut>,
+//!           bars: HashMap<(symbol, what_to_show), Vec<Bar>>, fill_at (0.0),
+//!           commission_per_contract (0.65), cash (100 000), snapshot_end_delay (20 ms), delayed (false) }
+//!   Default: AAPL (STK 265598, 199.95/200.05), SPX (IND 416904, last 6000); AAPL options
+//!   20261218 & 20270115 × 190/200/210 × C/P; SPXW 20261204 and SPX 20261218 × 5950/6000/6050
+//!   × C/P (con ids from 700000001, priced by `priced_option` as of DEFAULT_TODAY 20261201);
+//!   MESZ6 / MESH7; 60 daily bars to 20261201 for AAPL TRADES, AAPL
+//!   OPTION_IMPLIED_VOLATILITY and SPX TRADES.
+//!   Market::option(symbol, expiry, strike, right) / Market::stock(symbol) look instruments up.
+//! Stock   { symbol, con_id, sec_type "STK"|"IND", exchange, bid, ask, last, close, bid_size, ask_size, volume }
+//! Opt     { con_id, symbol, trading_class, exchange, expiry, strike, right 'C'|'P', multiplier,
+//!           bid, ask, last, bid_size, ask_size, volume, iv, delta, gamma, vega, theta, und_price }
+//! Fut     { con_id, symbol, local_symbol, month, last_trade_date, multiplier, exchange, bid, ask, last }
+//! Bar     { date "YYYYMMDD" | epoch secs, open, high, low, close, volume }
+//! Venue   { market, orders: BTreeMap<order_id, FakeOrder>, executions: Vec<FakeExecution>,
 //!           positions: BTreeMap<con_id, FakePosition>, cash, faults: Vec<Fault>, log: Vec<Logged>, stats: Stats }
+//!   Venue::active_lines(), next_valid_id(), orders_with_ref(r), position(con_id)
 //! Stats   { connections, max_msgs_per_sec, max_lines, violations, placed_refs, requests }
 //! Fault   { Error{msg, symbol, code, text, times}, NoEnd{msg}, CloseAfterOrderReceived,
-//!           CloseAfter{requests, refuse_connections}, ClientIdInUse }
+//!           CloseAfter{requests, refuse_connections}, ClientIdInUse }   (see each variant's doc)
 //! Watchdog::new(Duration)                     // exits the process with 101 if not dropped in time
-//! FrameReader / encode_frame / decode_request / decode_body  // the framing, also property-tested
+//! FrameReader / frame_bytes / encode_frame / split_body / decode_request / decode_body
+//!                                             // the framing, property-tested
+//! priced_option(..), weekdays_ending(..), select_bars(..)   // helpers for scripting markets
 //! ```
 //!
 //! State lives in the `Venue` and persists across connections, like a real venue: the program
 //! under test connects once per job, and a later connection sees the earlier orders, fills and
 //! positions. Each connection is served by its own thread; replies are built under the venue
 //! lock and written after it is released, so a test may hold `venue()` briefly but must not hold
-//! the guard across a client call.
+//! the guard across a client call. Resting orders are re-evaluated every few milliseconds while
+//! any connection is open, so moving a price (or `fill_at`) through `venue()` fills them.
 //!
 //! Not modelled: partial fills, streaming tick updates after the first image, real-time bars,
-//! per-client order-id sequences (the venue keeps one sequence), margin.
-#![allow(dead_code)]
+//! per-client order-id sequences (the venue keeps one sequence), margin, the execution filter's
+//! time field.
 
 pub mod proto;
 
@@ -669,7 +687,8 @@ pub enum Fault {
     /// fills are visible later through executions / completed orders / positions), then close
     /// the socket before answering anything. One-shot.
     CloseAfterOrderReceived,
-    /// Answer `requests` more requests (venue-wide), then close the socket of the connection
+    /// Answer `requests` more requests (venue-wide, any message after StartApi counts; the
+    /// handshake does not), then close the socket of the connection
     /// that sends the next one without answering it, and refuse (accept, then close before the
     /// handshake ack) the next `refuse_connections` connection attempts. One-shot.
     CloseAfter {
@@ -778,6 +797,8 @@ pub struct Venue {
     refuse_connections: usize,
     /// Historical requests by identity, for the 15-second identical-request rule (§6).
     hist_recent: Vec<(String, Instant)>,
+    /// Open connections per client id (who receives the frames of a resting order's fill).
+    live_clients: HashMap<i32, usize>,
 }
 
 impl Venue {
@@ -797,6 +818,7 @@ impl Venue {
             active_lines: 0,
             refuse_connections: 0,
             hist_recent: Vec::new(),
+            live_clients: HashMap::new(),
         }
     }
 
@@ -1451,7 +1473,8 @@ struct Conn {
     timers: Vec<(Instant, i32, bool)>,
     /// Arrival times of this connection's messages in the last second.
     window: VecDeque<Instant>,
-    close: bool,
+    /// Counted in `Venue::live_clients` (after a successful StartApi).
+    live: bool,
 }
 
 enum Flow {
@@ -1462,7 +1485,10 @@ enum Flow {
 impl Conn {
     fn new(no: usize, stream: TcpStream, venue: Arc<Mutex<Venue>>, stop: Arc<AtomicBool>) -> Conn {
         let _ = stream.set_nodelay(true);
+        // A short read timeout is the idle tick (snapshot ends, resting-order sweep, stop flag);
+        // the write timeout keeps a client that stopped reading from wedging shutdown.
         let _ = stream.set_read_timeout(Some(Duration::from_millis(5)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
         Conn {
             no,
             stream,
@@ -1475,7 +1501,7 @@ impl Conn {
             lines: HashMap::new(),
             timers: Vec::new(),
             window: VecDeque::new(),
-            close: false,
+            live: false,
         }
     }
 
@@ -1548,6 +1574,7 @@ impl Conn {
                 }
             }
             self.on_timers();
+            self.sweep();
             if self.flush().is_err() {
                 return;
             }
@@ -1563,6 +1590,45 @@ impl Conn {
         let mut v = lock(&self.venue);
         for _ in self.lines.drain() {
             v.close_line();
+        }
+        if self.live {
+            if let Some(n) = v.live_clients.get_mut(&self.client_id) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Re-evaluates resting orders against the current market (a test may move prices or
+    /// `fill_at` through `FakeIb::venue()`): this connection fills its own client's orders and
+    /// sends the fill sequence; orders of clients with no open connection fill silently (their
+    /// fills show up later through executions / completed orders / positions).
+    fn sweep(&mut self) {
+        let mine = {
+            let mut v = lock(&self.venue);
+            let due: Vec<(i32, bool, f64)> = v
+                .orders
+                .values()
+                .filter(|o| o.is_working())
+                .filter_map(|o| {
+                    let own = o.client_id == self.client_id;
+                    let orphan = v.live_clients.get(&o.client_id).copied().unwrap_or(0) == 0;
+                    if !(own || orphan) {
+                        return None;
+                    }
+                    v.fill_price(o).map(|p| (o.order_id, own, p))
+                })
+                .collect();
+            let mut mine = Vec::new();
+            for (order_id, own, price) in due {
+                let execs = v.execute(order_id, price);
+                if own {
+                    mine.push((order_id, execs));
+                }
+            }
+            mine
+        };
+        for (order_id, execs) in mine {
+            self.send_fill(order_id, &execs);
         }
     }
 
@@ -1608,6 +1674,11 @@ impl Conn {
             self.error(-1, 326, "Unable to connect as the client id is already in use. Retry with a unique client id.");
             return Err(());
         }
+        *lock(&self.venue)
+            .live_clients
+            .entry(self.client_id)
+            .or_insert(0) += 1;
+        self.live = true;
         self.send(
             wire::NEXT_VALID_ID,
             &proto::NextValidId {
@@ -1713,6 +1784,11 @@ impl Conn {
             Request::HistoricalData(r) => self.historical(wire_id, r),
             Request::PlaceOrder(r) => return self.place_order(wire_id, *r),
             Request::CancelOrder(r) => self.cancel_order(r),
+            Request::Ids(_) if self.fault_error(wire_id, -1, &Haystack::default()) => {}
+            Request::OpenOrders | Request::AllOpenOrders | Request::CompletedOrders(_)
+                if self.fault_error(wire_id, -1, &Haystack::default()) => {}
+            Request::Executions(r)
+                if self.fault_error(wire_id, r.req_id.unwrap_or(0), &Haystack::default()) => {}
             Request::Ids(_) => {
                 let id = lock(&self.venue).next_valid_id;
                 self.send(
