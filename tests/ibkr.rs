@@ -97,7 +97,7 @@ fn market() -> Market {
 
 /// A desk on the fake gateway: source and broker `ibkr`, a small universe, short
 /// timeouts; dispersion on QQQ against AAPL and MSFT.
-fn desk(fake: &FakeIb, extra_ibkr: &str) -> Desk {
+fn ib_desk(fake: &FakeIb, extra_ibkr: &str) -> Desk {
     let desk = Desk::new();
     let text = desk.desk_toml_for("ibkr", &["[ibkr]", "[broker]"]);
     desk.write_config(
@@ -188,7 +188,7 @@ fn paced(fake: &FakeIb) {
 fn a_day_on_ib_fetches_trades_a_combo_records_fills_and_reconciles() {
     let _w = Watchdog::new(Duration::from_secs(240));
     let fake = FakeIb::start(market());
-    let desk = desk(&fake, "");
+    let desk = ib_desk(&fake, "");
     let out = ok(&desk, &["run", "daily", "--as-of", AS_OF]);
     paced(&fake);
     let quotes = desk.count("SELECT count(*) FROM option_quotes WHERE source = 'ibkr'");
@@ -255,4 +255,235 @@ fn a_day_on_ib_fetches_trades_a_combo_records_fills_and_reconciles() {
         "{diff}"
     );
     assert!(diff.contains("cash") && diff.contains("12.34"), "{diff}");
+}
+
+#[test]
+fn an_order_ib_never_fills_is_repriced_toward_the_natural_then_cancelled_with_the_reason() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let fake = FakeIb::start(Market {
+        fill_at: f64::INFINITY,
+        ..market()
+    });
+    let desk = ib_desk(&fake, "");
+    let out = ok(&desk, &["job", "run", "fetch_chains", "--as-of", AS_OF]);
+    for job in ["compute_vol", "correlation", "select_trades"] {
+        ok(&desk, &["job", "run", job, "--as-of", AS_OF]);
+    }
+    let cancelled: Vec<(String, String)> = {
+        let c = desk.open();
+        let mut s = c
+            .prepare("SELECT DISTINCT order_ref, reason FROM orders WHERE status = 'cancelled' ORDER BY 1")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert!(!cancelled.is_empty(), "nothing cancelled:\n{out}");
+    for (r, why) in &cancelled {
+        assert!(
+            why.contains("not filled at 3 price(s) from the mid toward the natural")
+                && why.contains("cancelled"),
+            "{r}: {why}"
+        );
+    }
+    assert_eq!(desk.count("SELECT count(*) FROM fills"), 0);
+    let v = fake.venue();
+    // Each IB order: placed once, re-priced twice, cancelled.
+    assert!(!v.orders.is_empty());
+    for o in v.orders.values() {
+        assert_eq!(o.status, "Cancelled", "{} {}", o.order_ref, o.status);
+    }
+    let sent = v
+        .stats
+        .requests
+        .get(&fake_ib::wire::PLACE_ORDER)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(sent, 3 * v.orders.len(), "placements and modifications");
+    assert!(v.stats.placed_refs.values().all(|n| *n == 1));
+    drop(v);
+    let check = ok(&desk, &["check", "--broker"]);
+    assert!(check.contains("matches ibkr: 0 positions"), "{check}");
+}
+
+#[test]
+fn a_run_killed_after_sending_records_the_fills_next_time_and_sends_nothing_twice() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    for point in ["select_trades:after_submit:abort", "ibkr:after_send:abort"] {
+        let fake = FakeIb::start(market());
+        let desk = ib_desk(&fake, "");
+        let o = desk
+            .cmd()
+            .env("OPTDESK_IB_ACCOUNT", ACCOUNT)
+            .env("OPTDESK_FAILPOINT", point)
+            .args(["run", "daily", "--as-of", AS_OF])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{point}: the run was to be killed");
+        let sent_before = fake.venue().stats.placed_refs.len();
+        assert!(
+            sent_before >= 1,
+            "{point}: an order reached IB before the kill"
+        );
+        assert_eq!(desk.count("SELECT count(*) FROM fills"), 0, "{point}");
+        let out = ok(&desk, &["run", "daily", "--as-of", AS_OF]);
+        assert!(
+            out.contains("completed 1 order(s) an earlier run left open"),
+            "{point}:\n{out}"
+        );
+        let v = fake.venue();
+        for (r, n) in &v.stats.placed_refs {
+            assert_eq!(*n, 1, "{point}: {r} sent {n} times");
+        }
+        // Every execution IB made is a fill in the store, once.
+        let ib_fills = v
+            .executions
+            .iter()
+            .filter(|e| e.contract.sec_type.as_deref() != Some("BAG"))
+            .count() as i64;
+        drop(v);
+        assert_eq!(
+            desk.count("SELECT count(*) FROM fills"),
+            ib_fills,
+            "{point}"
+        );
+        let check = ok(&desk, &["check", "--broker"]);
+        assert!(check.contains("matches ibkr"), "{point}: {check}");
+    }
+}
+
+#[test]
+fn flatten_closes_every_position_through_ib() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let fake = FakeIb::start(market());
+    let desk = ib_desk(&fake, "");
+    ok(&desk, &["run", "daily", "--as-of", AS_OF]);
+    let open = desk.count("SELECT count(*) FROM positions_as_of('2024-11-21'::DATE)");
+    assert!(open > 0);
+    let out = ok(&desk, &["flatten", "--as-of", AS_OF]);
+    assert!(out.contains(&format!("closed {open} positions")), "{out}");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM positions_as_of('2024-11-21'::DATE)"),
+        0
+    );
+    assert!(fake.venue().positions.values().all(|p| p.quantity == 0.0));
+    let check = ok(&desk, &["check", "--broker"]);
+    assert!(check.contains("matches ibkr: 0 positions"), "{check}");
+}
+
+#[test]
+fn a_dropped_connection_is_retried_a_bounded_number_of_times_then_fails_leaving_no_partial_day() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let fake = FakeIb::start(market());
+    fake.venue().faults.push(fake_ib::Fault::CloseAfter {
+        requests: 40,
+        refuse_connections: 10,
+    });
+    let desk = ib_desk(&fake, "");
+    let out = fails(&desk, &["run", "daily", "--as-of", AS_OF]);
+    assert!(
+        out.contains("fetch_chains") && out.contains("failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gave up after 1 reconnect attempt(s) (ibkr.reconnect_attempts = 1)"),
+        "the reason names the connection and the bound:\n{out}"
+    );
+    for t in ["option_quotes", "underlying_quotes", "fills", "orders"] {
+        assert_eq!(
+            desk.count(&format!("SELECT count(*) FROM {t}")),
+            0,
+            "{t} holds part of the day"
+        );
+    }
+    let connections = fake.venue().stats.connections;
+    assert!(
+        (2..=4).contains(&connections),
+        "one connection and a bounded number of reconnects, not {connections}"
+    );
+}
+
+#[test]
+fn live_trading_is_refused_without_both_opt_ins() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    // A live port: refused before connecting.
+    let fake = FakeIb::start(Market::default());
+    let desk = ib_desk(&fake, "");
+    let text = std::fs::read_to_string(desk.jobs.join("desk.toml"))
+        .unwrap()
+        .replace(&format!("port = {}", fake.port()), "port = 7496");
+    desk.write_config("desk.toml", &text);
+    let out = fails(&desk, &["ib", "check"]);
+    assert!(
+        out.contains("refusing live trading") && out.contains("7496"),
+        "{out}"
+    );
+    assert_eq!(fake.venue().stats.connections, 0);
+    // Both opt-ins: it goes on to connect (nothing listens on 7496 here).
+    desk.write_config("desk.toml", &format!("{text}allow_live = true\n"));
+    let o = desk
+        .cmd()
+        .env("OPTDESK_IB_ALLOW_LIVE", "1")
+        .args(["ib", "check"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!out.contains("refusing live trading"), "{out}");
+    assert!(out.contains("127.0.0.1:7496"), "{out}");
+
+    // A live account on a paper port: refused after the handshake, accepted with both.
+    let fake = FakeIb::start(Market {
+        accounts: vec!["U7654321".into()],
+        ..Market::default()
+    });
+    let desk = ib_desk(&fake, "");
+    let o = desk
+        .cmd()
+        .args(["ib", "check", "--symbol", "AAPL"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(
+        out.contains("not a paper account") && !out.contains("7654321"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
+    desk.write_config("desk.toml", &format!("{text}allow_live = true\n"));
+    let o = desk
+        .cmd()
+        .env("OPTDESK_IB_ALLOW_LIVE", "1")
+        .args(["ib", "check", "--symbol", "AAPL"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("LIVE"));
+}
+
+#[test]
+fn ib_check_prints_the_connection_and_a_quote_with_its_computation() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let fake = FakeIb::start(Market::default());
+    let desk = ib_desk(&fake, "");
+    let out = ok(&desk, &["ib", "check", "--symbol", "AAPL"]);
+    for want in [
+        "server version 226",
+        "DU•••567 (paper)",
+        "orders go to DU•••567",
+        "market data: live",
+        "AAPL (conId 265598): bid 199.95 ask 200.05",
+        "IB's computation: IV",
+        "delta",
+    ] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    assert!(!out.contains("1234567"), "the account id is masked:\n{out}");
+    // Nothing listening: what to fix.
+    drop(fake);
+    let out = fails(&desk, &["ib", "check"]);
+    assert!(
+        out.contains("cannot connect") && out.contains("API"),
+        "{out}"
+    );
 }

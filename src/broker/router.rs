@@ -241,6 +241,12 @@ impl<'a> Router<'a> {
             }
             let reference = order.reference();
             match self.broker.order_status(&reference)? {
+                Some(_) if status == OrderStatus::Pending && created_at == self.at => {
+                    // The broker has it, or part of it (a multi-part order cut short):
+                    // submitting again sends only what the broker lacks (brokers look
+                    // the reference up first) and records it as a first run would.
+                    out.push(self.send(resume_recorded(order))?);
+                }
                 Some(known) => {
                     if status == OrderStatus::Pending {
                         orders::append_event(

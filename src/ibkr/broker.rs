@@ -562,19 +562,24 @@ impl Broker for IbkrBroker<'_> {
             return self.paper.submit(order, at);
         }
         let reference = o.reference();
-        let known = self.lookup(&reference)?;
-        if !known.parts.is_empty() {
-            // IB has it (a run that died after sending): never sent again.
-            return Ok(known
-                .parts
-                .keys()
-                .map(|k| k.to_string())
+        // What IB already has of this order (a run that died after sending some or all
+        // of its parts) is never sent again; only the parts it lacks are.
+        let known: HashMap<String, i32> = self
+            .lookup(&reference)?
+            .parts
+            .into_iter()
+            .map(|(id, p)| (p.3, id))
+            .collect();
+        let parts = Self::parts(o);
+        if parts.iter().all(|p| known.contains_key(&p.order_ref)) {
+            return Ok(parts
+                .iter()
+                .map(|p| known[&p.order_ref].to_string())
                 .collect::<Vec<_>>()
                 .join(","));
         }
         let s = self.session()?;
         let account = s.trading_account()?.to_string();
-        let parts = Self::parts(o);
         let limit = match o.order_type {
             OrderType::Limit(p) if parts.len() == 1 => Some(p),
             _ => None,
@@ -582,14 +587,20 @@ impl Broker for IbkrBroker<'_> {
         // Price every part before sending any: a part that cannot be priced rejects the
         // whole order before IB sees it.
         let mut ready = Vec::new();
-        for part in &parts {
+        for part in parts.iter().filter(|p| !known.contains_key(&p.order_ref)) {
             let ib = self.part_contract(&s, part)?;
             let ladder = self.ladder(&ib.ratios, ib.action, limit)?;
             ready.push((ib, ladder));
         }
+        let mut ready = ready.into_iter();
         let mut ids = Vec::new();
         let mut why_cancelled = Vec::new();
-        for (part, (ib, ladder)) in parts.iter().zip(ready) {
+        for part in &parts {
+            if let Some(id) = known.get(&part.order_ref) {
+                ids.push(id.to_string());
+                continue;
+            }
+            let (ib, ladder) = ready.next().expect("one priced part per unknown part");
             let (id, cancelled) = self.work(&s, part, &ib, &ladder, &account)?;
             ids.push(id.to_string());
             if let Some(w) = cancelled {

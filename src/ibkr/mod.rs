@@ -356,7 +356,10 @@ impl Session {
             .address(addr.clone())
             .client_id(cfg.client_id)
             .one_shot_timeout(Duration::from_secs(cfg.request_timeout_secs))
-            .max_reconnect_attempts(cfg.reconnect_attempts)
+            // optdesk reconnects itself (a new connection, the request made again from
+            // the start, `reconnect_attempts` times): ibapi's own reconnection would
+            // replay half-finished requests behind the job's back.
+            .max_reconnect_attempts(0)
             .rate_limiter(ibapi::RateLimiter::per_second(cfg.max_messages_per_sec));
         // ibapi's connect has no overall bound (30 one-second idle reads per frame):
         // bound it here; a connect that never returns is left behind with its thread.
@@ -476,10 +479,19 @@ fn connect_error(addr: &str, e: ibapi::Error) -> IbError {
     }
 }
 
+static SESSION: Mutex<Option<Arc<Session>>> = Mutex::new(None);
+
+/// Forget the process's connection (it was lost): the next [`session`] connects anew.
+pub fn drop_session() {
+    let mut held = SESSION.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = held.take() {
+        s.client.disconnect();
+    }
+}
+
 /// The process's one connection, shared by the source and the broker (one client id);
 /// made on first use, made again if it was lost.
 pub fn session(cfg: &IbkrConfig) -> Result<Arc<Session>, IbError> {
-    static SESSION: Mutex<Option<Arc<Session>>> = Mutex::new(None);
     let mut held = SESSION.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(s) = held.as_ref() {
         if s.cfg == *cfg && s.client.is_connected() {

@@ -1029,16 +1029,8 @@ impl IbkrSource {
     }
 }
 
-impl MarketData for IbkrSource {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn default_symbols(&self) -> Vec<String> {
-        self.cfg.symbols.clone()
-    }
-
-    fn snapshot(
+impl IbkrSource {
+    fn snapshot_once(
         &self,
         quote_time: NaiveDateTime,
         symbols: &[String],
@@ -1076,7 +1068,7 @@ impl MarketData for IbkrSource {
         Ok(snap)
     }
 
-    fn daily_bars(
+    fn daily_bars_once(
         &self,
         symbols: &[String],
         dates: &[NaiveDate],
@@ -1125,7 +1117,7 @@ impl MarketData for IbkrSource {
         Ok(out)
     }
 
-    fn atm_iv_history(
+    fn atm_iv_history_once(
         &self,
         symbols: &[String],
         dates: &[NaiveDate],
@@ -1155,6 +1147,73 @@ impl MarketData for IbkrSource {
             }
         }
         Ok(Some(out))
+    }
+}
+
+impl IbkrSource {
+    /// `f` again on a new connection when the connection was lost (or could not be
+    /// made), at most `ibkr.reconnect_attempts` times, a second more between each; then
+    /// the loss, with the attempts made. A request is all or nothing, so it is simply
+    /// made again from the start.
+    fn reconnecting<T>(
+        &self,
+        mut f: impl FnMut() -> Result<T, SourceError>,
+    ) -> Result<T, SourceError> {
+        let bound = self.cfg.reconnect_attempts;
+        let mut attempt = 0;
+        loop {
+            match f() {
+                Err(SourceError::Disconnected { reason }) if attempt < bound => {
+                    attempt += 1;
+                    tracing::warn!("ibkr: {reason}; reconnecting ({attempt} of {bound})");
+                    super::drop_session();
+                    std::thread::sleep(Duration::from_secs(attempt as u64));
+                }
+                Err(SourceError::Disconnected { reason }) => {
+                    return Err(SourceError::Disconnected {
+                        reason: format!(
+                            "{reason}; gave up after {attempt} reconnect attempt(s) (ibkr.reconnect_attempts = {bound})"
+                        ),
+                    })
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl MarketData for IbkrSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn default_symbols(&self) -> Vec<String> {
+        self.cfg.symbols.clone()
+    }
+
+    fn snapshot(
+        &self,
+        quote_time: NaiveDateTime,
+        symbols: &[String],
+        max_expiry_days: u32,
+    ) -> Result<Snapshot, SourceError> {
+        self.reconnecting(|| self.snapshot_once(quote_time, symbols, max_expiry_days))
+    }
+
+    fn daily_bars(
+        &self,
+        symbols: &[String],
+        dates: &[NaiveDate],
+    ) -> Result<Vec<DailyBar>, SourceError> {
+        self.reconnecting(|| self.daily_bars_once(symbols, dates))
+    }
+
+    fn atm_iv_history(
+        &self,
+        symbols: &[String],
+        dates: &[NaiveDate],
+    ) -> Result<Option<Vec<IvPoint>>, SourceError> {
+        self.reconnecting(|| self.atm_iv_history_once(symbols, dates))
     }
 }
 
