@@ -373,6 +373,58 @@ fn flatten_closes_every_position_through_ib() {
 }
 
 #[test]
+fn a_kill_switch_set_to_flatten_closes_through_ib_and_a_rejected_order_keeps_ibs_reason() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let fake = FakeIb::start(market());
+    // IB rejects the SPY call the premium strategy sells; the rest fill.
+    fake.venue().faults.push(fake_ib::Fault::Error {
+        msg: fake_ib::wire::PLACE_ORDER,
+        symbol: Some("call_premium".into()),
+        code: 201,
+        text: "Order rejected - reason: the account cannot short this option".into(),
+        times: usize::MAX,
+    });
+    let desk = ib_desk(&fake, "");
+    ok(&desk, &["run", "daily", "--as-of", AS_OF]);
+    let reason: String = desk
+        .open()
+        .query_row(
+            "SELECT any_value(reason) FROM orders WHERE status = 'rejected' AND order_ref LIKE '%call_premium%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        reason.contains("the account cannot short this option") && reason.contains("201"),
+        "{reason}"
+    );
+    let open = desk.count("SELECT count(*) FROM positions_as_of('2024-11-21'::DATE)");
+    assert!(open > 0);
+    ok(&desk, &["kill", "on"]);
+    let text = std::fs::read_to_string(desk.jobs.join("select_trades.toml")).unwrap();
+    desk.write_config(
+        "select_trades.toml",
+        &text.replace("[risk]", "[risk]\nkill_flattens = true"),
+    );
+    let out = ok(&desk, &["job", "run", "select_trades", "--as-of", AS_OF]);
+    assert!(
+        out.contains("kill switch on, set to flatten")
+            && out.contains(&format!("closed {open} positions")),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM positions_as_of('2024-11-21'::DATE)"),
+        0
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM risk_decisions WHERE rule = 'flatten' AND reason LIKE 'kill switch%'"),
+        open
+    );
+    let check = ok(&desk, &["check", "--broker"]);
+    assert!(check.contains("matches ibkr: 0 positions"), "{check}");
+}
+
+#[test]
 fn a_dropped_connection_is_retried_a_bounded_number_of_times_then_fails_leaving_no_partial_day() {
     let _w = Watchdog::new(Duration::from_secs(240));
     let fake = FakeIb::start(market());

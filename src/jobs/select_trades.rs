@@ -232,6 +232,25 @@ impl Job for SelectTrades {
                     .join(", ")
             )
         };
+        // A kill switch set to flatten: close everything, propose nothing.
+        if self.risk.kill_flattens && (self.risk.kill_switch || self.kill_file.exists()) {
+            let why = if self.risk.kill_switch {
+                "kill switch (risk.kill_switch = true, risk.kill_flattens = true): close every open position".to_string()
+            } else {
+                format!(
+                    "kill switch ({} exists, risk.kill_flattens = true): close every open position",
+                    self.kill_file.display()
+                )
+            };
+            let c = super::flatten::close_all(ctx, &mut router, &why)?;
+            return Ok(JobOutput {
+                rows_written: rows + c.written,
+                summary: format!(
+                    "kill switch on, set to flatten: no new entries; {}{resumed_note}",
+                    c.summary(ctx)
+                ),
+            });
+        }
         // A snapshot whose run completed is decided: nothing more. A run that died
         // after committing some decisions (and their intents) is continued: what it
         // decided stays decided, the rest is decided now.

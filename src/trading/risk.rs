@@ -31,6 +31,9 @@ pub struct RiskConfig {
     /// The configuration's kill switch (the file data/KILL and `optdesk kill on` are
     /// the others): halts new entries.
     pub kill_switch: bool,
+    /// While any kill switch is on, `select_trades` also closes every open position
+    /// (through the configured broker) instead of only halting entries.
+    pub kill_flattens: bool,
     /// Halt entries on an underlying that moved more than this × its expected move.
     pub vol_move_multiple: f64,
     /// Halt all entries when VIX rose more than this many points since the last session.
@@ -45,6 +48,7 @@ impl Default for RiskConfig {
             max_open_per_strategy: 10,
             max_open_per_underlying: 4,
             kill_switch: false,
+            kill_flattens: false,
             vol_move_multiple: 1.25,
             vix_jump_points: 3.0,
         }
