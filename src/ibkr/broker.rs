@@ -114,6 +114,18 @@ impl<'c> IbkrBroker<'c> {
         Duration::from_secs(self.cfg.request_timeout_secs)
     }
 
+    /// The time left until `deadline` (a request's bound), or the timeout.
+    fn left_until(&self, deadline: Instant) -> Result<Duration, BrokerError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BrokerError::Timeout {
+                broker: NAME,
+                secs: self.cfg.request_timeout_secs,
+            });
+        }
+        Ok(left)
+    }
+
     /// Whether the paper book holds this order (a settlement booked here).
     fn settled_here(&mut self, order_ref: &str) -> Result<Option<BrokerOrder>, BrokerError> {
         self.paper.order_status(order_ref)
@@ -484,13 +496,7 @@ impl<'c> IbkrBroker<'c> {
         let sub = s.client.cancel_order(id, "").map_err(|e| s.err(e, &what))?;
         let deadline = Instant::now() + self.timeout();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(BrokerError::Timeout {
-                    broker: NAME,
-                    secs: self.cfg.request_timeout_secs,
-                });
-            }
+            let left = self.left_until(deadline)?;
             match sub.next_timeout(left) {
                 Some(Ok(SubscriptionItem::Data(ibapi::orders::CancelOrder::OrderStatus(st)))) => {
                     match st.status {
@@ -782,13 +788,7 @@ impl Broker for IbkrBroker<'_> {
         let deadline = Instant::now() + self.timeout();
         let mut out: BTreeMap<String, i64> = BTreeMap::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(BrokerError::Timeout {
-                    broker: NAME,
-                    secs: self.cfg.request_timeout_secs,
-                });
-            }
+            let left = self.left_until(deadline)?;
             match sub.next_timeout(left) {
                 Some(Ok(SubscriptionItem::Data(ibapi::accounts::PositionUpdate::Position(p)))) => {
                     if p.account != account || p.position == 0.0 {
@@ -829,13 +829,7 @@ impl Broker for IbkrBroker<'_> {
         let deadline = Instant::now() + self.timeout();
         let mut cash = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(BrokerError::Timeout {
-                    broker: NAME,
-                    secs: self.cfg.request_timeout_secs,
-                });
-            }
+            let left = self.left_until(deadline)?;
             match sub.next_timeout(left) {
                 Some(Ok(SubscriptionItem::Data(
                     ibapi::accounts::AccountSummaryResult::Summary(r),
