@@ -109,6 +109,15 @@ pub enum Cmd {
         /// name any damaged table.
         #[arg(long)]
         deep: bool,
+        /// Also compare the store's positions and cash with the broker's
+        /// (`[broker] kind`), naming every difference.
+        #[arg(long)]
+        broker: bool,
+    },
+    /// Interactive Brokers: `optdesk ib check` tests the connection to TWS/IB Gateway.
+    Ib {
+        #[command(subcommand)]
+        cmd: IbCmd,
     },
     /// Copy the store into a new folder under its write lock, with a manifest (schema
     /// version, optdesk version, SHA-256 of each file); the copy is read back whole.
@@ -269,6 +278,18 @@ pub enum JobCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum IbCmd {
+    /// Connect to TWS/IB Gateway (`[ibkr]`) and print the server version, the accounts,
+    /// paper or live, the market-data type, and a quote of SPY and of one SPY option
+    /// with IB's option computation; each failure with what to fix in TWS.
+    Check {
+        /// The underlying to quote.
+        #[arg(long, default_value = "SPY")]
+        symbol: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum RunWhat {
     /// Every job in order; stops at the first failure and records the rest as skipped.
     Daily {
@@ -407,7 +428,13 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         ),
         Cmd::Report { as_of, out, open } => report(ctx, as_of, out, open),
         Cmd::Status => status(ctx),
-        Cmd::Check { deep } => check(ctx, deep),
+        Cmd::Check { deep, broker } => {
+            let ok = check(ctx, deep)?;
+            Ok(if broker { check_broker(ctx)? && ok } else { ok })
+        }
+        Cmd::Ib {
+            cmd: IbCmd::Check { symbol },
+        } => ib_check(ctx, &symbol),
         Cmd::Backup { dir } => backup(ctx, &dir),
         Cmd::Restore { dir, force } => restore(ctx, &dir, force),
         Cmd::Import {
@@ -930,6 +957,55 @@ fn check(ctx: &Ctx, deep: bool) -> Result<bool> {
             r.problems.len()
         );
         Ok(false)
+    }
+}
+
+/// `check --broker`: the store's positions and cash against the broker's.
+fn check_broker(ctx: &Ctx) -> Result<bool> {
+    let config = ctx.config()?;
+    let (choice, _) = crate::jobs::BrokerChoice::from_config(&config)?;
+    let store = open_reader(ctx)?;
+    let as_of = today_ny();
+    let at = as_of.and_hms_opt(16, 0, 0).expect("a time");
+    let mut broker = choice.make(&store.conn, as_of, at);
+    let r = crate::broker::reconcile(&store.conn, broker.as_mut(), as_of)
+        .map_err(|e| anyhow::anyhow!("cannot compare with the broker: {e}"))?;
+    if r.differences.is_empty() {
+        outln!(
+            "matches {}: {} positions{}",
+            broker.name(),
+            r.positions,
+            r.broker_cash
+                .map(|c| format!(", cash {c}"))
+                .unwrap_or_default()
+        );
+        return Ok(true);
+    }
+    for d in &r.differences {
+        eprintln!("differs from {}: {d}", broker.name());
+    }
+    eprintln!(
+        "{} difference(s) between the store and {}",
+        r.differences.len(),
+        broker.name()
+    );
+    Ok(false)
+}
+
+/// `ib check`: connect, and print what TWS says.
+fn ib_check(ctx: &Ctx, symbol: &str) -> Result<bool> {
+    let config = ctx.config()?;
+    match crate::ibkr::check(&config.desk.ibkr, symbol) {
+        Ok(lines) => {
+            for l in lines {
+                outln!("{l}");
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            eprintln!("ib check failed: {e}");
+            Ok(false)
+        }
     }
 }
 

@@ -334,7 +334,8 @@ fn snapshot_rejected_with_354_surfaces_as_an_error() {
     let c = client(&fake);
     let err = snapshot(&c, &Contract::stock("AAPL").build()).expect_err("354");
     assert_eq!(notice_code(&err), Some(354));
-    // `times: 1`: the next request gets data.
+    // `times: 1`: the next request gets data. (ibapi's snapshot_once would have swallowed the
+    // 354 and returned Ok(vec![]), IBKR.md §2.3; the subscribe + next_timeout loop sees it.)
     snapshot(&c, &Contract::stock("AAPL").build()).expect("second try");
     assert!(fake.venue().faults.is_empty());
 }
@@ -1483,4 +1484,88 @@ mod properties {
             },
         );
     }
+}
+
+#[test]
+fn wait_for_fill_sees_a_live_fill_and_one_from_a_dropped_connection() {
+    use ibapi::orders::OrderOutcome;
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market::default());
+    let opt = fake
+        .venue()
+        .market
+        .option("AAPL", "20261218", 200.0, 'C')
+        .cloned()
+        .expect("option");
+    let contract = Contract::option("AAPL", "20261218", 200.0, OptionRight::Call);
+    // The connection drops right after the order reaches the venue, which fills it.
+    fake.venue().faults.push(Fault::CloseAfterOrderReceived);
+    let lost = {
+        let c = client(&fake);
+        let id = c.next_order_id();
+        c.submit_order(
+            id,
+            &contract,
+            &limit(Action::Buy, 1.0, opt.ask, "desk-wait-1"),
+        )
+        .expect("submit");
+        let deadline = Instant::now() + WAIT;
+        while fake.venue().orders_with_ref("desk-wait-1").is_empty() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        id
+    };
+    // A new session finds the fill through open orders, then completed orders.
+    let c = client(&fake);
+    match c.wait_for_fill(lost, WAIT).expect("wait") {
+        OrderOutcome::Filled(s) => assert_eq!(s.filled, 1.0),
+        other => panic!("expected Filled, got {other:?}"),
+    }
+    // A live order on this connection.
+    let id = c.next_order_id();
+    c.submit_order(
+        id,
+        &contract,
+        &limit(Action::Sell, 1.0, opt.bid, "desk-wait-2"),
+    )
+    .expect("submit");
+    match c.wait_for_fill(id, WAIT).expect("wait") {
+        OrderOutcome::Filled(s) => assert_eq!((s.order_id, s.filled), (id, 1.0)),
+        other => panic!("expected Filled, got {other:?}"),
+    }
+    drop(c);
+    assert_eq!(fake.venue().position(opt.con_id), 0.0);
+}
+
+/// The watchdog itself: run `watchdog_probe` in a child process, where it hangs on purpose,
+/// and check the child is ended with status 101 and names the test.
+#[test]
+fn watchdog_exits_a_hung_test_with_101() {
+    let _w = Watchdog::new(LIMIT);
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "watchdog_probe"])
+        .env(PROBE_ENV, "1")
+        .output()
+        .expect("run the probe");
+    assert_eq!(out.status.code(), Some(101));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("watchdog: test `watchdog_probe`"),
+        "{stderr}"
+    );
+}
+
+const PROBE_ENV: &str = "OPTDESK_FAKE_IB_WATCHDOG_PROBE";
+
+/// Hangs only in the child process started by `watchdog_exits_a_hung_test_with_101`;
+/// returns at once in a normal run (so `--include-ignored` runs stay safe too).
+#[test]
+fn watchdog_probe() {
+    if std::env::var_os(PROBE_ENV).is_none() {
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(10));
 }

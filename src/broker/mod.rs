@@ -112,8 +112,8 @@ pub trait Broker {
     ) -> Result<String, BrokerError>;
     /// What the broker knows of an order by our reference; `None` if it never got it.
     fn order_status(&mut self, order_ref: &str) -> Result<Option<BrokerOrder>, BrokerError>;
-    /// The executions of an order so far.
-    fn executions(&mut self, order_ref: &str) -> Result<Vec<Execution>, BrokerError>;
+    /// The executions of an order so far (each mapped to the order's leg it filled).
+    fn executions(&mut self, order: &Order) -> Result<Vec<Execution>, BrokerError>;
     /// Orders the broker is still working.
     fn open_orders(&mut self) -> Result<Vec<BrokerOrder>, BrokerError>;
     /// What the broker holds for the account: (instrument key, net quantity), for
@@ -121,6 +121,11 @@ pub trait Broker {
     fn positions(&mut self) -> Result<Vec<(String, i64)>, BrokerError>;
     /// Ask the broker to cancel a working order.
     fn cancel(&mut self, order_ref: &str) -> Result<(), BrokerError>;
+    /// The account's cash at the broker, when the broker keeps an account (`None` for
+    /// the paper broker, whose cash is the store's).
+    fn cash(&mut self) -> Result<Option<Price>, BrokerError> {
+        Ok(None)
+    }
 }
 
 /// The paper broker's settings: `jobs/desk.toml [broker]`, or for the two keys that
@@ -198,4 +203,80 @@ pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>)
         },
         notes,
     ))
+}
+
+/// Compare the store's open positions (summed over strategies, by instrument) and cash
+/// with what the broker reports; every difference, in words. Positions are compared
+/// with every broker; cash with one that keeps an account.
+pub fn reconcile(
+    conn: &duckdb::Connection,
+    broker: &mut dyn Broker,
+    as_of: chrono::NaiveDate,
+) -> Result<Reconciled, String> {
+    use std::collections::BTreeMap;
+    let mut ours: BTreeMap<String, i64> = BTreeMap::new();
+    for p in
+        crate::store::repo::positions::open_positions(conn, as_of).map_err(|e| e.to_string())?
+    {
+        *ours.entry(p.instrument.key()).or_default() += p.quantity;
+    }
+    ours.retain(|_, q| *q != 0);
+    let theirs: BTreeMap<String, i64> = broker
+        .positions()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|(_, q)| *q != 0)
+        .collect();
+    let mut differences = Vec::new();
+    for (k, q) in &ours {
+        match theirs.get(k) {
+            None => differences.push(format!(
+                "{}: the store holds {q}, {} holds none",
+                k.trim(),
+                broker.name()
+            )),
+            Some(t) if t != q => differences.push(format!(
+                "{}: the store holds {q}, {} holds {t}",
+                k.trim(),
+                broker.name()
+            )),
+            _ => {}
+        }
+    }
+    for (k, t) in &theirs {
+        if !ours.contains_key(k) {
+            differences.push(format!(
+                "{}: {} holds {t}, the store holds none",
+                k.trim(),
+                broker.name()
+            ));
+        }
+    }
+    let cash = crate::store::repo::day::cash(conn, as_of).map_err(|e| e.to_string())?;
+    let broker_cash = broker.cash().map_err(|e| e.to_string())?;
+    if let Some(b) = broker_cash {
+        if b != cash {
+            differences.push(format!(
+                "cash: the store has {cash}, {} reports {b} (difference {})",
+                broker.name(),
+                b - cash
+            ));
+        }
+    }
+    Ok(Reconciled {
+        positions: ours.len(),
+        cash,
+        broker_cash,
+        differences,
+    })
+}
+
+/// What [`reconcile`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciled {
+    /// Instruments the store holds.
+    pub positions: usize,
+    pub cash: Price,
+    pub broker_cash: Option<Price>,
+    pub differences: Vec<String>,
 }

@@ -187,7 +187,13 @@ impl<'a> PaperBroker<'a> {
         }
     }
 
-    fn quote(&self, i: &Instrument) -> Option<Quote> {
+    /// The snapshot's time (New York).
+    pub fn quote_time(&self) -> NaiveDateTime {
+        self.quote_time
+    }
+
+    /// The snapshot's quote of an instrument (shares at the underlying's price).
+    pub fn quote(&self, i: &Instrument) -> Option<Quote> {
         let row: Option<(f64, f64)> = match i {
             Instrument::Option(o) => self
                 .conn
@@ -323,7 +329,8 @@ impl Broker for PaperBroker<'_> {
         }))
     }
 
-    fn executions(&mut self, order_ref: &str) -> Result<Vec<Execution>, BrokerError> {
+    fn executions(&mut self, order: &Order) -> Result<Vec<Execution>, BrokerError> {
+        let order_ref = &order.reference();
         let mut s = self
             .conn
             .prepare(

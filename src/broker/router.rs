@@ -115,7 +115,23 @@ impl<'a> Router<'a> {
                 // The broker has it: so must the store, before anything else can fail.
                 self.commit()?;
                 crate::failpoint::hit(self.job, "after_submit").map_err(RouterError::Failpoint)?;
-                self.collect(approved.inner(), OrderStatus::Submitted)
+                let placed = self.collect(approved.inner(), OrderStatus::Submitted)?;
+                if placed.status != OrderStatus::Submitted || !placed.fills.is_empty() {
+                    return Ok(placed);
+                }
+                // Not filled: a broker that works an order (re-pricing, then cancelling)
+                // may have ended it already; record how, with its reason.
+                match self.broker.order_status(&reference)? {
+                    Some(known)
+                        if matches!(
+                            known.status,
+                            OrderStatus::Cancelled | OrderStatus::Rejected | OrderStatus::Expired
+                        ) =>
+                    {
+                        self.end(reference, known.status, known.reason)
+                    }
+                    _ => Ok(placed),
+                }
             }
             Err(e @ BrokerError::Rejected { .. }) => {
                 self.end(reference, OrderStatus::Rejected, Some(e.to_string()))
@@ -161,7 +177,7 @@ impl<'a> Router<'a> {
     fn collect(&mut self, order: &Order, mut status: OrderStatus) -> Result<Placed, RouterError> {
         let broker = self.broker.name();
         let reference = order.reference();
-        let executions = self.broker.executions(&reference)?;
+        let executions = self.broker.executions(order)?;
         let mut fills = Vec::new();
         for e in &executions {
             let f = fill_of(order, e);
@@ -335,7 +351,8 @@ mod tests {
                 reason: None,
             }))
         }
-        fn executions(&mut self, r: &str) -> Result<Vec<Execution>, BrokerError> {
+        fn executions(&mut self, order: &Order) -> Result<Vec<Execution>, BrokerError> {
+            let r = &order.reference();
             let Some((o, shown)) = self.orders.get_mut(r) else {
                 return Ok(Vec::new());
             };
@@ -346,7 +363,7 @@ mod tests {
                 .iter()
                 .map(|(q, id)| Execution {
                     exec_id: id.to_string(),
-                    order_ref: r.into(),
+                    order_ref: r.clone(),
                     leg: 0,
                     broker_order_id: "V-1".into(),
                     at,

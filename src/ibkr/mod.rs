@@ -493,6 +493,42 @@ pub fn session(cfg: &IbkrConfig) -> Result<Arc<Session>, IbError> {
     Ok(s)
 }
 
+/// `optdesk ib check`: connect (a connection of its own), and say what TWS says: the
+/// server version, the accounts (masked), paper or live, the market-data type, then a
+/// quote of `symbol` and of its nearest at-the-money option with IB's computation.
+pub fn check(cfg: &IbkrConfig, symbol: &str) -> Result<Vec<String>, IbError> {
+    let s = Session::connect(cfg)?;
+    let mut out = vec![
+        format!(
+            "connected to {} as client id {}: server version {}",
+            Session::addr(cfg),
+            cfg.client_id,
+            s.server_version
+        ),
+        format!(
+            "accounts: {} ({})",
+            s.accounts
+                .iter()
+                .map(|a| mask(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if s.accounts.iter().all(|a| is_paper_account(a)) {
+                "paper"
+            } else {
+                "LIVE"
+            }
+        ),
+        match &s.account {
+            Some(a) => format!("orders go to {}", mask(a)),
+            None => format!("orders go nowhere yet: set {ACCOUNT_ENV} to one of the accounts"),
+        },
+        format!("market data: {:?} (ibkr.market_data)", cfg.market_data).to_lowercase(),
+    ];
+    out.extend(source::check_quotes(&s, symbol)?);
+    s.client.disconnect();
+    Ok(out)
+}
+
 /// Index symbols IB lists as IND, with their exchange.
 pub fn index_exchange(symbol: &str) -> Option<&'static str> {
     match symbol {

@@ -1158,6 +1158,104 @@ impl MarketData for IbkrSource {
     }
 }
 
+/// For `optdesk ib check`: a quote of `symbol`, and of the call nearest the money in its
+/// nearest expiry with IB's option computation.
+pub fn check_quotes(s: &Session, symbol: &str) -> Result<Vec<String>, IbError> {
+    let src = IbkrSource {
+        cfg: s.cfg.clone(),
+        rate: RiskFreeRate::Fixed {
+            rate: 0.0,
+            key: "ib check",
+        },
+    };
+    src.check_quotes(s, symbol)
+        .map_err(|e| IbError::Other(e.to_string()))
+}
+
+impl IbkrSource {
+    fn check_quotes(&self, s: &Session, symbol: &str) -> Result<Vec<String>, SourceError> {
+        let show = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
+        let und = self.underlying(s, symbol)?;
+        let f = self
+            .snapshots(s, &[(symbol.to_string(), und.clone())])?
+            .remove(0);
+        let mut out = vec![format!(
+            "{symbol} (conId {}): bid {} ask {} last {} close {}{}",
+            und.contract_id,
+            show(f.bid),
+            show(f.ask),
+            show(f.last),
+            show(f.close),
+            if f.delayed { " (delayed)" } else { "" }
+        )];
+        let Some(px) = f.price_of_underlying() else {
+            out.push(format!(
+                "{symbol}: no price (no last, no two-sided market, no close): the market may be closed; ibkr.market_data = \"frozen\" shows the close"
+            ));
+            return Ok(out);
+        };
+        let chains = self.chain_params(s, symbol, &und)?;
+        let today = chrono::Utc::now().date_naive();
+        let Some((class, expiry)) = chains
+            .iter()
+            .flat_map(|(k, c)| c.expiries.iter().map(move |e| (k.clone(), *e)))
+            .filter(|(_, e)| *e > today)
+            .min_by_key(|(_, e)| *e)
+        else {
+            out.push(format!("{symbol}: IB lists no option expiry after today"));
+            return Ok(out);
+        };
+        let c = Contract {
+            symbol: Symbol::from(symbol),
+            security_type: SecurityType::Option,
+            last_trade_date_or_contract_month: expiry.format("%Y%m%d").to_string(),
+            trading_class: class.clone(),
+            right: Some(ibapi::contracts::OptionRight::Call),
+            exchange: Exchange::from("SMART"),
+            currency: Currency::from("USD"),
+            ..Default::default()
+        };
+        let what = format!("{symbol} {class} {} calls", expiry.format("%Y%m%d"));
+        let Some(d) = self
+            .details(s, &c, &what)?
+            .into_iter()
+            .filter(|d| d.contract.contract_id != 0)
+            .min_by(|a, b| {
+                (a.contract.strike - px)
+                    .abs()
+                    .total_cmp(&(b.contract.strike - px).abs())
+            })
+        else {
+            out.push(format!("{what}: IB lists none"));
+            return Ok(out);
+        };
+        let mut oc = d.contract.clone();
+        oc.exchange = Exchange::from("SMART");
+        let label = format!(
+            "{symbol} {class} {} {} C",
+            expiry.format("%Y-%m-%d"),
+            oc.strike
+        );
+        let f = self.snapshots(s, &[(label.clone(), oc)])?.remove(0);
+        let g = f.greeks.merged();
+        out.push(format!(
+            "{label}: bid {} ask {} last {}; IB's computation: IV {} delta {} underlying {}{}",
+            show(f.bid),
+            show(f.ask),
+            show(f.last),
+            g.iv()
+                .map(|v| format!("{:.1}%", v * 100.0))
+                .unwrap_or_else(|| "—".into()),
+            g.delta()
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "—".into()),
+            show(g.0[5]),
+            if f.delayed { " (delayed)" } else { "" }
+        ));
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@
 //! before an ex-date are paid the dividend (kind `dividend` in `cash_ledger`), once
 //! per holding and ex-date.
 
+use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
-use crate::broker::paper::{PaperBroker, PaperConfig};
 use crate::broker::router::Router;
 use crate::config::{Config, ConfigError, JobFile};
 use crate::model::identifiers::{ClientOrderId, Intent};
@@ -43,26 +43,26 @@ pub struct Params {}
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
     let strategies = registry(config)?;
-    let (paper, _) = crate::broker::paper_config(config)?;
+    let (broker, _) = BrokerChoice::from_config(config)?;
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
         slots: file.slots,
         config_hash: config.hash_with(&format!("{text}\n{}", strategies.text)),
-        job: Box::new(ExpirePositions { strategies, paper }),
+        job: Box::new(ExpirePositions { strategies, broker }),
     })
 }
 
 pub struct ExpirePositions {
     pub strategies: Registry,
-    pub paper: PaperConfig,
+    pub broker: BrokerChoice,
 }
 
 impl Job for ExpirePositions {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
-        let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
-        let mut router = ctx.router(&mut broker, DEF.name);
+        let mut broker = self.broker.make(conn, ctx.as_of, ctx.quote_time);
+        let mut router = ctx.router(broker.as_mut(), DEF.name);
         let mut rows = 0u64;
         for p in router.resume_open()? {
             rows += 1 + 2 * p.fills.len() as u64;

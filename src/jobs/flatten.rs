@@ -5,8 +5,8 @@
 //! part of the daily pipeline. A position that cannot be closed (no usable quote) stays
 //! open and is named.
 
+use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
-use crate::broker::paper::{PaperBroker, PaperConfig};
 use crate::config::{Config, ConfigError};
 use crate::model::identifiers::{ClientOrderId, Intent};
 use crate::model::Price;
@@ -30,26 +30,26 @@ pub static DEF: JobDef = JobDef {
 };
 
 pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
-    let (paper, _) = crate::broker::paper_config(config)?;
+    let (broker, _) = BrokerChoice::from_config(config)?;
     Ok(Prepared {
         def: &DEF,
         enabled: true,
         slots: Vec::new(),
         config_hash: config.hash_with("flatten"),
-        job: Box::new(Flatten { paper }),
+        job: Box::new(Flatten { broker }),
     })
 }
 
 pub struct Flatten {
-    /// The paper broker of `jobs/desk.toml [broker]`.
-    pub paper: PaperConfig,
+    /// The broker of `jobs/desk.toml [broker]`.
+    pub broker: BrokerChoice,
 }
 
 impl Job for Flatten {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
-        let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
-        let mut router = ctx.router(&mut broker, DEF.name);
+        let mut broker = self.broker.make(conn, ctx.as_of, ctx.quote_time);
+        let mut router = ctx.router(broker.as_mut(), DEF.name);
         router.resume_open()?;
         let held = positions::open_positions(conn, ctx.as_of)?;
         let in_flight = orders::legs_in_flight(conn)?;

@@ -893,3 +893,45 @@ mod tests {
         );
     }
 }
+
+/// The broker `jobs/desk.toml [broker] kind` names, with its settings.
+#[derive(Debug, Clone)]
+pub struct BrokerChoice {
+    pub kind: crate::config::BrokerKind,
+    pub paper: crate::broker::paper::PaperConfig,
+    pub ibkr: crate::config::IbkrConfig,
+}
+
+impl BrokerChoice {
+    /// The configured broker, with the notes its settings give (keys that moved).
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> Result<(BrokerChoice, Vec<String>), crate::config::ConfigError> {
+        let (paper, notes) = crate::broker::paper_config(config)?;
+        Ok((
+            BrokerChoice {
+                kind: config.desk.broker.kind,
+                paper,
+                ibkr: config.desk.ibkr.clone(),
+            },
+            notes,
+        ))
+    }
+
+    /// The broker for one run at one snapshot (IB is connected on first use).
+    pub fn make<'c>(
+        &self,
+        conn: &'c duckdb::Connection,
+        as_of: chrono::NaiveDate,
+        quote_time: chrono::NaiveDateTime,
+    ) -> Box<dyn crate::broker::Broker + 'c> {
+        match self.kind {
+            crate::config::BrokerKind::Paper => Box::new(crate::broker::paper::PaperBroker::new(
+                conn, self.paper, as_of, quote_time,
+            )),
+            crate::config::BrokerKind::Ibkr => Box::new(crate::ibkr::broker::IbkrBroker::new(
+                conn, &self.ibkr, self.paper, as_of, quote_time,
+            )),
+        }
+    }
+}

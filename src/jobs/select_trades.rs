@@ -11,8 +11,8 @@
 //! append-only, and order ids carry the snapshot's time. With `signal_only = true`
 //! signals and decisions are stored and no order is sent; `--dry-run` keeps nothing.
 
+use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
-use crate::broker::paper::{PaperBroker, PaperConfig};
 use crate::config::{Config, ConfigError};
 use crate::model::identifiers::Intent;
 use crate::model::Price;
@@ -156,7 +156,7 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             crate::sources::check_symbols(config, &file, key, &symbols)?;
         }
     }
-    let (paper, notes) = crate::broker::paper_config(config)?;
+    let (broker, notes) = BrokerChoice::from_config(config)?;
     for n in &notes {
         eprintln!("note: {n}");
     }
@@ -181,7 +181,7 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             params: shape.params,
             risk: shape.risk,
             strategies,
-            paper,
+            broker,
             kill_file,
             blackout_dates,
         }),
@@ -203,7 +203,7 @@ pub struct SelectTrades {
     pub params: Params,
     pub risk: RiskConfig,
     pub strategies: Registry,
-    pub paper: PaperConfig,
+    pub broker: BrokerChoice,
     pub kill_file: std::path::PathBuf,
     pub blackout_dates: std::collections::BTreeSet<chrono::NaiveDate>,
 }
@@ -211,8 +211,8 @@ pub struct SelectTrades {
 impl Job for SelectTrades {
     fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
         let conn = ctx.conn;
-        let mut broker = PaperBroker::new(conn, self.paper, ctx.as_of, ctx.quote_time);
-        let mut router = ctx.router(&mut broker, DEF.name);
+        let mut broker = self.broker.make(conn, ctx.as_of, ctx.quote_time);
+        let mut router = ctx.router(broker.as_mut(), DEF.name);
         let resumed = router.resume_open()?;
         let mut rows = 0u64;
         let resumed_note = if resumed.is_empty() {

@@ -2896,7 +2896,12 @@ impl Watchdog {
                 .wait_timeout_while(g, limit, |done| !*done)
                 .unwrap_or_else(|e| e.into_inner());
             if !*g {
-                eprintln!("watchdog: test `{name}` did not finish within {limit:?}; exiting");
+                // Straight to the stderr handle: `eprintln!` output is captured by the test
+                // harness (spawned threads inherit the capture) and would be lost at exit.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "watchdog: test `{name}` did not finish within {limit:?}; exiting"
+                );
                 std::process::exit(101);
             }
         });
