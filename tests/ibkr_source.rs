@@ -449,3 +449,15 @@ fn no_gateway_fails_quickly_naming_the_address_and_what_to_check() {
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     nothing_written(&desk);
 }
+
+#[test]
+fn the_oldest_protobuf_server_version_213_works_too() {
+    let _w = Watchdog::new(LIMIT);
+    let fake = FakeIb::start(Market {
+        server_version: 213,
+        ..Market::default()
+    });
+    let desk = desk_for(&fake, &["SPX"], "iv_history = false\n");
+    let out = fetch_ok(&desk);
+    assert!(out.contains("12 option quotes"), "{out}");
+}

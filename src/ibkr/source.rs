@@ -1585,6 +1585,38 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_fold_keeps_the_model_iv_when_sentinels_come_last() {
+        let real = [
+            Some(0.25),
+            Some(0.5),
+            Some(0.02),
+            Some(0.3),
+            Some(-0.05),
+            Some(200.0),
+        ];
+        let mut f = TickFold::default();
+        for (t, v) in [
+            (TickType::ModelOption, ALL),
+            (TickType::BidOption, real),
+            (TickType::ModelOption, real),
+            (TickType::ModelOption, ALL),
+            (TickType::BidOption, ALL),
+            (TickType::LastOption, ALL),
+        ] {
+            f.apply(&TickTypes::OptionComputation(comp(t, v)));
+        }
+        assert_eq!(f.greeks.merged().iv(), Some(0.25));
+        assert_eq!(f.greeks.merged().delta(), Some(0.5));
+        assert!(!f.delayed);
+        f.apply(&TickTypes::OptionComputation(comp(
+            TickType::DelayedModelOption,
+            ALL,
+        )));
+        assert!(f.delayed, "a delayed computation is delayed data");
+        assert_eq!(f.greeks.merged().iv(), Some(0.25));
+    }
+
+    #[test]
     fn historical_pacing_follows_ibs_three_rules() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
