@@ -404,7 +404,7 @@ fn a_kill_switch_set_to_flatten_closes_through_ib_and_a_rejected_order_keeps_ibs
     let text = std::fs::read_to_string(desk.jobs.join("select_trades.toml")).unwrap();
     desk.write_config(
         "select_trades.toml",
-        &text.replace("[risk]", "[risk]\nkill_flattens = true"),
+        &text.replace("kill_flattens = false", "kill_flattens = true"),
     );
     let out = ok(&desk, &["job", "run", "select_trades", "--as-of", AS_OF]);
     assert!(
