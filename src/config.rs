@@ -695,6 +695,20 @@ impl Config {
                 message,
             })?;
         }
+        if desk.broker.kind == BrokerKind::Ibkr
+            && matches!(desk.desk.source, SourceKind::Sim | SourceKind::Replay)
+        {
+            return Err(ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!(
+                    "broker.kind = \"ibkr\" with desk.source = \"{}\": IB's orders are priced from the run's snapshot, which must be today's market: set desk.source = \"ibkr\" (or a live web source)",
+                    match desk.desk.source {
+                        SourceKind::Sim => "sim",
+                        _ => "replay",
+                    }
+                ),
+            });
+        }
         desk.ibkr.check().map_err(|message| ConfigError::Invalid {
             file: path.display().to_string(),
             message,
@@ -891,6 +905,40 @@ mod tests {
     #[serde(deny_unknown_fields, default)]
     struct P {
         size: u32,
+    }
+
+    #[test]
+    fn ibkr_settings_are_checked_and_the_ibkr_broker_needs_todays_market() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            std::fs::write(dir.path().join("desk.toml"), text).unwrap();
+            Config::load(dir.path(), true).map_err(|e| e.to_string())
+        };
+        assert!(load("[desk]\nsource = \"ibkr\"\n[broker]\nkind = \"ibkr\"\n").is_ok());
+        let e = load("[broker]\nkind = \"ibkr\"\n").unwrap_err();
+        assert!(
+            e.contains("desk.source = \"sim\"") && e.contains("today's market"),
+            "{e}"
+        );
+        for (text, key) in [
+            (
+                "[ibkr]\nmax_messages_per_sec = 60\n",
+                "ibkr.max_messages_per_sec = 60",
+            ),
+            ("[ibkr]\nmax_lines = 0\n", "ibkr.max_lines = 0"),
+            ("[ibkr]\nmoneyness = 0.0\n", "ibkr.moneyness = 0"),
+            ("[ibkr]\nsymbols = [\"spy\"]\n", "ibkr.symbols[0] = 'spy'"),
+            ("[ibkr]\nport = 0\n", "ibkr.port = 0"),
+            ("[ibkr]\nrate = 0.9\n", "ibkr.rate = 0.9"),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(
+                e.contains("desk.toml") && e.contains(key),
+                "{e} / want {key}"
+            );
+        }
+        let e = load("[ibkr]\naccount = \"DU1\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("account"), "{e}");
     }
 
     #[test]
