@@ -46,6 +46,20 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
 }
 
+/// Every file under `dir`, concatenated.
+fn all_text(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out += &all_text(&p);
+        } else {
+            out += &std::fs::read_to_string(&p).unwrap();
+        }
+    }
+    out
+}
+
 fn no_partial_files(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -85,9 +99,20 @@ fn export_seed_writes_every_file_in_the_seeds_shapes_and_tables_round_trip() {
     assert!(entry_date < exit_date);
 
     let out = desk.dir.path().join("seed");
-    let printed = desk.run_ok(&["export", "seed", "--out", out.to_str().unwrap()]);
+    // Secrets in the environment never reach a file.
+    let o = desk
+        .cmd()
+        .env("OPTDESK_TELEGRAM_TOKEN", "tok-SECRET-8842")
+        .env("OPTDESK_IB_ACCOUNT", "DU7654321")
+        .args(["export", "seed", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = String::from_utf8_lossy(&o.stdout);
     assert!(printed.contains("as of 2024-03-14"), "{printed}");
     no_partial_files(&out);
+    let all = all_text(&out);
+    assert!(!all.contains("SECRET-8842") && !all.contains("DU7654321"));
 
     // signals/signal_YYYYMMDD.json: one per session with a dispersion signal.
     let days: Vec<String> = {
@@ -407,6 +432,20 @@ fn export_seed_writes_every_file_in_the_seeds_shapes_and_tables_round_trip() {
     let (_, hist) = read_csv(&mid.join("signals/signal_history.csv"));
     assert!(hist.iter().all(|r| r["date"].as_str() <= "2024-03-08"));
     assert!(!mid.join("signals/signal_20240311.json").exists());
+
+    // A session before the store's first is refused with the range it covers.
+    let early = desk.dir.path().join("seed-early");
+    let o = desk.run(&[
+        "export",
+        "seed",
+        "--out",
+        early.to_str().unwrap(),
+        "--as-of",
+        "2020-01-02",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("it covers 2023-"), "{}", stderr(&o));
+    assert!(!early.exists());
 
     // export table: Parquet and CSV hold every row, of a table and of a view, from the
     // store named by --db (a backtest's store is given the same way).

@@ -300,11 +300,9 @@ pub fn export_seed(
         [],
         |r| r.get(0),
     )?;
-    if first.is_some_and(|f| as_of < f) {
+    if let Some(first) = first.filter(|f| as_of < *f) {
         return Err(ExportError::Empty(format!(
-            "--as-of {as_of} is before the store's first session ({}); it covers {} to {last}",
-            first.unwrap(),
-            first.unwrap()
+            "--as-of {as_of} is before the store's first session: it covers {first} to {last}"
         )));
     }
     let fills = load_fills(conn, as_of)?;
