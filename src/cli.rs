@@ -4,6 +4,7 @@ use crate::calendar;
 use crate::clock;
 use crate::config::Config;
 use crate::jobs::{self, RunObserver, RunRecord, RunRequest, Status, Trigger};
+use crate::report::export;
 use crate::schedule::{self, Target};
 use crate::store::{query, Store};
 use anyhow::{bail, Context, Result};
@@ -181,6 +182,12 @@ pub enum Cmd {
         #[arg(value_enum)]
         state: KillState,
     },
+    /// Write files from the store: `export seed` the files the replaced systems wrote,
+    /// `export table` one table or view as Parquet or CSV.
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
     /// Open positions, with the latest mid and unrealized P&L.
     Positions,
     /// Fills (trades, settlements, assignments) with their orders.
@@ -274,6 +281,32 @@ pub enum JobCmd {
         /// email_report: send the day's report again even if it was already sent.
         #[arg(long)]
         resend: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportWhat {
+    /// The dispersion trader's files (signals/, positions/, historical_data/) and the
+    /// daily paper trader's portfolio_data.json, from the store (see the README's
+    /// "Exports" for each file's shape). Each file is written whole or not at all.
+    Seed {
+        /// The folder to write into (created if needed; files there are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Export as of this session, YYYY-MM-DD [default: the last session in the store]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+    },
+    /// One table or view of the store (or of a backtest's store, with --db), through
+    /// DuckDB's COPY ... TO.
+    Table {
+        /// The table or view, e.g. fills, orders, correlation (an unknown name lists them).
+        name: String,
+        #[arg(long, value_enum)]
+        format: crate::report::export::TableFormat,
+        /// Where to write it [default: NAME.parquet or NAME.csv in the current folder]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -455,6 +488,12 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         } => prune(ctx, quotes_before, dry_run),
         Cmd::Kill { state } => kill(ctx, state),
         Cmd::Flatten { as_of } => flatten(ctx, as_of.unwrap_or_else(today_ny)),
+        Cmd::Export {
+            what: ExportWhat::Seed { out, as_of },
+        } => export_seed(ctx, &out, as_of),
+        Cmd::Export {
+            what: ExportWhat::Table { name, format, out },
+        } => export_table(ctx, &name, format, out),
         Cmd::Positions => positions(ctx),
         Cmd::Trades { from, to } => trades(ctx, from, to),
         Cmd::Sql { query, format } => sql(ctx, &query, format),
@@ -1156,6 +1195,82 @@ fn print_query(store: &Store, q: &str) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     query::write(&result, query::Format::Table, &mut out)?;
+    Ok(true)
+}
+
+/// The dispersion files' subject, from the configuration: the dispersion strategy's
+/// index and entry threshold, and the correlation job's components (largest first).
+fn seed_options(config: &Config, as_of: Option<NaiveDate>) -> Result<export::SeedOptions> {
+    use crate::trading::strategies::dispersion;
+    #[derive(serde::Deserialize)]
+    struct StrategyFile {
+        #[serde(default, rename = "enabled")]
+        _enabled: Option<bool>,
+        #[serde(default)]
+        params: dispersion::Config,
+    }
+    let path = config.dir.join("strategies").join("dispersion.toml");
+    let params = match std::fs::read_to_string(&path) {
+        Ok(text) => crate::config::parse::<StrategyFile>(&path, &text)?.params,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => dispersion::Config::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let (corr, _) = config.job::<crate::jobs::correlation::Params>("correlation")?;
+    let p = corr.params;
+    let default_file = p.weights_file == crate::jobs::correlation::Params::default().weights_file;
+    let weights =
+        crate::refdata::load_index_weights(&config.resolve(&p.weights_file), default_file)
+            .with_context(|| "correlation.toml params.weights_file".to_string())?;
+    Ok(export::SeedOptions {
+        as_of,
+        strategy: "dispersion".into(),
+        index: params.index,
+        components: weights
+            .largest_first()
+            .into_iter()
+            .take(p.max_components)
+            .map(|(s, _)| s)
+            .collect(),
+        z_entry: params.z_entry,
+    })
+}
+
+/// `optdesk export seed`.
+fn export_seed(ctx: &Ctx, out: &std::path::Path, as_of: Option<NaiveDate>) -> Result<bool> {
+    let config = ctx.config()?;
+    let opts = seed_options(&config, as_of)?;
+    let store = open_reader_current(ctx)?;
+    let summary = export::export_seed(&store.conn, out, &opts)
+        .with_context(|| format!("export seed from {}", ctx.db.display()))?;
+    outln!(
+        "exported {} files as of {} into {}",
+        summary.files.len(),
+        summary.as_of,
+        out.display()
+    );
+    for w in &summary.files {
+        outln!("  {:<40} {:>6} rows", w.file, w.rows);
+    }
+    Ok(true)
+}
+
+/// `optdesk export table`.
+fn export_table(
+    ctx: &Ctx,
+    name: &str,
+    format: export::TableFormat,
+    out: Option<PathBuf>,
+) -> Result<bool> {
+    let store = open_reader(ctx)?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.{}", format.extension())));
+    let rows =
+        export::export_table(&store.conn, &ctx.db, name, format, &out).map_err(|e| match e {
+            export::ExportError::UnknownTable { .. } => {
+                anyhow::Error::new(UsageError(e.to_string()))
+            }
+            e => anyhow::Error::new(e),
+        })?;
+    outln!("wrote {rows} rows of {name} to {}", out.display());
     Ok(true)
 }
 
