@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod chart;
 pub mod dashboard;
 pub mod email;
+pub mod font;
 pub mod svg;
 
 use crate::analytics::performance::{self, Metrics, Point, TradeStats};
