@@ -322,11 +322,20 @@ fn without_smtp_the_report_is_an_eml_file_and_missing_data_reads_as_sentences() 
     assert_eq!((status.as_str(), recipients), ("written", None));
     let dash = std::fs::read_to_string(desk.dir.path().join("data/dashboard.html")).unwrap();
     assert!(dash.contains("No positions are open.") && !dash.contains("NaN"));
-    // Self-contained: nothing the page would fetch.
+    // Self-contained: nothing the page would fetch; the charts' font is inlined.
+    assert!(
+        dash.contains("@font-face{font-family:'DejaVu Sans'")
+            && dash.contains("src:url(data:font/woff2;base64,"),
+        "the embedded chart font"
+    );
+    assert_eq!(
+        dash.matches("url(").count(),
+        dash.matches("url(data:").count(),
+        "a url() that is not a data URI"
+    );
     for external in [
         "src=\"http",
         "href=\"http",
-        "url(",
         "@import",
         "<script src",
         "<link ",

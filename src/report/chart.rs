@@ -2,10 +2,10 @@
 //! that the SVG charts in [`super::svg`] share.
 //!
 //! The PNG goes into the daily email as an inline image, because email clients
-//! do not render SVG. It is drawn with `tiny-skia` (antialiased lines) and the
-//! public-domain `font8x8` bitmap glyphs, scaled by whole pixels so text stays
-//! crisp at any `scale`: no system fonts are needed, so the output is the same
-//! on every machine and byte-for-byte deterministic.
+//! do not render SVG. It is drawn with `tiny-skia` (antialiased lines and dots)
+//! and text set in the embedded DejaVu Sans ([`super::font`], glyph outlines
+//! rasterised by `ab_glyph`): no system fonts are needed, so the output is the
+//! same on every machine and byte-for-byte deterministic.
 //!
 //! Shared helpers (`pub(crate)`, used by the SVG charts too): data cleaning
 //! (`clean_series`, `Extent`), nice value axes (`value_axis`, `tick_target`),
@@ -13,7 +13,8 @@
 //! `format_value`, `fmt_num`, `fmt_plain`) and linear scales (`Scale`).
 
 use chrono::{Datelike, NaiveDate};
-use font8x8::legacy::{BASIC_LEGACY, LATIN_LEGACY};
+
+use super::font::{self, Weight};
 use tiny_skia::{
     FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, PremultipliedColorU8, Stroke,
     Transform,
@@ -489,67 +490,17 @@ pub(crate) fn hex(c: [u8; 3]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Bitmap text.
+// Text, in the embedded font.
 // ---------------------------------------------------------------------------
 
-/// The 8x8 glyph of `ch` (bit 0 of each row is the leftmost pixel);
-/// characters outside Latin-1 draw as `?`.
-fn glyph(ch: char) -> [u8; 8] {
-    let c = match ch {
-        '\u{2212}' | '\u{2013}' | '\u{2014}' => '-',
-        '\u{2018}' | '\u{2019}' => '\'',
-        '\u{201c}' | '\u{201d}' => '"',
-        '\u{2026}' => '.',
-        c => c,
-    } as u32;
-    let q = BASIC_LEGACY[b'?' as usize];
-    if c < 0x20 {
-        [0; 8]
-    } else if c < 0x80 {
-        BASIC_LEGACY.get(c as usize).copied().unwrap_or(q)
-    } else if c >= 0xA0 {
-        LATIN_LEGACY.get((c - 0xA0) as usize).copied().unwrap_or(q)
-    } else {
-        q
-    }
+/// Width in logical pixels of `text` at `px` logical pixels per em.
+fn text_width(text: &str, px: f64, w: Weight) -> f64 {
+    font::text_width(text, px, w)
 }
 
-/// A glyph's first inked column and advance (ink width + 1), for
-/// proportional spacing. Space and blank glyphs advance 4.
-fn glyph_metrics(g: &[u8; 8]) -> (u32, u32) {
-    let cols = g.iter().fold(0u8, |a, r| a | r);
-    if cols == 0 {
-        return (0, 4);
-    }
-    let left = cols.trailing_zeros();
-    let right = 7 - cols.leading_zeros();
-    (left, right - left + 2)
-}
-
-/// Width in logical pixels of `text` drawn at glyph `size` (1 = 8 px tall).
-fn text_width(text: &str, size: u32) -> f64 {
-    let w: u64 = text
-        .chars()
-        .map(|c| u64::from(glyph_metrics(&glyph(c)).1))
-        .sum();
-    w.saturating_sub(1) as f64 * f64::from(size)
-}
-
-/// `text` cut with `...` so it fits in `max` logical pixels at `size`.
-fn fit_text(text: &str, size: u32, max: f64) -> String {
-    if text_width(text, size) <= max {
-        return text.to_string();
-    }
-    // Glyphs advance at least 2 px, so longer prefixes cannot fit.
-    let most = (max.max(0.0) / f64::from(2 * size.max(1))) as usize + 1;
-    let mut s: String = text.chars().take(most).collect();
-    while s.pop().is_some() {
-        let t = format!("{}...", s.trim_end());
-        if text_width(&t, size) <= max {
-            return t;
-        }
-    }
-    String::new()
+/// `text` cut with `…` so it fits in `max` logical pixels at `px`.
+fn fit_text(text: &str, px: f64, w: Weight, max: f64) -> String {
+    font::fit(text, px, w, max)
 }
 
 // ---------------------------------------------------------------------------
@@ -604,25 +555,34 @@ impl Canvas {
         self.fill_phys(x0, y0, x1, y1, c);
     }
 
-    /// Draws `text` with its top-left corner at logical (`x`, `y`), each
-    /// glyph pixel a `size * scale` physical square.
-    fn text(&mut self, text: &str, x: f64, y: f64, size: u32, c: [u8; 3]) {
-        let px = i64::from(size * self.scale);
-        let (mut cx, cy) = (self.phys(x), self.phys(y));
-        for ch in text.chars() {
-            let g = glyph(ch);
-            let (left, adv) = glyph_metrics(&g);
-            for (row, bits) in g.iter().enumerate() {
-                for col in left..8 {
-                    if bits & (1 << col) != 0 {
-                        let gx = cx.saturating_add(i64::from(col - left) * px);
-                        let gy = cy.saturating_add(row as i64 * px);
-                        self.fill_phys(gx, gy, gx.saturating_add(px), gy.saturating_add(px), c);
-                    }
-                }
+    /// Draws `text` with its baseline's left end at logical (`x`,
+    /// `baseline`), `px` logical pixels per em, antialiased over what is
+    /// already there.
+    fn text(&mut self, text: &str, x: f64, baseline: f64, px: f64, w: Weight, c: [u8; 3]) {
+        let s = f64::from(self.scale);
+        let (pw, ph) = (i64::from(self.pm.width()), i64::from(self.pm.height()));
+        let pixels = self.pm.pixels_mut();
+        font::rasterize(text, px * s, w, (x * s, baseline * s), |gx, gy, cov| {
+            if gx < 0 || gy < 0 || gx >= pw || gy >= ph || cov <= 0.0 {
+                return;
             }
-            cx = cx.saturating_add(i64::from(adv) * px);
-        }
+            let Some(p) = pixels.get_mut((gy * pw + gx) as usize) else {
+                return;
+            };
+            let a = cov.min(1.0);
+            let mix = |fg: u8, bg: u8| -> u8 {
+                (f32::from(fg) * a + f32::from(bg) * (1.0 - a)).round() as u8
+            };
+            // The canvas is opaque (white first), so premultiplied = straight.
+            let (r, g, b) = (
+                mix(c[0], p.red()),
+                mix(c[1], p.green()),
+                mix(c[2], p.blue()),
+            );
+            if let Some(n) = PremultipliedColorU8::from_rgba(r, g, b, 255) {
+                *p = n;
+            }
+        });
     }
 
     fn paint(c: [u8; 3]) -> Paint<'static> {
@@ -682,22 +642,31 @@ impl Canvas {
 const WHITE: [u8; 3] = [255, 255, 255];
 const TITLE_INK: [u8; 3] = [0x1f, 0x23, 0x28];
 const LABEL_INK: [u8; 3] = [0x57, 0x60, 0x6a];
-const GRID: [u8; 3] = [0xe6, 0xe8, 0xeb];
+const GRID: [u8; 3] = [0xea, 0xec, 0xef];
 const AXIS: [u8; 3] = [0x8c, 0x95, 0x9f];
-const MARGIN: f64 = 12.0;
-/// Glyph height at size 1, logical pixels.
-const GLYPH: f64 = 8.0;
-const TITLE_SIZE: u32 = 2;
-const SWATCH_W: f64 = 16.0;
-const LEGEND_GAP: f64 = 16.0;
-const LEGEND_ROW: f64 = 14.0;
+const MARGIN: f64 = 16.0;
+/// Title size (bold), logical pixels per em.
+const TITLE_PX: f64 = 15.0;
+/// Legend text size.
+const LEGEND_PX: f64 = 12.0;
+/// Tick label size.
+const LABEL_PX: f64 = 11.0;
+/// "No data yet" size.
+const EMPTY_PX: f64 = 16.0;
+const SWATCH_W: f64 = 18.0;
+const LEGEND_GAP: f64 = 20.0;
+const LEGEND_ROW: f64 = 18.0;
 
 /// Where things go in a PNG chart, in logical pixels.
 struct PngLayout {
     title: String,
+    /// Title baseline.
+    title_y: f64,
+    /// Each legend entry: left x, row's middle y, shown name.
     legend: Vec<(f64, f64, String)>,
     left: f64,
     right: f64,
+    top: f64,
     bottom: f64,
     axis: Axis,
     x: Scale,
@@ -714,37 +683,51 @@ fn png_layout(
     fmt: YFormat,
 ) -> PngLayout {
     let (w, h) = size;
-    let title = fit_text(title, TITLE_SIZE, w - 2.0 * MARGIN);
+    let title = fit_text(title, TITLE_PX, Weight::Bold, w - 2.0 * MARGIN);
     let mut top = MARGIN;
+    let title_y = top + font::ascent(TITLE_PX, Weight::Bold);
     if !title.is_empty() {
-        top += GLYPH * f64::from(TITLE_SIZE) + 8.0;
+        top += TITLE_PX * 1.25 + 8.0;
     }
     let names: Vec<String> = series
         .iter()
-        .map(|s| fit_text(&s.name, 1, w - 2.0 * MARGIN - SWATCH_W - 6.0))
+        .map(|s| {
+            fit_text(
+                &s.name,
+                LEGEND_PX,
+                Weight::Regular,
+                w - 2.0 * MARGIN - SWATCH_W - 6.0,
+            )
+        })
         .collect();
     let widths: Vec<f64> = names
         .iter()
-        .map(|n| SWATCH_W + 6.0 + text_width(n, 1))
+        .map(|n| SWATCH_W + 6.0 + text_width(n, LEGEND_PX, Weight::Regular))
         .collect();
     let flow = legend_flow(&widths, w - 2.0 * MARGIN, LEGEND_GAP);
     let rows = flow.last().map_or(0, |&(_, r)| r + 1);
     let legend = flow
         .iter()
         .zip(names)
-        .map(|(&(x, r), n)| (MARGIN + x, top + r as f64 * LEGEND_ROW, n))
+        .map(|(&(x, r), n)| {
+            (
+                MARGIN + x,
+                top + r as f64 * LEGEND_ROW + LEGEND_ROW / 2.0,
+                n,
+            )
+        })
         .collect();
-    top += rows as f64 * LEGEND_ROW + 8.0;
-    let bottom = (h - MARGIN - GLYPH - 8.0).max(top + 1.0);
-    let target = tick_target(bottom - top, 40.0);
+    top += rows as f64 * LEGEND_ROW + 12.0;
+    let bottom = (h - MARGIN - LABEL_PX * 1.2 - 8.0).max(top + 1.0);
+    let target = tick_target(bottom - top, 44.0);
     let axis = value_axis(ext.v0, ext.v1, target, fmt);
     let label_w = axis
         .ticks
         .iter()
-        .map(|&t| text_width(&format_tick(t, &axis, fmt), 1))
+        .map(|&t| text_width(&format_tick(t, &axis, fmt), LABEL_PX, Weight::Regular))
         .fold(0.0, f64::max);
-    let left = (MARGIN + label_w + 8.0).min(w / 2.0);
-    let right = (w - MARGIN - 8.0).max(left + 1.0);
+    let left = (MARGIN + label_w + 10.0).min(w / 2.0);
+    let right = (w - MARGIN).max(left + 1.0);
     let y = Scale {
         d0: axis.lo,
         d1: axis.hi,
@@ -755,15 +738,17 @@ fn png_layout(
     let x = Scale {
         d0: day_number(ext.d0),
         d1: day_number(ext.d1),
-        r0: left + 4.0,
-        r1: right - 4.0,
+        r0: left + 6.0,
+        r1: right - 6.0,
     };
-    let xticks = date_ticks(ext.d0, ext.d1, right - left, 6.0);
+    let xticks = date_ticks(ext.d0, ext.d1, right - left, 8.0);
     PngLayout {
         title,
+        title_y,
         legend,
         left,
         right,
+        top,
         bottom,
         axis,
         x,
@@ -774,12 +759,14 @@ fn png_layout(
 
 /// Renders a line chart as PNG bytes.
 ///
-/// White background, title at the top, a legend row with each series' colour
-/// and name, about five nice y gridlines with labels formatted per `y`, a few
-/// date labels on the x axis (`YYYY-MM-DD`, or `MMM YY` for spans over about
-/// three months) and 2 px antialiased lines. `width` x `height` are logical
-/// pixels; the image is `width * scale` x `height * scale` physical pixels,
-/// with the 8x8 glyphs scaled by whole pixels so text stays crisp.
+/// White background, a bold title at the top, a legend row with each
+/// series' colour and name, about five nice y gridlines with labels
+/// formatted per `y`, date labels under tick marks on the x axis
+/// (`YYYY-MM-DD`, or `MMM YY` for spans over about three months), 2 px
+/// antialiased lines with a dot on each series' last point. All text is set
+/// in the embedded DejaVu Sans ([`super::font`]), antialiased at any scale.
+/// `width` x `height` are logical pixels; the image is `width * scale` x
+/// `height * scale` physical pixels.
 ///
 /// No series or no finite points gives an image saying "No data yet"; a
 /// series with one point is drawn as a dot; NaN/inf points are skipped.
@@ -818,17 +805,18 @@ pub fn line_chart_png(
 
 /// The "No data yet" image.
 fn draw_empty(cv: &mut Canvas, title: &str, (w, h): (f64, f64)) {
-    let title = fit_text(title, TITLE_SIZE, w - 2.0 * MARGIN);
-    cv.text(&title, MARGIN, MARGIN, TITLE_SIZE, TITLE_INK);
-    let size = if w >= 2.0 * text_width(NO_DATA, 2) + 2.0 * MARGIN {
-        2
+    let title = fit_text(title, TITLE_PX, Weight::Bold, w - 2.0 * MARGIN);
+    let ty = MARGIN + font::ascent(TITLE_PX, Weight::Bold);
+    cv.text(&title, MARGIN, ty, TITLE_PX, Weight::Bold, TITLE_INK);
+    let px = if w >= 2.0 * text_width(NO_DATA, EMPTY_PX, Weight::Regular) + 2.0 * MARGIN {
+        EMPTY_PX
     } else {
-        1
+        LABEL_PX
     };
-    let tw = text_width(NO_DATA, size);
+    let tw = text_width(NO_DATA, px, Weight::Regular);
     let x = ((w - tw) / 2.0).floor();
-    let y = ((h - GLYPH * f64::from(size)) / 2.0).floor();
-    cv.text(NO_DATA, x, y, size, LABEL_INK);
+    let y = (h / 2.0 + font::cap_height(px) / 2.0).round();
+    cv.text(NO_DATA, x, y, px, Weight::Regular, LABEL_INK);
 }
 
 /// Everything of a chart with data.
@@ -842,12 +830,28 @@ fn draw_lines(
     fmt: YFormat,
 ) {
     let l = png_layout(title, series, ext, size, fmt);
-    cv.text(&l.title, MARGIN, MARGIN, TITLE_SIZE, TITLE_INK);
+    cv.text(
+        &l.title,
+        MARGIN,
+        l.title_y,
+        TITLE_PX,
+        Weight::Bold,
+        TITLE_INK,
+    );
+    let half_cap = font::cap_height(LEGEND_PX) / 2.0;
     for ((x, y, name), s) in l.legend.iter().zip(series) {
-        cv.rect(*x, y + 3.0, SWATCH_W, 3.0, s.color);
-        cv.text(name, x + SWATCH_W + 6.0, *y, 1, LABEL_INK);
+        cv.polyline(&[(x + 1.0, *y), (x + SWATCH_W - 1.0, *y)], 3.0, s.color);
+        cv.text(
+            name,
+            x + SWATCH_W + 6.0,
+            (y + half_cap).round(),
+            LEGEND_PX,
+            Weight::Regular,
+            LABEL_INK,
+        );
     }
     // Gridlines and y labels.
+    let half_cap = font::cap_height(LABEL_PX) / 2.0;
     for &t in &l.axis.ticks {
         let ty = l.y.map(t).round();
         let ink = if t == 0.0 && ty < l.bottom - 0.5 {
@@ -857,25 +861,36 @@ fn draw_lines(
         };
         cv.hline(l.left, l.right, ty, ink);
         let label = format_tick(t, &l.axis, fmt);
-        let lx = l.left - 8.0 - text_width(&label, 1);
-        cv.text(&label, lx, ty - GLYPH / 2.0, 1, LABEL_INK);
+        let lx = l.left - 10.0 - text_width(&label, LABEL_PX, Weight::Regular);
+        let by = (ty + half_cap).max(l.top.min(ty) + 2.0 * half_cap);
+        cv.text(&label, lx, by, LABEL_PX, Weight::Regular, LABEL_INK);
     }
     // X axis, ticks and date labels.
     cv.hline(l.left, l.right, l.bottom.round(), AXIS);
     let mut last_end = f64::NEG_INFINITY;
+    let base = l.bottom + 8.0 + font::ascent(LABEL_PX, Weight::Regular);
     for (d, label) in &l.xticks {
         let tx = l.x.map_date(*d).round();
-        cv.vline(tx, l.bottom.round(), l.bottom.round() + 4.0, AXIS);
-        let tw = text_width(label, 1);
+        cv.vline(tx, l.bottom.round(), l.bottom.round() + 5.0, AXIS);
+        let tw = text_width(label, LABEL_PX, Weight::Regular);
         let lx = (tx - tw / 2.0)
             .min(size.0 - MARGIN / 2.0 - tw)
             .max(MARGIN / 2.0);
-        if lx > last_end + 4.0 {
-            cv.text(label, lx.floor(), l.bottom + 8.0, 1, LABEL_INK);
+        if lx > last_end + 8.0 {
+            cv.text(
+                label,
+                lx,
+                base.round(),
+                LABEL_PX,
+                Weight::Regular,
+                LABEL_INK,
+            );
             last_end = lx + tw;
         }
     }
-    // Lines, in order, so later series draw on top.
+    // Lines, in order, so later series draw on top; then a dot on each
+    // series' last point.
+    let mut ends = Vec::new();
     for (s, pts) in series.iter().zip(clean) {
         let xy: Vec<(f64, f64)> = pts
             .iter()
@@ -883,9 +898,16 @@ fn draw_lines(
             .collect();
         match xy.as_slice() {
             [] => {}
-            [(x, y)] => cv.dot(*x, *y, 3.0, s.color),
-            _ => cv.polyline(&xy, 2.0, s.color),
+            [(x, y)] => cv.dot(*x, *y, 3.5, s.color),
+            [.., (x, y)] => {
+                cv.polyline(&xy, 2.0, s.color);
+                ends.push((*x, *y, s.color));
+            }
         }
+    }
+    for (x, y, c) in ends {
+        cv.dot(x, y, 4.0, WHITE);
+        cv.dot(x, y, 3.0, c);
     }
 }
 
@@ -981,6 +1003,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn plot_area_is_inked_and_text_is_antialiased_type() {
+        let series = sample();
+        let png = line_chart_png("Equity", &series, 760, 360, 2, YFormat::Money).unwrap();
+        let pm = decode(&png);
+        assert_eq!((pm.width(), pm.height()), (1520, 720));
+        let clean = clean_series(&series);
+        let ext = Extent::of(&clean).unwrap();
+        let l = png_layout("Equity", &series, ext, (760.0, 360.0), YFormat::Money);
+        assert!(l.left > MARGIN && l.right <= 760.0 - MARGIN + 0.5);
+        assert!(l.top > MARGIN + TITLE_PX && l.bottom < 360.0 - MARGIN);
+        // Inside the plot: each series' colour, plenty of it.
+        let inside = |x: u32, y: u32| {
+            let (lx, ly) = (f64::from(x) / 2.0, f64::from(y) / 2.0);
+            lx > l.left + 1.0 && lx < l.right - 1.0 && ly > l.top + 1.0 && ly < l.bottom - 1.0
+        };
+        for s in &series {
+            let n = (0..pm.height())
+                .flat_map(|y| (0..pm.width()).map(move |x| (x, y)))
+                .filter(|&(x, y)| inside(x, y) && close(rgb(&pm, x, y), s.color, 30))
+                .count();
+            assert!(n > 1500, "{}: {n} pixels in the plot", s.name);
+        }
+        // Left of the plot, the y labels: antialiased glyph edges (greys
+        // between the ink and white), not only solid bitmap pixels.
+        let (mut solid, mut edge) = (0, 0);
+        for y in (l.top as u32 * 2)..(l.bottom as u32 * 2) {
+            for x in 0..(l.left as u32 * 2 - 4) {
+                let c = rgb(&pm, x, y);
+                if c == LABEL_INK {
+                    solid += 1;
+                } else if c != WHITE && c[0] > LABEL_INK[0] {
+                    edge += 1;
+                }
+            }
+        }
+        assert!(solid > 200 && edge > 200, "solid {solid}, edge {edge}");
+        // The bold title is darker and heavier than the labels.
+        let title_ink = (0..(l.top as u32 * 2))
+            .flat_map(|y| (0..pm.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| rgb(&pm, x, y) == TITLE_INK)
+            .count();
+        assert!(title_ink > 300, "{title_ink}");
     }
 
     #[test]

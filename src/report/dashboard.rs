@@ -107,8 +107,9 @@ pub fn render(d: &ReportData) -> String {
         o,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>optdesk dashboard — {}</title><style>{CSS}</style></head><body>",
-        d.as_of
+         <title>optdesk dashboard — {}</title><style>{}{CSS}</style></head><body>",
+        d.as_of,
+        super::font::font_face_css()
     );
     // Header
     let _ = write!(

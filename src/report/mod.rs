@@ -11,6 +11,7 @@ pub mod chart;
 pub mod dashboard;
 pub mod email;
 pub mod export;
+pub mod font;
 pub mod svg;
 
 use crate::analytics::performance::{self, Metrics, Point, TradeStats};

@@ -1,7 +1,8 @@
 //! Inline SVG charts for the self-contained HTML dashboard.
 //!
 //! Each function returns one `<svg>` element as a string, ready to paste into
-//! HTML: no scripts, no external fonts (`font-family="system-ui, sans-serif"`),
+//! HTML: no scripts, no external fonts (text is set in DejaVu Sans, which the
+//! page embeds with [`font::font_face_css`] and whose metrics lay it out here),
 //! a white background, tooltips through `<title>` children, and stable class
 //! names (`chart`, `line-chart`, `area-chart`, `bar-chart`, `series`, `area`,
 //! `bar`, `grid`, `tick`, `legend`, `empty`) so the page's CSS can restyle it.
@@ -17,6 +18,7 @@ use super::chart::{
     format_tick, format_value, hex, legend_flow, tick_target, unit, value_axis, Axis, Extent,
     Points, Scale, Series, YFormat, NO_DATA,
 };
+use super::font::{self, Weight};
 
 /// `write!` into a `String`, which cannot fail.
 macro_rules! w {
@@ -29,9 +31,9 @@ macro_rules! w {
 const FONT: f64 = 12.0;
 /// Title font size, px.
 const TITLE_FONT: f64 = 14.0;
-/// Estimated advance of one character of a label (system UI fonts run
-/// about 0.55–0.6 em), used for layout only.
-const CHAR_W: f64 = 7.0;
+/// Typical advance of one character of a date label at [`FONT`] in DejaVu
+/// Sans (digits are 0.64 em), for spacing the date ticks.
+const CHAR_W: f64 = 7.6;
 const MARGIN: f64 = 12.0;
 const INK: &str = "#1f2328";
 const MUTED: &str = "#57606a";
@@ -59,21 +61,14 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Estimated rendered width of `text` at `font` px.
+/// Rendered width of `text` at `font` px in the embedded font.
 fn est_width(text: &str, font: f64) -> f64 {
-    text.chars().count() as f64 * CHAR_W * font / FONT
+    font::text_width(text, font, Weight::Regular)
 }
 
-/// `text` shortened with `…` so its estimated width fits `max` px.
+/// `text` shortened with `…` so its width fits `max` px.
 fn fit(text: &str, font: f64, max: f64) -> String {
-    if est_width(text, font) <= max {
-        return text.to_string();
-    }
-    let keep = ((max / (CHAR_W * font / FONT)).floor() as usize).saturating_sub(1);
-    let mut s: String = text.chars().take(keep).collect();
-    s = s.trim_end().to_string();
-    s.push('…');
-    s
+    font::fit(text, font, Weight::Regular, max)
 }
 
 /// Chart size and value format, shared by the layout helpers.
@@ -109,9 +104,10 @@ fn open(out: &mut String, kind: &str, id: &str, title: &str, f: Frame, extra: &s
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart {kind}\" id=\"{}\" \
          viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\"{extra} role=\"img\" aria-label=\"{}\" \
-         font-family=\"system-ui, sans-serif\" font-size=\"{}\">",
+         font-family=\"{}\" font-size=\"{}\">",
         escape(id),
         escape(title),
+        escape(font::FAMILY),
         fmt_num(FONT)
     );
     w!(
@@ -121,10 +117,10 @@ fn open(out: &mut String, kind: &str, id: &str, title: &str, f: Frame, extra: &s
     if title.is_empty() {
         return MARGIN;
     }
-    let t = fit(title, TITLE_FONT, f.w - 2.0 * MARGIN);
+    let t = font::fit(title, TITLE_FONT, Weight::Bold, f.w - 2.0 * MARGIN);
     w!(
         out,
-        "<text class=\"title\" x=\"{}\" y=\"{}\" font-size=\"{}\" font-weight=\"600\" \
+        "<text class=\"title\" x=\"{}\" y=\"{}\" font-size=\"{}\" font-weight=\"700\" \
          fill=\"{INK}\">{}</text>",
         fmt_num(MARGIN),
         fmt_num(MARGIN + TITLE_FONT),
@@ -350,13 +346,24 @@ pub fn line_chart(
             "<path class=\"series\" data-series=\"{name}\" d=\"{d}\" fill=\"none\" stroke=\"{color}\" \
              stroke-width=\"2\" stroke-linejoin=\"round\" stroke-linecap=\"round\"><title>{tip}</title></path>"
         );
-        if let [(cx, cy)] = xy.as_slice() {
-            w!(
-                out,
-                "<circle class=\"point\" data-series=\"{name}\" cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{color}\"><title>{tip}</title></circle>",
-                fmt_num(*cx),
-                fmt_num(*cy)
-            );
+        match xy.as_slice() {
+            [(cx, cy)] => {
+                w!(
+                    out,
+                    "<circle class=\"point\" data-series=\"{name}\" cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{color}\"><title>{tip}</title></circle>",
+                    fmt_num(*cx),
+                    fmt_num(*cy)
+                );
+            }
+            [.., (cx, cy)] => {
+                w!(
+                    out,
+                    "<circle class=\"end\" data-series=\"{name}\" cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"1.5\"><title>{tip}</title></circle>",
+                    fmt_num(*cx),
+                    fmt_num(*cy)
+                );
+            }
+            [] => {}
         }
     }
     out.push_str("</g></svg>");
@@ -757,7 +764,7 @@ mod tests {
         assert!(check_well_formed(&svg) > 20);
         assert!(svg.contains("class=\"chart line-chart\" id=\"eq\" viewBox=\"0 0 640 320\""));
         assert!(svg.contains("role=\"img\" aria-label=\"Equity &amp; &lt;P/L&gt;\""));
-        assert!(svg.contains("font-family=\"system-ui, sans-serif\""));
+        assert!(svg.contains("font-family=\"&#39;DejaVu Sans&#39;,"));
         assert!(svg.contains("<path class=\"series\" data-series=\"Desk\""));
         assert!(svg.contains("data-series=\"A&lt;B&amp;&quot;C&quot;\""));
         assert!(svg.contains("stroke=\"#0969da\""));
