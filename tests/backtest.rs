@@ -346,8 +346,25 @@ fn bad_input_is_refused_before_any_session_naming_the_key_or_reason() {
     // A store made with one configuration is not resumed with another.
     let args = bt(&["--set", "call_premium.enabled=false"]);
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    desk.run_ok(&args);
+    // With SMTP configured in the environment (a port nobody listens on): a backtest
+    // never connects, so it does not fail on it, and records no report.
+    let o = desk
+        .cmd()
+        .args(&args)
+        .env("OPTDESK_SMTP_HOST", "127.0.0.1")
+        .env("OPTDESK_SMTP_PORT", "9")
+        .env("OPTDESK_SMTP_SECURITY", "none")
+        .env("OPTDESK_SMTP_FROM", "desk@example.com")
+        .env("OPTDESK_SMTP_TO", "me@example.com")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let c = bt_store(&desk, "c");
+    assert_eq!(count(&c, "SELECT count(*) FROM reports"), 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM job_runs WHERE job = 'email_report' AND status = 'ok' AND message LIKE 'backtest: no daily report%'"),
+        2
+    );
     let before = all_tables(&c);
     run(
         &[],
