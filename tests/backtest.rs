@@ -394,3 +394,87 @@ fn bad_input_is_refused_before_any_session_naming_the_key_or_reason() {
         1
     );
 }
+
+/// On the replay source, a backtest runs on the main store's imported archive (copied
+/// into its own store) and trades as `run daily` does on the same archive; a range the
+/// archive does not cover, and a live source, are refused before any session.
+#[test]
+fn a_replay_backtest_runs_on_the_imported_archive_as_run_daily_does() {
+    let desk = Desk::new();
+    let fixture = |f: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/import")
+            .join(f)
+            .display()
+            .to_string()
+    };
+    let files: Vec<String> = [
+        "spy_eod_202403.txt",
+        "UnderlyingOptionsEODCalcs_2024-03-14.csv",
+        "L2_options_20240315.csv",
+        "SPY.csv",
+    ]
+    .iter()
+    .map(|f| fixture(f))
+    .collect();
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(|s| s.as_str()));
+    desk.run_ok(&args);
+    let desk_toml = desk.desk_toml_for("replay", &[]);
+    desk.write_config("desk.toml", &desk_toml);
+    // The fixtures quote SPY on both days.
+    desk.write_config("fetch_chains.toml", "[params]\nsymbols = [\"SPY\"]\n");
+    for d in ["2024-03-14", "2024-03-15"] {
+        desk.run_ok(&["run", "daily", "--as-of", d]);
+    }
+    let out = desk.run_ok(&[
+        "backtest",
+        "--from",
+        "2024-03-14",
+        "--to",
+        "2024-03-15",
+        "--name",
+        "r",
+    ]);
+    assert!(out.contains("backtest r done: 2 sessions"), "{out}");
+    let r = bt_store(&desk, "r");
+    assert_eq!(
+        count(
+            &r,
+            "SELECT count(*) FROM option_quotes WHERE source <> 'replay'"
+        ),
+        0
+    );
+    assert!(desk.count("SELECT count(*) FROM fills") >= 1, "it traded");
+    assert_same(
+        &rows(&r, TRADING),
+        &rows(&desk.db(), TRADING),
+        "replay backtest against run daily",
+    );
+    for (args, want) in [
+        (
+            vec!["backtest", "--from", "2024-03-14", "--to", "2024-03-20"],
+            "the replay archive of",
+        ),
+        (
+            vec!["backtest", "--from", "2024-03-14", "--to", "2024-03-20"],
+            "covers 2024-03-14 to 2024-03-15, not 2024-03-14 to 2024-03-20",
+        ),
+        (
+            vec![
+                "backtest",
+                "--from",
+                "2024-03-14",
+                "--to",
+                "2024-03-15",
+                "--source",
+                "cboe",
+            ],
+            "source cboe: it gives only today's quotes",
+        ),
+    ] {
+        let o = desk.run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}

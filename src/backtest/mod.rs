@@ -227,12 +227,18 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
         config.desk.desk.source = s;
     }
     let source = config.desk.desk.source;
-    if source != SourceKind::Sim {
-        return refuse(format!(
-            "source {}: a backtest replays past sessions on the simulated market (--source sim); the {} source is not replayed by backtests yet",
-            source_name(source),
-            source_name(source)
-        ));
+    match source {
+        SourceKind::Sim => {}
+        SourceKind::Replay => {
+            let timeout = Duration::from_secs(config.desk.desk.lock_timeout_secs);
+            replay_coverage(&opts.main_db, timeout, &sessions)?;
+        }
+        live => {
+            return refuse(format!(
+                "source {}: it gives only today's quotes, not past sessions; a backtest runs on the sim (--source sim) or on files imported into the archive (--source replay)",
+                source_name(live)
+            ));
+        }
     }
     let seed = config.desk.sim.seed;
     let mut prepared = jobs::prepare_all(&config)?;
@@ -320,6 +326,90 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
         done,
         risk_free_rate,
     })
+}
+
+/// The replay archive of the main store must hold every session of the range: refused
+/// otherwise, with the range it holds.
+fn replay_coverage(
+    main_db: &Path,
+    timeout: Duration,
+    sessions: &[NaiveDate],
+) -> Result<(), BacktestError> {
+    let refuse = |m: String| Err(BacktestError::Refused(m));
+    if !main_db.exists() {
+        return refuse(format!(
+            "--source replay: the store {} does not exist: load files with `optdesk import PATH...` first",
+            main_db.display()
+        ));
+    }
+    let main = Store::open_read(main_db, timeout)?;
+    let has: i64 = main.conn.query_row(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'option_archive'",
+        [],
+        |r| r.get(0),
+    )?;
+    let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = if has == 0 {
+        (None, None)
+    } else {
+        main.conn.query_row(
+            "SELECT min(as_of), max(as_of) FROM option_archive",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+    };
+    let (Some(first), Some(last)) = (first, last) else {
+        return refuse(format!(
+            "--source replay: the replay archive of {} is empty: load files with `optdesk import PATH...` first",
+            main_db.display()
+        ));
+    };
+    let (a, b) = (sessions[0], sessions[sessions.len() - 1]);
+    if a < first || b > last {
+        return refuse(format!(
+            "--source replay: the replay archive of {} covers {first} to {last}, not {a} to {b}: choose --from and --to within it",
+            main_db.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A replay backtest's market: the main store's archive (the range's option quotes,
+/// every daily bar up to its end, the imports log) copied into the backtest's store
+/// when it is made, read-only from the main store.
+fn copy_archive(store: &Store, plan: &Plan) -> Result<(), BacktestError> {
+    let conn = &store.conn;
+    let lit = plan.main_db.display().to_string().replace('\'', "''");
+    conn.execute_batch(&format!("ATTACH '{lit}' AS optdesk_main (READ_ONLY)"))?;
+    let res = (|| {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        for t in [
+            "option_archive",
+            "archive_bars",
+            "archive_minute_bars",
+            "imports",
+        ] {
+            conn.execute(&format!("DELETE FROM {t}"), [])?;
+        }
+        conn.execute(
+            "INSERT INTO option_archive BY NAME SELECT * FROM optdesk_main.option_archive WHERE as_of BETWEEN ? AND ?",
+            params![plan.from, plan.to],
+        )?;
+        conn.execute(
+            "INSERT INTO archive_bars BY NAME SELECT * FROM optdesk_main.archive_bars WHERE date <= ?",
+            params![plan.to],
+        )?;
+        conn.execute(
+            "INSERT INTO imports BY NAME SELECT * FROM optdesk_main.imports",
+            [],
+        )?;
+        conn.execute_batch("COMMIT")
+    })();
+    if res.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let _ = conn.execute_batch("DETACH optdesk_main");
+    res?;
+    Ok(())
 }
 
 fn source_name(s: SourceKind) -> &'static str {
@@ -413,6 +503,9 @@ pub fn run(
     }
     let started = Instant::now();
     let mut store = Store::open_write(&plan.store_path, timeout, &holder(&plan.name))?;
+    if plan.source == SourceKind::Replay && plan.done.is_empty() {
+        copy_archive(&store, &plan)?;
+    }
     catalogue::write_own_row(&store.conn, &plan)?;
     catalogue::start(&plan, timeout)?;
 
