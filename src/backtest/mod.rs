@@ -304,7 +304,11 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
                     own.from, opts.from
                 ));
             }
-            done = catalogue::sessions_done(&store.conn)?;
+            // Sessions of this range (a shorter --to leaves later ones out).
+            done = catalogue::sessions_done(&store.conn)?
+                .into_iter()
+                .filter(|d| sessions.contains(d))
+                .collect();
         }
     }
     Ok(Plan {
