@@ -56,6 +56,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A command stopped on request (Ctrl-C) after finishing what it was doing: exit 130.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
 /// An error and its causes on one line, each cause once.
 fn error_line(e: &anyhow::Error) -> String {
     crate::config::redact_secrets(&crate::text::error_chain(e.as_ref()))
@@ -232,6 +237,16 @@ pub enum Cmd {
         #[arg(long)]
         open: bool,
     },
+    /// Replay the daily pipeline over past sessions into a store of its own
+    /// (data/backtests/<name>.duckdb); `backtest list` and `backtest show NAME` read the
+    /// catalogue. Ctrl-C stops after the current session; the same command resumes.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backtest {
+        #[command(subcommand)]
+        cmd: Option<BacktestCmd>,
+        #[command(flatten)]
+        args: BacktestArgs,
+    },
     /// Print NYSE sessions with their open and close (New York time).
     Calendar {
         /// First date, YYYY-MM-DD [default: today]
@@ -281,6 +296,56 @@ pub enum JobCmd {
         /// email_report: send the day's report again even if it was already sent.
         #[arg(long)]
         resend: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BacktestArgs {
+    /// First session, YYYY-MM-DD.
+    #[arg(long, value_parser = calendar::parse_date)]
+    pub from: Option<NaiveDate>,
+    /// Last session, YYYY-MM-DD.
+    #[arg(long, value_parser = calendar::parse_date)]
+    pub to: Option<NaiveDate>,
+    /// The backtest's name (its store is data/backtests/<name>.duckdb) [default: <from>_<to>_<config hash>]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The market-data source [default: desk.toml's desk.source]; backtests replay the sim.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The simulated market's seed [default: desk.toml's sim.seed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Change one key for this backtest only: `<strategy>.<key>=value` (its [params]),
+    /// `<job>.<table>.<key>=value` (e.g. select_trades.risk.max_loss_per_trade=3000) or
+    /// `desk.<table>.<key>=value`. Repeatable.
+    #[arg(long = "set", value_name = "NAME.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Option quotes kept of past sessions: traded (the retention rule's: traded or held
+    /// contracts and the chains strategies scanned), all, or none (the rule's only, the
+    /// last session's too).
+    #[arg(long, value_enum, default_value_t = KeepQuotesArg::Traded)]
+    pub keep_quotes: KeepQuotesArg,
+    /// Discard an existing store of this name and start again.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeepQuotesArg {
+    Traded,
+    All,
+    None,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BacktestCmd {
+    /// The catalogue: every backtest with its status and headline metrics.
+    List,
+    /// One backtest: its catalogue row and its metrics per strategy.
+    Show {
+        /// The backtest's name (see `optdesk backtest list`).
+        name: String,
     },
 }
 
@@ -388,6 +453,10 @@ pub fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {}", error_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
@@ -509,6 +578,11 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
+        Cmd::Backtest { cmd, args } => match cmd {
+            Some(BacktestCmd::List) => backtest_list(ctx),
+            Some(BacktestCmd::Show { name }) => backtest_show(ctx, &name),
+            None => backtest(ctx, args),
+        },
         Cmd::Calendar { from, to, format } => {
             let from = from.unwrap_or_else(today_ny);
             let to = to.unwrap_or(from + Duration::days(30));
@@ -1478,4 +1552,338 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
         .build()?;
     rt.block_on(schedule::run_daemon(entries, pretend, run, skip))?;
     Ok(true)
+}
+
+/// `optdesk backtest --from D --to D ...`.
+fn backtest(ctx: &Ctx, args: BacktestArgs) -> Result<bool> {
+    use crate::backtest::{self, Ending, KeepQuotes};
+    let (Some(from), Some(to)) = (args.from, args.to) else {
+        return Err(UsageError(
+            "backtest needs --from and --to (YYYY-MM-DD), or a subcommand: list, show NAME".into(),
+        )
+        .into());
+    };
+    let source = args
+        .source
+        .as_deref()
+        .map(|s| s.parse::<crate::config::SourceKind>())
+        .transpose()
+        .map_err(|e| UsageError(format!("--source: {e}")))?;
+    let opts = backtest::Options {
+        from,
+        to,
+        name: args.name,
+        source,
+        seed: args.seed,
+        sets: args.set,
+        keep_quotes: match args.keep_quotes {
+            KeepQuotesArg::Traded => KeepQuotes::Traded,
+            KeepQuotesArg::All => KeepQuotes::All,
+            KeepQuotesArg::None => KeepQuotes::None,
+        },
+        restart: args.restart,
+        jobs_dir: ctx.jobs_dir.clone(),
+        jobs_explicit: ctx.jobs_explicit,
+        main_db: ctx.db.clone(),
+    };
+    let plan = backtest::plan(&opts)?;
+    let remaining = plan.remaining().len();
+    let (name, store_path, keep) = (plan.name.clone(), plan.store_path.clone(), plan.keep_quotes);
+    if remaining == 0 {
+        outln!(
+            "backtest {name}: all {} sessions from {from} to {to} are already done (store {}); --restart runs it again",
+            plan.sessions.len(),
+            store_path.display()
+        );
+    } else {
+        outln!(
+            "backtest {name}: {} sessions from {from} to {to}{}, config {}{}; store {}",
+            plan.sessions.len(),
+            if plan.done.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", resuming at session {} ({remaining} to go)",
+                    plan.done.len() + 1
+                )
+            },
+            plan.config_hash,
+            if plan.overrides.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", plan.overrides.join(", "))
+            },
+            store_path.display()
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    install_stop_handler(stop.clone());
+    let stop_after: Option<usize> =
+        crate::config::env_var("OPTDESK_BACKTEST_STOP_AFTER").and_then(|v| v.trim().parse().ok());
+    let tty = std::io::stderr().is_terminal();
+    let mut last_line = std::time::Instant::now();
+    let mut on_session = |s: &backtest::SessionDone| {
+        if stop_after.is_some_and(|n| s.run_here >= n) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let secs = s.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            s.run_here as f64 / secs
+        } else {
+            0.0
+        };
+        let eta = if rate > 0.0 {
+            let left = (s.total - s.done) as f64 / rate;
+            format!("{}:{:02}", (left / 60.0) as u64, (left % 60.0) as u64)
+        } else {
+            "?".into()
+        };
+        let line = format!(
+            "{}/{} sessions ({}), {rate:.2} sessions/s, ETA {eta}, equity {}",
+            s.done,
+            s.total,
+            s.as_of,
+            s.equity
+                .map(|e| format!("${}", crate::report::money(e)))
+                .unwrap_or_else(|| "n/a".into())
+        );
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else if s.total <= 250
+            || s.done == s.total
+            || last_line.elapsed() >= std::time::Duration::from_secs(10)
+        {
+            outln!("  {line}");
+            last_line = std::time::Instant::now();
+        }
+    };
+    let outcome = backtest::run(plan, &stop, &mut on_session)?;
+    if tty && outcome.run_here > 0 {
+        eprintln!();
+    }
+    let pct = |v: Option<f64>| {
+        v.map(|x| format!("{:+.2}%", x * 100.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    if let Some(p) = outcome.headline.as_ref().and_then(|h| h.portfolio()) {
+        outln!(
+            "results to {}: total return {}, annualized {}, Sharpe {}, max drawdown {}, win rate {}, {} closed trades, final equity {}",
+            outcome.last.map(|d| d.to_string()).unwrap_or_default(),
+            pct(p.total_return),
+            pct(p.cagr),
+            p.sharpe.map(|s| format!("{s:.2}")).unwrap_or_else(|| "n/a".into()),
+            pct(p.max_drawdown),
+            p.win_rate
+                .map(|w| format!("{:.1}%", w * 100.0))
+                .unwrap_or_else(|| "n/a".into()),
+            p.trades.unwrap_or(0),
+            outcome
+                .headline
+                .as_ref()
+                .and_then(|h| h.final_equity)
+                .map(|e| format!("${}", crate::report::money(e)))
+                .unwrap_or_else(|| "n/a".into()),
+        );
+    }
+    outln!(
+        "store {}: {:.1} MB (--keep-quotes {}){}; `optdesk backtest show {name}`",
+        store_path.display(),
+        outcome.store_bytes as f64 / 1e6,
+        keep.as_str(),
+        outcome
+            .report_path
+            .as_ref()
+            .map(|p| format!("; report {}", p.display()))
+            .unwrap_or_default()
+    );
+    let speed = if outcome.seconds > 0.0 {
+        outcome.run_here as f64 / outcome.seconds
+    } else {
+        0.0
+    };
+    match outcome.ending {
+        Ending::Done => {
+            outln!(
+                "backtest {name} done: {} sessions ({} run now in {:.1} s, {speed:.2} sessions/s)",
+                outcome.sessions_done,
+                outcome.run_here,
+                outcome.seconds
+            );
+            Ok(true)
+        }
+        Ending::Stopped => Err(Interrupted(format!(
+            "backtest {name} stopped after session {} ({} of {} done): run the same command again to resume",
+            outcome.last.map(|d| d.to_string()).unwrap_or_default(),
+            outcome.sessions_done,
+            outcome.sessions_total
+        ))
+        .into()),
+        Ending::Failed(why) => {
+            eprintln!(
+                "backtest {name} failed: {why} ({} of {} sessions done; the reasons are in the backtest store's job_runs; the same command retries from that session)",
+                outcome.sessions_done, outcome.sessions_total
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) sets `stop`: the backtest stops after the session it is running. A
+/// second Ctrl-C quits at once (the running job's transaction is rolled back).
+fn install_stop_handler(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if stop.swap(true, Ordering::SeqCst) {
+                    eprintln!("\ninterrupted again: quitting now (the running session is rolled back and run again on resume)");
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping after the current session (Ctrl-C again to quit now)");
+            }
+        });
+    });
+}
+
+/// The main store's catalogue, for `backtest list` and `show`.
+fn open_catalogue(ctx: &Ctx) -> Result<Option<Store>> {
+    if !ctx.db.exists() {
+        return Ok(None);
+    }
+    Ok(Some(open_reader_current(ctx)?))
+}
+
+fn backtest_list(ctx: &Ctx) -> Result<bool> {
+    let Some(store) = open_catalogue(ctx)? else {
+        outln!("no backtests yet (no store at {})", ctx.db.display());
+        return Ok(true);
+    };
+    let n: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM backtests", [], |r| r.get(0))?;
+    if n == 0 {
+        outln!("no backtests yet: `optdesk backtest --from D --to D` runs one");
+        return Ok(true);
+    }
+    print_query(
+        &store,
+        "SELECT name, from_date AS \"from\", to_date AS \"to\", sessions_done || '/' || sessions_total AS sessions,
+                status, config_hash,
+                round(total_return * 100, 2) AS total_return_pct, round(cagr * 100, 2) AS annualized_pct,
+                round(sharpe, 2) AS sharpe, round(max_drawdown * 100, 2) AS max_drawdown_pct,
+                round(win_rate * 100, 1) AS win_rate_pct, trades,
+                strftime(coalesce(finished_at, started_at), '%Y-%m-%d %H:%M') AS at_utc
+         FROM backtests ORDER BY coalesce(finished_at, started_at) DESC, name",
+    )
+}
+
+fn backtest_show(ctx: &Ctx, name: &str) -> Result<bool> {
+    let store = open_catalogue(ctx)?;
+    let found = match &store {
+        Some(s) => {
+            s.conn.query_row(
+                "SELECT count(*) FROM backtests WHERE name = ?",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )? > 0
+        }
+        None => false,
+    };
+    let Some(store) = store.filter(|_| found) else {
+        return Err(UsageError(format!(
+            "no backtest named '{name}' in {}: `optdesk backtest list` shows them",
+            ctx.db.display()
+        ))
+        .into());
+    };
+    let row = store.conn.query_row(
+        "SELECT from_date::VARCHAR, to_date::VARCHAR, sessions_done, sessions_total, status, coalesce(message, ''),
+                config_hash, overrides, source, seed::VARCHAR, keep_quotes, version,
+                strftime(started_at, '%Y-%m-%d %H:%M:%S'), coalesce(strftime(finished_at, '%Y-%m-%d %H:%M:%S'), '-'),
+                seconds, final_equity, store_path, store_bytes
+         FROM backtests WHERE name = ?",
+        [name],
+        |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                (
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, String>(11)?,
+                ),
+                (
+                    r.get::<_, String>(12)?,
+                    r.get::<_, String>(13)?,
+                    r.get::<_, Option<f64>>(14)?,
+                    r.get::<_, Option<f64>>(15)?,
+                    r.get::<_, String>(16)?,
+                    r.get::<_, Option<i64>>(17)?,
+                ),
+            ))
+        },
+    )?;
+    let (
+        (from, to, done, total, status, message),
+        (hash, overrides, source, seed, keep, version),
+        (started, finished, secs, equity, path, bytes),
+    ) = row;
+    outln!(
+        "backtest {name}: {status}{}",
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({message})")
+        }
+    );
+    outln!("  range          {from} to {to}, {done} of {total} sessions done");
+    outln!("  configuration  {hash}; source {source}, seed {seed}; --keep-quotes {keep}; optdesk {version}");
+    outln!(
+        "  overrides      {}",
+        if overrides.is_empty() {
+            "none".to_string()
+        } else {
+            overrides.replace('\n', ", ")
+        }
+    );
+    outln!(
+        "  ran            started {started} UTC, finished {finished} UTC{}",
+        secs.map(|s| format!(", {s:.1} s")).unwrap_or_default()
+    );
+    outln!(
+        "  store          {path}{}",
+        bytes
+            .map(|b| format!(" ({:.1} MB)", b as f64 / 1e6))
+            .unwrap_or_default()
+    );
+    if let Some(e) = equity {
+        outln!("  final equity   ${}", crate::report::money(e));
+    }
+    outln!("Metrics per book (the configuration snapshot: optdesk sql \"SELECT config_snapshot FROM backtests WHERE name = '{name}'\"):");
+    print_query(
+        &store,
+        &format!(
+            "SELECT book, kind, round(total_return * 100, 2) AS total_return_pct, round(cagr * 100, 2) AS annualized_pct,
+                    round(sharpe, 2) AS sharpe, round(sortino, 2) AS sortino, round(max_drawdown * 100, 2) AS max_drawdown_pct,
+                    round(win_rate * 100, 1) AS win_rate_pct, trades, round(total_pnl, 2) AS total_pnl
+             FROM backtest_metrics WHERE name = '{}'
+             ORDER BY CASE kind WHEN 'book' THEN 0 WHEN 'strategy' THEN 1 ELSE 2 END, book",
+            name.replace('\'', "''")
+        ),
+    )
 }

@@ -636,6 +636,10 @@ pub struct Config {
     pub dir: PathBuf,
     pub desk: DeskFile,
     desk_text: String,
+    /// Files of the folder replaced by other text for this process only (a backtest's
+    /// `--set` overrides), by their path relative to `dir` (`desk.toml`,
+    /// `select_trades.toml`, `strategies/dispersion.toml`).
+    overlay: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Config {
@@ -643,18 +647,36 @@ impl Config {
     /// (`--jobs`/`OPTDESK_JOBS`), in which case it must exist; the default `jobs/` may be
     /// absent and then the built-in defaults apply.
     pub fn load(dir: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        Config::load_with(dir, explicit, Default::default())
+    }
+
+    /// [`Config::load`] with some files' text replaced (`overlay`, by path relative to
+    /// `dir`): every reader of the folder ([`Config::read_text`]) sees the replacement.
+    pub fn load_with(
+        dir: &Path,
+        explicit: bool,
+        overlay: std::collections::BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let overlay = std::sync::Arc::new(overlay);
         if !dir.is_dir() {
             if explicit {
                 return Err(ConfigError::MissingDir(dir.display().to_string()));
             }
-            return Ok(Config {
-                dir: dir.to_path_buf(),
-                desk: DeskFile::default(),
-                desk_text: String::new(),
-            });
+            if !overlay.contains_key("desk.toml") {
+                return Ok(Config {
+                    dir: dir.to_path_buf(),
+                    desk: DeskFile::default(),
+                    desk_text: String::new(),
+                    overlay,
+                });
+            }
         }
         let path = dir.join("desk.toml");
-        let (desk, desk_text) = match read_optional(&path)? {
+        let desk_read = match overlay.get("desk.toml") {
+            Some(t) => Some(t.clone()),
+            None => read_optional(&path)?,
+        };
+        let (desk, desk_text) = match desk_read {
             Some(text) => (parse::<DeskFile>(&path, &text)?, text),
             None => (DeskFile::default(), String::new()),
         };
@@ -760,7 +782,23 @@ impl Config {
             dir: dir.to_path_buf(),
             desk,
             desk_text,
+            overlay,
         })
+    }
+
+    /// The text of a file of the configuration folder (`rel` relative to it, e.g.
+    /// `strategies/dispersion.toml`): the overlay's when it replaces the file, `None`
+    /// when the file does not exist.
+    pub fn read_text(&self, rel: &str) -> Result<Option<String>, ConfigError> {
+        if let Some(t) = self.overlay.get(rel) {
+            return Ok(Some(t.clone()));
+        }
+        read_optional(&self.dir.join(rel))
+    }
+
+    /// The files the overlay replaces, by relative path.
+    pub fn overlay(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.overlay
     }
 
     /// Load `jobs/<name>.toml` as the job's typed file, with its raw text (for the hash).
@@ -769,7 +807,7 @@ impl Config {
         name: &str,
     ) -> Result<(JobFile<P>, String), ConfigError> {
         let path = self.dir.join(format!("{name}.toml"));
-        match read_optional(&path)? {
+        match self.read_text(&format!("{name}.toml"))? {
             Some(text) => {
                 let f: JobFile<P> = parse(&path, &text)?;
                 for (i, s) in f.slots.iter().enumerate() {

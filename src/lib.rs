@@ -12,6 +12,7 @@
 //! that goes up.
 
 pub mod analytics;
+pub mod backtest;
 pub mod broker;
 pub mod calc;
 pub mod calendar;

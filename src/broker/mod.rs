@@ -135,8 +135,10 @@ pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>)
     let b = &config.desk.broker;
     let mut notes = Vec::new();
     let legacy_path = config.dir.join("select_trades.toml");
-    let legacy: Option<toml::Table> = std::fs::read_to_string(&legacy_path)
+    let legacy: Option<toml::Table> = config
+        .read_text("select_trades.toml")
         .ok()
+        .flatten()
         .and_then(|t| t.parse::<toml::Table>().ok());
     let legacy_key = |key: &str| -> Option<f64> {
         legacy

@@ -167,6 +167,8 @@ pub enum Trigger {
     Cli,
     Daily,
     Schedule,
+    /// A session of `optdesk backtest`.
+    Backtest,
 }
 
 impl Trigger {
@@ -175,6 +177,7 @@ impl Trigger {
             Trigger::Cli => "cli",
             Trigger::Daily => "daily",
             Trigger::Schedule => "schedule",
+            Trigger::Backtest => "backtest",
         }
     }
 }

@@ -102,15 +102,9 @@ impl Default for FileShape {
 
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let path = config.dir.join("select_trades.toml");
-    let (shape, text) = match std::fs::read_to_string(&path) {
-        Ok(t) => (crate::config::parse::<FileShape>(&path, &t)?, t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (FileShape::default(), String::new()),
-        Err(e) => {
-            return Err(ConfigError::Read {
-                file: path.display().to_string(),
-                source: e,
-            })
-        }
+    let (shape, text) = match config.read_text("select_trades.toml")? {
+        Some(t) => (crate::config::parse::<FileShape>(&path, &t)?, t),
+        None => (FileShape::default(), String::new()),
     };
     let bad = |m: String| ConfigError::Invalid {
         file: path.display().to_string(),
@@ -192,9 +186,9 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
 /// against the project folder.
 pub fn kill_file_path(config: &Config) -> Result<std::path::PathBuf, ConfigError> {
     let path = config.dir.join("select_trades.toml");
-    let params = match std::fs::read_to_string(&path) {
-        Ok(t) => crate::config::parse::<FileShape>(&path, &t)?.params,
-        Err(_) => Params::default(),
+    let params = match config.read_text("select_trades.toml").ok().flatten() {
+        Some(t) => crate::config::parse::<FileShape>(&path, &t)?.params,
+        None => Params::default(),
     };
     Ok(config.resolve(&params.kill_file))
 }

@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "011_archive_quoteless_minute_bars.sql",
         sql: include_str!("../../sql/011_archive_quoteless_minute_bars.sql"),
     },
+    Migration {
+        version: 12,
+        name: "012_backtests.sql",
+        sql: include_str!("../../sql/012_backtests.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {

@@ -103,11 +103,19 @@ fn count(conn: &Connection, sql: &str, before: NaiveDate) -> Result<i64, duckdb:
 
 /// Count what pruning before `before` deletes and keeps, without changing anything.
 pub fn plan(store: &Store, before: NaiveDate) -> Result<PruneReport, PruneError> {
+    plan_inner(store, before, false)
+}
+
+fn plan_inner(
+    store: &Store,
+    before: NaiveDate,
+    thin_last: bool,
+) -> Result<PruneReport, PruneError> {
     let conn = &store.conn;
     let last: Option<NaiveDate> =
         conn.query_row("SELECT max(as_of) FROM option_quotes", [], |r| r.get(0))?;
     let last = last.ok_or(PruneError::Empty)?;
-    if before > last {
+    if before > last && !thin_last {
         return Err(PruneError::TooLate { before, last });
     }
     let quotes_deleted = count(
@@ -158,7 +166,20 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// `prunes`, and rewrite the store compactly. `store` must be open for writing; it is
 /// returned reopened on the rewritten file.
 pub fn prune(store: Store, before: NaiveDate) -> Result<(Store, PruneReport), PruneError> {
-    let mut report = plan(&store, before)?;
+    let mut report = thin(&store, before, false)?;
+    let store = compact(store)?;
+    report.bytes_after = file_bytes(store.path());
+    Ok((store, report))
+}
+
+/// The delete half of [`prune`]: by the retention rule, delete the quotes and analytics
+/// of snapshots before `before` and record it in `prunes`, in one transaction, without
+/// rewriting the file (the freed blocks are reused by later writes; [`compact`]
+/// shrinks it). A backtest thins after every session and compacts at the end.
+/// `thin_last` allows a boundary after the last stored session (its chains thinned
+/// too: a backtest's `--keep-quotes none`).
+pub fn thin(store: &Store, before: NaiveDate, thin_last: bool) -> Result<PruneReport, PruneError> {
+    let report = plan_inner(store, before, thin_last)?;
     {
         let conn = &store.conn;
         conn.execute_batch("BEGIN TRANSACTION")?;
@@ -187,9 +208,7 @@ pub fn prune(store: Store, before: NaiveDate) -> Result<(Store, PruneReport), Pr
             return Err(e.into());
         }
     }
-    let store = compact(store)?;
-    report.bytes_after = file_bytes(store.path());
-    Ok((store, report))
+    Ok(report)
 }
 
 /// Rewrite the store into a new file holding only live blocks, verify it, and rename

@@ -307,18 +307,12 @@ fn load<P: DeserializeOwned + Default>(
     validate: impl Fn(&P) -> Result<(), String>,
 ) -> Result<(bool, P, String), ConfigError> {
     let path = config.dir.join("strategies").join(format!("{name}.toml"));
-    let (enabled, params, text) = match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    let (enabled, params, text) = match config.read_text(&format!("strategies/{name}.toml"))? {
+        Some(text) => {
             let f: StrategyFile<P> = crate::config::parse(&path, &text)?;
             (f.enabled, f.params, text)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (true, P::default(), String::new()),
-        Err(e) => {
-            return Err(ConfigError::Read {
-                file: path.display().to_string(),
-                source: e,
-            })
-        }
+        None => (true, P::default(), String::new()),
     };
     validate(&params).map_err(|m| ConfigError::Invalid {
         file: path.display().to_string(),
