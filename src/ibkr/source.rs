@@ -1068,11 +1068,14 @@ impl IbkrSource {
         Ok(snap)
     }
 
-    fn daily_bars_once(
+    /// `what_to_show` daily bars of each symbol on the requested dates (one request per
+    /// symbol), as (symbol, date, bar).
+    fn bars_on(
         &self,
         symbols: &[String],
         dates: &[NaiveDate],
-    ) -> Result<Vec<DailyBar>, SourceError> {
+        what_to_show: ibapi::market_data::historical::WhatToShow,
+    ) -> Result<Vec<(String, NaiveDate, ibapi::market_data::historical::Bar)>, SourceError> {
         let Some(&from) = dates.iter().min() else {
             return Ok(Vec::new());
         };
@@ -1080,39 +1083,50 @@ impl IbkrSource {
         let s = self.session()?;
         let mut out = Vec::new();
         for sym in symbols {
-            for b in self.history(
-                &s,
-                sym,
-                from,
-                ibapi::market_data::historical::WhatToShow::Trades,
-            )? {
-                let Some(date) = bar_date(&b.date).filter(|d| wanted.contains(d)) else {
-                    continue;
-                };
-                let px = |name: &str, x: f64| {
-                    Price::try_from_f64(x)
-                        .ok()
-                        .filter(|p| p.is_positive())
-                        .ok_or_else(|| SourceError::BadData {
-                            file_or_source: format!("ibkr {sym} daily bars"),
-                            line: None,
-                            field: format!("{name} of {date}"),
-                            reason: format!("{x} is not a price"),
-                        })
-                };
-                out.push(DailyBar {
-                    date,
-                    symbol: sym.clone(),
-                    open: px("open", b.open)?,
-                    high: px("high", b.high)?,
-                    low: px("low", b.low)?,
-                    close: px("close", b.close)?,
-                    volume: b.volume.max(0.0).round() as i64,
-                    // IB's TRADES bars are not adjusted and carry no dividends or splits.
-                    dividend: Price::ZERO,
-                    split_ratio: 1.0,
-                });
+            for b in self.history(&s, sym, from, what_to_show)? {
+                if let Some(date) = bar_date(&b.date).filter(|d| wanted.contains(d)) {
+                    out.push((sym.clone(), date, b));
+                }
             }
+        }
+        Ok(out)
+    }
+
+    fn daily_bars_once(
+        &self,
+        symbols: &[String],
+        dates: &[NaiveDate],
+    ) -> Result<Vec<DailyBar>, SourceError> {
+        let bars = self.bars_on(
+            symbols,
+            dates,
+            ibapi::market_data::historical::WhatToShow::Trades,
+        )?;
+        let mut out = Vec::with_capacity(bars.len());
+        for (sym, date, b) in bars {
+            let px = |name: &str, x: f64| {
+                Price::try_from_f64(x)
+                    .ok()
+                    .filter(|p| p.is_positive())
+                    .ok_or_else(|| SourceError::BadData {
+                        file_or_source: format!("ibkr {sym} daily bars"),
+                        line: None,
+                        field: format!("{name} of {date}"),
+                        reason: format!("{x} is not a price"),
+                    })
+            };
+            out.push(DailyBar {
+                date,
+                symbol: sym.clone(),
+                open: px("open", b.open)?,
+                high: px("high", b.high)?,
+                low: px("low", b.low)?,
+                close: px("close", b.close)?,
+                volume: b.volume.max(0.0).round() as i64,
+                // IB's TRADES bars carry no dividends or split events.
+                dividend: Price::ZERO,
+                split_ratio: 1.0,
+            });
         }
         Ok(out)
     }
@@ -1125,28 +1139,17 @@ impl IbkrSource {
         if !self.cfg.iv_history {
             return Ok(None);
         }
-        let Some(&from) = dates.iter().min() else {
-            return Ok(Some(Vec::new()));
-        };
-        let wanted: BTreeSet<NaiveDate> = dates.iter().copied().collect();
-        let s = self.session()?;
-        let mut out = Vec::new();
-        for sym in symbols {
-            for b in self.history(
-                &s,
-                sym,
-                from,
+        Ok(Some(
+            self.bars_on(
+                symbols,
+                dates,
                 ibapi::market_data::historical::WhatToShow::OptionImpliedVolatility,
-            )? {
-                let Some(date) = bar_date(&b.date).filter(|d| wanted.contains(d)) else {
-                    continue;
-                };
-                if b.close.is_finite() && b.close > 0.0 && b.close < 20.0 {
-                    out.push((date, sym.clone(), b.close));
-                }
-            }
-        }
-        Ok(Some(out))
+            )?
+            .into_iter()
+            .filter(|(_, _, b)| b.close.is_finite() && b.close > 0.0 && b.close < 20.0)
+            .map(|(sym, date, b)| (date, sym, b.close))
+            .collect(),
+        ))
     }
 }
 
