@@ -8,7 +8,8 @@
 //!
 //! `cargo bench --bench pipeline`; `PIPELINE_SESSIONS=N` (default 20) sessions from
 //! `PIPELINE_FROM` (default 2025-03-03); `PIPELINE_PROCESS=0` skips the process loop;
-//! `PIPELINE_CASES=full|limited|full,limited`.
+//! `PIPELINE_CASES=full|limited|full,limited`; `PIPELINE_BIN` names the optdesk binary
+//! the process loop runs.
 
 use chrono::NaiveDate;
 use optdesk::config::Config;
@@ -113,8 +114,13 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The optdesk binary of the same build: target/<profile>/optdesk beside deps/.
+/// The optdesk binary: `PIPELINE_BIN`, else the one of the same build,
+/// target/<profile>/optdesk beside deps/ (a target folder shared by several checkouts
+/// holds the last one built there: name yours with PIPELINE_BIN).
 fn binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("PIPELINE_BIN") {
+        return Some(PathBuf::from(p));
+    }
     let exe = std::env::current_exe().ok()?;
     let p = exe.parent()?.parent()?.join("optdesk");
     p.is_file().then_some(p)
