@@ -459,35 +459,41 @@ impl Job for ComputeVol {
             .collect();
         let mut analytics = analytics;
         let from_otm = otm_side_ivs(&quotes, &mut analytics, &unds, &implied_q);
-        let mut app = conn.appender("option_analytics")?;
-        let mut rows = 0u64;
-        for (q, a) in quotes.iter().zip(&analytics) {
-            let Some(a) = a else { continue };
-            let g = a.greeks;
-            app.append_row(params![
-                ctx.as_of,
-                ctx.quote_time,
-                q.contract,
-                q.underlying,
-                q.expiry,
-                q.strike,
-                q.right.code(),
-                a.t_years,
-                places(a.forward, 4),
-                a.mid.map(|m| places(m, 5)),
-                a.iv.map(|v| places(v, 6)),
-                g.map(|g| places(g.delta, 6)),
-                g.map(|g| places(g.gamma, 9)),
-                g.map(|g| places(g.vega, 4)),
-                g.map(|g| places(g.theta_per_day, 5)),
-                g.map(|g| places(g.rho, 4)),
-                g.map(|g| places(g.price, 5)),
-                a.note,
-                ctx.run_id,
-            ])?;
-            rows += 1;
-        }
-        app.flush()?;
+        // One Arrow batch (crate::store::bulk), the columns in the table's order.
+        let kept: Vec<(&QuoteRow, &Analytics)> = quotes
+            .iter()
+            .zip(&analytics)
+            .filter_map(|(q, a)| a.as_ref().map(|a| (q, a)))
+            .collect();
+        let n = kept.len();
+        let greek = |f: fn(&Analytics) -> Option<f64>| kept.iter().map(move |(_, a)| f(a));
+        let rows = crate::store::bulk::Batch::new()
+            .date("as_of", std::iter::repeat_n(ctx.as_of, n))
+            .timestamp("quote_time", std::iter::repeat_n(ctx.quote_time, n))
+            .str("contract", kept.iter().map(|(q, _)| &q.contract))
+            .str("underlying", kept.iter().map(|(q, _)| &q.underlying))
+            .date("expiry", kept.iter().map(|(q, _)| q.expiry))
+            .f64("strike", kept.iter().map(|(q, _)| q.strike))
+            .str("put_call", kept.iter().map(|(q, _)| q.right.code()))
+            .f64("t_years", kept.iter().map(|(_, a)| a.t_years))
+            .f64("forward", kept.iter().map(|(_, a)| places(a.forward, 4)))
+            .opt_f64("mid", greek(|a| a.mid.map(|m| places(m, 5))))
+            .opt_f64("iv", greek(|a| a.iv.map(|v| places(v, 6))))
+            .opt_f64("delta", greek(|a| a.greeks.map(|g| places(g.delta, 6))))
+            .opt_f64("gamma", greek(|a| a.greeks.map(|g| places(g.gamma, 9))))
+            .opt_f64("vega", greek(|a| a.greeks.map(|g| places(g.vega, 4))))
+            .opt_f64(
+                "theta_per_day",
+                greek(|a| a.greeks.map(|g| places(g.theta_per_day, 5))),
+            )
+            .opt_f64("rho", greek(|a| a.greeks.map(|g| places(g.rho, 4))))
+            .opt_f64(
+                "model_price",
+                greek(|a| a.greeks.map(|g| places(g.price, 5))),
+            )
+            .opt_str("iv_note", kept.iter().map(|(_, a)| a.note.as_deref()))
+            .i64("run_id", std::iter::repeat_n(ctx.run_id, n))
+            .append(conn, "option_analytics")?;
         let missing_underlying = analytics.iter().filter(|a| a.is_none()).count();
 
         // Per underlying.

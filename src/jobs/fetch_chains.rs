@@ -310,38 +310,45 @@ fn append_quotes(
     source: &str,
     run_id: i64,
 ) -> Result<u64, duckdb::Error> {
-    let mut app = conn.appender("option_quotes")?;
-    for q in quotes {
-        let (style, settlement) = match q.settlement {
-            Settlement::Cash => ("european", "cash"),
-            Settlement::Physical => ("american", "physical"),
-        };
-        app.append_row(params![
-            as_of,
-            qt,
-            q.underlying,
-            q.contract(),
-            q.root,
-            q.expiry,
-            q.strike.to_f64(),
-            q.right.code(),
-            style,
-            settlement,
-            100i32,
-            q.bid.to_f64(),
-            q.ask.to_f64(),
-            q.bid_size,
-            q.ask_size,
-            q.volume,
-            q.open_interest,
-            q.underlying_price.to_f64(),
-            q.source_iv,
-            source,
-            run_id,
-        ])?;
-    }
-    app.flush()?;
-    Ok(quotes.len() as u64)
+    // One Arrow batch (crate::store::bulk), the columns in the table's order.
+    let n = quotes.len();
+    let cash = |q: &OptionQuote| matches!(q.settlement, Settlement::Cash);
+    crate::store::bulk::Batch::new()
+        .date("as_of", std::iter::repeat_n(as_of, n))
+        .timestamp("quote_time", std::iter::repeat_n(qt, n))
+        .str("underlying", quotes.iter().map(|q| &q.underlying))
+        .str("contract", quotes.iter().map(|q| q.contract()))
+        .str("root", quotes.iter().map(|q| &q.root))
+        .date("expiry", quotes.iter().map(|q| q.expiry))
+        .f64("strike", quotes.iter().map(|q| q.strike.to_f64()))
+        .str("put_call", quotes.iter().map(|q| q.right.code()))
+        .str(
+            "style",
+            quotes
+                .iter()
+                .map(|q| if cash(q) { "european" } else { "american" }),
+        )
+        .str(
+            "settlement",
+            quotes
+                .iter()
+                .map(|q| if cash(q) { "cash" } else { "physical" }),
+        )
+        .i32("multiplier", std::iter::repeat_n(100i32, n))
+        .f64("bid", quotes.iter().map(|q| q.bid.to_f64()))
+        .f64("ask", quotes.iter().map(|q| q.ask.to_f64()))
+        .i32("bid_size", quotes.iter().map(|q| q.bid_size))
+        .i32("ask_size", quotes.iter().map(|q| q.ask_size))
+        .i64("volume", quotes.iter().map(|q| q.volume))
+        .i64("open_interest", quotes.iter().map(|q| q.open_interest))
+        .f64(
+            "underlying_price",
+            quotes.iter().map(|q| q.underlying_price.to_f64()),
+        )
+        .opt_f64("source_iv", quotes.iter().map(|q| q.source_iv))
+        .str("source", std::iter::repeat_n(source, n))
+        .i64("run_id", std::iter::repeat_n(run_id, n))
+        .append(conn, "option_quotes")
 }
 
 fn append_underlyings(

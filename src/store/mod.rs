@@ -8,6 +8,7 @@
 //!   message naming the holder. Readers open read-only and never write.
 
 pub mod backup;
+pub mod bulk;
 pub mod check;
 mod lock;
 pub mod query;

@@ -8,8 +8,16 @@ use crate::trading::margin::{self, Policy};
 use crate::trading::risk::RiskState;
 use crate::trading::strategies::{ChainRow, DayState, UnderlyingDay};
 use chrono::{NaiveDate, NaiveDateTime};
+use duckdb::arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
+use duckdb::arrow::compute::cast;
+use duckdb::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection};
 use std::collections::{BTreeSet, HashMap};
+
+fn arrow_err(e: duckdb::arrow::error::ArrowError) -> duckdb::Error {
+    duckdb::Error::ToSqlConversionFailure(Box::new(e))
+}
 
 /// The day's state at one snapshot: underlyings, chains with analytics, open trades
 /// (marked at the snapshot's mids), shares held, the correlation Z-scores.
@@ -44,73 +52,73 @@ pub fn load(
          FROM option_analytics a JOIN option_quotes q USING (as_of, quote_time, contract)
          WHERE a.as_of = ? AND a.quote_time = ?",
     )?;
-    let rows = s.query_map(params![as_of, quote_time], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, NaiveDate>(2)?,
-            r.get::<_, f64>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, f64>(5)?,
-            r.get::<_, f64>(6)?,
-            r.get::<_, Option<f64>>(7)?,
-            r.get::<_, Option<f64>>(8)?,
-            r.get::<_, i64>(9)?,
-            r.get::<_, f64>(10)?,
-            (
-                r.get::<_, i64>(11)?,
-                r.get::<_, String>(12)?,
-                r.get::<_, String>(13)?,
-            ),
-        ))
-    })?;
-    for row in rows {
-        let (
-            contract,
-            underlying,
-            expiry,
-            strike,
-            pc,
-            bid,
-            ask,
-            iv,
-            delta,
-            volume,
-            t_years,
-            (mult, style, settlement),
-        ) = row?;
-        let bad = |source| RepoError::BadRow {
-            table: "option_quotes",
-            row: contract.clone(),
-            source,
+    // Read as Arrow batches: the day's whole chain (tens of thousands of rows) in
+    // columns, without a conversion call per value.
+    let batches: Vec<RecordBatch> = s.query_arrow(params![as_of, quote_time])?.collect();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
+    for b in &batches {
+        let str_col = |i: usize| -> Result<StringArray, duckdb::Error> {
+            let a = cast(b.column(i), &DataType::Utf8).map_err(arrow_err)?;
+            Ok(a.as_string::<i32>().clone())
         };
-        let right = OptionRight::from_code(&pc).map_err(bad)?;
-        let inst = instrument(
-            "option",
-            &contract,
-            &underlying,
-            mult,
-            Some(&style),
-            Some(&settlement),
-        )
-        .map_err(bad)?;
-        day.chains
-            .entry(underlying.clone())
-            .or_default()
-            .push(ChainRow {
-                contract,
-                underlying,
-                expiry,
-                strike,
-                right,
-                bid,
-                ask,
-                iv,
-                delta,
-                volume,
-                t_years,
-                instrument: inst,
-            });
+        let f64_col = |i: usize| -> Result<Float64Array, duckdb::Error> {
+            let a = cast(b.column(i), &DataType::Float64).map_err(arrow_err)?;
+            Ok(a.as_primitive::<Float64Type>().clone())
+        };
+        let i64_col = |i: usize| -> Result<Int64Array, duckdb::Error> {
+            let a = cast(b.column(i), &DataType::Int64).map_err(arrow_err)?;
+            Ok(a.as_primitive::<Int64Type>().clone())
+        };
+        let expiry = cast(b.column(2), &DataType::Date32).map_err(arrow_err)?;
+        let expiry = expiry.as_primitive::<Date32Type>();
+        let (contract, underlying, pc) = (str_col(0)?, str_col(1)?, str_col(4)?);
+        let (strike, bid, ask, iv, delta) = (
+            f64_col(3)?,
+            f64_col(5)?,
+            f64_col(6)?,
+            f64_col(7)?,
+            f64_col(8)?,
+        );
+        let (volume, t_years, mult) = (i64_col(9)?, f64_col(10)?, i64_col(11)?);
+        let (style, settlement) = (str_col(12)?, str_col(13)?);
+        for i in 0..b.num_rows() {
+            // Every column but iv and delta is NOT NULL in the tables.
+            let contract = contract.value(i).to_string();
+            let underlying = underlying.value(i).to_string();
+            let bad = |source| RepoError::BadRow {
+                table: "option_quotes",
+                row: contract.clone(),
+                source,
+            };
+            let right = OptionRight::from_code(pc.value(i)).map_err(bad)?;
+            let inst = instrument(
+                "option",
+                &contract,
+                &underlying,
+                mult.value(i),
+                Some(style.value(i)),
+                Some(settlement.value(i)),
+            )
+            .map_err(bad)?;
+            let opt = |a: &Float64Array| (!a.is_null(i)).then(|| a.value(i));
+            day.chains
+                .entry(underlying.clone())
+                .or_default()
+                .push(ChainRow {
+                    contract,
+                    underlying,
+                    expiry: epoch + chrono::Duration::days(expiry.value(i) as i64),
+                    strike: strike.value(i),
+                    right,
+                    bid: bid.value(i),
+                    ask: ask.value(i),
+                    iv: opt(&iv),
+                    delta: opt(&delta),
+                    volume: volume.value(i),
+                    t_years: t_years.value(i),
+                    instrument: inst,
+                });
+        }
     }
     let mids: HashMap<String, Price> = day
         .chains
