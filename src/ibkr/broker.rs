@@ -43,7 +43,6 @@ pub struct IbkrBroker<'c> {
     session: Option<Arc<Session>>,
     /// Quotes of the snapshot (for the mid and the natural), and the settlement path.
     paper: PaperBroker<'c>,
-    conn: &'c Connection,
     /// Why this process cancelled an order (by reference), for the record.
     cancelled: HashMap<String, String>,
     /// Contract ids learned, by instrument key.
@@ -66,11 +65,20 @@ struct IbOrder {
     ratios: Vec<(i64, Leg)>,
 }
 
-/// What IB knows of one of our orders (all its parts).
+/// What IB knows of one part of our orders.
+#[derive(Debug)]
+struct KnownPart {
+    status: OrderStatusKind,
+    filled: f64,
+    order_ref: String,
+    /// IB's warning or rejection text, when it gave one.
+    warning: String,
+}
+
+/// What IB knows of one of our orders (all its parts), by IB order id.
 #[derive(Debug, Default)]
 struct Known {
-    /// order id → (status, filled, remaining, order_ref)
-    parts: BTreeMap<i32, (OrderStatusKind, f64, f64, String, String)>,
+    parts: BTreeMap<i32, KnownPart>,
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -93,7 +101,6 @@ impl<'c> IbkrBroker<'c> {
             cfg: cfg.clone(),
             session: None,
             paper: PaperBroker::new(conn, paper, as_of, quote_time),
-            conn,
             cancelled: HashMap::new(),
             con_ids: HashMap::new(),
         }
@@ -368,8 +375,19 @@ impl<'c> IbkrBroker<'c> {
             if !matches(&r) {
                 continue;
             }
-            let (st, filled, remaining) = statuses.get(&id).cloned().unwrap_or((status, 0.0, 0.0));
-            known.parts.insert(id, (st, filled, remaining, r, warning));
+            let (status, filled) = statuses
+                .get(&id)
+                .map(|(st, filled, _)| (st.clone(), *filled))
+                .unwrap_or((status, 0.0));
+            known.parts.insert(
+                id,
+                KnownPart {
+                    status,
+                    filled,
+                    order_ref: r,
+                    warning,
+                },
+            );
         }
         Ok(known)
     }
@@ -574,7 +592,7 @@ impl Broker for IbkrBroker<'_> {
             .lookup(&reference)?
             .parts
             .into_iter()
-            .map(|(id, p)| (p.3, id))
+            .map(|(id, p)| (p.order_ref, id))
             .collect();
         let parts = Self::parts(o);
         if parts.iter().all(|p| known.contains_key(&p.order_ref)) {
@@ -637,8 +655,8 @@ impl Broker for IbkrBroker<'_> {
             .map(|k| k.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let all = |f: &dyn Fn(&OrderStatusKind) -> bool| known.parts.values().all(|p| f(&p.0));
-        let any_filled = known.parts.values().any(|p| p.1 > 0.0);
+        let all = |f: &dyn Fn(&OrderStatusKind) -> bool| known.parts.values().all(|p| f(&p.status));
+        let any_filled = known.parts.values().any(|p| p.filled > 0.0);
         let (status, reason) = if all(&|s| *s == OrderStatusKind::Filled) {
             (OrderStatus::Filled, None)
         } else if all(&|s| {
@@ -665,12 +683,12 @@ impl Broker for IbkrBroker<'_> {
         } else if known
             .parts
             .values()
-            .any(|p| p.0 == OrderStatusKind::Inactive)
+            .any(|p| p.status == OrderStatusKind::Inactive)
         {
             let w = known
                 .parts
                 .values()
-                .map(|p| p.4.clone())
+                .map(|p| p.warning.clone())
                 .find(|w| !w.is_empty())
                 .unwrap_or_else(|| "inactive at IB".into());
             (OrderStatus::Rejected, Some(w))
@@ -852,7 +870,7 @@ impl Broker for IbkrBroker<'_> {
         let s = self.session()?;
         for (id, p) in known.parts {
             if matches!(
-                p.0,
+                p.status,
                 OrderStatusKind::Filled
                     | OrderStatusKind::Cancelled
                     | OrderStatusKind::ApiCancelled
@@ -869,10 +887,6 @@ impl Broker for IbkrBroker<'_> {
 impl IbkrBroker<'_> {
     fn paper_at(&self) -> NaiveDateTime {
         self.paper.quote_time()
-    }
-    /// The store this broker books settlements in.
-    pub fn conn(&self) -> &Connection {
-        self.conn
     }
 }
 
