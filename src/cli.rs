@@ -347,6 +347,64 @@ pub enum BacktestCmd {
         /// The backtest's name (see `optdesk backtest list`).
         name: String,
     },
+    /// A backtest per point of a grid of overrides (every combination of the --grid
+    /// values), several at once, then one comparison table and page
+    /// (data/backtests/<prefix>.sweep.html and .csv). Running it again resumes it.
+    Sweep(SweepArgs),
+    /// Compare finished backtest stores (the *.duckdb of DIR, e.g. the points of a
+    /// sweep run elsewhere from `sweep --emit`): the same table and page as `sweep`.
+    Collect {
+        /// The folder of backtest stores.
+        dir: PathBuf,
+        /// Only the stores named <PREFIX>-*.duckdb (a sweep's points).
+        #[arg(long, value_name = "PREFIX")]
+        name: Option<String>,
+        /// Where to write the page (the CSV beside it) [default: DIR/<PREFIX>.sweep.html, or DIR/collect.sweep.html]
+        #[arg(long, value_name = "FILE.html")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// First session, YYYY-MM-DD.
+    #[arg(long, value_parser = calendar::parse_date)]
+    pub from: NaiveDate,
+    /// Last session, YYYY-MM-DD.
+    #[arg(long, value_parser = calendar::parse_date)]
+    pub to: NaiveDate,
+    /// A key and its values, as for --set: `dispersion.z_entry=1.0,1.5,2.0` (TOML
+    /// values; a comma inside [...] or quotes belongs to the value). Repeatable: the
+    /// points are every combination.
+    #[arg(long = "grid", value_name = "NAME.KEY=V1,V2,...", required = true)]
+    pub grid: Vec<String>,
+    /// A key set the same for every point (as for `backtest --set`). Repeatable.
+    #[arg(long = "set", value_name = "NAME.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The points' name prefix: each point is the backtest <PREFIX>-<key>_<value>-...
+    /// [default: sweep_<from>_<to>]
+    #[arg(long, value_name = "PREFIX")]
+    pub name: Option<String>,
+    /// The market-data source [default: desk.toml's desk.source].
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The simulated market's seed [default: desk.toml's sim.seed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Option quotes kept of past sessions (as for `backtest`).
+    #[arg(long, value_enum, default_value_t = KeepQuotesArg::Traded)]
+    pub keep_quotes: KeepQuotesArg,
+    /// Discard the points' existing stores and start them again.
+    #[arg(long)]
+    pub restart: bool,
+    /// Points run at once [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Write one `optdesk backtest` command per point to FILE (one a line, for a Slurm
+    /// array job or a Kubernetes indexed Job) instead of running them; `backtest
+    /// collect` then compares the stores they leave.
+    #[arg(long, value_name = "FILE")]
+    pub emit: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -581,6 +639,10 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         Cmd::Backtest { cmd, args } => match cmd {
             Some(BacktestCmd::List) => backtest_list(ctx),
             Some(BacktestCmd::Show { name }) => backtest_show(ctx, &name),
+            Some(BacktestCmd::Sweep(a)) => backtest_sweep(ctx, a),
+            Some(BacktestCmd::Collect { dir, name, out }) => {
+                backtest_collect(ctx, &dir, name.as_deref(), out)
+            }
             None => backtest(ctx, args),
         },
         Cmd::Calendar { from, to, format } => {
@@ -1886,4 +1948,210 @@ fn backtest_show(ctx: &Ctx, name: &str) -> Result<bool> {
             name.replace('\'', "''")
         ),
     )
+}
+
+fn keep_quotes_of(k: KeepQuotesArg) -> crate::backtest::KeepQuotes {
+    use crate::backtest::KeepQuotes;
+    match k {
+        KeepQuotesArg::Traded => KeepQuotes::Traded,
+        KeepQuotesArg::All => KeepQuotes::All,
+        KeepQuotesArg::None => KeepQuotes::None,
+    }
+}
+
+/// How long a reader waits for a store a writer has open: desk.toml's lock timeout.
+fn lock_timeout(ctx: &Ctx) -> std::time::Duration {
+    std::time::Duration::from_secs(
+        ctx.config()
+            .map(|c| c.desk.desk.lock_timeout_secs)
+            .unwrap_or(30),
+    )
+}
+
+/// Print a comparison and write its page and CSV.
+fn print_comparison(cmp: &crate::backtest::sweep::Comparison, page: &std::path::Path) -> Result<()> {
+    for line in cmp.text().lines() {
+        outln!("{line}");
+    }
+    let (html, csv) = cmp.write(page).map_err(anyhow::Error::msg)?;
+    outln!(
+        "comparison page {} (CSV {})",
+        html.display(),
+        csv.display()
+    );
+    Ok(())
+}
+
+/// `optdesk backtest sweep --from D --to D --grid K=V1,V2 ...`.
+fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
+    use crate::backtest::sweep::{self, PointEnd, SweepOptions};
+    let source = a
+        .source
+        .as_deref()
+        .map(|s| s.parse::<crate::config::SourceKind>())
+        .transpose()
+        .map_err(|e| UsageError(format!("--source: {e}")))?;
+    if a.parallel == Some(0) {
+        return Err(UsageError("--parallel 0: run at least one point at a time".into()).into());
+    }
+    let grids: Vec<sweep::Grid> = a
+        .grid
+        .iter()
+        .map(|g| sweep::parse_grid(g))
+        .collect::<Result<_, _>>()
+        .map_err(UsageError)?;
+    let prefix = a
+        .name
+        .clone()
+        .unwrap_or_else(|| sweep::default_prefix(a.from, a.to));
+    let pts = sweep::points(&prefix, &grids, &a.set).map_err(UsageError)?;
+    let sw = SweepOptions {
+        from: a.from,
+        to: a.to,
+        prefix: prefix.clone(),
+        sets: a.set.clone(),
+        source,
+        seed: a.seed,
+        keep_quotes: keep_quotes_of(a.keep_quotes),
+        restart: a.restart,
+        jobs_dir: ctx.jobs_dir.clone(),
+        jobs_explicit: ctx.jobs_explicit,
+        main_db: ctx.db.clone(),
+    };
+    // Every point planned before anything runs: a bad key or value fails here.
+    let plans = sweep::validate(&sw, &pts)?;
+    let sessions = plans.first().map(|p| p.sessions).unwrap_or(0);
+    let stores = crate::backtest::stores_dir(&ctx.db);
+    if let Some(file) = &a.emit {
+        let text: String = pts.iter().map(|p| sw.command_line(p) + "\n").collect();
+        std::fs::write(file, text)
+            .with_context(|| format!("--emit: cannot write {}", file.display()))?;
+        outln!(
+            "wrote {} commands to {} (a backtest of {sessions} sessions each, one a line); run line N with: sed -n \"${{N}}p\" {} | sh",
+            pts.len(),
+            file.display(),
+            sweep::shell_quote(&file.display().to_string())
+        );
+        outln!(
+            "  (a Slurm array job --array=1-{}: N=$SLURM_ARRAY_TASK_ID; a Kubernetes indexed Job of completions {}: N=$((JOB_COMPLETION_INDEX + 1)))",
+            pts.len(),
+            pts.len()
+        );
+        outln!(
+            "then compare the stores they leave in {}: optdesk backtest collect {} --name {prefix}",
+            stores.display(),
+            sweep::shell_quote(&stores.display().to_string())
+        );
+        return Ok(true);
+    }
+    let parallel = a.parallel.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let todo: Vec<usize> = (0..pts.len()).filter(|&i| plans[i].remaining > 0).collect();
+    outln!(
+        "sweep {prefix}: {} points of {sessions} sessions from {} to {}; {} to run ({} at once), {} already done; stores and logs in {}",
+        pts.len(),
+        a.from,
+        a.to,
+        todo.len(),
+        parallel.min(todo.len().max(1)),
+        pts.len() - todo.len(),
+        stores.display()
+    );
+    for (p, plan) in pts.iter().zip(&plans) {
+        let state = if plan.remaining == 0 {
+            "done".to_string()
+        } else if plan.remaining < plan.sessions {
+            format!("resumes, {} of {} sessions to go", plan.remaining, plan.sessions)
+        } else {
+            "to run".to_string()
+        };
+        outln!("  {}: {} ({state})", p.name, p.describe());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    if !todo.is_empty() {
+        install_stop_handler(stop.clone());
+    }
+    let exe = std::env::current_exe().context("cannot find the optdesk binary to run the points")?;
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let total = todo.len();
+    let on_start = |i: usize| {
+        outln!("  started {} (log {})", pts[i].name, sw.log_path(&pts[i]).display());
+    };
+    let on_end = |r: &sweep::PointRun| {
+        let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = &pts[r.index].name;
+        match &r.end {
+            PointEnd::Done => outln!("  [{n}/{total}] {name} done in {:.1} s", r.seconds),
+            PointEnd::Stopped => outln!(
+                "  [{n}/{total}] {name} stopped after {:.1} s (the sweep again resumes it)",
+                r.seconds
+            ),
+            PointEnd::Failed(why) => outln!("  [{n}/{total}] {name} FAILED: {why}"),
+        }
+    };
+    let runs = sweep::run_points(&sw, &pts, &todo, parallel, &exe, &stop, &on_start, &on_end)?;
+    let failed: Vec<String> = runs
+        .iter()
+        .filter_map(|r| match &r.end {
+            PointEnd::Failed(why) => Some(format!("{}: {why}", pts[r.index].name)),
+            _ => None,
+        })
+        .collect();
+    let unfinished = runs
+        .iter()
+        .filter(|r| r.end == PointEnd::Stopped)
+        .count()
+        + (todo.len() - runs.len());
+    let paths: Vec<PathBuf> = pts
+        .iter()
+        .map(|p| sw.store_path(p))
+        .filter(|p| p.exists())
+        .collect();
+    match sweep::compare_stores(&prefix, &paths, lock_timeout(ctx)) {
+        Ok(cmp) => print_comparison(&cmp, &sw.page_path())?,
+        Err(e) if !failed.is_empty() || unfinished > 0 => {
+            eprintln!("no comparison: {e}");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "sweep {prefix}: {} of {} points failed (the same command retries them):",
+            failed.len(),
+            pts.len()
+        );
+        for f in &failed {
+            eprintln!("  {f}");
+        }
+        return Ok(false);
+    }
+    if unfinished > 0 {
+        return Err(Interrupted(format!(
+            "sweep {prefix} stopped with {unfinished} of {} points unfinished: run the same command again to resume",
+            pts.len()
+        ))
+        .into());
+    }
+    outln!("sweep {prefix} done: {} points", pts.len());
+    Ok(true)
+}
+
+/// `optdesk backtest collect DIR [--name PREFIX] [--out FILE]`.
+fn backtest_collect(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    prefix: Option<&str>,
+    out: Option<PathBuf>,
+) -> Result<bool> {
+    use crate::backtest::sweep;
+    if let Some(p) = prefix {
+        crate::backtest::check_name(p).map_err(|e| UsageError(e.to_string()))?;
+    }
+    let cmp = sweep::collect(dir, prefix, lock_timeout(ctx))?;
+    let page = out.unwrap_or_else(|| sweep::collect_page(dir, prefix));
+    print_comparison(&cmp, &page)?;
+    Ok(true)
 }

@@ -20,9 +20,12 @@
 //! * **Catalogue.** The main store's `backtests` table has a row per name (status,
 //!   range, configuration, headline metrics) and `backtest_metrics` its metrics per book
 //!   ([`catalogue`]).
+//! * **Sweeps.** `backtest sweep` runs a backtest per point of a grid of overrides and
+//!   compares them; `backtest collect` compares finished stores ([`sweep`]).
 
 pub mod catalogue;
 pub mod overrides;
+pub mod sweep;
 
 use crate::config::{Config, ConfigError, SourceKind};
 use crate::jobs::{self, Job, JobContext, JobError, JobOutput, Prepared, RunRequest, Trigger};
@@ -416,7 +419,7 @@ fn copy_archive(store: &Store, plan: &Plan) -> Result<(), BacktestError> {
     Ok(())
 }
 
-fn source_name(s: SourceKind) -> &'static str {
+pub(crate) fn source_name(s: SourceKind) -> &'static str {
     match s {
         SourceKind::Sim => "sim",
         SourceKind::Replay => "replay",
