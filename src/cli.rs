@@ -1969,16 +1969,15 @@ fn lock_timeout(ctx: &Ctx) -> std::time::Duration {
 }
 
 /// Print a comparison and write its page and CSV.
-fn print_comparison(cmp: &crate::backtest::sweep::Comparison, page: &std::path::Path) -> Result<()> {
+fn print_comparison(
+    cmp: &crate::backtest::sweep::Comparison,
+    page: &std::path::Path,
+) -> Result<()> {
     for line in cmp.text().lines() {
         outln!("{line}");
     }
     let (html, csv) = cmp.write(page).map_err(anyhow::Error::msg)?;
-    outln!(
-        "comparison page {} (CSV {})",
-        html.display(),
-        csv.display()
-    );
+    outln!("comparison page {} (CSV {})", html.display(), csv.display());
     Ok(())
 }
 
@@ -2051,12 +2050,16 @@ fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
     });
     let todo: Vec<usize> = (0..pts.len()).filter(|&i| plans[i].remaining > 0).collect();
     outln!(
-        "sweep {prefix}: {} points of {sessions} sessions from {} to {}; {} to run ({} at once), {} already done; stores and logs in {}",
+        "sweep {prefix}: {} points of {sessions} sessions from {} to {}; {} to run{}, {} already done; stores and logs in {}",
         pts.len(),
         a.from,
         a.to,
         todo.len(),
-        parallel.min(todo.len().max(1)),
+        if todo.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} at once)", parallel.min(todo.len()))
+        },
         pts.len() - todo.len(),
         stores.display()
     );
@@ -2064,7 +2067,10 @@ fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
         let state = if plan.remaining == 0 {
             "done".to_string()
         } else if plan.remaining < plan.sessions {
-            format!("resumes, {} of {} sessions to go", plan.remaining, plan.sessions)
+            format!(
+                "resumes, {} of {} sessions to go",
+                plan.remaining, plan.sessions
+            )
         } else {
             "to run".to_string()
         };
@@ -2074,11 +2080,16 @@ fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
     if !todo.is_empty() {
         install_stop_handler(stop.clone());
     }
-    let exe = std::env::current_exe().context("cannot find the optdesk binary to run the points")?;
+    let exe =
+        std::env::current_exe().context("cannot find the optdesk binary to run the points")?;
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let total = todo.len();
     let on_start = |i: usize| {
-        outln!("  started {} (log {})", pts[i].name, sw.log_path(&pts[i]).display());
+        outln!(
+            "  started {} (log {})",
+            pts[i].name,
+            sw.log_path(&pts[i]).display()
+        );
     };
     let on_end = |r: &sweep::PointRun| {
         let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
@@ -2100,11 +2111,8 @@ fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
             _ => None,
         })
         .collect();
-    let unfinished = runs
-        .iter()
-        .filter(|r| r.end == PointEnd::Stopped)
-        .count()
-        + (todo.len() - runs.len());
+    let unfinished =
+        runs.iter().filter(|r| r.end == PointEnd::Stopped).count() + (todo.len() - runs.len());
     let paths: Vec<PathBuf> = pts
         .iter()
         .map(|p| sw.store_path(p))

@@ -215,8 +215,7 @@ pub fn points(prefix: &str, grids: &[Grid], sets: &[String]) -> Result<Vec<Point
     let mut names: Vec<&str> = pts.iter().map(|p| p.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    let readable =
-        names.len() == pts.len() && pts.iter().all(|p| check_name(&p.name).is_ok());
+    let readable = names.len() == pts.len() && pts.iter().all(|p| check_name(&p.name).is_ok());
     if !readable {
         let width = total.to_string().len().max(2);
         for (i, p) in pts.iter_mut().enumerate() {
@@ -341,7 +340,8 @@ impl SweepOptions {
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '@' | '%')
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '@' | '%')
         });
     if safe {
         s.to_string()
@@ -503,10 +503,7 @@ fn run_child(sw: &SweepOptions, p: &Point, exe: &Path) -> Result<PointEnd, Strin
             log_tail(&log_path, since),
             log_path.display()
         )),
-        None => PointEnd::Failed(format!(
-            "killed by a signal (log {})",
-            log_path.display()
-        )),
+        None => PointEnd::Failed(format!("killed by a signal (log {})", log_path.display())),
     })
 }
 
@@ -668,16 +665,17 @@ pub fn read_store(path: &Path, timeout: Duration) -> Result<Row, String> {
             .map_err(q)?;
         rows.collect::<Result<_, _>>().map_err(q)?
     };
-    let sortino = books.iter().find(|b| b.kind == "book").and_then(|b| b.sortino);
+    let sortino = books
+        .iter()
+        .find(|b| b.kind == "book")
+        .and_then(|b| b.sortino);
     let equity: Vec<(NaiveDate, f64)> = {
         let mut s = conn
             .prepare(
                 "SELECT as_of, equity FROM backtest_sessions WHERE equity IS NOT NULL ORDER BY as_of",
             )
             .map_err(q)?;
-        let rows = s
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(q)?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(q)?;
         rows.collect::<Result<_, _>>().map_err(q)?
     };
     Ok(Row {
@@ -879,7 +877,11 @@ impl Comparison {
                 .map(|w| format!("{:.1}%", w * 100.0))
                 .unwrap_or_else(|| "n/a".into()),
         );
-        c.push(r.trades.map(|t| t.to_string()).unwrap_or_else(|| "n/a".into()));
+        c.push(
+            r.trades
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "n/a".into()),
+        );
         c.push(
             r.final_equity
                 .map(|e| format!("${}", crate::report::money(e)))
@@ -1047,7 +1049,9 @@ impl Comparison {
             }
         );
         // The comparison table.
-        o.push_str("<section id=\"comparison\"><h2>Comparison</h2><table class=\"comparison\"><thead><tr>");
+        o.push_str(
+            "<section id=\"comparison\"><h2>Comparison</h2><table class=\"comparison\"><thead><tr>",
+        );
         for h in self.headers() {
             let _ = write!(o, "<th>{}</th>", escape(&h));
         }
@@ -1064,8 +1068,8 @@ impl Comparison {
         for (i, r) in self.rows.iter().enumerate() {
             o.push_str("<tr>");
             for (j, c) in self.cells(r).iter().enumerate() {
-                let is_best = j >= first_figure
-                    && best.get(j - first_figure).copied().flatten() == Some(i);
+                let is_best =
+                    j >= first_figure && best.get(j - first_figure).copied().flatten() == Some(i);
                 let class = match (j >= first_figure, is_best) {
                     (_, true) => " class=\"num best\"",
                     (true, false) => " class=\"num\"",
@@ -1087,7 +1091,9 @@ impl Comparison {
                 } else {
                     self.keys
                         .iter()
-                        .map(|k| format!("{}={}", k.rsplit('.').next().unwrap_or(k), self.value(r, k)))
+                        .map(|k| {
+                            format!("{}={}", k.rsplit('.').next().unwrap_or(k), self.value(r, k))
+                        })
                         .collect::<Vec<_>>()
                         .join(" ")
                 },
@@ -1111,7 +1117,9 @@ impl Comparison {
             .iter()
             .any(|r| r.books.iter().any(|b| b.kind == "strategy"));
         if has_strategies {
-            o.push_str("<section id=\"strategies\"><h2>Per strategy</h2><table><thead><tr><th>name</th>");
+            o.push_str(
+                "<section id=\"strategies\"><h2>Per strategy</h2><table><thead><tr><th>name</th>",
+            );
             for k in &self.keys {
                 let _ = write!(o, "<th>{}</th>", escape(k));
             }
@@ -1148,12 +1156,7 @@ impl Comparison {
         // What they share, and what was left out.
         o.push_str("<section id=\"settings\"><h2>Settings</h2><table><thead><tr><th>setting</th><th>value</th></tr></thead><tbody>");
         for (k, v) in &self.fixed {
-            let _ = write!(
-                o,
-                "<tr><td>{}</td><td>{}</td></tr>",
-                escape(k),
-                escape(v)
-            );
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
         }
         for k in &self.keys {
             let _ = write!(
@@ -1230,7 +1233,7 @@ section h2{font-size:16px;margin:0 0 8px 0}
 section h3{font-size:14px;margin:16px 0 6px 0}
 svg.chart{width:100%;height:auto;display:block}
 table{border-collapse:collapse;width:100%;font-size:13px}
-th{text-align:left;color:#57606a;border-bottom:2px solid #d0d7de;padding:4px 8px;white-space:nowrap}
+th{text-align:left;color:#57606a;border-bottom:2px solid #d0d7de;padding:4px 8px;vertical-align:bottom}
 td{border-bottom:1px solid #eaeef2;padding:4px 8px;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.best{font-weight:700}
@@ -1317,6 +1320,7 @@ pub fn collect(
             .unwrap_or_else(|| dir.display().to_string()),
     };
     compare_stores(&title, &paths, timeout)
+        .map_err(|e| BacktestError::Refused(format!("collect {}: {e}", dir.display())))
 }
 
 /// Where `collect` writes its page by default: `<dir>/<prefix>.sweep.html`, or
@@ -1336,10 +1340,18 @@ mod tests {
         assert_eq!(g.values, ["1.0", "1.5", "2.0"]);
         let g = parse_grid("fetch_chains.params.symbols=[\"SPY\",\"QQQ\"],[\"IWM\"]").unwrap();
         assert_eq!(g.values, ["[\"SPY\",\"QQQ\"]", "[\"IWM\"]"]);
-        assert!(parse_grid("dispersion.z_entry").unwrap_err().contains("expected"));
-        assert!(parse_grid("dispersion.z_entry=").unwrap_err().contains("no values"));
-        assert!(parse_grid("dispersion.z_entry=1,,2").unwrap_err().contains("value 2 of 3 is empty"));
-        assert!(parse_grid("dispersion.z_entry=1,1").unwrap_err().contains("twice"));
+        assert!(parse_grid("dispersion.z_entry")
+            .unwrap_err()
+            .contains("expected"));
+        assert!(parse_grid("dispersion.z_entry=")
+            .unwrap_err()
+            .contains("no values"));
+        assert!(parse_grid("dispersion.z_entry=1,,2")
+            .unwrap_err()
+            .contains("value 2 of 3 is empty"));
+        assert!(parse_grid("dispersion.z_entry=1,1")
+            .unwrap_err()
+            .contains("twice"));
         assert!(parse_grid("nosuch=1,2").unwrap_err().contains("nosuch"));
     }
 
@@ -1362,20 +1374,30 @@ mod tests {
         let c = parse_grid("call_premium.min_dte=10,20").unwrap();
         let d = parse_grid("cash_secured_put.min_dte=10").unwrap();
         let p = points("s", &[c, d], &[]).unwrap();
-        assert_eq!(p[0].name, "s-call_premium.min_dte_10-cash_secured_put.min_dte_10");
+        assert_eq!(
+            p[0].name,
+            "s-call_premium.min_dte_10-cash_secured_put.min_dte_10"
+        );
         let e = parse_grid("fetch_chains.params.symbols=[\"SPY\"],[\"SPY\",\"QQQ\"]").unwrap();
         let p = points("s", &[e], &[]).unwrap();
         assert_eq!(p[0].name, "s-symbols__SPY_");
-        assert!(points("s", &[a.clone(), a.clone()], &[]).unwrap_err().contains("two --grid"));
+        assert!(points("s", &[a.clone(), a.clone()], &[])
+            .unwrap_err()
+            .contains("two --grid"));
         assert!(points("s", &[a.clone()], &["dispersion.z_entry=3".into()])
             .unwrap_err()
             .contains("same key"));
-        assert!(points("bad name", &[b], &[]).unwrap_err().contains("--name"));
+        assert!(points("bad name", &[b], &[])
+            .unwrap_err()
+            .contains("--name"));
     }
 
     #[test]
     fn shell_words_are_quoted() {
-        assert_eq!(shell_quote("dispersion.z_entry=1.5"), "dispersion.z_entry=1.5");
+        assert_eq!(
+            shell_quote("dispersion.z_entry=1.5"),
+            "dispersion.z_entry=1.5"
+        );
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote("x=[\"SPY\"]"), "'x=[\"SPY\"]'");
