@@ -1,6 +1,6 @@
 //! `optdesk backtest sweep` and `collect` on the simulated market, on a reduced universe
 //! (three underlyings, expiries to 60 days) over two weeks: a sweep of three points runs
-//! (each its own store) and compares them; `--emit` writes the points' commands, which
+//! (each its own store; stopped, it resumes) and compares them; `--emit` writes the points' commands, which
 //! run as a batch engine would run them, and `collect` over their stores gives the same
 //! comparison; a bad grid fails before any session, naming the key or reason.
 
@@ -58,7 +58,22 @@ fn sweep_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn a_sweep_equals_its_emitted_commands_run_then_collected() {
     let desk = small_desk();
+    // Every point stopped after 4 sessions (as by Ctrl-C): exit 130; the same command
+    // again resumes each where it stopped.
+    let o = desk
+        .cmd()
+        .args(sweep_args(&["--parallel", "2"]))
+        .env("OPTDESK_BACKTEST_STOP_AFTER", "4")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("run the same command again to resume"));
     let out = desk.run_ok(&sweep_args(&["--parallel", "2"]));
+    assert_eq!(
+        out.matches("resumes, 6 of 10 sessions to go").count(),
+        3,
+        "{out}"
+    );
     let bt = desk.dir.path().join("backtests");
     let names: Vec<String> = VALUES
         .iter()

@@ -1384,9 +1384,13 @@ mod tests {
         assert!(points("s", &[a.clone(), a.clone()], &[])
             .unwrap_err()
             .contains("two --grid"));
-        assert!(points("s", &[a.clone()], &["dispersion.z_entry=3".into()])
-            .unwrap_err()
-            .contains("same key"));
+        assert!(points(
+            "s",
+            std::slice::from_ref(&a),
+            &["dispersion.z_entry=3".into()]
+        )
+        .unwrap_err()
+        .contains("same key"));
         assert!(points("bad name", &[b], &[])
             .unwrap_err()
             .contains("--name"));
