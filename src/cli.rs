@@ -239,7 +239,8 @@ pub enum Cmd {
     },
     /// Replay the daily pipeline over past sessions into a store of its own
     /// (data/backtests/<name>.duckdb); `backtest list` and `backtest show NAME` read the
-    /// catalogue. Ctrl-C stops after the current session; the same command resumes.
+    /// catalogue, `backtest sweep` runs one per point of a grid and `backtest collect`
+    /// compares them. Ctrl-C stops after the current session; the same command resumes.
     #[command(args_conflicts_with_subcommands = true)]
     Backtest {
         #[command(subcommand)]
@@ -1621,7 +1622,7 @@ fn backtest(ctx: &Ctx, args: BacktestArgs) -> Result<bool> {
     use crate::backtest::{self, Ending, KeepQuotes};
     let (Some(from), Some(to)) = (args.from, args.to) else {
         return Err(UsageError(
-            "backtest needs --from and --to (YYYY-MM-DD), or a subcommand: list, show NAME".into(),
+            "backtest needs --from and --to (YYYY-MM-DD), or a subcommand: list, show NAME, sweep, collect DIR".into(),
         )
         .into());
     };
