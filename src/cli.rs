@@ -1771,15 +1771,18 @@ fn backtest_list(ctx: &Ctx) -> Result<bool> {
         outln!("no backtests yet: `optdesk backtest --from D --to D` runs one");
         return Ok(true);
     }
+    let status = crate::backtest::catalogue::status_sql(&crate::backtest::catalogue::interrupted(
+        &store.conn,
+    )?);
     print_query(
         &store,
-        "SELECT name, from_date AS \"from\", to_date AS \"to\", sessions_done || '/' || sessions_total AS sessions,
-                status, config_hash,
+        &format!("SELECT name, from_date AS \"from\", to_date AS \"to\", sessions_done || '/' || sessions_total AS sessions,
+                {status} AS status, config_hash,
                 round(total_return * 100, 2) AS total_return_pct, round(cagr * 100, 2) AS annualized_pct,
                 round(sharpe, 2) AS sharpe, round(max_drawdown * 100, 2) AS max_drawdown_pct,
                 round(win_rate * 100, 1) AS win_rate_pct, trades,
                 strftime(coalesce(finished_at, started_at), '%Y-%m-%d %H:%M') AS at_utc
-         FROM backtests ORDER BY coalesce(finished_at, started_at) DESC, name",
+         FROM backtests ORDER BY coalesce(finished_at, started_at) DESC, name"),
     )
 }
 
@@ -1839,10 +1842,17 @@ fn backtest_show(ctx: &Ctx, name: &str) -> Result<bool> {
         },
     )?;
     let (
-        (from, to, done, total, status, message),
+        (from, to, done, total, mut status, mut message),
         (hash, overrides, source, seed, keep, version),
         (started, finished, secs, equity, path, bytes),
     ) = row;
+    if crate::backtest::catalogue::interrupted(&store.conn)?
+        .iter()
+        .any(|n| n == name)
+    {
+        status = "interrupted".into();
+        message = crate::backtest::catalogue::INTERRUPTED.into();
+    }
     outln!(
         "backtest {name}: {status}{}",
         if message.is_empty() {

@@ -140,6 +140,38 @@ fn config_files() -> Vec<String> {
     v
 }
 
+/// The data files the jobs read, as configured: (key, resolved path, whether it is the
+/// default path, which falls back to the built-in copy when missing).
+fn data_files(config: &Config) -> Result<Vec<(String, String, PathBuf, bool)>, BacktestError> {
+    let mut out = Vec::new();
+    let rates = &config.desk.desk.rates_file;
+    out.push((
+        "desk.rates_file".to_string(),
+        rates.clone(),
+        config.resolve(rates),
+        rates == crate::refdata::RATES_FILE,
+    ));
+    let (corr, _): (crate::config::JobFile<jobs::correlation::Params>, String) =
+        config.job(jobs::correlation::DEF.name)?;
+    let w = &corr.params.weights_file;
+    out.push((
+        "correlation.weights_file".to_string(),
+        w.clone(),
+        config.resolve(w),
+        w == crate::refdata::QQQ_WEIGHTS_FILE,
+    ));
+    let e = &jobs::select_trades::events_file(config)?;
+    if !e.is_empty() {
+        out.push((
+            "select_trades.events_file".to_string(),
+            e.clone(),
+            config.resolve(e),
+            e == crate::refdata::EVENTS_FILE,
+        ));
+    }
+    Ok(out)
+}
+
 /// The folder of backtest stores beside the main store: `data/backtests/`.
 pub fn stores_dir(main_db: &Path) -> PathBuf {
     match main_db.parent() {
@@ -261,6 +293,29 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
         if !text.ends_with('\n') {
             snapshot.push('\n');
         }
+    }
+    // The data files the jobs read (rates, index weights, events): their content's hash,
+    // so an edited file is a changed configuration too.
+    // The configured path is shown, not the resolved one: a folder moved elsewhere is the
+    // same configuration.
+    for (key, shown, path, default) in data_files(&config)? {
+        let line = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let d = Sha256::digest(&bytes);
+                let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                format!("{shown} (sha256 {hex}…, {} bytes)", bytes.len())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && default => {
+                format!("{shown}: missing, the built-in copy")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{shown}: none")
+            }
+            Err(e) => {
+                return refuse(format!("{key}: cannot read {}: {e}", path.display()));
+            }
+        };
+        snapshot.push_str(&format!("# ==== data: {key} = {line} ====\n"));
     }
     let overrides_list: Vec<String> = parsed.iter().map(|o| o.arg.clone()).collect();
     snapshot.push_str(&format!(
