@@ -604,7 +604,11 @@ pub fn write_for_backtest(
     out: Option<&Path>,
     timeout: Duration,
 ) -> Result<(PathBuf, Tearsheet), TearsheetError> {
-    crate::backtest::check_name(name).map_err(|e| TearsheetError::NotFound(e.to_string()))?;
+    if crate::backtest::check_name(name).is_err() {
+        return Err(TearsheetError::NotFound(format!(
+            "no backtest named '{name}': a backtest's name has only letters, digits, '.', '_' and '-' (`optdesk backtest list` shows the backtests)"
+        )));
+    }
     let dir = crate::backtest::stores_dir(main_db);
     let store_path = dir.join(format!("{name}.duckdb"));
     if !store_path.exists() {
