@@ -610,17 +610,25 @@ pub fn run(
         last,
     };
     catalogue::finish_own_row(&store.conn, &outcome)?;
-    if let (Some(data), Some(path)) = (data, &outcome.report_path) {
-        let sheet = crate::report::tearsheet::from_data(&store, data)
-            .map_err(|e| BacktestError::Report(e.to_string()))?;
-        crate::report::tearsheet::write(&sheet, path)
-            .map_err(|e| BacktestError::Report(e.to_string()))?;
-    }
+    // A tearsheet that cannot be written fails the command, once the catalogue is done
+    // (the results are in the store; `optdesk backtest report NAME` tries again).
+    let sheet = match (data, &outcome.report_path) {
+        (Some(data), Some(path)) => crate::report::tearsheet::from_data(&store, data)
+            .and_then(|t| crate::report::tearsheet::write(&t, path))
+            .map_err(|e| {
+                BacktestError::Report(format!(
+                    "{e} (the results are in the store: `optdesk backtest report {}` writes the tearsheet again)",
+                    plan.name
+                ))
+            }),
+        _ => Ok(()),
+    };
     drop(store);
     let outcome = Outcome {
         store_bytes: retention::file_bytes(&plan.store_path),
         ..outcome
     };
     catalogue::finish(&plan, &outcome, timeout)?;
+    sheet?;
     Ok(outcome)
 }
