@@ -648,7 +648,9 @@ svg.chart{width:100%;height:auto;display:block}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th{text-align:left;color:#57606a;border-bottom:2px solid #d0d7de;padding:4px 8px;white-space:nowrap}
 td{border-bottom:1px solid #eaeef2;padding:4px 8px}
-table.monthly td{text-align:right;white-space:nowrap}
+table.monthly td,table.monthly th{text-align:right;white-space:nowrap}
+table.monthly th:first-child{text-align:left}
+details summary{font-size:13px;color:#57606a;cursor:pointer;margin-top:8px}
 table.monthly td.pos{background:#dafbe1;color:#1a7f37}
 table.monthly td.neg{background:#ffebe9;color:#cf222e}
 table.monthly td.total{font-weight:700}
@@ -721,7 +723,7 @@ pub fn monthly_table(years: &[YearReturns]) -> String {
     for m in MONTHS {
         let _ = write!(o, "<th>{m}</th>");
     }
-    o.push_str("<th>Year</th></tr>");
+    o.push_str("<th>Total</th></tr>");
     for y in years {
         let _ = write!(o, "<tr><th>{}</th>", y.year);
         for (i, m) in y.months.iter().enumerate() {
