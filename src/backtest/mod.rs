@@ -20,6 +20,9 @@
 //! * **Catalogue.** The main store's `backtests` table has a row per name (status,
 //!   range, configuration, headline metrics) and `backtest_metrics` its metrics per book
 //!   ([`catalogue`]).
+//! * **Tearsheet.** At the end, the results as one HTML file beside the store
+//!   (`<name>.html`, [`crate::report::tearsheet`]); `optdesk backtest report NAME` writes
+//!   it again.
 
 pub mod catalogue;
 pub mod overrides;
@@ -638,18 +641,18 @@ pub fn run(
     if thinned {
         store = retention::compact(store)?;
     }
-    // The results so far: headline metrics, and the dashboard of the last session.
-    let (headline, report_path) = match last {
-        Some(d) => {
-            let data = crate::report::load(&store.conn, d, plan.risk_free_rate)
-                .map_err(|e| BacktestError::Report(e.to_string()))?;
-            let path = plan.store_path.with_extension("html");
-            crate::jobs::email_report::write_dashboard(&data, &path)
-                .map_err(BacktestError::Report)?;
-            (Some(catalogue::Headline::from_report(&data)), Some(path))
-        }
-        None => (None, None),
+    // The results so far: headline metrics, and the tearsheet (written once the store's
+    // own row says how the run ended).
+    let data = match last {
+        Some(d) => Some(
+            crate::report::load(&store.conn, d, plan.risk_free_rate)
+                .map_err(|e| BacktestError::Report(e.to_string()))?,
+        ),
+        None => None,
     };
+    let report_path = data
+        .as_ref()
+        .map(|_| plan.store_path.with_extension("html"));
     let outcome = Outcome {
         ending,
         sessions_done: done,
@@ -657,16 +660,30 @@ pub fn run(
         run_here,
         seconds: started.elapsed().as_secs_f64(),
         store_bytes: 0,
-        headline,
+        headline: data.as_ref().map(catalogue::Headline::from_report),
         report_path,
         last,
     };
     catalogue::finish_own_row(&store.conn, &outcome)?;
+    // A tearsheet that cannot be written fails the command, once the catalogue is done
+    // (the results are in the store; `optdesk backtest report NAME` tries again).
+    let sheet = match (data, &outcome.report_path) {
+        (Some(data), Some(path)) => crate::report::tearsheet::from_data(&store, data)
+            .and_then(|t| crate::report::tearsheet::write(&t, path))
+            .map_err(|e| {
+                BacktestError::Report(format!(
+                    "{e} (the results are in the store: `optdesk backtest report {}` writes the tearsheet again)",
+                    plan.name
+                ))
+            }),
+        _ => Ok(()),
+    };
     drop(store);
     let outcome = Outcome {
         store_bytes: retention::file_bytes(&plan.store_path),
         ..outcome
     };
     catalogue::finish(&plan, &outcome, timeout)?;
+    sheet?;
     Ok(outcome)
 }
