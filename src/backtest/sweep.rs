@@ -1079,7 +1079,7 @@ impl Comparison {
             }
             o.push_str("</tr>");
         }
-        o.push_str("</tbody></table><p class=\"note\">Bold: the best of the column. Each backtest's store, tearsheet and configuration: <code>optdesk backtest show NAME</code>.</p></section>");
+        o.push_str("</tbody></table><p class=\"note\">Bold: the best of the column. A backtest's tearsheet is <code>NAME.html</code> beside its store (<code>optdesk backtest report NAME</code>); its configuration, <code>optdesk backtest show NAME</code>.</p></section>");
         // Equity curves.
         let series: Vec<crate::report::chart::Series> = self
             .rows
