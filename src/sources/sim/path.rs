@@ -92,6 +92,7 @@ pub struct Loadings {
     pub earnings_var: f64,
 }
 
+#[derive(Clone)]
 pub struct MarketPath {
     pub sessions: Vec<NaiveDate>,
     /// State after the close of each session.
