@@ -585,8 +585,8 @@ pub fn run(
     }
     let started = Instant::now();
     let mut store = Store::open_write(&plan.store_path, timeout, &holder(&plan.name))?;
-    let sim_bars = plan.source == SourceKind::Sim
-        && plan.config.desk.sim.underlying == SimUnderlying::Bars;
+    let sim_bars =
+        plan.source == SourceKind::Sim && plan.config.desk.sim.underlying == SimUnderlying::Bars;
     if (plan.source == SourceKind::Replay || sim_bars) && plan.done.is_empty() {
         copy_archive(&store, &plan)?;
     }
