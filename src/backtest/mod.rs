@@ -435,10 +435,17 @@ fn bars_coverage(
     let last = covered.iter().map(|c| c.2).min().unwrap_or(sessions[0]);
     let (a, b) = (sessions[0], sessions[sessions.len() - 1]);
     if a < first || b > last {
-        let each: Vec<String> = covered
+        // The symbols that keep the range out: their bars start after it starts or end
+        // before it ends.
+        let blocking: Vec<String> = covered
             .iter()
+            .filter(|(_, x, y)| *x > a || *y < b)
             .map(|(s, x, y)| format!("{s} {x} to {y}"))
             .collect();
+        let mut each: Vec<String> = blocking.iter().take(8).cloned().collect();
+        if blocking.len() > 8 {
+            each.push(format!("and {} more", blocking.len() - 8));
+        }
         let within = if first <= last {
             format!("{first} to {last}")
         } else {

@@ -17,6 +17,11 @@
 //!   state, so the index's 30-day ATM vol is about VIX / 1.06 (the model's variance-swap
 //!   skew lift), and every other name's market part moves with it. Without VIX bars the
 //!   state stays the seeded path's.
+//! * **Single names' vol levels.** A stock with bars has its implied vols scaled by the
+//!   ratio of its realized vol over the previous 63 sessions of its bars to the model's
+//!   fair 3-month vol of it (within 0.5 to 2.5), so a name that really moved more than
+//!   the model's calibration quotes higher vols; the shape (skew, term structure,
+//!   earnings) stays the model's.
 //! * **Everything else is the surface model's**: skew and smile, the term structure
 //!   (mean reversion of the vol state), the variance and correlation premia, the other
 //!   names' idiosyncratic and sector vols, earnings, strikes, spreads and sizes.
@@ -59,6 +64,8 @@ pub struct RealBars {
     pub by_symbol: Vec<Option<SymbolBars>>,
     /// The universe index of the vol index whose bars set the market's vol state.
     pub vix: Option<usize>,
+    /// Per underlying: whether it is a single name (its vol level follows its bars).
+    pub stocks: Vec<bool>,
 }
 
 impl RealBars {
@@ -168,7 +175,12 @@ pub fn load(
             reason: "\"bars\" takes the underlyings' paths from imported daily bars, and archive_bars has none for a symbol of the simulated universe (SPY, QQQ, AAPL, VIX, ...): load them first with `optdesk import FILE...`".into(),
         });
     }
-    Ok(RealBars { by_symbol, vix })
+    let stocks = universe.iter().map(|u| u.kind == Kind::Stock).collect();
+    Ok(RealBars {
+        by_symbol,
+        vix,
+        stocks,
+    })
 }
 
 /// VIX thresholds between the calm, normal and stressed regimes: the geometric
@@ -217,7 +229,48 @@ pub fn apply(base: &MarketPath, real: &RealBars) -> MarketPath {
             p.states[t] = state_for_vix(&base.states[t], bar.close);
         }
     }
+    // A single name with bars: its vol level follows its own realized vol.
+    p.iv_scale = vec![Vec::new(); p.close.len()];
+    for (i, b) in real.by_symbol.iter().enumerate() {
+        let Some(b) = b else { continue };
+        if !real.stocks.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let mut scale = vec![1.0; p.sessions.len()];
+        for (t, s) in scale.iter_mut().enumerate() {
+            if let Some(x) = rv_scale(&p, b, i, t) {
+                *s = x;
+            }
+        }
+        p.iv_scale[i] = scale;
+    }
     p
+}
+
+/// Sessions of realized vol a single name's vol level follows.
+pub const RV_SESSIONS: usize = 63;
+
+/// The ratio of a single name's realized vol over the [`RV_SESSIONS`] sessions before
+/// `t` (its real bars', all present) to the model's fair 3-month vol of it in the state
+/// of the previous close, within 0.5 to 2.5: its implied vols are scaled by it, so a name
+/// that really moved more than the model's calibration quotes higher vols. `None` when
+/// the bars do not cover the window.
+fn rv_scale(p: &MarketPath, b: &SymbolBars, i: usize, t: usize) -> Option<f64> {
+    if t < RV_SESSIONS + 1 {
+        return None;
+    }
+    let mut rets = Vec::with_capacity(RV_SESSIONS);
+    for k in t - RV_SESSIONS..t {
+        let (a, c) = (b.bars.get(&(k - 1))?, b.bars.get(&k)?);
+        rets.push(libm::log((c.close + c.dividend) / a.close));
+    }
+    let n = rets.len() as f64;
+    let mean = rets.iter().sum::<f64>() / n;
+    let var = rets.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let rv = libm::sqrt(var * 252.0);
+    let st = &p.states[t - 1];
+    let fair = libm::sqrt(super::path::expected_variance(&p.loadings[i], st, 0.25, 1));
+    (fair > 0.0 && rv.is_finite()).then(|| (rv / fair).clamp(0.5, 2.5))
 }
 
 /// A path with bars, cached per (seed, archive content) for the process: a backtest
@@ -285,6 +338,9 @@ pub fn describe(universe: &[Underlying], real: &RealBars) -> String {
         ),
         None => "no VIX bars are imported, so implied-vol levels follow the model's own volatility path".into(),
     };
+    let vix = format!(
+        "{vix}; single names with bars have their vol levels scaled by their realized vol over the previous {RV_SESSIONS} sessions"
+    );
     let modelled = if without.is_empty() {
         String::new()
     } else {
