@@ -278,6 +278,17 @@ fn a_backtest_on_bars_stores_the_fixture_closes_and_follows_vix() {
     let stressed = mean(iv.iter().filter(|x| x.0 > jump).map(|x| x.1).collect());
     assert!(calm > 0.10 && calm < 0.14, "{calm}");
     assert!(stressed > 0.27 && stressed < 0.33, "{stressed}");
+    // The tearsheet says which parts are real and which modelled.
+    let html =
+        std::fs::read_to_string(desk.dir.path().join("backtests").join("bars.html")).unwrap();
+    for want in [
+        "What is real and what is modelled",
+        "Implied-vol level",
+        "imported VIX closes",
+        "over those prices",
+    ] {
+        assert!(html.contains(want), "{want}");
+    }
 }
 
 #[test]
