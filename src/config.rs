@@ -291,12 +291,31 @@ impl Default for Desk {
 pub struct SimConfig {
     /// The simulated market's seed: the same seed and date give the same market.
     pub seed: u64,
+    /// Where the underlyings' paths come from: the seeded model, or the daily bars
+    /// loaded with `optdesk import` (`archive_bars`) for the symbols that have them.
+    pub underlying: SimUnderlying,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 42 }
+        SimConfig {
+            seed: 42,
+            underlying: SimUnderlying::Model,
+        }
     }
+}
+
+/// `[sim] underlying`: where the simulated market's underlying paths come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SimUnderlying {
+    /// The seeded model's paths for every symbol (the default).
+    #[default]
+    Model,
+    /// Modelled chains over real prices: every symbol with imported daily bars follows
+    /// them (open, high, low, close, dividends), the index's implied-vol level follows
+    /// imported VIX bars; the rest stays modelled.
+    Bars,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

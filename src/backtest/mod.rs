@@ -30,7 +30,7 @@ pub mod catalogue;
 pub mod overrides;
 pub mod sweep;
 
-use crate::config::{Config, ConfigError, SourceKind};
+use crate::config::{Config, ConfigError, SimUnderlying, SourceKind};
 use crate::jobs::{self, Job, JobContext, JobError, JobOutput, Prepared, RunRequest, Trigger};
 use crate::store::retention;
 use crate::store::{Store, StoreError};
@@ -266,7 +266,12 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
     }
     let source = config.desk.desk.source;
     match source {
-        SourceKind::Sim => {}
+        SourceKind::Sim => {
+            if config.desk.sim.underlying == SimUnderlying::Bars {
+                let timeout = Duration::from_secs(config.desk.desk.lock_timeout_secs);
+                bars_coverage(&opts.main_db, timeout, &config, &sessions)?;
+            }
+        }
         SourceKind::Replay => {
             let timeout = Duration::from_secs(config.desk.desk.lock_timeout_secs);
             replay_coverage(&opts.main_db, timeout, &sessions)?;
@@ -438,9 +443,87 @@ fn replay_coverage(
     Ok(())
 }
 
+/// `[sim] underlying = "bars"`: the imported daily bars of the symbols the backtest
+/// fetches (`fetch_chains.params.symbols`, the whole universe when empty) must cover
+/// the range, for every one of them that has bars: refused otherwise, with the range
+/// they cover and each symbol's. Symbols without bars stay modelled.
+fn bars_coverage(
+    main_db: &Path,
+    timeout: Duration,
+    config: &Config,
+    sessions: &[NaiveDate],
+) -> Result<(), BacktestError> {
+    let refuse = |m: String| Err(BacktestError::Refused(m));
+    let key = "desk.sim.underlying = \"bars\"";
+    if !main_db.exists() {
+        return refuse(format!(
+            "{key}: the store {} does not exist: load daily bars with `optdesk import FILE...` first",
+            main_db.display()
+        ));
+    }
+    let (file, _) = config.job::<jobs::fetch_chains::Params>(jobs::fetch_chains::DEF.name)?;
+    let universe = crate::sources::sim::universe::default_universe();
+    let symbols: Vec<String> = if file.params.symbols.is_empty() {
+        universe.iter().map(|u| u.symbol.clone()).collect()
+    } else {
+        file.params.symbols.clone()
+    };
+    let main = Store::open_read(main_db, timeout)?;
+    let mut covered: Vec<(String, NaiveDate, NaiveDate)> = Vec::new();
+    for s in &symbols {
+        let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = main.conn.query_row(
+            // An index's bars may be stored as ^VIX (the sim reads either, its own name first).
+            "SELECT min(date), max(date) FROM archive_bars WHERE symbol = (SELECT coalesce(max(symbol) FILTER (WHERE symbol = ?), max(symbol)) FROM archive_bars WHERE symbol IN (?, '^' || ?))",
+            params![s, s, s],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let (Some(a), Some(b)) = (first, last) {
+            covered.push((s.clone(), a, b));
+        }
+    }
+    if covered.is_empty() {
+        return refuse(format!(
+            "{key}: the store {} has no imported daily bars for {}: load them with `optdesk import FILE...` first",
+            main_db.display(),
+            if file.params.symbols.is_empty() {
+                "any symbol of the simulated universe".to_string()
+            } else {
+                symbols.join(", ")
+            }
+        ));
+    }
+    let first = covered.iter().map(|c| c.1).max().unwrap_or(sessions[0]);
+    let last = covered.iter().map(|c| c.2).min().unwrap_or(sessions[0]);
+    let (a, b) = (sessions[0], sessions[sessions.len() - 1]);
+    if a < first || b > last {
+        // The symbols that keep the range out: their bars start after it starts or end
+        // before it ends.
+        let blocking: Vec<String> = covered
+            .iter()
+            .filter(|(_, x, y)| *x > a || *y < b)
+            .map(|(s, x, y)| format!("{s} {x} to {y}"))
+            .collect();
+        let mut each: Vec<String> = blocking.iter().take(8).cloned().collect();
+        if blocking.len() > 8 {
+            each.push(format!("and {} more", blocking.len() - 8));
+        }
+        let within = if first <= last {
+            format!("{first} to {last}")
+        } else {
+            "no common range".to_string()
+        };
+        return refuse(format!(
+            "{key}: the imported daily bars of the fetched symbols cover {within} ({}), not {a} to {b}: choose --from and --to within it, or leave out of fetch_chains.params.symbols the symbols whose bars end sooner",
+            each.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// A replay backtest's market: the main store's archive (the range's option quotes,
 /// every daily bar up to its end, the imports log) copied into the backtest's store
-/// when it is made, read-only from the main store.
+/// when it is made, read-only from the main store. A sim backtest over bars
+/// (`[sim] underlying = "bars"`) copies the bars and the imports log only.
 fn copy_archive(store: &Store, plan: &Plan) -> Result<(), BacktestError> {
     let conn = &store.conn;
     let lit = plan.main_db.display().to_string().replace('\'', "''");
@@ -455,10 +538,12 @@ fn copy_archive(store: &Store, plan: &Plan) -> Result<(), BacktestError> {
         ] {
             conn.execute(&format!("DELETE FROM {t}"), [])?;
         }
-        conn.execute(
-            "INSERT INTO option_archive BY NAME SELECT * FROM optdesk_main.option_archive WHERE as_of BETWEEN ? AND ?",
-            params![plan.from, plan.to],
-        )?;
+        if plan.source == SourceKind::Replay {
+            conn.execute(
+                "INSERT INTO option_archive BY NAME SELECT * FROM optdesk_main.option_archive WHERE as_of BETWEEN ? AND ?",
+                params![plan.from, plan.to],
+            )?;
+        }
         conn.execute(
             "INSERT INTO archive_bars BY NAME SELECT * FROM optdesk_main.archive_bars WHERE date <= ?",
             params![plan.to],
@@ -568,7 +653,9 @@ pub fn run(
     }
     let started = Instant::now();
     let mut store = Store::open_write(&plan.store_path, timeout, &holder(&plan.name))?;
-    if plan.source == SourceKind::Replay && plan.done.is_empty() {
+    let sim_bars =
+        plan.source == SourceKind::Sim && plan.config.desk.sim.underlying == SimUnderlying::Bars;
+    if (plan.source == SourceKind::Replay || sim_bars) && plan.done.is_empty() {
         copy_archive(&store, &plan)?;
     }
     catalogue::write_own_row(&store.conn, &plan)?;

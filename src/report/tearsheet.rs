@@ -144,6 +144,7 @@ pub fn data_provenance(m: &MarketFacts) -> Vec<Provenance> {
         how: "the paper broker's: each order filled against the session's quotes with the configured commissions; no order was sent to a market".into(),
     };
     match m.source {
+        "sim" if sim_over_bars(m.config_snapshot) => sim_over_bars_provenance(m, fills),
         "sim" => vec![
             Provenance {
                 part: "Underlying prices and daily bars",
@@ -209,6 +210,98 @@ pub fn data_provenance(m: &MarketFacts) -> Vec<Provenance> {
             fills,
         ],
     }
+}
+
+/// The text of one file of a configuration snapshot.
+fn snapshot_file<'a>(snapshot: &'a str, file: &str) -> Option<&'a str> {
+    let mark = format!("# ==== {file} ====\n");
+    let at = snapshot.find(&mark)?;
+    let rest = &snapshot[at + mark.len()..];
+    Some(match rest.find("\n# ==== ") {
+        Some(end) => &rest[..end + 1],
+        None => rest,
+    })
+}
+
+/// Whether the snapshot's desk.toml sets `[sim] underlying = "bars"` (modelled chains
+/// over real prices).
+pub fn sim_over_bars(snapshot: &str) -> bool {
+    snapshot_file(snapshot, "desk.toml")
+        .and_then(|t| toml::from_str::<toml::Table>(t).ok())
+        .and_then(|t| {
+            t.get("sim")
+                .and_then(|s| s.get("underlying"))
+                .and_then(|v| v.as_str().map(|s| s == "bars"))
+        })
+        .unwrap_or(false)
+}
+
+/// `[sim] underlying = "bars"`: real prices from the imported bars, modelled chains
+/// (see [`crate::sources::sim::bars`]).
+fn sim_over_bars_provenance(m: &MarketFacts, fills: Provenance) -> Vec<Provenance> {
+    let mut symbols: Vec<String> = Vec::new();
+    for f in m.imports {
+        for s in f
+            .symbols
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            if !symbols.iter().any(|x| x == s) {
+                symbols.push(s.to_string());
+            }
+        }
+    }
+    let vix = symbols.iter().any(|s| s == "VIX" || s == "^VIX");
+    let listed: Vec<String> = symbols
+        .iter()
+        .filter(|s| *s != "VIX" && *s != "^VIX")
+        .cloned()
+        .collect();
+    let shown = if listed.len() > 12 {
+        format!(
+            "{}, ... ({} symbols)",
+            listed[..12].join(", "),
+            listed.len()
+        )
+    } else {
+        listed.join(", ")
+    };
+    vec![
+        Provenance {
+            part: "Underlying prices and daily bars",
+            origin: Origin::Real,
+            how: format!(
+                "the imported daily bars (files listed below) of {shown}: open, high, low, close, dividends; the symbols without bars follow the simulated market's paths (seed {})",
+                m.seed
+            ),
+        },
+        Provenance {
+            part: "Implied-vol level",
+            origin: if vix { Origin::Real } else { Origin::Modelled },
+            how: if vix {
+                "the index's follows the imported VIX closes (the model's vol state set to match each close; the next session's 30-day ATM vol ≈ VIX / 1.06), the other names' market part moves with it, and single names with bars are scaled by their realized vol over the previous 63 sessions".into()
+            } else {
+                "no VIX bars were imported: the simulated market's own volatility path (single names with bars scaled by their realized vol over the previous 63 sessions)".into()
+            },
+        },
+        Provenance {
+            part: "Option quotes",
+            origin: Origin::Modelled,
+            how: "the simulated market's chains over those prices: skew, term structure, premia, strikes, bid and ask from its surface model".into(),
+        },
+        Provenance {
+            part: "Implied volatility and greeks",
+            origin: Origin::Derived,
+            how: "computed by optdesk from the modelled quotes".into(),
+        },
+        Provenance {
+            part: "Benchmarks",
+            origin: Origin::Derived,
+            how: "buy-and-hold at the imported prices for the benchmarks with bars, at the simulated prices for the others".into(),
+        },
+        fills,
+    ]
 }
 
 /// One year of monthly returns: `months[0]` is January; `None` where the curve has no
@@ -1368,6 +1461,34 @@ mod tests {
         );
         assert!(html.contains("data-month=\"2024-03\"></td>"), "{html}");
         assert!(html.contains("data-year=\"2024\">+13.4%</td>"), "{html}");
+    }
+
+    #[test]
+    fn sim_over_bars_says_the_prices_are_real_and_the_quotes_modelled() {
+        let snap = "# ==== desk.toml ====\n[desk]\nsource = \"sim\"\n[sim]\nseed = 42\nunderlying = \"bars\"\n# ==== fetch_chains.toml ====\n[params]\n";
+        assert!(sim_over_bars(snap));
+        assert!(!sim_over_bars(&snap.replace("\"bars\"", "\"model\"")));
+        assert!(!sim_over_bars(""));
+        let files = [ImportedFile {
+            file: "/bars/SPY.csv".into(),
+            layout: "bars".into(),
+            first: Some(d(2024, 1, 2)),
+            last: Some(d(2024, 3, 28)),
+            symbols: "SPY".into(),
+        }];
+        let p = data_provenance(&MarketFacts {
+            source: "sim",
+            seed: 42,
+            config_snapshot: snap,
+            imports: &files,
+        });
+        let prices = p.iter().find(|x| x.part.starts_with("Underlying")).unwrap();
+        assert_eq!(prices.origin, Origin::Real);
+        assert!(prices.how.contains("SPY"), "{}", prices.how);
+        let quotes = p.iter().find(|x| x.part == "Option quotes").unwrap();
+        assert_eq!(quotes.origin, Origin::Modelled);
+        let vol = p.iter().find(|x| x.part == "Implied-vol level").unwrap();
+        assert_eq!(vol.origin, Origin::Modelled, "no VIX imported");
     }
 
     #[test]

@@ -1465,7 +1465,7 @@ fn import_bars(
         file,
         layout,
         names,
-        &["date", "open", "high", "low", "close", "volume"],
+        &["date", "open", "high", "low", "close"],
     )?;
     let has = |c: &str| names.iter().any(|n| n == c);
     let symbol = if has("symbol") {
@@ -1486,9 +1486,10 @@ fn import_bars(
             format!("'{default}'")
         }
     };
-    let mut needed: Vec<&str> = vec!["date", "open", "high", "low", "close", "volume"];
+    // Volume is optional (Cboe's VIX history has none): 0 without it.
+    let mut needed: Vec<&str> = vec!["date", "open", "high", "low", "close"];
     needed.extend(
-        ["symbol", "dividend", "split_ratio"]
+        ["volume", "symbol", "dividend", "split_ratio"]
             .into_iter()
             .filter(|c| has(c)),
     );
@@ -1496,9 +1497,10 @@ fn import_bars(
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE norm AS
          SELECT line, trim(date) AS date_s, {symbol} AS symbol, trim(open) AS open_s, trim(high) AS high_s,
-                trim(low) AS low_s, trim(close) AS close_s, trim(volume) AS vol_s,
+                trim(low) AS low_s, trim(close) AS close_s, coalesce({vol}, '0') AS vol_s,
                 coalesce({div}, '0') AS div_s, coalesce({split}, '1') AS split_s
          FROM raw",
+        vol = opt("volume", "0"),
         div = opt("dividend", "0"),
         split = opt("split_ratio", "1"),
     ))?;

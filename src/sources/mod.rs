@@ -447,7 +447,7 @@ pub fn from_config(
     conn: &duckdb::Connection,
 ) -> Result<Box<dyn MarketData>, SourceError> {
     Ok(match config.desk.desk.source {
-        crate::config::SourceKind::Sim => Box::new(sim::Sim::new(config.desk.sim.seed)),
+        crate::config::SourceKind::Sim => Box::new(sim::Sim::from_config(config, conn)?),
         crate::config::SourceKind::Replay => Box::new(replay::Replay::new(
             conn,
             RiskFreeRate::from_config(config, config.desk.replay.rate, "replay.rate")?,

@@ -257,7 +257,13 @@ pub fn atm_vol(
     let fair = libm::sqrt(expected_variance(&path.loadings[i], st, t_years, earnings));
     let noise_sd = if u.kind == Kind::Stock { 0.03 } else { 0.012 };
     let noise = libm::exp(noise_sd * hash_normal(seed, path.sessions[t], &u.symbol, 7));
-    fair * premium(u, st.vrp, st.corr_premium) * noise
+    let scale = path
+        .iv_scale
+        .get(i)
+        .and_then(|s| s.get(t))
+        .copied()
+        .unwrap_or(1.0);
+    fair * premium(u, st.vrp, st.corr_premium) * noise * scale
 }
 
 fn min_strike_step(u: &Underlying, price: f64) -> f64 {

@@ -3,7 +3,12 @@
 //! One path of every session 2000–2035 is drawn per seed ([`path`]) and cached for the
 //! process; a day's bars and chains are then pure functions of (seed, date, time of
 //! day, symbol) ([`chain`]). The same seed and date give the same data on any machine.
+//!
+//! With `[sim] underlying = "bars"` the symbols with imported daily bars follow them and
+//! the index's implied-vol level follows imported VIX bars ([`bars`]); [`provenance`]
+//! says which parts of a run's market are real and which modelled.
 
+pub mod bars;
 pub mod calibration;
 pub mod chain;
 pub mod path;
@@ -20,6 +25,8 @@ pub struct Sim {
     pub seed: u64,
     pub universe: Vec<Underlying>,
     pub path: Arc<MarketPath>,
+    /// The imported daily bars the path follows (`[sim] underlying = "bars"`).
+    pub real: Option<Arc<bars::RealBars>>,
 }
 
 /// Paths are expensive enough (≈9,000 sessions × 73 names) to draw once per process.
@@ -95,7 +102,36 @@ impl Sim {
             seed,
             universe,
             path,
+            real: None,
         }
+    }
+
+    /// The simulated market over the daily bars of `archive_bars` in the store `conn`
+    /// is open on (`[sim] underlying = "bars"`, see [`bars`]).
+    pub fn with_bars(seed: u64, conn: &duckdb::Connection) -> Result<Sim, SourceError> {
+        let base = Sim::new(seed);
+        let (path, real) = bars::path_with_bars(seed, &base.path, &base.universe, conn)?;
+        Ok(Sim {
+            path,
+            real: Some(real),
+            ..base
+        })
+    }
+
+    /// The sim `config` describes (`[sim] seed` and `underlying`).
+    pub fn from_config(
+        config: &crate::config::Config,
+        conn: &duckdb::Connection,
+    ) -> Result<Sim, SourceError> {
+        match config.desk.sim.underlying {
+            crate::config::SimUnderlying::Model => Ok(Sim::new(config.desk.sim.seed)),
+            crate::config::SimUnderlying::Bars => Sim::with_bars(config.desk.sim.seed, conn),
+        }
+    }
+
+    /// The imported bar of underlying `i` on session `t`, when it follows bars.
+    fn real_bar(&self, i: usize, t: usize) -> Option<&bars::Bar> {
+        self.real.as_ref()?.of(i)?.bars.get(&t)
     }
 
     fn index(&self, symbol: &str) -> Result<usize, SourceError> {
@@ -132,6 +168,9 @@ impl Sim {
 
     /// (open, value at `fraction`, high, low) of underlying `i` on session `t`, in dollars.
     fn intraday_prices(&self, i: usize, t: usize, fraction: f64) -> (f64, f64, f64, f64) {
+        if let Some(b) = self.real_bar(i, t) {
+            return self.bar_prices(i, t, b, fraction);
+        }
         let close = &self.path.close[i];
         if t == 0 {
             let c = close[0];
@@ -156,6 +195,26 @@ impl Sim {
         (p(o), p(at), p(h), p(l))
     }
 
+    /// (open, value at `fraction`, high, low) of a real bar: a bridge from the open to the
+    /// close (the day's range as its spread), kept inside the range; the close at 1.
+    fn bar_prices(&self, i: usize, t: usize, b: &bars::Bar, fraction: f64) -> (f64, f64, f64, f64) {
+        let f = fraction.clamp(0.0, 1.0);
+        if f >= 1.0 {
+            return (b.open, b.close, b.high, b.low);
+        }
+        let (o, c) = (libm::log(b.open), libm::log(b.close));
+        let (h, l) = (libm::log(b.high), libm::log(b.low));
+        let sd = 0.5 * (h - l).max(0.0);
+        let z = chain::hash_normal(
+            self.seed,
+            self.path.sessions[t],
+            &self.universe[i].symbol,
+            2,
+        );
+        let at = (o + f * (c - o) + libm::sqrt(f * (1.0 - f)) * sd * z).clamp(l, h);
+        (b.open, libm::exp(at), b.high, b.low)
+    }
+
     /// The true 30-day ATM implied vol the sim quotes for a symbol on a session.
     pub fn atm_iv_30d(&self, symbol: &str, d: NaiveDate) -> Result<f64, SourceError> {
         let i = self.index(symbol)?;
@@ -172,6 +231,40 @@ impl Sim {
             30.0 / 365.0,
             earnings,
         ))
+    }
+}
+
+/// Which parts of the market a run with `config` trades on are real and which
+/// modelled, in a sentence or two for a report (the backtest's tearsheet). `conn` is
+/// the store the run read (its `archive_bars`), when there is one.
+pub fn provenance(config: &crate::config::Config, conn: Option<&duckdb::Connection>) -> String {
+    use crate::config::{SimUnderlying, SourceKind};
+    let seed = config.desk.sim.seed;
+    match (config.desk.desk.source, config.desk.sim.underlying) {
+        (SourceKind::Sim, SimUnderlying::Model) => format!(
+            "Everything is modelled: the simulated market (seed {seed}) draws the underlyings' paths, the implied-vol levels and every option quote; no price is real."
+        ),
+        (SourceKind::Sim, SimUnderlying::Bars) => match conn.map(|c| Sim::with_bars(seed, c)) {
+            Some(Ok(sim)) => match &sim.real {
+                Some(real) => bars::describe(&sim.universe, real),
+                None => String::new(),
+            },
+            Some(Err(e)) => format!(
+                "Modelled chains over real prices ([sim] underlying = \"bars\", seed {seed}), but the imported bars cannot be read: {e}"
+            ),
+            None => format!(
+                "Modelled chains over real prices ([sim] underlying = \"bars\", seed {seed}): the symbols with imported daily bars follow them and the index's implied-vol level follows imported VIX bars; every option quote, and the symbols without bars, are modelled."
+            ),
+        },
+        (SourceKind::Replay, _) => "Real: the option quotes and underlying prices imported into the archive (`optdesk import`), replayed as the vendor's end-of-day snapshots; nothing is modelled.".into(),
+        (live, _) => format!(
+            "Real: the {} source's quotes as fetched on each session; nothing is modelled.",
+            match live {
+                SourceKind::Cboe => "cboe",
+                SourceKind::Yahoo => "yahoo",
+                _ => "ibkr",
+            }
+        ),
     }
 }
 
@@ -202,6 +295,11 @@ impl MarketData for Sim {
             .iter()
             .map(|s| self.index(s))
             .collect::<Result<_, _>>()?;
+        if let Some(real) = &self.real {
+            for &i in &idx {
+                real.bar(&self.universe[i], i, t, as_of)?;
+            }
+        }
         let per_symbol = |&i: &usize| {
             let u = &self.universe[i];
             let (_, at, _, _) = self.intraday_prices(i, t, fraction);
@@ -284,6 +382,25 @@ impl MarketData for Sim {
             };
             for &i in &idx {
                 let u = &self.universe[i];
+                if let Some(real) = &self.real {
+                    if real.of(i).is_some() {
+                        // Only the days it has a bar: never a modelled one in between.
+                        if let Some(b) = self.real_bar(i, t) {
+                            out.push(DailyBar {
+                                date: *d,
+                                symbol: u.symbol.clone(),
+                                open: Price::from_f64(b.open),
+                                high: Price::from_f64(b.high),
+                                low: Price::from_f64(b.low),
+                                close: Price::from_f64(b.close),
+                                volume: b.volume,
+                                dividend: Price::from_f64(b.dividend),
+                                split_ratio: b.split_ratio,
+                            });
+                        }
+                        continue;
+                    }
+                }
                 let (o, _, h, l) = self.intraday_prices(i, t, 1.0);
                 let close = self.path.close[i][t];
                 let sd = self.day_sd(i, t);

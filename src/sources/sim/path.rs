@@ -92,6 +92,7 @@ pub struct Loadings {
     pub earnings_var: f64,
 }
 
+#[derive(Clone)]
 pub struct MarketPath {
     pub sessions: Vec<NaiveDate>,
     /// State after the close of each session.
@@ -103,6 +104,9 @@ pub struct MarketPath {
     /// Per underlying, per session: cash dividend going ex that day.
     pub dividend: Vec<Vec<f64>>,
     pub loadings: Vec<Loadings>,
+    /// Per underlying, per session: a multiplier on its implied vols, empty (1) for the
+    /// model's own path; set from real bars' realized vol (`[sim] underlying = "bars"`).
+    pub iv_scale: Vec<Vec<f64>>,
 }
 
 /// A standard normal pair from two uniforms (Box–Muller), with libm for portability.
@@ -335,6 +339,7 @@ impl MarketPath {
             close,
             dividend,
             loadings,
+            iv_scale: Vec::new(),
         }
     }
 
