@@ -635,8 +635,8 @@ pub fn run_session(
     conn.execute_batch("BEGIN TRANSACTION")?;
     let attempt = catch_unwind(AssertUnwindSafe(|| {
         let mut recs = Vec::with_capacity(jobs.len());
-        let mut run_id = next_run_id(conn)?;
-        for p in jobs {
+        let first = next_run_id(conn)?;
+        for (run_id, p) in (first..).zip(jobs) {
             let started = Utc::now().naive_utc();
             let clock = Instant::now();
             let ctx = JobContext {
@@ -674,7 +674,6 @@ pub fn run_session(
                 seconds: clock.elapsed().as_secs_f64(),
                 dry_run: false,
             });
-            run_id += 1;
         }
         after(conn)?;
         conn.execute_batch("COMMIT")?;
