@@ -347,6 +347,16 @@ pub enum BacktestCmd {
         /// The backtest's name (see `optdesk backtest list`).
         name: String,
     },
+    /// One backtest's tearsheet: a self-contained HTML page (equity against the
+    /// benchmarks, drawdown, monthly returns, metrics per strategy, exposure and greeks,
+    /// risk refusals by rule, the trade list) from its store.
+    Report {
+        /// The backtest's name (see `optdesk backtest list`).
+        name: String,
+        /// Where to write it [default: beside its store, data/backtests/<name>.html]
+        #[arg(long, value_name = "FILE.html")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -581,6 +591,7 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         Cmd::Backtest { cmd, args } => match cmd {
             Some(BacktestCmd::List) => backtest_list(ctx),
             Some(BacktestCmd::Show { name }) => backtest_show(ctx, &name),
+            Some(BacktestCmd::Report { name, out }) => backtest_report(ctx, &name, out),
             None => backtest(ctx, args),
         },
         Cmd::Calendar { from, to, format } => {
@@ -1559,7 +1570,7 @@ fn backtest(ctx: &Ctx, args: BacktestArgs) -> Result<bool> {
     use crate::backtest::{self, Ending, KeepQuotes};
     let (Some(from), Some(to)) = (args.from, args.to) else {
         return Err(UsageError(
-            "backtest needs --from and --to (YYYY-MM-DD), or a subcommand: list, show NAME".into(),
+            "backtest needs --from and --to (YYYY-MM-DD), or a subcommand: list, show NAME, report NAME".into(),
         )
         .into());
     };
@@ -1694,7 +1705,7 @@ fn backtest(ctx: &Ctx, args: BacktestArgs) -> Result<bool> {
         outcome
             .report_path
             .as_ref()
-            .map(|p| format!("; report {}", p.display()))
+            .map(|p| format!("; tearsheet {}", p.display()))
             .unwrap_or_default()
     );
     let speed = if outcome.seconds > 0.0 {
@@ -1771,16 +1782,40 @@ fn backtest_list(ctx: &Ctx) -> Result<bool> {
         outln!("no backtests yet: `optdesk backtest --from D --to D` runs one");
         return Ok(true);
     }
+    let status = crate::backtest::catalogue::status_sql(&crate::backtest::catalogue::interrupted(
+        &store.conn,
+    )?);
     print_query(
         &store,
-        "SELECT name, from_date AS \"from\", to_date AS \"to\", sessions_done || '/' || sessions_total AS sessions,
-                status, config_hash,
+        &format!("SELECT name, from_date AS \"from\", to_date AS \"to\", sessions_done || '/' || sessions_total AS sessions,
+                {status} AS status, config_hash,
                 round(total_return * 100, 2) AS total_return_pct, round(cagr * 100, 2) AS annualized_pct,
                 round(sharpe, 2) AS sharpe, round(max_drawdown * 100, 2) AS max_drawdown_pct,
                 round(win_rate * 100, 1) AS win_rate_pct, trades,
                 strftime(coalesce(finished_at, started_at), '%Y-%m-%d %H:%M') AS at_utc
-         FROM backtests ORDER BY coalesce(finished_at, started_at) DESC, name",
+         FROM backtests ORDER BY coalesce(finished_at, started_at) DESC, name"),
     )
+}
+
+/// `optdesk backtest report NAME [--out FILE]`.
+fn backtest_report(ctx: &Ctx, name: &str, out: Option<PathBuf>) -> Result<bool> {
+    use crate::report::tearsheet::{self, TearsheetError};
+    let config = ctx.config()?;
+    let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
+    let (path, sheet) = match tearsheet::write_for_backtest(&ctx.db, name, out.as_deref(), timeout)
+    {
+        Ok(x) => x,
+        Err(e @ TearsheetError::NotFound(_)) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    outln!(
+        "tearsheet of backtest {name} ({} to {}, {}) written to {}",
+        sheet.header.from,
+        sheet.header.to,
+        sheet.header.status,
+        path.display()
+    );
+    Ok(true)
 }
 
 fn backtest_show(ctx: &Ctx, name: &str) -> Result<bool> {
@@ -1839,10 +1874,17 @@ fn backtest_show(ctx: &Ctx, name: &str) -> Result<bool> {
         },
     )?;
     let (
-        (from, to, done, total, status, message),
+        (from, to, done, total, mut status, mut message),
         (hash, overrides, source, seed, keep, version),
         (started, finished, secs, equity, path, bytes),
     ) = row;
+    if crate::backtest::catalogue::interrupted(&store.conn)?
+        .iter()
+        .any(|n| n == name)
+    {
+        status = "interrupted".into();
+        message = crate::backtest::catalogue::INTERRUPTED.into();
+    }
     outln!(
         "backtest {name}: {status}{}",
         if message.is_empty() {

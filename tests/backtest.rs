@@ -1,16 +1,17 @@
 //! `optdesk backtest` on the simulated market, on a reduced universe (three underlyings,
 //! expiries to 60 days) over a few weeks: the same orders, fills and ledger as `run
-//! daily` over the same sessions; the same result twice; a stopped backtest resumes to
+//! daily` over the same sessions; the same result twice; a stopped then killed backtest resumes to
 //! the same result; bad input refused before any session, naming the key or reason.
 
 mod common;
 use common::{stderr, stdout, Desk};
 use std::path::{Path, PathBuf};
 
-/// 26 sessions (Juneteenth and July 4 are holidays), through the settlement of the
-/// July 5 expiry on July 8.
+/// 40 sessions (Juneteenth and July 4 are holidays), through the settlements of the
+/// July 5 and July 19 expiries.
 const FROM: &str = "2024-06-03";
-const TO: &str = "2024-07-10";
+const TO: &str = "2024-07-30";
+const SESSIONS: i64 = 40;
 
 fn small_desk() -> Desk {
     let desk = Desk::new();
@@ -125,9 +126,6 @@ fn backtest(desk: &Desk, name: &str, extra: &[&str]) -> String {
     backtest_to(desk, name, TO, extra)
 }
 
-/// 14 sessions, for the resume test.
-const SHORT_TO: &str = "2024-06-21";
-
 fn backtest_to(desk: &Desk, name: &str, to: &str, extra: &[&str]) -> String {
     let mut args = vec!["backtest", "--from", FROM, "--to", to, "--name", name];
     args.extend_from_slice(extra);
@@ -139,7 +137,7 @@ fn a_backtest_equals_run_daily_over_the_same_sessions_and_twice_is_the_same() {
     let desk = small_desk();
     let out = backtest(&desk, "a", &[]);
     assert!(
-        out.contains("backtest a done: 26 sessions") && out.contains("26/26 sessions"),
+        out.contains("backtest a done: 40 sessions") && out.contains("40/40 sessions"),
         "{out}"
     );
     assert!(out.contains("MB (--keep-quotes traded)"), "{out}");
@@ -150,9 +148,12 @@ fn a_backtest_equals_run_daily_over_the_same_sessions_and_twice_is_the_same() {
             &a,
             "SELECT count(*) FROM job_runs WHERE status = 'ok' AND trigger = 'backtest'"
         ),
-        26 * 7
+        SESSIONS * 7
     );
-    assert_eq!(count(&a, "SELECT count(*) FROM backtest_sessions"), 26);
+    assert_eq!(
+        count(&a, "SELECT count(*) FROM backtest_sessions"),
+        SESSIONS
+    );
     assert_eq!(
         count(&a, "SELECT count(*) FROM reports"),
         0,
@@ -197,17 +198,61 @@ fn a_backtest_equals_run_daily_over_the_same_sessions_and_twice_is_the_same() {
         .run_ok(&["--db", a.to_str().unwrap(), "check"])
         .contains("reconciled to the cent"));
 
-    // The same backtest again under another name: identical, table for table.
-    backtest(&desk, "b", &[]);
-    assert_same(
-        &all_tables(&bt_store(&desk, "b")),
-        &all_tables(&a),
-        "two backtests",
+    // The same backtest again under another name, stopped after 15 sessions (as Ctrl-C
+    // would), then killed inside session 16 (between select_trades' work and its
+    // commit), then resumed twice: identical to the first, table for table.
+    let b = bt_store(&desk, "b");
+    let o = desk
+        .cmd()
+        .args(["backtest", "--from", FROM, "--to", TO, "--name", "b"])
+        .env("OPTDESK_BACKTEST_STOP_AFTER", "15")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stopped after session 2024-06-24 (15 of 40 done)"),
+        "{}",
+        stderr(&o)
     );
+    assert_eq!(count(&b, "SELECT count(*) FROM backtest_sessions"), 15);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM backtests WHERE name = 'b' AND status = 'stopped' AND sessions_done = 15"),
+        1
+    );
+    let o = desk
+        .cmd()
+        .args(["backtest", "--from", FROM, "--to", TO, "--name", "b"])
+        .env("OPTDESK_FAILPOINT", "select_trades:before_commit:abort")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the failpoint aborts the process");
+    assert_eq!(count(&b, "SELECT count(*) FROM backtest_sessions"), 15);
+    // The catalogue row still says running; list and show say it was interrupted.
+    let list = desk.run_ok(&["backtest", "list"]);
+    assert!(list.contains("interrupted"), "{list}");
+    let show = desk.run_ok(&["backtest", "show", "b"]);
+    assert!(
+        show.contains("backtest b: interrupted (its process ended before it finished"),
+        "{show}"
+    );
+    let out = backtest(&desk, "b", &[]);
+    assert!(out.contains("resuming at session 16 (25 to go)"), "{out}");
+    assert!(
+        out.contains("backtest b done: 40 sessions (25 run now"),
+        "{out}"
+    );
+    assert_same(
+        &all_tables(&b),
+        &all_tables(&a),
+        "a resumed backtest against a whole one",
+    );
+    // Nothing left to do: said, and nothing changes.
+    let out = backtest(&desk, "b", &[]);
+    assert!(out.contains("already done"), "{out}");
 
     // The catalogue has both, done, with their headline metrics.
     let list = desk.run_ok(&["backtest", "list"]);
-    assert!(list.contains("26/26") && list.contains("done"), "{list}");
+    assert!(list.contains("40/40") && list.contains("done"), "{list}");
     assert_eq!(
         desk.count("SELECT count(*) FROM backtests WHERE status = 'done' AND total_return IS NOT NULL AND sharpe IS NOT NULL"),
         2
@@ -223,55 +268,6 @@ fn a_backtest_equals_run_daily_over_the_same_sessions_and_twice_is_the_same() {
         desk.count("SELECT count(DISTINCT config_hash) FROM backtests"),
         1
     );
-}
-
-#[test]
-fn a_stopped_backtest_resumes_to_the_same_result() {
-    let desk = small_desk();
-    backtest_to(&desk, "whole", SHORT_TO, &["--keep-quotes", "all"]);
-    // Stopped after 6 sessions, as Ctrl-C would after the session it is running.
-    let o = desk
-        .cmd()
-        .args([
-            "backtest",
-            "--from",
-            FROM,
-            "--to",
-            SHORT_TO,
-            "--name",
-            "cut",
-            "--keep-quotes",
-            "all",
-        ])
-        .env("OPTDESK_BACKTEST_STOP_AFTER", "6")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("stopped after session 2024-06-10 (6 of 14 done)"),
-        "{}",
-        stderr(&o)
-    );
-    let cut = bt_store(&desk, "cut");
-    assert_eq!(count(&cut, "SELECT count(*) FROM backtest_sessions"), 6);
-    assert_eq!(
-        desk.count("SELECT count(*) FROM backtests WHERE name = 'cut' AND status = 'stopped' AND sessions_done = 6"),
-        1
-    );
-    let out = backtest_to(&desk, "cut", SHORT_TO, &["--keep-quotes", "all"]);
-    assert!(out.contains("resuming at session 7 (8 to go)"), "{out}");
-    assert!(
-        out.contains("backtest cut done: 14 sessions (8 run now"),
-        "{out}"
-    );
-    assert_same(
-        &all_tables(&cut),
-        &all_tables(&bt_store(&desk, "whole")),
-        "resumed against whole",
-    );
-    // Nothing left to do: said, and nothing changes.
-    let out = backtest_to(&desk, "cut", SHORT_TO, &["--keep-quotes", "all"]);
-    assert!(out.contains("already done"), "{out}");
 }
 
 #[test]
@@ -393,6 +389,17 @@ fn bad_input_is_refused_before_any_session_naming_the_key_or_reason() {
         desk.count("SELECT count(*) FROM backtests WHERE name = 'c' AND overrides = ''"),
         1
     );
+    // A data file the jobs read (the events calendar, here written beside the built-in
+    // copy it replaces) is part of the configuration too.
+    let before = all_tables(&c);
+    std::fs::create_dir_all(desk.dir.path().join("data")).unwrap();
+    std::fs::write(
+        desk.dir.path().join("data/events.csv"),
+        "date,event\n2024-06-04,FOMC\n",
+    )
+    .unwrap();
+    run(&[], &["another configuration"]);
+    assert_eq!(all_tables(&c), before, "the refused run changed nothing");
 }
 
 /// On the replay source, a backtest runs on the main store's imported archive (copied

@@ -1,6 +1,6 @@
 //! The daily report end to end: sent to a real SMTP server on 127.0.0.1 and parsed back;
 //! SMTP failures; the .eml fallback; alerts to a local HTTP server with retries; the
-//! dashboard in headless Chromium.
+//! dashboard and a backtest's tearsheet in headless Chromium.
 
 mod common;
 
@@ -638,18 +638,8 @@ fn the_dashboard_renders_in_headless_chromium_without_errors() {
         assert!(dom.contains(needle), "the rendered page lacks {needle}");
     }
     let log = stderr(&o);
-    let console_errors: Vec<&str> = log
-        .lines()
-        .filter(|l| {
-            (l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
-                || l.contains("Failed to load resource")
-                || l.contains("net::ERR_")
-        })
-        .collect();
-    assert!(
-        console_errors.is_empty(),
-        "console errors: {console_errors:#?}"
-    );
+    let errors = console_errors(&log);
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
 
     // A screenshot that is not blank.
     let shot = desk.dir.path().join("shot.png");
@@ -685,6 +675,167 @@ fn the_dashboard_renders_in_headless_chromium_without_errors() {
         px.len()
     );
     assert!(colors.len() > 50, "only {} colors", colors.len());
+}
+
+/// Console errors and failed loads in Chromium's log.
+fn console_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| {
+            (l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
+                || l.contains("Failed to load resource")
+                || l.contains("net::ERR_")
+        })
+        .collect()
+}
+
+/// A short backtest on a reduced universe (three underlyings, expiries to 60 days, 10
+/// sessions), with one risk limit tightened so the gate refuses entries under two rules.
+fn small_backtest(desk: &Desk, name: &str) -> String {
+    desk.write_config(
+        "fetch_chains.toml",
+        "[params]\nsymbols = [\"SPY\", \"QQQ\", \"IWM\"]\nmax_expiry_days = 60\nhistory_sessions = 30\n",
+    );
+    desk.run_ok(&[
+        "backtest",
+        "--from",
+        "2024-06-03",
+        "--to",
+        "2024-06-14",
+        "--name",
+        name,
+        "--set",
+        "select_trades.risk.max_open_per_underlying=1",
+    ])
+}
+
+#[test]
+fn the_backtest_tearsheet_renders_in_headless_chromium_with_every_panel() {
+    let Some(chrome) = chromium() else {
+        assert!(
+            std::env::var("OPTDESK_REQUIRE_CHROMIUM").is_err(),
+            "OPTDESK_REQUIRE_CHROMIUM is set but no Chromium was found (install Debian's chromium)"
+        );
+        eprintln!("SKIPPED: no Chromium on this machine (set CHROMIUM=/path or install chromium)");
+        return;
+    };
+    let desk = Desk::new();
+    let out = small_backtest(&desk, "sheet");
+    // The backtest writes its tearsheet at the end, beside its store.
+    let at_end = desk.dir.path().join("backtests/sheet.html");
+    assert!(
+        out.contains(&format!("tearsheet {}", at_end.display())),
+        "{out}"
+    );
+    let written = std::fs::read_to_string(&at_end).unwrap();
+    // `backtest report` writes the same page again.
+    let page = desk.dir.path().join("tearsheet.html");
+    let out = desk.run_ok(&[
+        "backtest",
+        "report",
+        "sheet",
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains(&format!("written to {}", page.display())),
+        "{out}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        html, written,
+        "the tearsheet at the end and `backtest report` differ"
+    );
+
+    // Self-contained: nothing fetched, no script.
+    for bad in [
+        "<script",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+    ] {
+        assert!(!html.contains(bad), "the tearsheet contains {bad}");
+    }
+    // The header: what the backtest was made with, from its own catalogue row.
+    let hash: String = {
+        let cfg = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap();
+        let c = duckdb::Connection::open_with_flags(
+            desk.dir.path().join("backtests/sheet.duckdb"),
+            cfg,
+        )
+        .unwrap();
+        c.query_row("SELECT config_hash FROM backtests", [], |r| r.get(0))
+            .unwrap()
+    };
+    for needle in [
+        "2024-06-03 to 2024-06-14",
+        "10 of 10 sessions",
+        "select_trades.risk.max_open_per_underlying=1",
+        &hash,
+        "the simulated market&#39;s price paths (seed",
+    ] {
+        assert!(html.contains(needle), "the tearsheet lacks {needle}");
+    }
+
+    let url = format!("file://{}", page.display());
+    let profile = desk.dir.path().join("chrome-profile");
+    let o = headless(&chrome, &profile, &["--dump-dom", &url]);
+    let dom = stdout(&o);
+    for needle in [
+        "id=\"summary\"",
+        "id=\"configuration\"",
+        "id=\"provenance-table\"",
+        "id=\"equity-chart\"",
+        "id=\"drawdown-chart\"",
+        "id=\"monthly-returns-table\"",
+        "data-month=\"2024-06\"",
+        "id=\"metrics-table\"",
+        "id=\"strategy-pnl-chart\"",
+        "id=\"exposure-chart\"",
+        "id=\"open-positions-chart\"",
+        "id=\"delta-chart\"",
+        "id=\"theta-chart\"",
+        "id=\"vega-chart\"",
+        "id=\"refusals-chart\"",
+        "id=\"refusals-table\"",
+        "id=\"trade-list\"",
+        "data-series=\"Portfolio\"",
+        "data-series=\"SPY\"",
+        "data-series=\"cash_secured_put\"",
+        "data-label=\"max_open_per_underlying\"",
+        "class=\"bar\"",
+    ] {
+        assert!(
+            dom.contains(needle),
+            "the rendered tearsheet lacks {needle}"
+        );
+    }
+    // Every chart has something to draw.
+    assert!(
+        !dom.contains("No data yet"),
+        "a chart of the tearsheet is empty"
+    );
+    let log = stderr(&o);
+    let errors = console_errors(&log);
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+#[test]
+fn the_tearsheet_of_an_unknown_backtest_is_refused_naming_it() {
+    let desk = Desk::new();
+    for name in ["nope", "../escape"] {
+        let o = desk.run(&["backtest", "report", name]);
+        assert!(!o.status.success(), "backtest report {name} succeeded");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("no backtest named '{name}'")) && err.contains("backtest list"),
+            "{err}"
+        );
+    }
+    assert!(!desk.dir.path().join("backtests").exists());
 }
 
 #[test]

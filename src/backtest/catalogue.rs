@@ -252,3 +252,39 @@ pub fn finish(plan: &Plan, o: &Outcome, timeout: Duration) -> Result<(), Backtes
     let main = Store::open_write(&plan.main_db, timeout, &holder(&plan.name))?;
     in_transaction(&main.conn, || write_end(&main.conn, &plan.name, o))
 }
+
+/// The catalogue's rows marked running whose process is gone: nobody holds the write
+/// lock of their store (a backtest killed, or a machine that went down, leaves its row
+/// as it was at the start). `list` and `show` call them interrupted; running the same
+/// command again resumes them.
+pub fn interrupted(conn: &Connection) -> Result<Vec<String>, BacktestError> {
+    let mut s = conn.prepare("SELECT name, store_path FROM backtests WHERE status = 'running'")?;
+    let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, path) = row?;
+        let lock = crate::store::lock_path_for(std::path::Path::new(&path));
+        if crate::store::current_writer(&lock).is_none() {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// A SQL expression for a row's status that says `interrupted` for the names given.
+pub fn status_sql(interrupted: &[String]) -> String {
+    if interrupted.is_empty() {
+        return "status".into();
+    }
+    let names: Vec<String> = interrupted
+        .iter()
+        .map(|n| format!("'{}'", n.replace('\'', "''")))
+        .collect();
+    format!(
+        "CASE WHEN name IN ({}) THEN 'interrupted' ELSE status END",
+        names.join(", ")
+    )
+}
+
+/// What `show` says of an interrupted backtest.
+pub const INTERRUPTED: &str = "its process ended before it finished (killed, or the machine went down): run the same command again to resume after the last completed session";

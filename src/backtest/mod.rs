@@ -20,6 +20,9 @@
 //! * **Catalogue.** The main store's `backtests` table has a row per name (status,
 //!   range, configuration, headline metrics) and `backtest_metrics` its metrics per book
 //!   ([`catalogue`]).
+//! * **Tearsheet.** At the end, the results as one HTML file beside the store
+//!   (`<name>.html`, [`crate::report::tearsheet`]); `optdesk backtest report NAME` writes
+//!   it again.
 
 pub mod catalogue;
 pub mod overrides;
@@ -138,6 +141,38 @@ fn config_files() -> Vec<String> {
             .map(|s| format!("strategies/{s}.toml")),
     );
     v
+}
+
+/// The data files the jobs read, as configured: (key, resolved path, whether it is the
+/// default path, which falls back to the built-in copy when missing).
+fn data_files(config: &Config) -> Result<Vec<(String, String, PathBuf, bool)>, BacktestError> {
+    let mut out = Vec::new();
+    let rates = &config.desk.desk.rates_file;
+    out.push((
+        "desk.rates_file".to_string(),
+        rates.clone(),
+        config.resolve(rates),
+        rates == crate::refdata::RATES_FILE,
+    ));
+    let (corr, _): (crate::config::JobFile<jobs::correlation::Params>, String) =
+        config.job(jobs::correlation::DEF.name)?;
+    let w = &corr.params.weights_file;
+    out.push((
+        "correlation.weights_file".to_string(),
+        w.clone(),
+        config.resolve(w),
+        w == crate::refdata::QQQ_WEIGHTS_FILE,
+    ));
+    let e = &jobs::select_trades::events_file(config)?;
+    if !e.is_empty() {
+        out.push((
+            "select_trades.events_file".to_string(),
+            e.clone(),
+            config.resolve(e),
+            e == crate::refdata::EVENTS_FILE,
+        ));
+    }
+    Ok(out)
 }
 
 /// The folder of backtest stores beside the main store: `data/backtests/`.
@@ -261,6 +296,29 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
         if !text.ends_with('\n') {
             snapshot.push('\n');
         }
+    }
+    // The data files the jobs read (rates, index weights, events): their content's hash,
+    // so an edited file is a changed configuration too.
+    // The configured path is shown, not the resolved one: a folder moved elsewhere is the
+    // same configuration.
+    for (key, shown, path, default) in data_files(&config)? {
+        let line = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let d = Sha256::digest(&bytes);
+                let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                format!("{shown} (sha256 {hex}…, {} bytes)", bytes.len())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && default => {
+                format!("{shown}: missing, the built-in copy")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{shown}: none")
+            }
+            Err(e) => {
+                return refuse(format!("{key}: cannot read {}: {e}", path.display()));
+            }
+        };
+        snapshot.push_str(&format!("# ==== data: {key} = {line} ====\n"));
     }
     let overrides_list: Vec<String> = parsed.iter().map(|o| o.arg.clone()).collect();
     snapshot.push_str(&format!(
@@ -661,18 +719,18 @@ pub fn run(
         t.add("(compact at the end)", t3.elapsed().as_secs_f64());
         t.print();
     }
-    // The results so far: headline metrics, and the dashboard of the last session.
-    let (headline, report_path) = match last {
-        Some(d) => {
-            let data = crate::report::load(&store.conn, d, plan.risk_free_rate)
-                .map_err(|e| BacktestError::Report(e.to_string()))?;
-            let path = plan.store_path.with_extension("html");
-            crate::jobs::email_report::write_dashboard(&data, &path)
-                .map_err(BacktestError::Report)?;
-            (Some(catalogue::Headline::from_report(&data)), Some(path))
-        }
-        None => (None, None),
+    // The results so far: headline metrics, and the tearsheet (written once the store's
+    // own row says how the run ended).
+    let data = match last {
+        Some(d) => Some(
+            crate::report::load(&store.conn, d, plan.risk_free_rate)
+                .map_err(|e| BacktestError::Report(e.to_string()))?,
+        ),
+        None => None,
     };
+    let report_path = data
+        .as_ref()
+        .map(|_| plan.store_path.with_extension("html"));
     let outcome = Outcome {
         ending,
         sessions_done: done,
@@ -680,16 +738,30 @@ pub fn run(
         run_here,
         seconds: started.elapsed().as_secs_f64(),
         store_bytes: 0,
-        headline,
+        headline: data.as_ref().map(catalogue::Headline::from_report),
         report_path,
         last,
     };
     catalogue::finish_own_row(&store.conn, &outcome)?;
+    // A tearsheet that cannot be written fails the command, once the catalogue is done
+    // (the results are in the store; `optdesk backtest report NAME` tries again).
+    let sheet = match (data, &outcome.report_path) {
+        (Some(data), Some(path)) => crate::report::tearsheet::from_data(&store, data)
+            .and_then(|t| crate::report::tearsheet::write(&t, path))
+            .map_err(|e| {
+                BacktestError::Report(format!(
+                    "{e} (the results are in the store: `optdesk backtest report {}` writes the tearsheet again)",
+                    plan.name
+                ))
+            }),
+        _ => Ok(()),
+    };
     drop(store);
     let outcome = Outcome {
         store_bytes: retention::file_bytes(&plan.store_path),
         ..outcome
     };
     catalogue::finish(&plan, &outcome, timeout)?;
+    sheet?;
     Ok(outcome)
 }

@@ -100,6 +100,19 @@ impl Default for FileShape {
     }
 }
 
+/// `params.events_file` as configured (empty: the blackout is off).
+pub fn events_file(config: &Config) -> Result<String, ConfigError> {
+    let path = config.dir.join("select_trades.toml");
+    Ok(match config.read_text("select_trades.toml")? {
+        Some(t) => {
+            crate::config::parse::<FileShape>(&path, &t)?
+                .params
+                .events_file
+        }
+        None => Params::default().events_file,
+    })
+}
+
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let path = config.dir.join("select_trades.toml");
     let (shape, text) = match config.read_text("select_trades.toml")? {

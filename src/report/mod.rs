@@ -1,7 +1,7 @@
 //! The daily report: what the store says about one day, gathered once ([`ReportData`])
 //! and rendered three ways — the email's plain text and HTML ([`email`]), with an inline
 //! PNG chart ([`chart`]), and the self-contained HTML dashboard ([`dashboard`], with
-//! inline SVG charts from [`svg`]).
+//! inline SVG charts from [`svg`]). A backtest's results are a tearsheet ([`tearsheet`]).
 //!
 //! Everything is read as of the day: a report regenerated later for a past day shows
 //! that day's book, not today's.
@@ -13,6 +13,7 @@ pub mod email;
 pub mod export;
 pub mod font;
 pub mod svg;
+pub mod tearsheet;
 
 use crate::analytics::performance::{self, Metrics, Point, TradeStats};
 use crate::store::repo::{self, RepoError};
