@@ -37,6 +37,9 @@ pub struct JobContext<'a> {
     pub dry_run: bool,
     /// Send again what was already sent for this day (the daily report's `--resend`).
     pub resend: bool,
+    /// The run is part of a whole session's transaction ([`run_session`]): checkpoints
+    /// commit nothing (the broker is the in-process paper book).
+    pub in_session: bool,
 }
 
 impl JobContext<'_> {
@@ -44,7 +47,7 @@ impl JobContext<'_> {
     /// order intent, which must be in the store before a broker sees the order. A no-op
     /// in a dry run. After a checkpoint, a failure rolls back only what came after it.
     pub fn checkpoint(&self) -> Result<(), duckdb::Error> {
-        if self.dry_run {
+        if self.dry_run || self.in_session {
             return Ok(());
         }
         self.conn.execute_batch("COMMIT; BEGIN TRANSACTION")
@@ -395,6 +398,7 @@ fn run_one_inner(
         config,
         dry_run: req.dry_run,
         resend: req.resend,
+        in_session: false,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let out = p.job.run(&ctx)?;
@@ -581,6 +585,114 @@ pub fn run_sequence(
     Ok(out)
 }
 
+/// [`run_sequence`] for a backtest's session, in one transaction with `after` (the
+/// backtest's own rows for the session): one commit a session instead of one a job.
+/// Each job runs as in its envelope and its `job_runs` row is the same, but nothing is
+/// committed until every job has succeeded and `after` has run. If anything fails
+/// (a job, a panic, `after`, the commit), the whole session is rolled back and run
+/// again by [`run_sequence`], which records the failure exactly as `run daily` does;
+/// `after` then does not run and the records say what failed. Only for the paper
+/// broker with every job enabled (no order reaches an outside broker before its
+/// intent is committed); otherwise it is [`run_sequence`] followed by `after`.
+pub fn run_session(
+    store: &Store,
+    config: &Config,
+    jobs: &[Prepared],
+    req: &RunRequest,
+    observer: &dyn RunObserver,
+    after: &mut dyn FnMut(&Connection) -> Result<(), duckdb::Error>,
+) -> Result<Vec<RunRecord>, StoreError> {
+    let fallback = |after: &mut dyn FnMut(&Connection) -> Result<(), duckdb::Error>| {
+        let recs = run_sequence(store, config, jobs, req, observer)?;
+        if recs.iter().all(|r| r.status != Status::Failed) {
+            let conn = &store.conn;
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            match after(conn).and_then(|_| conn.execute_batch("COMMIT")) {
+                Ok(()) => {}
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(recs)
+    };
+    let simple = !req.dry_run
+        && config.desk.broker.kind == crate::config::BrokerKind::Paper
+        && jobs.iter().all(|p| p.enabled);
+    if !simple {
+        return fallback(after);
+    }
+    let Ok(quote_time) = snapshot_time(&store.conn, config, req) else {
+        return fallback(after);
+    };
+    if jobs.iter().any(|p| p.def.reads_chains)
+        && crate::store::retention::refuse_pruned(&store.conn, req.as_of)?.is_some()
+    {
+        return fallback(after);
+    }
+    let conn = &store.conn;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let attempt = catch_unwind(AssertUnwindSafe(|| {
+        let mut recs = Vec::with_capacity(jobs.len());
+        let first = next_run_id(conn)?;
+        for (run_id, p) in (first..).zip(jobs) {
+            let started = Utc::now().naive_utc();
+            let clock = Instant::now();
+            let ctx = JobContext {
+                conn,
+                as_of: req.as_of,
+                slot: req.slot,
+                quote_time,
+                run_id,
+                config,
+                dry_run: false,
+                resend: req.resend,
+                in_session: true,
+            };
+            let out = p.job.run(&ctx)?;
+            failpoint(p.def.name, "before_commit")?;
+            insert_run(
+                conn,
+                run_id,
+                p.def.name,
+                req,
+                started,
+                Status::Ok,
+                out.rows_written,
+                &out.summary,
+                &p.config_hash,
+                false,
+            )?;
+            recs.push(RunRecord {
+                run_id,
+                job: p.def.name,
+                as_of: req.as_of,
+                status: Status::Ok,
+                rows_written: out.rows_written,
+                message: out.summary,
+                seconds: clock.elapsed().as_secs_f64(),
+                dry_run: false,
+            });
+        }
+        after(conn)?;
+        conn.execute_batch("COMMIT")?;
+        Ok::<_, JobError>(recs)
+    }));
+    match attempt {
+        Ok(Ok(recs)) => {
+            for rec in &recs {
+                observer.on_record(store, config, rec);
+            }
+            Ok(recs)
+        }
+        _ => {
+            let _ = conn.execute_batch("ROLLBACK");
+            fallback(after)
+        }
+    }
+}
+
 /// A dry run of jobs in order: all of them run inside one transaction (so each sees
 /// what the ones before it would have written), which is rolled back once at the end;
 /// then each job's `job_runs` row is recorded with `dry_run = true`.
@@ -636,6 +748,7 @@ fn run_dry_sequence(
                         config,
                         dry_run: true,
                         resend: req.resend,
+                        in_session: false,
                     };
                     match catch_unwind(AssertUnwindSafe(|| p.job.run(&ctx))).unwrap_or_else(
                         |panic| {

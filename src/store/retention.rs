@@ -211,6 +211,49 @@ pub fn thin(store: &Store, before: NaiveDate, thin_last: bool) -> Result<PruneRe
     Ok(report)
 }
 
+/// [`thin`] inside the caller's transaction, for a backtest that thins after every
+/// session: only the snapshots from `since` (the previous boundary: everything before
+/// it was thinned already, and what the rule keeps only grows) up to `before` are
+/// looked at, and the counts come from the deletes themselves, so a session's thinning
+/// costs one session's rows, not the whole history's. The `prunes` row is the one
+/// [`thin`] writes. Returns the quotes deleted.
+pub fn thin_window(
+    conn: &Connection,
+    path: &Path,
+    since: Option<NaiveDate>,
+    before: NaiveDate,
+) -> Result<usize, duckdb::Error> {
+    let bytes_before = file_bytes(path);
+    let since = since.unwrap_or(NaiveDate::MIN);
+    let mut deleted = [0usize; 2];
+    for (n, table) in deleted
+        .iter_mut()
+        .zip(["option_quotes", "option_analytics"])
+    {
+        *n = conn.execute(
+            &format!("DELETE FROM {table} q WHERE q.as_of >= ? AND q.as_of < ? AND NOT {KEEP}"),
+            params![since, before],
+        )?;
+    }
+    let kept: i64 = count(
+        conn,
+        "SELECT count(*) FROM option_quotes WHERE as_of < ?",
+        before,
+    )?;
+    conn.execute(
+        "INSERT INTO prunes VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+        params![
+            before,
+            deleted[0] as i64,
+            deleted[1] as i64,
+            kept,
+            bytes_before as i64,
+            crate::VERSION
+        ],
+    )?;
+    Ok(deleted[0])
+}
+
 /// Rewrite the store into a new file holding only live blocks, verify it, and rename
 /// it over the old one (the write lock is held throughout).
 pub fn compact(store: Store) -> Result<Store, PruneError> {
