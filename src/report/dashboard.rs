@@ -24,7 +24,7 @@ pub const PALETTE: &[[u8; 3]] = &[
     [87, 96, 106],
 ];
 
-fn color(i: usize) -> [u8; 3] {
+pub(crate) fn color(i: usize) -> [u8; 3] {
     PALETTE[i % PALETTE.len()]
 }
 
@@ -71,11 +71,11 @@ pub fn equity_series(d: &ReportData) -> Vec<Series> {
     out
 }
 
-fn section(o: &mut String, id: &str, title: &str) {
+pub(crate) fn section(o: &mut String, id: &str, title: &str) {
     let _ = write!(o, "<section id=\"{id}\"><h2>{}</h2>", escape(title));
 }
 
-fn sentence(o: &mut String, s: &str) {
+pub(crate) fn sentence(o: &mut String, s: &str) {
     let _ = write!(o, "<p class=\"empty\">{}</p>", escape(s));
 }
 

@@ -16,7 +16,7 @@
 //! writes it at its end beside its store (`data/backtests/<name>.html`).
 
 use super::chart::{Series, YFormat};
-use super::dashboard::{equity_series, PALETTE};
+use super::dashboard::{color, equity_series, section, sentence};
 use super::email::{
     drawdown_sentence, has_metrics, metrics_rows, table, trade_rows, METRICS_HEAD, TRADES_HEAD,
 };
@@ -758,18 +758,6 @@ p.empty,p.note{color:#57606a;font-size:13px}
 pre{font-size:12px;background:#f6f8fa;padding:8px;overflow-x:auto}
 footer{color:#57606a;font-size:12px;text-align:center;padding:16px}
 ";
-
-fn color(i: usize) -> [u8; 3] {
-    PALETTE[i % PALETTE.len()]
-}
-
-fn section(o: &mut String, id: &str, title: &str) {
-    let _ = write!(o, "<section id=\"{id}\"><h2>{}</h2>", escape(title));
-}
-
-fn sentence(o: &mut String, s: &str) {
-    let _ = write!(o, "<p class=\"empty\">{}</p>", escape(s));
-}
 
 fn note(o: &mut String, s: &str) {
     let _ = write!(o, "<p class=\"note\">{}</p>", escape(s));
