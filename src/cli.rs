@@ -1865,12 +1865,19 @@ fn backtest_report(ctx: &Ctx, name: &str, out: Option<PathBuf>) -> Result<bool> 
     use crate::report::tearsheet::{self, TearsheetError};
     let config = ctx.config()?;
     let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
-    let (path, sheet) = match tearsheet::write_for_backtest(&ctx.db, name, out.as_deref(), timeout)
-    {
-        Ok(x) => x,
-        Err(e @ TearsheetError::NotFound(_)) => return Err(UsageError(e.to_string()).into()),
-        Err(e) => return Err(e.into()),
-    };
+    if crate::backtest::check_name(name).is_err() {
+        return Err(UsageError(format!(
+            "no backtest named '{name}': a backtest's name has only letters, digits, '.', '_' and '-' (`optdesk backtest list` shows the backtests)"
+        ))
+        .into());
+    }
+    let store_path = crate::backtest::stores_dir(&ctx.db).join(format!("{name}.duckdb"));
+    let (path, sheet) =
+        match tearsheet::write_for_backtest(name, &store_path, out.as_deref(), timeout) {
+            Ok(x) => x,
+            Err(e @ TearsheetError::NotFound(_)) => return Err(UsageError(e.to_string()).into()),
+            Err(e) => return Err(e.into()),
+        };
     outln!(
         "tearsheet of backtest {name} ({} to {}, {}) written to {}",
         sheet.header.from,

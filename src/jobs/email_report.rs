@@ -70,7 +70,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             subject_prefix: "optdesk".into(),
-            risk_free_rate: 0.04,
+            risk_free_rate: crate::report::DEFAULT_RISK_FREE_RATE,
             reports_dir: "logs/reports".into(),
             dashboard: "data/dashboard.html".into(),
             smtp: SmtpParams::default(),

@@ -15,6 +15,9 @@ pub mod font;
 pub mod svg;
 pub mod tearsheet;
 
+/// The risk-free rate of the metrics when `email_report.toml` does not set one (4% a year).
+pub const DEFAULT_RISK_FREE_RATE: f64 = 0.04;
+
 use crate::analytics::performance::{self, Metrics, Point, TradeStats};
 use crate::store::repo::{self, RepoError};
 use crate::trading::{trades, Fill};

@@ -481,7 +481,7 @@ pub fn header(conn: &Connection) -> Result<Option<Header>, TearsheetError> {
 /// email_report.toml, or the job's default when the file does not set it.
 pub fn risk_free_rate_of(snapshot: &str) -> Result<f64, TearsheetError> {
     const MARK: &str = "# ==== email_report.toml ====\n";
-    let default = crate::jobs::email_report::Params::default().risk_free_rate;
+    let default = super::DEFAULT_RISK_FREE_RATE;
     let Some(at) = snapshot.find(MARK) else {
         return Ok(default);
     };
@@ -688,22 +688,15 @@ pub fn write(t: &Tearsheet, path: &Path) -> Result<(), TearsheetError> {
     })
 }
 
-/// `optdesk backtest report NAME`: the tearsheet of the backtest `name` (its store in
-/// the `backtests/` folder beside `main_db`), written to `out` or beside the store as
+/// `optdesk backtest report NAME`: the tearsheet of the backtest `name`, whose store is
+/// `store_path` (the caller resolves it), written to `out` or beside the store as
 /// `<name>.html`. Returns where it was written and what it holds.
 pub fn write_for_backtest(
-    main_db: &Path,
     name: &str,
+    store_path: &Path,
     out: Option<&Path>,
     timeout: Duration,
 ) -> Result<(PathBuf, Tearsheet), TearsheetError> {
-    if crate::backtest::check_name(name).is_err() {
-        return Err(TearsheetError::NotFound(format!(
-            "no backtest named '{name}': a backtest's name has only letters, digits, '.', '_' and '-' (`optdesk backtest list` shows the backtests)"
-        )));
-    }
-    let dir = crate::backtest::stores_dir(main_db);
-    let store_path = dir.join(format!("{name}.duckdb"));
     if !store_path.exists() {
         return Err(TearsheetError::NotFound(format!(
             "no backtest named '{name}': no store {} (`optdesk backtest list` shows the backtests)",
