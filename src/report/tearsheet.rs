@@ -703,7 +703,7 @@ pub fn write_for_backtest(
             store_path.display()
         )));
     }
-    let store = Store::open_read(&store_path, timeout)?;
+    let store = Store::open_read(store_path, timeout)?;
     let t = load(&store)?;
     drop(store);
     let path = out
