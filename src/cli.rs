@@ -1630,36 +1630,23 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
 
 /// `optdesk backtest --from D --to D ...`.
 fn backtest(ctx: &Ctx, args: BacktestArgs) -> Result<bool> {
-    use crate::backtest::{self, Ending, KeepQuotes};
+    use crate::backtest::{self, Ending};
     let (Some(from), Some(to)) = (args.from, args.to) else {
         return Err(UsageError(
             "backtest needs --from and --to (YYYY-MM-DD), or a subcommand: list, show NAME, report NAME, sweep, collect DIR".into(),
         )
         .into());
     };
-    let source = args
-        .source
-        .as_deref()
-        .map(|s| s.parse::<crate::config::SourceKind>())
-        .transpose()
-        .map_err(|e| UsageError(format!("--source: {e}")))?;
-    let opts = backtest::Options {
-        from,
-        to,
-        name: args.name,
-        source,
-        seed: args.seed,
-        sets: args.set,
-        keep_quotes: match args.keep_quotes {
-            KeepQuotesArg::Traded => KeepQuotes::Traded,
-            KeepQuotesArg::All => KeepQuotes::All,
-            KeepQuotesArg::None => KeepQuotes::None,
-        },
-        restart: args.restart,
-        jobs_dir: ctx.jobs_dir.clone(),
-        jobs_explicit: ctx.jobs_explicit,
-        main_db: ctx.db.clone(),
-    };
+    let opts = backtest_options(
+        ctx,
+        (from, to),
+        args.name,
+        args.set,
+        args.source.as_deref(),
+        args.seed,
+        args.keep_quotes,
+        args.restart,
+    )?;
     let plan = backtest::plan(&opts)?;
     let remaining = plan.remaining().len();
     let (name, store_path, keep) = (plan.name.clone(), plan.store_path.clone(), plan.keep_quotes);
@@ -2000,13 +1987,41 @@ fn backtest_show(ctx: &Ctx, name: &str) -> Result<bool> {
     )
 }
 
-fn keep_quotes_of(k: KeepQuotesArg) -> crate::backtest::KeepQuotes {
+/// A backtest's options from its command line (shared by `backtest` and `sweep`, whose
+/// points are backtests).
+#[allow(clippy::too_many_arguments)]
+fn backtest_options(
+    ctx: &Ctx,
+    (from, to): (NaiveDate, NaiveDate),
+    name: Option<String>,
+    sets: Vec<String>,
+    source: Option<&str>,
+    seed: Option<u64>,
+    keep_quotes: KeepQuotesArg,
+    restart: bool,
+) -> Result<crate::backtest::Options> {
     use crate::backtest::KeepQuotes;
-    match k {
-        KeepQuotesArg::Traded => KeepQuotes::Traded,
-        KeepQuotesArg::All => KeepQuotes::All,
-        KeepQuotesArg::None => KeepQuotes::None,
-    }
+    let source = source
+        .map(|s| s.parse::<crate::config::SourceKind>())
+        .transpose()
+        .map_err(|e| UsageError(format!("--source: {e}")))?;
+    Ok(crate::backtest::Options {
+        from,
+        to,
+        name,
+        source,
+        seed,
+        sets,
+        keep_quotes: match keep_quotes {
+            KeepQuotesArg::Traded => KeepQuotes::Traded,
+            KeepQuotesArg::All => KeepQuotes::All,
+            KeepQuotesArg::None => KeepQuotes::None,
+        },
+        restart,
+        jobs_dir: ctx.jobs_dir.clone(),
+        jobs_explicit: ctx.jobs_explicit,
+        main_db: ctx.db.clone(),
+    })
 }
 
 /// How long a reader waits for a store a writer has open: desk.toml's lock timeout.
@@ -2034,12 +2049,6 @@ fn print_comparison(
 /// `optdesk backtest sweep --from D --to D --grid K=V1,V2 ...`.
 fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
     use crate::backtest::sweep::{self, PointEnd, SweepOptions};
-    let source = a
-        .source
-        .as_deref()
-        .map(|s| s.parse::<crate::config::SourceKind>())
-        .transpose()
-        .map_err(|e| UsageError(format!("--source: {e}")))?;
     if a.parallel == Some(0) {
         return Err(UsageError("--parallel 0: run at least one point at a time".into()).into());
     }
@@ -2055,17 +2064,17 @@ fn backtest_sweep(ctx: &Ctx, a: SweepArgs) -> Result<bool> {
         .unwrap_or_else(|| sweep::default_prefix(a.from, a.to));
     let pts = sweep::points(&prefix, &grids, &a.set).map_err(UsageError)?;
     let sw = SweepOptions {
-        from: a.from,
-        to: a.to,
+        base: backtest_options(
+            ctx,
+            (a.from, a.to),
+            None,
+            a.set.clone(),
+            a.source.as_deref(),
+            a.seed,
+            a.keep_quotes,
+            a.restart,
+        )?,
         prefix: prefix.clone(),
-        sets: a.set.clone(),
-        source,
-        seed: a.seed,
-        keep_quotes: keep_quotes_of(a.keep_quotes),
-        restart: a.restart,
-        jobs_dir: ctx.jobs_dir.clone(),
-        jobs_explicit: ctx.jobs_explicit,
-        main_db: ctx.db.clone(),
     };
     // Every point planned before anything runs: a bad key or value fails here.
     let plans = sweep::validate(&sw, &pts)?;

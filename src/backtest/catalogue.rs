@@ -5,7 +5,7 @@
 use super::{BacktestError, Ending, Outcome, Plan};
 use crate::store::Store;
 use chrono::NaiveDate;
-use duckdb::{params, Connection, OptionalExt};
+use duckdb::{params, Connection};
 use std::time::Duration;
 
 /// The metrics of one book (the portfolio, a strategy, a benchmark).
@@ -60,47 +60,9 @@ impl Headline {
     }
 }
 
-/// A backtest store's own row: what it was made with.
-#[derive(Debug, Clone)]
-pub struct OwnRow {
-    pub name: String,
-    pub from: NaiveDate,
-    pub config_hash: String,
-}
-
-/// The backtest store's own row, if it has one.
-pub fn own_row(conn: &Connection) -> Result<Option<OwnRow>, BacktestError> {
-    let has: i64 = conn.query_row(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'backtests'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        return Ok(None);
-    }
-    Ok(conn
-        .query_row(
-            "SELECT name, from_date, config_hash FROM backtests LIMIT 1",
-            [],
-            |r| {
-                Ok(OwnRow {
-                    name: r.get(0)?,
-                    from: r.get(1)?,
-                    config_hash: r.get(2)?,
-                })
-            },
-        )
-        .optional()?)
-}
-
 /// The sessions a backtest store has completed, in order.
 pub fn sessions_done(conn: &Connection) -> Result<Vec<NaiveDate>, BacktestError> {
-    let has: i64 = conn.query_row(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'backtest_sessions'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
+    if !crate::store::table_exists(conn, "backtest_sessions")? {
         return Ok(Vec::new());
     }
     let mut s = conn.prepare("SELECT as_of FROM backtest_sessions ORDER BY as_of")?;

@@ -355,11 +355,13 @@ pub fn plan(opts: &Options) -> Result<Plan, BacktestError> {
     if store_path.exists() && !opts.restart {
         let timeout = Duration::from_secs(config.desk.desk.lock_timeout_secs);
         let store = Store::open_read(&store_path, timeout)?;
-        let own = catalogue::own_row(&store.conn)?;
+        // The store's own row, as the tearsheet reads it.
+        let own = crate::report::tearsheet::header(&store.conn)
+            .map_err(|e| BacktestError::Report(e.to_string()))?;
         if let Some(own) = own {
             if own.config_hash != config_hash {
                 return refuse(format!(
-                    "backtest '{name}' ({}) was made with another configuration (hash {}, now {config_hash}: a job file, a --set override, the source or the seed changed): give a new --name, or --restart to discard it and start again",
+                    "backtest '{name}' ({}) was made with another configuration (hash {}, now {config_hash}: a job file, a data file it names, a --set override, the source or the seed changed): give a new --name, or --restart to discard it and start again",
                     store_path.display(),
                     own.config_hash
                 ));
@@ -413,20 +415,16 @@ fn replay_coverage(
         ));
     }
     let main = Store::open_read(main_db, timeout)?;
-    let has: i64 = main.conn.query_row(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'option_archive'",
-        [],
-        |r| r.get(0),
-    )?;
-    let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = if has == 0 {
-        (None, None)
-    } else {
-        main.conn.query_row(
-            "SELECT min(as_of), max(as_of) FROM option_archive",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?
-    };
+    let (first, last): (Option<NaiveDate>, Option<NaiveDate>) =
+        if !crate::store::table_exists(&main.conn, "option_archive")? {
+            (None, None)
+        } else {
+            main.conn.query_row(
+                "SELECT min(as_of), max(as_of) FROM option_archive",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+        };
     let (Some(first), Some(last)) = (first, last) else {
         return refuse(format!(
             "--source replay: the replay archive of {} is empty: load files with `optdesk import PATH...` first",

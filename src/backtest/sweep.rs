@@ -21,8 +21,7 @@
 //!   differs between the stores (and the range, source or seed if those differ); what
 //!   they share is listed once.
 
-use super::{catalogue::BookMetrics, check_name, overrides, BacktestError, KeepQuotes, Options};
-use crate::config::SourceKind;
+use super::{catalogue::BookMetrics, check_name, overrides, BacktestError, Options};
 use crate::report::svg::escape;
 use chrono::NaiveDate;
 use std::cmp::Ordering as CmpOrdering;
@@ -231,27 +230,20 @@ pub fn points(prefix: &str, grids: &[Grid], sets: &[String]) -> Result<Vec<Point
     Ok(pts)
 }
 
-/// A sweep's command line, less its grids: what every point shares.
+/// A sweep's command line, less its grids: what every point shares. `base` is a
+/// backtest's options without a name, with the user's `--set`s (each point's grid
+/// values come after them).
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
-    pub from: NaiveDate,
-    pub to: NaiveDate,
+    pub base: Options,
     pub prefix: String,
-    /// The user's `--set`s, before each point's grid values.
-    pub sets: Vec<String>,
-    pub source: Option<SourceKind>,
-    pub seed: Option<u64>,
-    pub keep_quotes: KeepQuotes,
-    pub restart: bool,
-    pub jobs_dir: PathBuf,
-    pub jobs_explicit: bool,
-    pub main_db: PathBuf,
 }
 
 impl SweepOptions {
     /// The point's `--set` arguments: the user's, then one per grid.
     pub fn sets(&self, p: &Point) -> Vec<String> {
-        self.sets
+        self.base
+            .sets
             .iter()
             .cloned()
             .chain(p.values.iter().map(|(k, v)| format!("{k}={v}")))
@@ -261,48 +253,40 @@ impl SweepOptions {
     /// The point as a backtest's options.
     pub fn options(&self, p: &Point) -> Options {
         Options {
-            from: self.from,
-            to: self.to,
             name: Some(p.name.clone()),
-            source: self.source,
-            seed: self.seed,
             sets: self.sets(p),
-            keep_quotes: self.keep_quotes,
-            restart: self.restart,
-            jobs_dir: self.jobs_dir.clone(),
-            jobs_explicit: self.jobs_explicit,
-            main_db: self.main_db.clone(),
+            ..self.base.clone()
         }
     }
 
     /// The arguments of `optdesk` that run the point as one backtest (what a child
     /// process runs, and what `--emit` writes).
     pub fn command_args(&self, p: &Point) -> Vec<String> {
-        let mut a: Vec<String> = vec!["--db".into(), self.main_db.display().to_string()];
-        if self.jobs_explicit {
+        let mut a: Vec<String> = vec!["--db".into(), self.base.main_db.display().to_string()];
+        if self.base.jobs_explicit {
             a.push("--jobs".into());
-            a.push(self.jobs_dir.display().to_string());
+            a.push(self.base.jobs_dir.display().to_string());
         }
         a.extend([
             "backtest".to_string(),
             "--from".into(),
-            self.from.to_string(),
+            self.base.from.to_string(),
             "--to".into(),
-            self.to.to_string(),
+            self.base.to.to_string(),
             "--name".into(),
             p.name.clone(),
         ]);
-        if let Some(s) = self.source {
+        if let Some(s) = self.base.source {
             a.push("--source".into());
             a.push(super::source_name(s).into());
         }
-        if let Some(s) = self.seed {
+        if let Some(s) = self.base.seed {
             a.push("--seed".into());
             a.push(s.to_string());
         }
         a.push("--keep-quotes".into());
-        a.push(self.keep_quotes.as_str().into());
-        if self.restart {
+        a.push(self.base.keep_quotes.as_str().into());
+        if self.base.restart {
             a.push("--restart".into());
         }
         for s in self.sets(p) {
@@ -322,16 +306,16 @@ impl SweepOptions {
 
     /// Each point's log: `<name>.log` beside its store.
     pub fn log_path(&self, p: &Point) -> PathBuf {
-        super::stores_dir(&self.main_db).join(format!("{}.log", p.name))
+        super::stores_dir(&self.base.main_db).join(format!("{}.log", p.name))
     }
 
     pub fn store_path(&self, p: &Point) -> PathBuf {
-        super::stores_dir(&self.main_db).join(format!("{}.duckdb", p.name))
+        super::stores_dir(&self.base.main_db).join(format!("{}.duckdb", p.name))
     }
 
     /// The comparison page and CSV of the sweep: `<backtests>/<prefix>.sweep.html`.
     pub fn page_path(&self) -> PathBuf {
-        super::stores_dir(&self.main_db).join(format!("{}.sweep.html", self.prefix))
+        super::stores_dir(&self.base.main_db).join(format!("{}.sweep.html", self.prefix))
     }
 }
 
@@ -428,7 +412,7 @@ pub fn run_points(
     on_start: &(dyn Fn(usize) + Sync),
     on_end: &(dyn Fn(&PointRun) + Sync),
 ) -> Result<Vec<PointRun>, BacktestError> {
-    let dir = super::stores_dir(&sw.main_db);
+    let dir = super::stores_dir(&sw.base.main_db);
     std::fs::create_dir_all(&dir).map_err(|e| {
         BacktestError::Refused(format!("cannot create the folder {}: {e}", dir.display()))
     })?;
@@ -552,14 +536,7 @@ pub fn read_store(path: &Path, timeout: Duration) -> Result<Row, String> {
     let store = crate::store::Store::open_read(path, timeout).map_err(|e| e.to_string())?;
     let conn = &store.conn;
     let q = |e: duckdb::Error| e.to_string();
-    let has: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'backtests'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(q)?;
-    let n: i64 = if has == 0 {
+    let n: i64 = if !crate::store::table_exists(conn, "backtests").map_err(q)? {
         0
     } else {
         conn.query_row("SELECT count(*) FROM backtests", [], |r| r.get(0))

@@ -101,6 +101,49 @@ footer{color:#57606a;font-size:12px;text-align:center;padding:16px}
 ";
 
 /// The dashboard as one HTML document.
+/// The equity-against-benchmarks and drawdown sections (the dashboard's and the
+/// tearsheet's): `no_benchmarks` is said when there is no benchmark history, and
+/// `after_drawdown` (HTML) follows the drawdown chart.
+pub(crate) fn equity_and_drawdown(
+    o: &mut String,
+    d: &ReportData,
+    no_benchmarks: &str,
+    after_drawdown: &str,
+) {
+    section(o, "equity", "Equity vs. benchmarks (total return)");
+    o.push_str(&svg::line_chart(
+        "equity-chart",
+        "Equity vs. benchmarks",
+        &equity_series(d),
+        640,
+        320,
+        YFormat::Percent,
+    ));
+    if d.benchmarks.is_empty() {
+        sentence(o, no_benchmarks);
+    }
+    o.push_str("</section>");
+    section(o, "drawdown", "Drawdown");
+    let dd = Series {
+        name: "Portfolio drawdown".into(),
+        color: color(1),
+        points: performance::drawdown_series(&d.equity)
+            .iter()
+            .map(|p| (p.date, p.value))
+            .collect(),
+    };
+    o.push_str(&svg::area_chart(
+        "drawdown-chart",
+        "Drawdown",
+        &dd,
+        640,
+        320,
+        YFormat::Percent,
+    ));
+    o.push_str(after_drawdown);
+    o.push_str("</section>");
+}
+
 pub fn render(d: &ReportData) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -159,41 +202,13 @@ pub fn render(d: &ReportData) -> String {
 
     // Equity vs. benchmarks, drawdown.
     o.push_str("<div class=\"grid\">");
-    section(&mut o, "equity", "Equity vs. benchmarks (total return)");
-    let eq = equity_series(d);
-    o.push_str(&svg::line_chart(
-        "equity-chart",
-        "Equity vs. benchmarks",
-        &eq,
-        640,
-        320,
-        YFormat::Percent,
-    ));
-    if d.benchmarks.is_empty() {
-        sentence(
-            &mut o,
-            "No benchmark history yet: the benchmarks start with the first portfolio snapshot.",
-        );
-    }
-    o.push_str("</section>");
-    section(&mut o, "drawdown", "Drawdown");
-    let dd = Series {
-        name: "Portfolio drawdown".into(),
-        color: color(1),
-        points: performance::drawdown_series(&d.equity)
-            .iter()
-            .map(|p| (p.date, p.value))
-            .collect(),
-    };
-    o.push_str(&svg::area_chart(
-        "drawdown-chart",
-        "Drawdown",
-        &dd,
-        640,
-        320,
-        YFormat::Percent,
-    ));
-    o.push_str("</section></div>");
+    equity_and_drawdown(
+        &mut o,
+        d,
+        "No benchmark history yet: the benchmarks start with the first portfolio snapshot.",
+        "",
+    );
+    o.push_str("</div>");
 
     // P&L by strategy.
     o.push_str("<div class=\"grid\">");

@@ -16,13 +16,13 @@
 //! writes it at its end beside its store (`data/backtests/<name>.html`).
 
 use super::chart::{Series, YFormat};
-use super::dashboard::{color, equity_series, section, sentence};
+use super::dashboard::{color, equity_and_drawdown, section, sentence};
 use super::email::{
     drawdown_sentence, has_metrics, metrics_rows, table, trade_rows, METRICS_HEAD, TRADES_HEAD,
 };
 use super::svg::{self, escape};
 use super::{money, pct, ratio, ReportData, ReportError};
-use crate::analytics::performance::{self, Point};
+use crate::analytics::performance::Point;
 use crate::model::Price;
 use crate::store::repo::{self, RepoError};
 use crate::store::Store;
@@ -433,12 +433,7 @@ pub struct Tearsheet {
 
 /// The backtest store's own row.
 pub fn header(conn: &Connection) -> Result<Option<Header>, TearsheetError> {
-    let has: i64 = conn.query_row(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'backtests'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
+    if !crate::store::table_exists(conn, "backtests")? {
         return Ok(None);
     }
     Ok(conn
@@ -653,12 +648,7 @@ fn gather(store: &Store, header: Header, data: ReportData) -> Result<Tearsheet, 
 }
 
 fn load_imports(conn: &Connection) -> Result<Vec<ImportedFile>, duckdb::Error> {
-    let has: i64 = conn.query_row(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'imports'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
+    if !crate::store::table_exists(conn, "imports")? {
         return Ok(Vec::new());
     }
     let mut s = conn.prepare(
@@ -1054,43 +1044,17 @@ pub fn render(t: &Tearsheet) -> String {
 
     // Equity and drawdown.
     o.push_str("<div class=\"pair\">");
-    section(&mut o, "equity", "Equity vs. benchmarks (total return)");
-    o.push_str(&svg::line_chart(
-        "equity-chart",
-        "Equity vs. benchmarks",
-        &equity_series(d),
-        640,
-        320,
-        YFormat::Percent,
-    ));
-    if d.benchmarks.is_empty() {
-        sentence(
-            &mut o,
-            "No benchmark history: the backtest has no benchmark snapshot.",
-        );
-    }
-    o.push_str("</section>");
-    section(&mut o, "drawdown", "Drawdown");
-    let dd = Series {
-        name: "Portfolio drawdown".into(),
-        color: color(1),
-        points: performance::drawdown_series(&d.equity)
-            .iter()
-            .map(|p| (p.date, p.value))
-            .collect(),
-    };
-    o.push_str(&svg::area_chart(
-        "drawdown-chart",
-        "Drawdown",
-        &dd,
-        640,
-        320,
-        YFormat::Percent,
-    ));
+    let mut after = String::new();
     if let Some(s) = drawdown_sentence(&d.metrics) {
-        note(&mut o, &s);
+        note(&mut after, &s);
     }
-    o.push_str("</section></div>");
+    equity_and_drawdown(
+        &mut o,
+        d,
+        "No benchmark history: the backtest has no benchmark snapshot.",
+        &after,
+    );
+    o.push_str("</div>");
 
     // Monthly returns.
     section(&mut o, "monthly-returns", "Monthly returns");

@@ -18,6 +18,16 @@ pub mod runs;
 
 pub use lock::{lock_path as lock_path_for, WriteLock};
 
+/// Whether the store has a table of that name (a store made by an older optdesk, or
+/// another DuckDB file, may not).
+pub fn table_exists(conn: &duckdb::Connection, table: &str) -> Result<bool, duckdb::Error> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = ?",
+        [table],
+        |r| r.get(0),
+    )
+}
+
 /// Who holds the write lock right now, or `None` when nobody does.
 pub fn current_writer(lock_file: &Path) -> Option<String> {
     let f = std::fs::OpenOptions::new()
@@ -240,12 +250,7 @@ impl Store {
 
     /// The highest applied migration, 0 for a new file.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let exists: i64 = self.conn.query_row(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'",
-            [],
-            |r| r.get(0),
-        )?;
-        if exists == 0 {
+        if !table_exists(&self.conn, "schema_migrations")? {
             return Ok(0);
         }
         Ok(self.conn.query_row(
