@@ -87,9 +87,78 @@ pub struct DayState {
     pub shares: HashMap<String, i64>,
     /// Per index: (implied correlation Z-score, or why there is none) from `correlation`.
     pub correlation_z: HashMap<String, Result<f64, String>>,
+    /// The session around the snapshot: its hours, today's minute bars, each
+    /// underlying's recent history, VIX, futures quotes, earnings dates. What the
+    /// intraday strategies and the intraday risk rules read.
+    pub session: SessionContext,
     /// The (underlying, expiry) slices strategies chose to scan (`choose_expiry`),
     /// taken by `select_trades` into `scanned_chains` after each strategy.
     scanned: std::cell::RefCell<BTreeSet<(String, NaiveDate)>>,
+}
+
+/// One 1-minute bar, stamped with the minute it opens (New York time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MinuteBar {
+    pub time: NaiveDateTime,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: i64,
+}
+
+/// An underlying's recent history as of the snapshot (from stored bars and analytics).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct History {
+    /// The previous session's close.
+    pub prev_close: Option<f64>,
+    /// Realized vol over the last 10 sessions' closes, annualized.
+    pub hv10: Option<f64>,
+    /// The 30-day at-the-money implied vol at the snapshot.
+    pub atm_iv30: Option<f64>,
+    /// Where today's 30-day ATM IV sits in its last 252 sessions' range, 0–100.
+    pub iv_rank: Option<f64>,
+    /// Return over the last 5 sessions (close 5 sessions ago to the snapshot), a fraction.
+    pub ret_5d: Option<f64>,
+}
+
+/// A futures quote at the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FutureQuote {
+    pub contract: crate::model::instrument::FuturesContract,
+    pub bid: f64,
+    pub ask: f64,
+    pub last: f64,
+}
+
+/// What a day's snapshot knows about its session beyond the chains.
+#[derive(Debug, Clone, Default)]
+pub struct SessionContext {
+    /// The session's open and close (New York; early closes included). `None` in
+    /// tests that do not set them.
+    pub open: Option<NaiveDateTime>,
+    pub close: Option<NaiveDateTime>,
+    /// The snapshot is the daily run's (the pipeline at `schedule.daily`), not a slot's.
+    /// The daily strategies propose only then; the intraday ones only in slots.
+    pub daily_run: bool,
+    /// Today's 1-minute bars up to the snapshot, per symbol (underlyings, VIX, futures
+    /// roots such as `MES`), oldest first.
+    pub bars: HashMap<String, Vec<MinuteBar>>,
+    /// Per underlying.
+    pub history: HashMap<String, History>,
+    /// VIX at the snapshot and at the previous close.
+    pub vix: Option<(f64, f64)>,
+    /// Futures quotes by root (`MES`): the front contract (after the roll) first.
+    pub futures: HashMap<String, Vec<FutureQuote>>,
+    /// Earnings dates known per single name (the sim's, or `data/earnings.csv`).
+    pub earnings: HashMap<String, Vec<NaiveDate>>,
+}
+
+impl SessionContext {
+    /// Minutes from the snapshot to the session's close (`None` without a close).
+    pub fn minutes_to_close(&self, at: NaiveDateTime) -> Option<i64> {
+        self.close.map(|c| (c - at).num_minutes())
+    }
 }
 
 impl DayState {
@@ -102,6 +171,7 @@ impl DayState {
             open_trades: Vec::new(),
             shares: HashMap::new(),
             correlation_z: HashMap::new(),
+            session: SessionContext::default(),
             scanned: Default::default(),
         }
     }
@@ -216,8 +286,20 @@ pub(crate) fn assert_each_refused<C: Default>(
     assert!(validate(&C::default()).is_ok());
 }
 
+/// When a strategy proposes: in the daily run (the pipeline at `schedule.daily`), or
+/// in the intraday slots of `select_trades` (within its own entry window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    Daily,
+    Intraday,
+}
+
 pub trait Strategy: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Daily by default.
+    fn cadence(&self) -> Cadence {
+        Cadence::Daily
+    }
     fn propose(&self, day: &DayState) -> Outcome;
     /// The symbols it trades, as its file names them: (key, symbols), checked against
     /// the source's universe when the configuration loads.
