@@ -109,6 +109,21 @@ pub enum Cmd {
     },
     /// The last run of each job and its outcome, and the next scheduled firings.
     Status,
+    /// The pre-live checklist from the store: win rate, profit factor, drawdown, failed
+    /// runs, the drills (`selftest`, an IB reconnect) and the premium bots' compliant
+    /// sessions, each line PASS, FAIL or NOT TESTED with its figure (exit 1 unless all pass).
+    Checklist {
+        /// One strategy's trades and streak instead of the whole book's.
+        #[arg(long)]
+        strategy: Option<String>,
+    },
+    /// Run the kill -9 recovery and circuit-breaker drills on a scratch store (the
+    /// simulated market, your configuration) and record them for `checklist`.
+    Selftest {
+        /// Drill on the sessions before this date (default: today, New York).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+    },
     /// Verify the trading record reconciles to the cent (exit 1 with the discrepancies).
     Check {
         /// Also read every block of every table (verifying DuckDB's block checksums) and
@@ -599,6 +614,8 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
         ),
         Cmd::Report { as_of, out, open } => report(ctx, as_of, out, open),
         Cmd::Status => status(ctx),
+        Cmd::Checklist { strategy } => checklist(ctx, strategy.as_deref()),
+        Cmd::Selftest { as_of } => selftest(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Check { deep, broker } => {
             let ok = check(ctx, deep)?;
             Ok(if broker { check_broker(ctx)? && ok } else { ok })
@@ -840,6 +857,74 @@ pub fn job_run(
     };
     let rec = jobs::run_one(&store, &config, &prepared, &req, &PrintAndAlert)?;
     Ok(summarize(&[rec]))
+}
+
+/// The premium bots whose compliant-session streak the checklist counts.
+const PREMIUM_BOTS: &[&str] = &["put_write", "buy_write", "iron_condor"];
+
+/// `optdesk checklist [--strategy S]`.
+fn checklist(ctx: &Ctx, strategy: Option<&str>) -> Result<bool> {
+    let config = ctx.config()?;
+    let registry = crate::trading::strategies::registry(&config)?;
+    if let Some(s) = strategy {
+        if registry.get(s).is_none() {
+            bail!(
+                "--strategy {s}: no such strategy; the strategies are: {}",
+                crate::trading::strategies::KNOWN.join(", ")
+            );
+        }
+    }
+    let bots: Vec<String> = registry
+        .enabled()
+        .map(|s| s.name().to_string())
+        .filter(|n| PREMIUM_BOTS.contains(&n.as_str()))
+        .collect();
+    let store = open_reader_current(ctx)?;
+    let lines = crate::store::compliance::checklist(&store.conn, strategy, &bots)?;
+    outln!(
+        "Pre-live checklist for {} ({})",
+        strategy.unwrap_or("the book"),
+        ctx.db.display()
+    );
+    let width = lines
+        .iter()
+        .map(|l| l.item.chars().count())
+        .max()
+        .unwrap_or(0);
+    for l in &lines {
+        outln!(
+            "  {:<10}  {:<width$}  {}",
+            l.verdict.label(),
+            l.item,
+            l.figure
+        );
+    }
+    let pass = lines
+        .iter()
+        .filter(|l| l.verdict == crate::store::compliance::Verdict::Pass)
+        .count();
+    outln!("{pass} of {} lines pass.", lines.len());
+    Ok(pass == lines.len())
+}
+
+/// `optdesk selftest`.
+fn selftest(ctx: &Ctx, before: NaiveDate) -> Result<bool> {
+    let config = ctx.config()?;
+    outln!("Running the drills on a scratch store (the simulated market, your configuration)...");
+    let outcomes = crate::selftest::run(&ctx.db, &config, before)?;
+    for o in &outcomes {
+        outln!(
+            "  {:<4}  {:<16}  {}",
+            if o.passed { "PASS" } else { "FAIL" },
+            o.drill,
+            o.detail
+        );
+    }
+    outln!(
+        "Recorded in {} (table drills); `optdesk checklist` reads them.",
+        ctx.db.display()
+    );
+    Ok(outcomes.iter().all(|o| o.passed))
 }
 
 fn status(ctx: &Ctx) -> Result<bool> {

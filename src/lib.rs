@@ -29,6 +29,7 @@ pub mod pricing;
 pub mod refdata;
 pub mod report;
 pub mod schedule;
+pub mod selftest;
 pub mod sources;
 pub mod store;
 pub mod testkit;

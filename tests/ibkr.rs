@@ -457,6 +457,35 @@ fn a_dropped_connection_is_retried_a_bounded_number_of_times_then_fails_leaving_
 }
 
 #[test]
+fn a_reconnect_that_succeeds_is_recorded_and_the_checklist_counts_it_as_tested() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let fake = FakeIb::start(market());
+    let desk = ib_desk(&fake, "");
+    // The connection drops once, mid-snapshot; the one reconnect brings it back.
+    fake.venue().faults.push(fake_ib::Fault::CloseAfter {
+        requests: 40,
+        refuse_connections: 0,
+    });
+    let out = ok(&desk, &["run", "daily", "--as-of", AS_OF]);
+    assert!(out.contains("fetch_chains"), "{out}");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM drills WHERE drill = 'reconnect' AND passed"),
+        1,
+        "the reconnect is recorded once"
+    );
+    // Other lines (win rate, drawdown, the drills of `selftest`) fail on one session.
+    let after = fails(&desk, &["checklist"]);
+    let line = after
+        .lines()
+        .find(|l| l.contains("reconnect tested"))
+        .unwrap_or_else(|| panic!("{after}"));
+    assert!(
+        line.contains("PASS") && line.contains("reconnected on attempt 1 of 1"),
+        "{line}"
+    );
+}
+
+#[test]
 fn live_trading_is_refused_without_both_opt_ins() {
     let _w = Watchdog::new(Duration::from_secs(120));
     // A live port: refused before connecting.

@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("serve", 7),
     // The edge.
     ("calc", 8),
+    ("selftest", 8),
     ("cli", 8),
     ("main", 8),
     ("lib", 8),

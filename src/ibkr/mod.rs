@@ -481,6 +481,24 @@ fn connect_error(addr: &str, e: ibapi::Error) -> IbError {
 
 static SESSION: Mutex<Option<Arc<Session>>> = Mutex::new(None);
 
+/// Reconnects that succeeded in this process (what was lost, and after how many
+/// attempts), until a job records them (`drills`, `reconnect`: the checklist's
+/// "reconnect tested").
+static RECONNECTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Note a reconnect that brought the connection back.
+pub fn note_reconnect(what: String) {
+    RECONNECTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(what);
+}
+
+/// The reconnects noted since the last call.
+pub fn take_reconnects() -> Vec<String> {
+    std::mem::take(&mut *RECONNECTS.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// Forget the process's connection (it was lost): the next [`session`] connects anew.
 pub fn drop_session() {
     let mut held = SESSION.lock().unwrap_or_else(|p| p.into_inner());

@@ -1164,11 +1164,19 @@ impl IbkrSource {
     ) -> Result<T, SourceError> {
         let bound = self.cfg.reconnect_attempts;
         let mut attempt = 0;
+        let mut lost = String::new();
         loop {
             match f() {
+                Ok(v) if attempt > 0 => {
+                    super::note_reconnect(format!(
+                        "the ibkr source lost its connection ({lost}) and reconnected on attempt {attempt} of {bound}; the request completed"
+                    ));
+                    return Ok(v);
+                }
                 Err(SourceError::Disconnected { reason }) if attempt < bound => {
                     attempt += 1;
                     tracing::warn!("ibkr: {reason}; reconnecting ({attempt} of {bound})");
+                    lost = reason;
                     super::drop_session();
                     std::thread::sleep(Duration::from_secs(attempt as u64));
                 }

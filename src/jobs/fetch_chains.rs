@@ -134,6 +134,9 @@ pub fn run_with_source(
     };
     let qt = ctx.quote_time;
     let snap = source.snapshot(qt, &symbols, params.max_expiry_days)?;
+    for r in crate::ibkr::take_reconnects() {
+        crate::store::compliance::record_drill(conn, "reconnect", true, &r)?;
+    }
 
     // This snapshot's quotes replace an earlier run's of the same snapshot; other
     // snapshots of the day (intraday slots) are left alone.

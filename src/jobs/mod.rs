@@ -12,6 +12,7 @@ pub mod email_report;
 pub mod expire_positions;
 pub mod fetch_chains;
 pub mod flatten;
+pub mod review_session;
 pub mod select_trades;
 pub mod snapshot_benchmarks;
 
@@ -151,6 +152,7 @@ pub static JOBS: &[JobDef] = &[
     expire_positions::DEF,
     snapshot_benchmarks::DEF,
     email_report::DEF,
+    review_session::DEF,
 ];
 
 pub fn find(name: &str) -> Option<&'static JobDef> {

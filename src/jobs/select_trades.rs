@@ -497,3 +497,46 @@ fn decided_outcomes(
     }
     Ok(out)
 }
+
+/// What `review_session` needs from this job's configuration: each strategy's rules
+/// (enabled, intraday, its daily loss cap) and the event days of the blackout.
+pub fn review_inputs(
+    config: &Config,
+) -> Result<
+    (
+        Vec<crate::store::compliance::StrategyRules>,
+        std::collections::BTreeSet<chrono::NaiveDate>,
+    ),
+    ConfigError,
+> {
+    let path = config.dir.join("select_trades.toml");
+    let shape = match config.read_text("select_trades.toml")? {
+        Some(t) => crate::config::parse::<FileShape>(&path, &t)?,
+        None => FileShape::default(),
+    };
+    let strategies = registry(config)?;
+    let rules = strategies
+        .strategies
+        .iter()
+        .map(|l| crate::store::compliance::StrategyRules {
+            name: l.strategy.name().to_string(),
+            enabled: l.enabled,
+            intraday: l.strategy.cadence() == crate::trading::strategies::Cadence::Intraday,
+            daily_loss_cap: shape.risk.daily_loss_cap,
+        })
+        .collect();
+    let p = &shape.params;
+    let blackout = if p.events_file.is_empty() {
+        Default::default()
+    } else {
+        crate::refdata::load_events(
+            &config.resolve(&p.events_file),
+            p.events_file == crate::refdata::EVENTS_FILE,
+        )
+        .map_err(|m| ConfigError::Invalid {
+            file: path.display().to_string(),
+            message: format!("params.events_file: {m}"),
+        })?
+    };
+    Ok((rules, blackout))
+}

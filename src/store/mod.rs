@@ -10,6 +10,7 @@
 pub mod backup;
 pub mod bulk;
 pub mod check;
+pub mod compliance;
 mod lock;
 pub mod query;
 pub mod repo;
@@ -116,6 +117,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 12,
         name: "012_backtests.sql",
         sql: include_str!("../../sql/012_backtests.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "013_compliance.sql",
+        sql: include_str!("../../sql/013_compliance.sql"),
     },
 ];
 
