@@ -499,6 +499,11 @@ mod tests {
     }
 
     proptest! {
+        // A fixed seed: the same cases on every run (tests are deterministic).
+        #![proptest_config(proptest::test_runner::Config {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(20_261_202),
+            ..proptest::test_runner::Config::default()
+        })]
         /// When every position is flat at the end, every trade is closed and the trades'
         /// pnl adds up, exactly, to the cash flow of all the fills.
         #[test]
