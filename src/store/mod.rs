@@ -117,6 +117,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "012_backtests.sql",
         sql: include_str!("../../sql/012_backtests.sql"),
     },
+    Migration {
+        version: 13,
+        name: "013_intraday.sql",
+        sql: include_str!("../../sql/013_intraday.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {
