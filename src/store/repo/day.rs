@@ -151,6 +151,7 @@ pub fn load(
         let (u, q) = r?;
         day.shares.insert(u, q);
     }
+    super::session::load_session(conn, &mut day)?;
     Ok(day)
 }
 
