@@ -13,7 +13,15 @@ fn a_slot_stores_the_sessions_minute_bars_and_the_loader_fills_the_session() {
         "[params]\nsymbols = [\"SPY\", \"AAPL\", \"VIX\"]\nmax_expiry_days = 10\nhistory_sessions = 30\n",
     );
     let run = |job: &str| {
-        desk.run_ok(&["job", "run", job, "--as-of", "2025-01-10", "--slot", "10:30"]);
+        desk.run_ok(&[
+            "job",
+            "run",
+            job,
+            "--as-of",
+            "2025-01-10",
+            "--slot",
+            "10:30",
+        ]);
     };
     run("fetch_chains");
     run("compute_vol");
@@ -21,7 +29,11 @@ fn a_slot_stores_the_sessions_minute_bars_and_the_loader_fills_the_session() {
     // 09:30 to 10:29 for each of the three symbols: the bars closed by 10:30.
     assert_eq!(bars, 3 * 60);
     run("fetch_chains");
-    assert_eq!(desk.count("SELECT count(*) FROM intraday_bars"), bars, "a re-run replaces its bars");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM intraday_bars"),
+        bars,
+        "a re-run replaces its bars"
+    );
 
     let conn = desk.open();
     let as_of = NaiveDate::from_ymd_opt(2025, 1, 10).unwrap();
@@ -44,7 +56,11 @@ fn a_slot_stores_the_sessions_minute_bars_and_the_loader_fills_the_session() {
         .unwrap()
     };
     let h = s.history["SPY"];
-    assert_eq!(h.prev_close, Some(close_on("SPY", "2025-01-08")), "01-09 was a closed day");
+    assert_eq!(
+        h.prev_close,
+        Some(close_on("SPY", "2025-01-08")),
+        "01-09 was a closed day"
+    );
     let want_ret = day.underlyings["SPY"].spot / close_on("SPY", "2025-01-02") - 1.0;
     assert!((h.ret_5d.unwrap() - want_ret).abs() < 1e-12, "{h:?}");
     assert!(h.hv10.is_some_and(|v| v > 0.01 && v < 1.0), "{h:?}");
@@ -54,6 +70,9 @@ fn a_slot_stores_the_sessions_minute_bars_and_the_loader_fills_the_session() {
     assert_eq!(vix_prev, close_on("VIX", "2025-01-08"));
     // The sim's earnings dates for the single name, none for the fund.
     let aapl = &s.earnings["AAPL"];
-    assert!(!aapl.is_empty() && aapl.iter().all(|d| *d > as_of), "{aapl:?}");
+    assert!(
+        !aapl.is_empty() && aapl.iter().all(|d| *d > as_of),
+        "{aapl:?}"
+    );
     assert!(!s.earnings.contains_key("SPY"));
 }
