@@ -205,6 +205,17 @@ impl Sim {
         (p, prev)
     }
 
+    /// The price of `symbol` at `time` (New York) on its session, as a chain snapshot at
+    /// that time gets it (the close of the last bar completed by then), in dollars
+    /// before rounding: what a quote derived from the underlying (a future's fair value
+    /// off SPX) starts from.
+    pub fn price_at(&self, symbol: &str, time: NaiveDateTime) -> Result<f64, SourceError> {
+        let i = self.index(symbol)?;
+        let t = self.session_index(time.date())?;
+        let (p, base) = self.minute_path(i, t);
+        Ok(base * libm::exp(p.at(time)))
+    }
+
     /// The modelled daily volume of underlying `i` on session `t` (0 for indices).
     fn day_volume(&self, i: usize, t: usize) -> i64 {
         let u = &self.universe[i];
@@ -626,6 +637,8 @@ mod tests {
             .snapshot(at("2025-03-14", 10, 30), &syms[..1], 3)
             .unwrap();
         assert_eq!(snap.underlyings[0].price.to_f64(), upto[59].close);
+        let spy = sim.price_at("SPY", at("2025-03-14", 10, 30)).unwrap();
+        assert_eq!(cents(spy), snap.underlyings[0].price);
     }
 
     #[test]
