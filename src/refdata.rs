@@ -312,6 +312,69 @@ pub fn parse_events(file: &str, text: &str) -> Result<BTreeSet<NaiveDate>, RefDa
     Ok(out)
 }
 
+/// The user's earnings dates, relative to the project folder: `symbol,date` per line.
+pub const EARNINGS_FILE: &str = "data/earnings.csv";
+
+/// Read earnings dates (`symbol,date`, YYYY-MM-DD; a header line `symbol,date` is
+/// optional; `#` lines are comments). A missing file is no dates; a bad line is an
+/// error naming the file, the line and the field.
+pub fn load_earnings(path: &Path) -> Result<Vec<(String, NaiveDate)>, RefDataError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let file = path.display().to_string();
+            parse_earnings(&file, text_of(&file, &bytes)?)
+        }
+        Err(e) if missing(&e) => Ok(Vec::new()),
+        Err(e) => Err(cannot_read(path, e)),
+    }
+}
+
+/// Parse an earnings file's text (see [`load_earnings`]).
+pub fn parse_earnings(file: &str, text: &str) -> Result<Vec<(String, NaiveDate)>, RefDataError> {
+    let bad = |line: usize, field: &'static str, problem: String| RefDataError::BadField {
+        file: file.to_string(),
+        line,
+        field,
+        problem,
+    };
+    let mut out = Vec::new();
+    for (i, row) in rows(file, text)?.into_iter().enumerate() {
+        if i == 0 && row.get(0).eq_ignore_ascii_case("symbol") {
+            continue;
+        }
+        if row.fields.len() != 2 {
+            return Err(bad(
+                row.line,
+                "symbol,date",
+                format!("{} fields: expected 2 (symbol,date)", row.fields.len()),
+            ));
+        }
+        let symbol = row.get(0).trim();
+        if symbol.is_empty()
+            || symbol.len() > 6
+            || !symbol
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '.')
+        {
+            return Err(bad(
+                row.line,
+                "symbol",
+                format!("'{symbol}' is not a ticker (1–6 upper-case letters or digits)"),
+            ));
+        }
+        let field = row.get(1).trim();
+        let d = NaiveDate::parse_from_str(field, "%Y-%m-%d").map_err(|_| {
+            bad(
+                row.line,
+                "date",
+                format!("'{field}' is not a date (YYYY-MM-DD)"),
+            )
+        })?;
+        out.push((symbol.to_string(), d));
+    }
+    Ok(out)
+}
+
 /// The default rate table, relative to the project folder (`desk.rates_file`).
 pub const RATES_FILE: &str = "data/rates.csv";
 
@@ -550,6 +613,45 @@ mod tests {
         .largest_first();
         assert_eq!(by_size[0].0, "AAPL");
         assert!(by_size.windows(2).all(|p| p[0].1 >= p[1].1));
+    }
+
+    #[test]
+    fn earnings_dates_are_read_and_a_bad_line_is_named() {
+        let ok = parse_earnings(
+            "e.csv",
+            "symbol,date\nAAPL,2025-01-30\n# note\nMSFT,2025-01-29\n",
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(
+            ok[0],
+            (
+                "AAPL".to_string(),
+                NaiveDate::from_ymd_opt(2025, 1, 30).unwrap()
+            )
+        );
+        let e =
+            parse_earnings("e.csv", "symbol,date\nAAPL,2025-01-30\nMSFT,30/01/2025\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            RefDataError::BadField {
+                file: "e.csv".into(),
+                line: 3,
+                field: "date",
+                problem: "'30/01/2025' is not a date (YYYY-MM-DD)".into(),
+            }
+            .to_string()
+        );
+        let e = parse_earnings("e.csv", "aapl,2025-01-30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("e.csv") && e.contains("line 1") && e.contains("symbol"),
+            "{e}"
+        );
+        assert!(load_earnings(Path::new("/nonexistent/earnings.csv"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

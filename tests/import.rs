@@ -826,3 +826,53 @@ fn a_chain_of_any_layout_imports_through_a_column_mapping_and_replays() {
     );
     assert!(desk.count("SELECT count(*) FROM signals WHERE underlying = 'SPY'") >= 1);
 }
+
+#[test]
+fn imported_minute_bars_replay_into_intraday_bars_and_earnings_csv_is_read() {
+    let desk = Desk::new();
+    import_all(&desk);
+    let dir = desk.dir.path();
+    let bars = dir.join("spy_1min_2024-03-15.csv");
+    std::fs::write(
+        &bars,
+        "datetime,open,high,low,close,volume\n2024-03-15 09:30,510.10,510.30,510.00,510.20,1200\n2024-03-15 09:31,510.20,510.50,510.15,510.45,900\n2024-03-15 15:59,512.00,512.10,511.90,511.95,5000\n2024-03-14 15:59,505.00,505.10,504.90,505.05,4000\n",
+    )
+    .unwrap();
+    desk.run_ok(&["import", &bars.display().to_string()]);
+    replay_desk(&desk, "");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("data/earnings.csv"),
+        "symbol,date\nAAPL,2024-05-02\nMSFT,2024-04-25\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        desk.run_ok(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+        // The session's bars closed by the 16:00 snapshot, not the day before's.
+        assert_eq!(
+            desk.count(
+                "SELECT count(*) FROM intraday_bars WHERE symbol = 'SPY' AND source = 'replay'"
+            ),
+            3
+        );
+        assert_eq!(
+            desk.count("SELECT count(*) FROM intraday_bars WHERE ts = '2024-03-15 09:31' AND close = 510.45 AND high = 510.5 AND volume = 900"),
+            1
+        );
+        assert_eq!(
+            desk.count("SELECT count(*) FROM earnings_dates WHERE source = 'earnings.csv'"),
+            2
+        );
+    }
+    // A bad line of earnings.csv fails the job naming the file, the line and the field.
+    std::fs::write(
+        dir.join("data/earnings.csv"),
+        "symbol,date\nAAPL,2024-05-02\nMSFT,25/04/2024\n",
+    )
+    .unwrap();
+    let out = desk.run_fails(&["job", "run", "fetch_chains", "--as-of", "2024-03-15"]);
+    assert!(
+        out.contains("earnings.csv line 3, field 'date': '25/04/2024' is not a date"),
+        "{out}"
+    );
+}

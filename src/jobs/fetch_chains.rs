@@ -27,6 +27,8 @@ pub const DEF: JobDef = JobDef {
         "quote_rejects",
         "iv_history",
         "backfills",
+        "intraday_bars",
+        "earnings_dates",
     ],
     reads_chains: true,
     prepare,
@@ -263,6 +265,7 @@ pub fn run_with_source(
             ));
         }
     }
+    rows += super::intraday::store_session_data(ctx, source, &symbols, &mut backfill_notes)?;
     let chains = snap.underlyings.len();
     let mut summary = format!(
         "{chains} underlyings, {} option quotes at {} from {}; bars through {latest}",

@@ -57,6 +57,12 @@ pub enum SourceError {
     /// rate table of `desk.rates_file`).
     #[error("{key}: {reason}")]
     Config { key: String, reason: String },
+    /// Something the source does not give at all (1-minute bars from the web sources).
+    #[error("{source_name} gives no {what}")]
+    Unsupported {
+        source_name: &'static str,
+        what: String,
+    },
     /// A file or an answer with a value that cannot be used; `line` when it has lines.
     #[error("{file_or_source}: {}field '{field}': {reason}", line_text(.line))]
     BadData {
@@ -90,6 +96,7 @@ impl SourceError {
             | SourceError::NoData { .. }
             | SourceError::Request { .. }
             | SourceError::Config { .. }
+            | SourceError::Unsupported { .. }
             | SourceError::BadData { .. } => false,
         }
     }
@@ -165,6 +172,19 @@ impl RiskFreeRate {
     }
 }
 
+/// One 1-minute bar from a source, stamped with the minute it opens (New York): the
+/// bar stamped 10:29 closes at 10:30.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntradayBar {
+    pub symbol: String,
+    pub time: NaiveDateTime,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: i64,
+}
+
 /// One point of ATM implied-vol history: (date, symbol, 30-day ATM IV).
 pub type IvPoint = (NaiveDate, String, f64);
 
@@ -238,6 +258,30 @@ pub trait MarketData: Send + Sync {
         _symbols: &[String],
         _dates: &[NaiveDate],
     ) -> Result<Option<Vec<IvPoint>>, SourceError> {
+        Ok(None)
+    }
+    /// The 1-minute bars of `symbols` on session `session` completed by `until` (New
+    /// York), oldest first per symbol; [`SourceError::Unsupported`] from a source that
+    /// has none.
+    fn minute_bars(
+        &self,
+        _symbols: &[String],
+        _session: NaiveDate,
+        _until: NaiveDateTime,
+    ) -> Result<Vec<IntradayBar>, SourceError> {
+        Err(SourceError::Unsupported {
+            source_name: self.name(),
+            what: "1-minute bars".into(),
+        })
+    }
+    /// Earnings dates of `symbols` in [`from`, `to`], `None` when the source does not
+    /// know them.
+    fn earnings_dates(
+        &self,
+        _symbols: &[String],
+        _from: NaiveDate,
+        _to: NaiveDate,
+    ) -> Result<Option<Vec<(String, NaiveDate)>>, SourceError> {
         Ok(None)
     }
 }

@@ -270,6 +270,45 @@ impl MarketData for Replay {
         Ok(out)
     }
 
+    /// The minute bars `optdesk import` put in `archive_minute_bars` (minute-bars layout):
+    /// the session's bars that have closed by `until`.
+    fn minute_bars(
+        &self,
+        symbols: &[String],
+        session: NaiveDate,
+        until: NaiveDateTime,
+    ) -> Result<Vec<super::IntradayBar>, SourceError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(
+                "SELECT time, open::DOUBLE, high::DOUBLE, low::DOUBLE, close::DOUBLE, volume
+                 FROM archive_minute_bars
+                 WHERE symbol = ? AND time::DATE = ? AND time + INTERVAL 1 MINUTE <= ?
+                 ORDER BY time",
+            )
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for sym in symbols {
+            let rows = s
+                .query_map(params![sym, session, until], |r| {
+                    Ok(super::IntradayBar {
+                        symbol: sym.clone(),
+                        time: r.get(0)?,
+                        open: r.get(1)?,
+                        high: r.get(2)?,
+                        low: r.get(3)?,
+                        close: r.get(4)?,
+                        volume: r.get(5)?,
+                    })
+                })
+                .map_err(db)?;
+            for b in rows {
+                out.push(b.map_err(db)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn atm_iv_history(
         &self,
         _symbols: &[String],

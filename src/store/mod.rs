@@ -120,8 +120,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 13,
-        name: "013_compliance.sql",
-        sql: include_str!("../../sql/013_compliance.sql"),
+        name: "013_intraday.sql",
+        sql: include_str!("../../sql/013_intraday.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "014_compliance.sql",
+        sql: include_str!("../../sql/014_compliance.sql"),
     },
 ];
 

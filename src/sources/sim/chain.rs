@@ -5,7 +5,7 @@ use super::universe::{Kind, Listing, Underlying};
 use crate::calendar;
 use crate::model::{OptionQuote, OptionRight, Price, Settlement};
 use crate::pricing::bsm::BsmInputs;
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Weekday};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -67,14 +67,45 @@ fn expiry_on_or_before(d: NaiveDate) -> Option<NaiveDate> {
         .map(|s| s.date)
 }
 
-/// The effective listing on a date: daily expirations for SPX/SPY/QQQ from May 2022,
-/// weeklies from June 2010, monthlies before that.
-fn effective_listing(listing: Listing, as_of: NaiveDate) -> Listing {
-    let dailies = NaiveDate::from_ymd_opt(2022, 5, 16).expect("date");
+/// From which session a symbol listed with dailies lists expirations on a weekday other
+/// than Friday (Friday weeklies are every weekly name's). SPX: Wednesdays from
+/// 2016-02-23, Mondays from 2016-08-15, Tuesdays from 2022-04-18, Thursdays from
+/// 2022-05-11 (Cboe's announcements), so an expiry every session from 2022-05-11. SPY:
+/// Wednesdays from 2016-09-07, Mondays from 2018-02-16, Tuesdays and Thursdays from
+/// 2022-11-14. QQQ: the other four days from 2022-11-14.
+pub fn weekday_series_from(symbol: &str, wd: Weekday) -> Option<NaiveDate> {
+    let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+    match (symbol, wd) {
+        ("SPX", Weekday::Mon) => ymd(2016, 8, 15),
+        ("SPX", Weekday::Tue) => ymd(2022, 4, 18),
+        ("SPX", Weekday::Wed) => ymd(2016, 2, 23),
+        ("SPX", Weekday::Thu) => ymd(2022, 5, 11),
+        ("SPY", Weekday::Mon) => ymd(2018, 2, 16),
+        ("SPY", Weekday::Wed) => ymd(2016, 9, 7),
+        ("SPY", Weekday::Tue | Weekday::Thu) => ymd(2022, 11, 14),
+        ("QQQ", Weekday::Mon | Weekday::Tue | Weekday::Wed | Weekday::Thu) => ymd(2022, 11, 14),
+        _ => None,
+    }
+}
+
+/// The first session from which `symbol` lists an expiry every session (0DTE daily).
+pub fn dailies_from(symbol: &str) -> Option<NaiveDate> {
+    [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu]
+        .into_iter()
+        .map(|wd| weekday_series_from(symbol, wd))
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .max()
+}
+
+/// The effective listing on a date: Friday weeklies from June 2010 (with the other
+/// weekdays of [`weekday_series_from`] for a name listed with dailies), monthlies
+/// before that. A session without a listed expiry simply has no 0DTE.
+fn effective_listing(u: &Underlying, as_of: NaiveDate) -> Listing {
     let weeklies = NaiveDate::from_ymd_opt(2010, 6, 4).expect("date");
-    match listing {
-        Listing::Daily if as_of >= dailies => Listing::Daily,
-        Listing::Daily | Listing::Weekly if as_of >= weeklies => Listing::Weekly,
+    match u.listing {
+        Listing::Daily if as_of >= weeklies => Listing::Daily,
+        Listing::Weekly if as_of >= weeklies => Listing::Weekly,
         _ => Listing::Monthly,
     }
 }
@@ -136,7 +167,7 @@ pub fn listed_expiries(
             y += 1;
         }
     }
-    let listing = effective_listing(u.listing, as_of);
+    let listing = effective_listing(u, as_of);
     if matches!(listing, Listing::Weekly | Listing::Daily) {
         // Weeklies: Fridays (the session before when Friday is a holiday), five weeks out.
         let mut d = as_of;
@@ -150,45 +181,15 @@ pub fn listed_expiries(
         }
     }
     if listing == Listing::Daily {
+        // The next two weeks' sessions on the weekdays listed by then.
         for s in path.sessions.iter().skip(t).take(10) {
-            push(*s, false);
+            if weekday_series_from(&u.symbol, s.weekday()).is_some_and(|from| as_of >= from) {
+                push(*s, false);
+            }
         }
     }
     out.sort_by(|a, b| a.date.cmp(&b.date).then(a.root.cmp(&b.root)));
     out
-}
-
-/// The session's fraction elapsed at `time` (0 before the open, 1 after the close).
-pub fn session_fraction(d: NaiveDate, time: NaiveTime) -> f64 {
-    match calendar::session(d) {
-        Ok(Some(s)) => {
-            let total = (s.close - s.open).num_seconds() as f64;
-            ((time - s.open).num_seconds() as f64 / total).clamp(0.0, 1.0)
-        }
-        _ => 1.0,
-    }
-}
-
-/// Intraday path of one session in log price relative to the previous close:
-/// (open, value at `fraction` of the session, high, low). A Brownian bridge between the
-/// open (after an overnight move carrying a quarter of the day's variance) and the close.
-pub fn intraday(
-    seed: u64,
-    d: NaiveDate,
-    symbol: &str,
-    day_log: f64,
-    day_sd: f64,
-    fraction: f64,
-) -> (f64, f64, f64, f64) {
-    const OVERNIGHT: f64 = 0.25;
-    let z = |k| hash_normal(seed, d, symbol, k);
-    let open = OVERNIGHT * day_log + libm::sqrt(OVERNIGHT * (1.0 - OVERNIGHT)) * day_sd * z(1);
-    let f = fraction.clamp(0.0, 1.0);
-    let at =
-        open + f * (day_log - open) + libm::sqrt(f * (1.0 - f) * (1.0 - OVERNIGHT)) * day_sd * z(2);
-    let high = open.max(day_log).max(at) + 0.25 * day_sd * z(3).abs();
-    let low = open.min(day_log).min(at) - 0.25 * day_sd * z(4).abs();
-    (open, at, high, low)
 }
 
 /// Relative premium of implied over expected vol for a name in a state.
@@ -479,6 +480,38 @@ mod tests {
         assert_eq!(monthly_expiry(2025, 3), Some(d("2025-03-21")));
         // 2025-04-18 is Good Friday: the April monthly expires on Thursday.
         assert_eq!(monthly_expiry(2025, 4), Some(d("2025-04-17")));
+    }
+
+    #[test]
+    fn zero_dte_expiries_follow_the_listing_history() {
+        let sim = super::super::Sim::new(42);
+        let has_0dte = |sym: &str, day: &str| {
+            let i = sim.universe.iter().position(|u| u.symbol == sym).unwrap();
+            let t = sim.path.index_of(d(day)).unwrap();
+            listed_expiries(&sim.universe[i], d(day), &sim.path, t, 10)
+                .iter()
+                .any(|e| e.date == d(day))
+        };
+        // SPX: Mon/Wed/Fri before 2022-04-18, Tuesdays from then, every session from
+        // 2022-05-11 (its first Thursday was 2022-05-12).
+        assert!(!has_0dte("SPX", "2022-04-12")); // a Tuesday
+        assert!(has_0dte("SPX", "2022-04-11") && has_0dte("SPX", "2022-04-13"));
+        assert!(has_0dte("SPX", "2022-05-10") && !has_0dte("SPX", "2022-05-05"));
+        assert!(has_0dte("SPX", "2022-05-12"));
+        assert_eq!(dailies_from("SPX"), Some(d("2022-05-11")));
+        // Before Wednesdays were listed (2016-02-23): Fridays only.
+        assert!(!has_0dte("SPX", "2016-02-17") && has_0dte("SPX", "2016-03-02"));
+        // SPY and QQQ: from 2022-11-14.
+        for sym in ["SPY", "QQQ"] {
+            assert!(!has_0dte(sym, "2022-11-10"), "{sym}"); // a Thursday
+            assert!(
+                has_0dte(sym, "2022-11-15") && has_0dte(sym, "2022-11-17"),
+                "{sym}"
+            );
+        }
+        assert!(has_0dte("SPY", "2022-11-09") && !has_0dte("QQQ", "2022-11-09"));
+        // A weekly-only name never has a Tuesday expiry.
+        assert!(!has_0dte("IWM", "2025-03-11"));
     }
 
     #[test]

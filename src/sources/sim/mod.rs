@@ -11,6 +11,7 @@
 pub mod bars;
 pub mod calibration;
 pub mod chain;
+pub mod minute;
 pub mod path;
 pub mod universe;
 
@@ -166,53 +167,74 @@ impl Sim {
         libm::sqrt(expected_variance(&self.path.loadings[i], st, DT, 0) * DT)
     }
 
-    /// (open, value at `fraction`, high, low) of underlying `i` on session `t`, in dollars.
-    fn intraday_prices(&self, i: usize, t: usize, fraction: f64) -> (f64, f64, f64, f64) {
+    /// The minute path of underlying `i` on session `t` and the price its log values
+    /// are relative to (the previous close for a modelled day, 1 for a day that follows
+    /// an imported bar): dollars are `base × e^x`.
+    pub fn minute_path(&self, i: usize, t: usize) -> (minute::MinutePath, f64) {
+        let d = self.path.sessions[t];
+        let symbol = &self.universe[i].symbol;
         if let Some(b) = self.real_bar(i, t) {
-            return self.bar_prices(i, t, b, fraction);
+            let p = minute::following_bar(self.seed, d, symbol, (b.open, b.high, b.low, b.close));
+            return (p, 1.0);
         }
         let close = &self.path.close[i];
         if t == 0 {
-            let c = close[0];
-            return (c, c, c, c);
+            let (open_time, n) = minute::session_minutes(d)
+                .unwrap_or_else(|| (d.and_time(chrono::NaiveTime::MIN), 390));
+            let flat = minute::LogBar {
+                open: 0.0,
+                high: 0.0,
+                low: 0.0,
+                close: 0.0,
+            };
+            let p = minute::MinutePath {
+                open_time,
+                points: vec![0.0; n + 1],
+                bars: vec![flat; n],
+            };
+            return (p, close[0]);
         }
         let prev = close[t - 1];
         let day_log = libm::log(close[t] / prev);
         // Funds that track the same index share its intraday path.
-        let path_key = match self.universe[i].symbol.as_str() {
+        let path_key = match symbol.as_str() {
             "SPY" | "VOO" => "SPX",
             s => s,
         };
-        let (o, at, h, l) = chain::intraday(
-            self.seed,
-            self.path.sessions[t],
-            path_key,
-            day_log,
-            self.day_sd(i, t),
-            fraction,
-        );
-        let p = |x: f64| prev * libm::exp(x);
-        (p(o), p(at), p(h), p(l))
+        let p = minute::modelled(self.seed, d, path_key, day_log, self.day_sd(i, t));
+        (p, prev)
     }
 
-    /// (open, value at `fraction`, high, low) of a real bar: a bridge from the open to the
-    /// close (the day's range as its spread), kept inside the range; the close at 1.
-    fn bar_prices(&self, i: usize, t: usize, b: &bars::Bar, fraction: f64) -> (f64, f64, f64, f64) {
-        let f = fraction.clamp(0.0, 1.0);
-        if f >= 1.0 {
-            return (b.open, b.close, b.high, b.low);
-        }
-        let (o, c) = (libm::log(b.open), libm::log(b.close));
-        let (h, l) = (libm::log(b.high), libm::log(b.low));
-        let sd = 0.5 * (h - l).max(0.0);
-        let z = chain::hash_normal(
-            self.seed,
-            self.path.sessions[t],
-            &self.universe[i].symbol,
-            2,
-        );
-        let at = (o + f * (c - o) + libm::sqrt(f * (1.0 - f)) * sd * z).clamp(l, h);
-        (b.open, libm::exp(at), b.high, b.low)
+    /// The price of `symbol` at `time` (New York) on its session, as a chain snapshot at
+    /// that time gets it (the close of the last bar completed by then), in dollars
+    /// before rounding: what a quote derived from the underlying (a future's fair value
+    /// off SPX) starts from.
+    pub fn price_at(&self, symbol: &str, time: NaiveDateTime) -> Result<f64, SourceError> {
+        let i = self.index(symbol)?;
+        let t = self.session_index(time.date())?;
+        let (p, base) = self.minute_path(i, t);
+        Ok(base * libm::exp(p.at(time)))
+    }
+
+    /// The modelled daily volume of underlying `i` on session `t` (0 for indices).
+    fn day_volume(&self, i: usize, t: usize) -> i64 {
+        let u = &self.universe[i];
+        let d = self.path.sessions[t];
+        let close = self.path.close[i][t];
+        let sd = self.day_sd(i, t);
+        let surprise = if t > 0 {
+            (libm::log(close / self.path.close[i][t - 1]) / sd.max(1e-9)).abs()
+        } else {
+            0.0
+        };
+        let base = match (u.kind, u.liquidity_tier) {
+            (Kind::Index | Kind::VolIndex, _) => 0.0,
+            (_, 1) => 60e6,
+            (_, 2) => 8e6,
+            _ => 3e6,
+        };
+        let noise = libm::exp(0.3 * chain::hash_normal(self.seed, d, &u.symbol, 11));
+        (base * noise * (1.0 + 0.4 * surprise)).round() as i64
     }
 
     /// The true 30-day ATM implied vol the sim quotes for a symbol on a session.
@@ -289,7 +311,6 @@ impl MarketData for Sim {
     ) -> Result<Snapshot, SourceError> {
         let as_of = quote_time.date();
         let t = self.session_index(as_of)?;
-        let fraction = chain::session_fraction(as_of, quote_time.time());
         let rate = rate_on(as_of);
         let idx: Vec<usize> = symbols
             .iter()
@@ -302,8 +323,10 @@ impl MarketData for Sim {
         }
         let per_symbol = |&i: &usize| {
             let u = &self.universe[i];
-            let (_, at, _, _) = self.intraday_prices(i, t, fraction);
-            let spot = cents(at);
+            // The chain's spot is the minute path's price at the snapshot: at 10:30, the
+            // close of the 10:29 bar.
+            let (p, base) = self.minute_path(i, t);
+            let spot = cents(base * libm::exp(p.at(quote_time)));
             let q = if u.kind == Kind::VolIndex {
                 0.0
             } else {
@@ -401,22 +424,11 @@ impl MarketData for Sim {
                         continue;
                     }
                 }
-                let (o, _, h, l) = self.intraday_prices(i, t, 1.0);
+                let (p, base) = self.minute_path(i, t);
+                let dollars = |x: f64| base * libm::exp(x);
+                let (o, h, l) = (dollars(p.points[0]), dollars(p.high()), dollars(p.low()));
                 let close = self.path.close[i][t];
-                let sd = self.day_sd(i, t);
-                let surprise = if t > 0 {
-                    (libm::log(close / self.path.close[i][t - 1]) / sd.max(1e-9)).abs()
-                } else {
-                    0.0
-                };
-                let base = match (u.kind, u.liquidity_tier) {
-                    (Kind::Index | Kind::VolIndex, _) => 0.0,
-                    (_, 1) => 60e6,
-                    (_, 2) => 8e6,
-                    _ => 3e6,
-                };
-                let noise = libm::exp(0.3 * chain::hash_normal(self.seed, *d, &u.symbol, 11));
-                let volume = (base * noise * (1.0 + 0.4 * surprise)).round() as i64;
+                let volume = self.day_volume(i, t);
                 let (o, c) = (cents(o), cents(close));
                 out.push(DailyBar {
                     date: *d,
@@ -432,6 +444,91 @@ impl MarketData for Sim {
             }
         }
         Ok(out)
+    }
+
+    fn minute_bars(
+        &self,
+        symbols: &[String],
+        session: NaiveDate,
+        until: NaiveDateTime,
+    ) -> Result<Vec<super::IntradayBar>, SourceError> {
+        let t = self.session_index(session)?;
+        let mut out = Vec::new();
+        for s in symbols {
+            let i = self.index(s)?;
+            let real = match &self.real {
+                Some(r) => r.bar(&self.universe[i], i, t, session)?,
+                None => None,
+            };
+            let (p, base) = self.minute_path(i, t);
+            // Prices as the daily bars give them: cents for a modelled day, the imported
+            // bar's precision for a real one.
+            let price = |x: f64| match real {
+                Some(_) => Price::from_f64(base * libm::exp(x)).to_f64(),
+                None => cents(base * libm::exp(x)).to_f64(),
+            };
+            let n = p.bars.len();
+            let day_volume = real.map_or_else(|| self.day_volume(i, t), |b| b.volume);
+            let weights = minute::volume_weights(n);
+            let mut volumes: Vec<i64> = weights
+                .iter()
+                .map(|w| (day_volume as f64 * w).floor() as i64)
+                .collect();
+            let rest = day_volume - volumes.iter().sum::<i64>();
+            if let Some(last) = volumes.last_mut() {
+                *last += rest;
+            }
+            for (k, b) in p.bars.iter().enumerate() {
+                let time = p.open_time + Duration::minutes(k as i64);
+                if time + Duration::minutes(1) > until {
+                    break;
+                }
+                let mut close = price(b.close);
+                if k + 1 == n && real.is_none() && t > 0 {
+                    // The day's close itself, not its logarithm's round trip.
+                    close = cents(self.path.close[i][t]).to_f64();
+                }
+                let (open, close) = (price(b.open), close);
+                out.push(super::IntradayBar {
+                    symbol: s.clone(),
+                    time,
+                    open,
+                    high: price(b.high).max(open).max(close),
+                    low: price(b.low).min(open).min(close),
+                    close,
+                    volume: volumes[k],
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn earnings_dates(
+        &self,
+        symbols: &[String],
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Option<Vec<(String, NaiveDate)>>, SourceError> {
+        let mut out = Vec::new();
+        for s in symbols {
+            let i = self.index(s)?;
+            if self.universe[i].earnings_move <= 0.0 {
+                continue;
+            }
+            let sessions = &self.path.sessions;
+            let first = sessions.partition_point(|d| *d < from);
+            for k in first..sessions.len() {
+                let d = sessions[k];
+                if d > to {
+                    break;
+                }
+                let prev = k.checked_sub(1).map(|j| sessions[j]);
+                if path::is_earnings_day(s, d, prev) {
+                    out.push((s.clone(), d));
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn atm_iv_history(
@@ -491,6 +588,57 @@ mod tests {
             .unwrap();
         assert_eq!(a.quotes, b.quotes);
         assert_ne!(a.underlyings[0].price, c.underlyings[0].price);
+    }
+
+    #[test]
+    fn minute_bars_make_the_daily_bar_and_the_chain_spot() {
+        let sim = Sim::new(42);
+        let syms = vec!["SPY".to_string(), "AAPL".to_string(), "VIX".to_string()];
+        let day = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
+        let bars = sim
+            .minute_bars(&syms, day, at("2025-03-14", 16, 0))
+            .unwrap();
+        assert_eq!(
+            bars,
+            sim.minute_bars(&syms, day, at("2025-03-14", 16, 0))
+                .unwrap()
+        );
+        assert_ne!(
+            bars,
+            Sim::new(7)
+                .minute_bars(&syms, day, at("2025-03-14", 16, 0))
+                .unwrap()
+        );
+        let daily = sim.daily_bars(&syms, &[day]).unwrap();
+        for (s, d) in syms.iter().zip(&daily) {
+            let b: Vec<_> = bars.iter().filter(|b| &b.symbol == s).collect();
+            assert_eq!(b.len(), 390, "{s}");
+            assert_eq!(b[0].time, at("2025-03-14", 9, 30));
+            assert_eq!(Price::from_f64(b[0].open), d.open, "{s}");
+            assert_eq!(Price::from_f64(b[389].close), d.close, "{s}");
+            let hi = b.iter().map(|x| x.high).fold(f64::MIN, f64::max);
+            let lo = b.iter().map(|x| x.low).fold(f64::MAX, f64::min);
+            assert_eq!(
+                (Price::from_f64(hi), Price::from_f64(lo)),
+                (d.high, d.low),
+                "{s}"
+            );
+            assert_eq!(b.iter().map(|x| x.volume).sum::<i64>(), d.volume, "{s}");
+            for w in b.windows(2) {
+                assert_eq!(w[0].close, w[1].open);
+            }
+        }
+        // At 10:30: the bars through 10:29, whose close is the chain's spot.
+        let upto = sim
+            .minute_bars(&syms[..1], day, at("2025-03-14", 10, 30))
+            .unwrap();
+        assert_eq!(upto.len(), 60);
+        let snap = sim
+            .snapshot(at("2025-03-14", 10, 30), &syms[..1], 3)
+            .unwrap();
+        assert_eq!(snap.underlyings[0].price.to_f64(), upto[59].close);
+        let spy = sim.price_at("SPY", at("2025-03-14", 10, 30)).unwrap();
+        assert_eq!(cents(spy), snap.underlyings[0].price);
     }
 
     #[test]

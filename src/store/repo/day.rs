@@ -20,7 +20,8 @@ fn arrow_err(e: duckdb::arrow::error::ArrowError) -> duckdb::Error {
 }
 
 /// The day's state at one snapshot: underlyings, chains with analytics, open trades
-/// (marked at the snapshot's mids), shares held, the correlation Z-scores.
+/// (marked at the snapshot's mids), shares held, the correlation Z-scores, and the
+/// session context ([`super::session::load_session`]).
 pub fn load(
     conn: &Connection,
     as_of: NaiveDate,
@@ -151,6 +152,7 @@ pub fn load(
         let (u, q) = r?;
         day.shares.insert(u, q);
     }
+    super::session::load_session(conn, &mut day)?;
     Ok(day)
 }
 

@@ -6,6 +6,7 @@
 pub mod day;
 pub mod orders;
 pub mod positions;
+pub mod session;
 
 use crate::model::identifiers::OccSymbol;
 use crate::model::instrument::{listed_terms, Instrument, OptionContract};
