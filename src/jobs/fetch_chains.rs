@@ -27,6 +27,7 @@ pub const DEF: JobDef = JobDef {
         "quote_rejects",
         "iv_history",
         "backfills",
+        "futures_quotes",
     ],
     reads_chains: true,
     prepare,
@@ -42,6 +43,8 @@ pub struct Params {
     /// Sessions of daily bars and ATM-IV history kept available for later jobs
     /// (historical vol, IV rank, Z-scores); missing sessions are backfilled.
     pub history_sessions: u32,
+    /// Futures roots whose quotes are stored (`futures_quotes`), e.g. `["MES"]`.
+    pub futures: Vec<String>,
 }
 
 impl Default for Params {
@@ -50,6 +53,7 @@ impl Default for Params {
             symbols: Vec::new(),
             max_expiry_days: 400,
             history_sessions: 260,
+            futures: Vec::new(),
         }
     }
 }
@@ -260,6 +264,8 @@ pub fn run_with_source(
             ));
         }
     }
+    let (n, futures_note) = super::futures::fetch_quotes(&params.futures, source, ctx)?;
+    rows += n;
     let chains = snap.underlyings.len();
     let mut summary = format!(
         "{chains} underlyings, {} option quotes at {} from {}; bars through {latest}",
@@ -285,6 +291,9 @@ pub fn run_with_source(
     for n in &snap.notes {
         summary.push_str("; ");
         summary.push_str(n);
+    }
+    if let Some(n) = futures_note {
+        summary.push_str(&format!("; {n}"));
     }
     if let Some(short) = bars.short_history {
         summary.push_str(&format!("; {short}"));

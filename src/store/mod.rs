@@ -117,6 +117,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "012_backtests.sql",
         sql: include_str!("../../sql/012_backtests.sql"),
     },
+    Migration {
+        version: 14,
+        name: "014_futures.sql",
+        sql: include_str!("../../sql/014_futures.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {
