@@ -30,7 +30,7 @@ CREATE TABLE futures_variation (
     strategy     VARCHAR NOT NULL,
     instrument   VARCHAR NOT NULL,
     seq          INTEGER NOT NULL,
-    as_of        DATE NOT NULL,
+    as_of        DATE NOT NULL,            -- the session it was paid on (cash_ledger.as_of)
     marked_at    TIMESTAMP NOT NULL,       -- the fill's time, or the settlement's (the close)
     cause        VARCHAR NOT NULL,         -- 'fill' or 'settlement'
     held_before  BIGINT NOT NULL,          -- contracts held before this mark
@@ -60,7 +60,7 @@ WITH pos AS (SELECT * FROM positions_as_of(d)),
                AND contract IN (SELECT instrument FROM pos WHERE kind = 'future')
              GROUP BY contract),
      vm AS (SELECT strategy, instrument, arg_max(mark, seq) AS mark FROM futures_variation
-            GROUP BY ALL),
+            WHERE as_of <= d GROUP BY ALL),
      spot AS (SELECT symbol, price FROM underlying_quotes WHERE as_of = d AND quote_time = qt),
      greeks AS (SELECT contract, delta, theta_per_day, vega FROM option_analytics
                 WHERE as_of = d AND quote_time = qt)

@@ -133,7 +133,9 @@ pub fn post_settlements(ctx: &JobContext) -> Result<(u64, String), JobError> {
             ));
             continue;
         };
-        if let Some(amount) = repo::post_settlement(conn, h, session, close, settle, ctx.run_id)? {
+        if let Some(amount) =
+            repo::post_settlement(conn, h, session, close, settle, ctx.as_of, ctx.run_id)?
+        {
             rows += 2;
             posted += 1;
             total += amount;

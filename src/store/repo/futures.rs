@@ -248,14 +248,16 @@ pub fn held(conn: &Connection) -> Result<Vec<Held>, RepoError> {
 }
 
 /// Mark a held position at a session's settlement price (its close `at`), once per
-/// position and session. Returns the variation paid, `None` when this settlement was
-/// already posted or the position was marked later than it.
+/// position and session, paid on `paid_on` (the run's session: a re-run of an earlier
+/// session sees the cash and the marks it saw). Returns the variation paid, `None` when
+/// this settlement was already posted or the position was marked later than it.
 pub fn post_settlement(
     conn: &Connection,
     h: &Held,
     session: NaiveDate,
     at: NaiveDateTime,
     price: Price,
+    paid_on: NaiveDate,
     run_id: i64,
 ) -> Result<Option<Price>, RepoError> {
     if h.marked_at >= at {
@@ -266,7 +268,7 @@ pub fn post_settlement(
         conn,
         &h.strategy,
         &Instrument::Future(h.contract.clone()),
-        session,
+        paid_on,
         at,
         "settlement",
         0,
