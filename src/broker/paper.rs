@@ -509,4 +509,52 @@ mod tests {
             Err(Refusal::Missing { .. })
         ));
     }
+
+    #[test]
+    fn futures_fill_on_the_tick_with_their_own_commission() {
+        let mes = Instrument::Future(crate::trading::futures::parse("MESM25").unwrap());
+        let quote = |_: &Instrument| {
+            Some(Quote {
+                bid: p(5000.0),
+                ask: p(5000.25),
+            })
+        };
+        let id = |seq| {
+            ClientOrderId::new(
+                Intent::Entry,
+                "s",
+                testkit::as_of(),
+                chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+                seq,
+            )
+            .unwrap()
+        };
+        let order = |seq, q| {
+            Order::new_checked(
+                id(seq),
+                vec![Leg::new(mes.clone(), q).unwrap()],
+                OrderType::Market,
+            )
+            .unwrap()
+        };
+        let cfg = PaperConfig::default();
+        assert_eq!(
+            price_order(&cfg, &order(0, 3), &quote).unwrap(),
+            [(p(5000.25), p(1.86))]
+        );
+        // Half way to the mid (5000.0625 from the ask) rounds to the tick away from the
+        // account: a buy pays 5000.25, a sell gets 5000.00.
+        let half = PaperConfig {
+            toward_mid: 0.5,
+            ..cfg
+        };
+        assert_eq!(
+            price_order(&half, &order(1, 1), &quote).unwrap()[0].0,
+            p(5000.25)
+        );
+        assert_eq!(
+            price_order(&half, &order(2, -1), &quote).unwrap()[0].0,
+            p(5000.0)
+        );
+    }
 }

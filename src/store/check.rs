@@ -107,6 +107,13 @@ pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
     )?;
     notes.extend(strings(
         conn,
+        "SELECT 'past expiry: future ' || instrument || ' of ' || strategy || ' expired ' || expiry::VARCHAR
+                || ' without a roll (no final settlement is booked)'
+         FROM positions WHERE kind = 'future'
+           AND expiry < (SELECT max(as_of) FROM futures_quotes)",
+    )?);
+    notes.extend(strings(
+        conn,
         "SELECT 'order ' || order_ref || ' is ' || status || ' since ' || strftime(status_at, '%Y-%m-%d %H:%M')
                 || ': the next run completes it'
          FROM orders WHERE leg = 0 AND status IN ('pending', 'submitted', 'partly_filled')",

@@ -118,6 +118,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/012_backtests.sql"),
     },
     Migration {
+        version: 13,
+        name: "013_intraday.sql",
+        sql: include_str!("../../sql/013_intraday.sql"),
+    },
+    Migration {
         version: 14,
         name: "014_futures.sql",
         sql: include_str!("../../sql/014_futures.sql"),

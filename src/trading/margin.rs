@@ -398,6 +398,20 @@ mod tests {
     }
 
     #[test]
+    fn futures_hold_the_exchanges_initial_margin_per_contract() {
+        let mes = Instrument::Future(crate::trading::futures::parse("MESZ25").unwrap());
+        let short = [MarginLeg {
+            instrument: mes,
+            quantity: -3,
+            mark: p(6000.0),
+        }];
+        // 3 × $2,530, whatever the price.
+        let m = req(&short, Policy::NAKED, &[]);
+        assert_eq!(m.requirement, p(7_590.0));
+        assert_eq!(m.structures, ["future"]);
+    }
+
+    #[test]
     fn shares_are_paid_for_and_short_shares_hold_150_percent() {
         let spots = testkit::spots();
         let long = [MarginLeg {
