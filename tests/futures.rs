@@ -145,3 +145,16 @@ fn a_position_held_across_the_roll_is_marked_daily_rolled_and_reconciles() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("variation entry"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_unknown_futures_root_is_refused_at_load_naming_the_file_and_key() {
+    let desk = Desk::new();
+    desk.write_config("fetch_chains.toml", "[params]\nfutures = [\"MNQ\"]\n");
+    let err = desk.run_fails(&["run", "daily", "--as-of", "2025-03-10"]);
+    assert!(
+        err.contains("fetch_chains.toml")
+            && err
+                .contains("params.futures: 'MNQ' is not a futures product optdesk knows (MES, ES)"),
+        "{err}"
+    );
+}

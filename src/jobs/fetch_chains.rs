@@ -76,6 +76,20 @@ impl Params {
                 self.history_sessions
             )));
         }
+        if let Some(r) = self
+            .futures
+            .iter()
+            .find(|r| crate::trading::futures::product(r).is_none())
+        {
+            return Err(bad(format!(
+                "params.futures: '{r}' is not a futures product optdesk knows ({})",
+                crate::trading::futures::PRODUCTS
+                    .iter()
+                    .map(|p| p.root)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         for s in &self.symbols {
             if s.is_empty()
                 || s.len() > 6
