@@ -436,6 +436,8 @@ pub struct BrokerSettings {
     pub commission_per_contract: Option<f64>,
     /// Commission per share, dollars (0.005).
     pub commission_per_share: Option<f64>,
+    /// Commission per futures contract and side, dollars (0.62, IBKR's MES all-in).
+    pub commission_per_future: Option<f64>,
 }
 
 /// `jobs/desk.toml`.

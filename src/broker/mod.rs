@@ -178,6 +178,9 @@ pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>)
     let per_share = b
         .commission_per_share
         .unwrap_or(d.commission_per_share.to_f64());
+    let per_future = b
+        .commission_per_future
+        .unwrap_or(d.commission_per_future.to_f64());
     let bad = |message: String| ConfigError::Invalid {
         file: desk_file.clone(),
         message,
@@ -190,6 +193,7 @@ pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>)
     for (k, v) in [
         ("commission_per_contract", per_contract),
         ("commission_per_share", per_share),
+        ("commission_per_future", per_future),
     ] {
         if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
             return Err(bad(format!(
@@ -202,6 +206,7 @@ pub fn paper_config(config: &Config) -> Result<(paper::PaperConfig, Vec<String>)
             toward_mid,
             commission_per_contract: Price::from_f64(per_contract),
             commission_per_share: Price::from_f64(per_share),
+            commission_per_future: Price::from_f64(per_future),
         },
         notes,
     ))

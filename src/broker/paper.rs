@@ -7,6 +7,8 @@
 //! account; shares at the underlying's price. A multi-leg order fills all its legs or
 //! none. A limit that would not fill, and a leg with no usable quote, are rejected with
 //! the numbers. Settlement orders fill at the exchange's prices, without commission.
+//! Futures fill against `futures_quotes` on the tick, with a per-contract commission
+//! (`broker.commission_per_future`); they move no premium (variation margin instead).
 
 use super::{Broker, BrokerError, BrokerOrder, Execution};
 use crate::model::instrument::Instrument;
@@ -24,6 +26,9 @@ pub struct PaperConfig {
     pub commission_per_contract: Price,
     /// Per share.
     pub commission_per_share: Price,
+    /// Per futures contract and side: IBKR's all-in for MES ($0.25 commission, $0.35
+    /// exchange, $0.02 clearing and NFA fees, rounded to $0.62).
+    pub commission_per_future: Price,
 }
 
 impl Default for PaperConfig {
@@ -32,6 +37,7 @@ impl Default for PaperConfig {
             toward_mid: 0.0,
             commission_per_contract: Price::from_cents(65),
             commission_per_share: Price::from_raw(50), // $0.005
+            commission_per_future: Price::from_cents(62),
         }
     }
 }
@@ -105,7 +111,8 @@ pub fn leg_price(
 
 pub fn commission(cfg: &PaperConfig, instrument: &Instrument, quantity: i64) -> Price {
     let per = match instrument {
-        Instrument::Option(_) | Instrument::Future(_) => cfg.commission_per_contract,
+        Instrument::Option(_) => cfg.commission_per_contract,
+        Instrument::Future(_) => cfg.commission_per_future,
         Instrument::Equity { .. } => cfg.commission_per_share,
     };
     per.times(quantity.abs())
@@ -129,11 +136,16 @@ pub fn price_order(
     let mut prices = Vec::with_capacity(order.legs.len());
     for leg in &order.legs {
         let key = leg.instrument.key();
-        if matches!(leg.instrument, Instrument::Future(_)) {
-            return Err(Refusal::Unsupported(format!("futures ({key})")));
-        }
         let q = quote(&leg.instrument).ok_or_else(|| Refusal::Missing { key: key.clone() })?;
-        prices.push(leg_price(cfg, &key, &q, leg.quantity)?);
+        let mut price = leg_price(cfg, &key, &q, leg.quantity)?;
+        if let Instrument::Future(f) = &leg.instrument {
+            // On the tick, away from the account (toward the mid can fall between).
+            let t = f.tick.raw();
+            let ticks = price.raw().div_euclid(t);
+            let up = price.raw().rem_euclid(t) != 0 && leg.quantity > 0;
+            price = Price::from_raw((ticks + i64::from(up)) * t);
+        }
+        prices.push(price);
     }
     // Net per unit: legs are quoted per share; the structure's unit is its smallest leg.
     let unit = order
@@ -215,7 +227,15 @@ impl<'a> PaperBroker<'a> {
                 .optional()
                 .ok()
                 .flatten(),
-            Instrument::Future(_) => None,
+            Instrument::Future(f) => crate::store::repo::futures::quote(
+                self.conn,
+                &f.symbol,
+                self.as_of,
+                self.quote_time,
+            )
+            .ok()
+            .flatten()
+            .map(|(b, a, _)| (b.to_f64(), a.to_f64())),
         };
         row.map(|(b, a)| Quote {
             bid: Price::from_f64(b),
@@ -488,5 +508,53 @@ mod tests {
             price_order(&cfg, &order, &quote),
             Err(Refusal::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn futures_fill_on_the_tick_with_their_own_commission() {
+        let mes = Instrument::Future(crate::trading::futures::parse("MESM25").unwrap());
+        let quote = |_: &Instrument| {
+            Some(Quote {
+                bid: p(5000.0),
+                ask: p(5000.25),
+            })
+        };
+        let id = |seq| {
+            ClientOrderId::new(
+                Intent::Entry,
+                "s",
+                testkit::as_of(),
+                chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+                seq,
+            )
+            .unwrap()
+        };
+        let order = |seq, q| {
+            Order::new_checked(
+                id(seq),
+                vec![Leg::new(mes.clone(), q).unwrap()],
+                OrderType::Market,
+            )
+            .unwrap()
+        };
+        let cfg = PaperConfig::default();
+        assert_eq!(
+            price_order(&cfg, &order(0, 3), &quote).unwrap(),
+            [(p(5000.25), p(1.86))]
+        );
+        // Half way to the mid (5000.0625 from the ask) rounds to the tick away from the
+        // account: a buy pays 5000.25, a sell gets 5000.00.
+        let half = PaperConfig {
+            toward_mid: 0.5,
+            ..cfg
+        };
+        assert_eq!(
+            price_order(&half, &order(1, 1), &quote).unwrap()[0].0,
+            p(5000.25)
+        );
+        assert_eq!(
+            price_order(&half, &order(2, -1), &quote).unwrap()[0].0,
+            p(5000.0)
+        );
     }
 }

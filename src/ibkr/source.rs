@@ -999,7 +999,11 @@ impl IbkrSource {
         let tick = futures_tick(root)
             .or((d.min_tick > 0.0).then_some(d.min_tick))
             .ok_or_else(|| bad("min_tick", format!("{} is not a tick", d.min_tick)))?;
-        let symbol = if k.local_symbol.is_empty() {
+        // optdesk's own symbol (`MESZ25`, see trading::futures) for the products it
+        // knows; IB's local symbol (`MESZ5`) otherwise.
+        let symbol = if crate::trading::futures::product(root).is_some() && m % 3 == 0 {
+            crate::trading::futures::symbol(root, y, m)
+        } else if k.local_symbol.is_empty() {
             format!("{root}{y}{m:02}")
         } else {
             k.local_symbol.replace(' ', "")

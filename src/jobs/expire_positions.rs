@@ -30,8 +30,8 @@ use std::collections::HashMap;
 
 pub const DEF: JobDef = JobDef {
     name: "expire_positions",
-    about: "settle expired options (cash, or assignment/exercise into shares); strategies' exits; dividends on shares",
-    writes: &["risk_decisions", "order_legs", "order_events", "fills", "cash_ledger"],
+    about: "settle expired options (cash, or assignment/exercise into shares); futures' variation margin and rolls; strategies' exits; dividends on shares",
+    writes: &["risk_decisions", "order_legs", "order_events", "fills", "cash_ledger", "futures_variation"],
     reads_chains: true,
     prepare,
 };
@@ -189,6 +189,32 @@ impl Job for ExpirePositions {
                 settlement::Outcome::Worthless => worthless += 1,
             }
         }
+        // Futures: variation margin at the last settlement, then the rolls due today.
+        let (n, variation) = super::futures::post_settlements(ctx)?;
+        rows += n;
+        let mut rolled = 0;
+        for r in super::futures::roll_orders(ctx, &held)? {
+            let (n, status, why) = self.close(
+                ctx,
+                &mut router,
+                r.order,
+                &r.strategy,
+                &r.root,
+                "roll",
+                &r.reason,
+            )?;
+            rows += n;
+            if status == OrderStatus::Filled {
+                rolled += 1;
+            } else {
+                waiting.push(format!(
+                    "roll of {} ({}): {}",
+                    r.strategy,
+                    r.reason,
+                    why.unwrap_or_else(|| status.code().to_string())
+                ));
+            }
+        }
         // Strategies' exits: close the trade's open legs at the market, one order per
         // leg (as a trader legs out of a basket), so a leg without a quote today waits
         // without holding the others open.
@@ -318,6 +344,9 @@ impl Job for ExpirePositions {
             "{} expired positions: {settled} cash-settled, {assigned} assigned or exercised into shares, {worthless} expired worthless; {closed} closed by their strategy's exit rules; {dividends} dividends booked",
             settled + assigned + worthless
         );
+        if !variation.is_empty() || rolled > 0 {
+            summary.push_str(&format!("; {variation}; {rolled} futures positions rolled"));
+        }
         if !waiting.is_empty() {
             summary.push_str(&format!("; waiting: {}", waiting.join(", ")));
         }

@@ -29,6 +29,7 @@ pub const DEF: JobDef = JobDef {
         "backfills",
         "intraday_bars",
         "earnings_dates",
+        "futures_quotes",
     ],
     reads_chains: true,
     prepare,
@@ -44,6 +45,8 @@ pub struct Params {
     /// Sessions of daily bars and ATM-IV history kept available for later jobs
     /// (historical vol, IV rank, Z-scores); missing sessions are backfilled.
     pub history_sessions: u32,
+    /// Futures roots whose quotes are stored (`futures_quotes`), e.g. `["MES"]`.
+    pub futures: Vec<String>,
 }
 
 impl Default for Params {
@@ -52,6 +55,7 @@ impl Default for Params {
             symbols: Vec::new(),
             max_expiry_days: 400,
             history_sessions: 260,
+            futures: Vec::new(),
         }
     }
 }
@@ -72,6 +76,20 @@ impl Params {
             return Err(bad(format!(
                 "params.history_sessions = {}: expected at most 5000 sessions",
                 self.history_sessions
+            )));
+        }
+        if let Some(r) = self
+            .futures
+            .iter()
+            .find(|r| crate::trading::futures::product(r).is_none())
+        {
+            return Err(bad(format!(
+                "params.futures: '{r}' is not a futures product optdesk knows ({})",
+                crate::trading::futures::PRODUCTS
+                    .iter()
+                    .map(|p| p.root)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         for s in &self.symbols {
@@ -266,6 +284,8 @@ pub fn run_with_source(
         }
     }
     rows += super::intraday::store_session_data(ctx, source, &symbols, &mut backfill_notes)?;
+    let (n, futures_note) = super::futures::fetch_quotes(&params.futures, source, ctx)?;
+    rows += n;
     let chains = snap.underlyings.len();
     let mut summary = format!(
         "{chains} underlyings, {} option quotes at {} from {}; bars through {latest}",
@@ -291,6 +311,9 @@ pub fn run_with_source(
     for n in &snap.notes {
         summary.push_str("; ");
         summary.push_str(n);
+    }
+    if let Some(n) = futures_note {
+        summary.push_str(&format!("; {n}"));
     }
     if let Some(short) = bars.short_history {
         summary.push_str(&format!("; {short}"));

@@ -12,6 +12,7 @@ pub mod email_report;
 pub mod expire_positions;
 pub mod fetch_chains;
 pub mod flatten;
+pub mod futures;
 pub mod intraday;
 pub mod review_session;
 pub mod select_trades;

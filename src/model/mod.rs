@@ -19,7 +19,7 @@ impl Price {
     pub const SCALE: i64 = 10_000;
     pub const ZERO: Price = Price(0);
 
-    pub fn from_raw(ticks: i64) -> Self {
+    pub const fn from_raw(ticks: i64) -> Self {
         Price(ticks)
     }
     pub fn from_cents(cents: i64) -> Self {

@@ -284,6 +284,15 @@ pub trait MarketData: Send + Sync {
     ) -> Result<Option<Vec<(String, NaiveDate)>>, SourceError> {
         Ok(None)
     }
+    /// A futures contract's (bid, ask, last) at `at` (New York); at a session's close,
+    /// `last` is the day's settlement. `None` when the source gives no futures quotes.
+    fn future_quote(
+        &self,
+        _contract: &crate::model::instrument::FuturesContract,
+        _at: NaiveDateTime,
+    ) -> Result<Option<(Price, Price, Price)>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// `fetch` for each symbol, `concurrency` symbols at a time, the results in the

@@ -1,7 +1,10 @@
 //! `optdesk check`: the trading record reconciles to the cent.
 //!
 //! * the trade cash in `cash_ledger` equals the fills' premium, settlement and
-//!   assignment cash less commissions, exactly (DECIMAL arithmetic);
+//!   assignment cash less commissions, exactly (DECIMAL arithmetic); a future's fill
+//!   moves no premium;
+//! * the variation margin paid on each futures position equals Σ fills quantity ×
+//!   multiplier × (last mark − fill price), mark by mark (sql/014_futures.sql);
 //! * every fill has its order leg, and that order's latest event says it filled (or
 //!   partly filled); every filled order leg is filled exactly its quantity (no
 //!   duplicates, no half-filled multi-leg orders); every event follows the life cycle;
@@ -40,14 +43,14 @@ pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
         "SELECT
            (SELECT coalesce(sum(amount), 0) FROM cash_ledger
              WHERE kind IN ('premium', 'commission', 'settlement', 'assignment'))::VARCHAR,
-           (SELECT coalesce(sum(-quantity * multiplier * price - commission), 0) FROM fills)::VARCHAR",
+           (SELECT coalesce(sum(CASE WHEN kind = 'future' THEN 0 ELSE -quantity * multiplier * price END - commission), 0) FROM fills)::VARCHAR",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let same: bool = conn.query_row(
         "SELECT (SELECT coalesce(sum(amount), 0) FROM cash_ledger
                   WHERE kind IN ('premium', 'commission', 'settlement', 'assignment'))
-              = (SELECT coalesce(sum(-quantity * multiplier * price - commission), 0) FROM fills)",
+              = (SELECT coalesce(sum(CASE WHEN kind = 'future' THEN 0 ELSE -quantity * multiplier * price END - commission), 0) FROM fills)",
         [],
         |r| r.get(0),
     )?;
@@ -90,17 +93,25 @@ pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
         conn,
         "SELECT 'cash ledger entry ' || reference || ' (' || kind || ') has no fill'
          FROM cash_ledger c
-         WHERE kind NOT IN ('deposit', 'dividend')
+         WHERE kind NOT IN ('deposit', 'dividend', 'variation')
            AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.exec_id = c.reference)",
     )? {
         problems.push(s);
     }
+    problems.extend(variation_problems(conn)?);
     let mut notes = strings(
         conn,
         "SELECT 'awaiting settlement: ' || instrument || ' expired ' || expiry::VARCHAR
          FROM positions WHERE kind = 'option'
            AND expiry < (SELECT max(as_of) FROM option_quotes)",
     )?;
+    notes.extend(strings(
+        conn,
+        "SELECT 'past expiry: future ' || instrument || ' of ' || strategy || ' expired ' || expiry::VARCHAR
+                || ' without a roll (no final settlement is booked)'
+         FROM positions WHERE kind = 'future'
+           AND expiry < (SELECT max(as_of) FROM futures_quotes)",
+    )?);
     notes.extend(strings(
         conn,
         "SELECT 'order ' || order_ref || ' is ' || status || ' since ' || strftime(status_at, '%Y-%m-%d %H:%M')
@@ -120,6 +131,44 @@ pub fn check(conn: &Connection) -> Result<CheckReport, duckdb::Error> {
         problems,
         notes,
     })
+}
+
+/// Futures: the variation paid on each position (cash_ledger, kind `variation`) is
+/// what its chain of marks says, and equals Σ fills quantity × multiplier × (last mark
+/// − fill price) exactly; the chain holds what the fills hold; every fill of a future
+/// marked it once.
+fn variation_problems(conn: &Connection) -> Result<Vec<String>, duckdb::Error> {
+    let mut out = strings(
+        conn,
+        "SELECT 'variation entry ' || c.reference || ' of ' || c.amount::VARCHAR
+                || ' does not match its mark (' || coalesce(v.amount::VARCHAR, 'none') || ')'
+         FROM cash_ledger c LEFT JOIN futures_variation v USING (reference)
+         WHERE c.kind = 'variation' AND (v.reference IS NULL OR v.amount <> c.amount)
+         UNION ALL
+         SELECT 'mark ' || v.reference || ' of ' || v.amount::VARCHAR || ' was not paid'
+         FROM futures_variation v
+         WHERE v.amount <> 0 AND NOT EXISTS
+           (SELECT 1 FROM cash_ledger c WHERE c.kind = 'variation' AND c.reference = v.reference)
+         UNION ALL
+         SELECT 'future fill ' || f.exec_id || ' did not mark its position'
+         FROM fills f WHERE f.kind = 'future' AND NOT EXISTS
+           (SELECT 1 FROM futures_variation v WHERE v.reference = f.exec_id)",
+    )?;
+    out.extend(strings(
+        conn,
+        "WITH last AS (SELECT strategy, instrument, arg_max(mark, seq) AS mark,
+                              arg_max(held_after, seq) AS held, sum(amount) AS paid
+                       FROM futures_variation GROUP BY ALL),
+              owed AS (SELECT strategy, instrument, sum(quantity)::BIGINT AS held,
+                              sum(quantity * multiplier * (l.mark - price)) AS owed
+                       FROM fills f JOIN last l USING (strategy, instrument)
+                       WHERE f.kind = 'future' GROUP BY ALL)
+         SELECT 'future ' || strategy || ' ' || instrument || ': variation paid ' || l.paid::VARCHAR
+                || ', the fills owe ' || o.owed::VARCHAR || ' (held ' || l.held || ', fills ' || o.held || ')'
+         FROM last l JOIN owed o USING (strategy, instrument)
+         WHERE l.paid <> o.owed OR l.held <> o.held",
+    )?);
+    Ok(out)
 }
 
 /// What `deep_check` read.

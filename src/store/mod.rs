@@ -125,8 +125,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 14,
-        name: "014_compliance.sql",
-        sql: include_str!("../../sql/014_compliance.sql"),
+        name: "014_futures.sql",
+        sql: include_str!("../../sql/014_futures.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "015_compliance.sql",
+        sql: include_str!("../../sql/015_compliance.sql"),
     },
 ];
 

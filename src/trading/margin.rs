@@ -13,7 +13,8 @@
 //! * a cash-secured put: strike × multiplier;
 //! * a naked option: premium + max(20% of the underlying − the amount out of the
 //!   money, 10% of the underlying for calls / of the strike for puts), × multiplier;
-//! * long options and long shares: paid in full, nothing more; short shares 150%.
+//! * long options and long shares: paid in full, nothing more; short shares 150%;
+//! * futures: the exchange's initial margin per contract ([`super::futures`]).
 //!
 //! Premium received is already in cash, so buying power is cash − requirement, as a
 //! broker shows it. Source: FINRA Rule 4210(f)(2) and Cboe's Margin Manual (2000),
@@ -190,11 +191,18 @@ pub fn requirement(
                 }
                 Instrument::Equity { .. } => note(&mut out, "shares", Price::ZERO),
                 Instrument::Future(f) => {
-                    // Exchange initial margin is not modelled: 10% of notional.
-                    let notional = spot(u)
-                        .unwrap_or(l.mark)
-                        .times(f.multiplier * l.quantity.abs());
-                    note(&mut out, "future", up_to_cent(notional.to_f64() * 0.10));
+                    // The exchange's initial margin per contract (trading::futures);
+                    // a product optdesk does not know: 10% of notional.
+                    let amount = match super::futures::product(&f.root) {
+                        Some(p) => p.initial_margin.times(l.quantity.abs()),
+                        None => {
+                            let notional = spot(u)
+                                .unwrap_or(l.mark)
+                                .times(f.multiplier * l.quantity.abs());
+                            up_to_cent(notional.to_f64() * 0.10)
+                        }
+                    };
+                    note(&mut out, "future", amount);
                 }
                 Instrument::Option(_) => {}
             }
@@ -387,6 +395,20 @@ mod tests {
         // = 9,450. Total 19,350.
         let m = req(&testkit::dispersion_basket(false), Policy::NAKED, &[]);
         assert_eq!(m.requirement, p(19_350.0));
+    }
+
+    #[test]
+    fn futures_hold_the_exchanges_initial_margin_per_contract() {
+        let mes = Instrument::Future(crate::trading::futures::parse("MESZ25").unwrap());
+        let short = [MarginLeg {
+            instrument: mes,
+            quantity: -3,
+            mark: p(6000.0),
+        }];
+        // 3 × $2,530, whatever the price.
+        let m = req(&short, Policy::NAKED, &[]);
+        assert_eq!(m.requirement, p(7_590.0));
+        assert_eq!(m.structures, ["future"]);
     }
 
     #[test]

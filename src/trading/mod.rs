@@ -6,6 +6,7 @@
 //! no I/O: the store reads and writes it (`store::repo`), a broker executes it
 //! (`broker`).
 
+pub mod futures;
 pub mod margin;
 pub mod risk;
 pub mod settlement;
@@ -30,6 +31,8 @@ pub enum CashKind {
     /// Shares delivered by assignment or exercise, at the strike.
     Assignment,
     Dividend,
+    /// A futures position's daily mark-to-market, and its last piece at a close.
+    Variation,
 }
 
 impl CashKind {
@@ -41,6 +44,7 @@ impl CashKind {
             CashKind::Settlement => "settlement",
             CashKind::Assignment => "assignment",
             CashKind::Dividend => "dividend",
+            CashKind::Variation => "variation",
         }
     }
     pub fn from_code(code: &str) -> Result<CashKind, ModelError> {
@@ -51,6 +55,7 @@ impl CashKind {
             "settlement" => CashKind::Settlement,
             "assignment" => CashKind::Assignment,
             "dividend" => CashKind::Dividend,
+            "variation" => CashKind::Variation,
             _ => {
                 return Err(ModelError::BadField {
                     field: "cash_kind",
@@ -289,8 +294,12 @@ pub struct Fill {
 }
 
 impl Fill {
-    /// The cash the premium of this fill moves: negative when buying.
+    /// The cash the premium of this fill moves: negative when buying. A future moves
+    /// none: its P&L is paid as variation margin (`store::repo::futures`).
     pub fn premium_cash(&self) -> Price {
+        if matches!(self.instrument, Instrument::Future(_)) {
+            return Price::ZERO;
+        }
         Price::from_raw(-self.quantity * self.instrument.multiplier() * self.price.raw())
     }
 }

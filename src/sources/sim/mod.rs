@@ -531,6 +531,40 @@ impl MarketData for Sim {
         Ok(Some(out))
     }
 
+    /// Fair value with carry off the index the product follows (SPX for MES), at the
+    /// index's price at `at` (the price the snapshot at `at` gives): index ×
+    /// e^{(r − q) t}, t the years from `at` to the contract's expiry's close, on the
+    /// tick, one tick wide.
+    fn future_quote(
+        &self,
+        contract: &crate::model::instrument::FuturesContract,
+        at: NaiveDateTime,
+    ) -> Result<Option<(Price, Price, Price)>, SourceError> {
+        let Some(p) = crate::trading::futures::product(&contract.root) else {
+            return Ok(None);
+        };
+        let i = self.index(p.index)?;
+        let as_of = at.date();
+        // The index's price at `at`, as the snapshot at `at` prices it.
+        let index = self.price_at(p.index, at)?;
+        let close = crate::calendar::session(contract.expiry)
+            .ok()
+            .flatten()
+            .map_or(contract.expiry.and_hms_opt(16, 0, 0), |s| {
+                Some(contract.expiry.and_time(s.close))
+            })
+            .unwrap_or(at);
+        let years = (close - at).num_seconds().max(0) as f64 / (365.0 * 86_400.0);
+        let q = self.div_yield(&self.universe[i]);
+        Ok(Some(crate::trading::futures::fair_quote(
+            cents(index).to_f64(),
+            rate_on(as_of),
+            q,
+            years,
+            p.tick,
+        )))
+    }
+
     fn atm_iv_history(
         &self,
         symbols: &[String],

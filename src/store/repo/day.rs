@@ -121,12 +121,20 @@ pub fn load(
                 });
         }
     }
+    super::futures::load_futures(conn, &mut day)?;
+    let futures_mids = day.session.futures.values().flatten().map(|q| {
+        (
+            q.contract.symbol.clone(),
+            Price::from_f64((q.bid + q.ask) / 2.0),
+        )
+    });
     let mids: HashMap<String, Price> = day
         .chains
         .values()
         .flatten()
         .filter(|r| r.bid > 0.0 && r.ask >= r.bid)
         .map(|r| (r.contract.clone(), Price::from_f64((r.bid + r.ask) / 2.0)))
+        .chain(futures_mids)
         .collect();
     day.open_trades = open_trades(conn, as_of, &|k| mids.get(k).copied())?;
     let mut s = conn.prepare(

@@ -4,6 +4,7 @@
 //! instrument or order are errors naming the table and the row, never a guess.
 
 pub mod day;
+pub mod futures;
 pub mod orders;
 pub mod positions;
 pub mod session;
@@ -85,6 +86,16 @@ pub fn instrument(
             Ok(Instrument::Option(OptionContract::new_checked(
                 underlying, occ, style, settlement, multiplier,
             )?))
+        }
+        "future" => {
+            let c = crate::trading::futures::parse(key)?;
+            if c.multiplier != multiplier || c.root != underlying {
+                return Err(ModelError::BadInstrument(format!(
+                    "{key}: stored as {underlying} × {multiplier}, the product is {} × {}",
+                    c.root, c.multiplier
+                )));
+            }
+            Ok(Instrument::Future(c))
         }
         other => Err(ModelError::BadField {
             field: "kind",

@@ -127,7 +127,8 @@ pub fn append_event(
 }
 
 /// Record a fill and its cash (premium or settlement under the fill's kind, then the
-/// commission) unless its execution id is already recorded. Returns whether it was new.
+/// commission; for a future, the variation since its last mark instead of a premium)
+/// unless its execution id is already recorded. Returns whether it was new.
 pub fn write_fill(conn: &Connection, f: &Fill, run_id: i64) -> Result<bool, RepoError> {
     let seen: i64 = conn.query_row(
         "SELECT count(*) FROM fills WHERE exec_id = ?",
@@ -167,16 +168,21 @@ pub fn write_fill(conn: &Connection, f: &Fill, run_id: i64) -> Result<bool, Repo
             settlement
         ],
     )?;
-    conn.execute(
-        "INSERT INTO cash_ledger VALUES (?, ?, ?, ?, ?)",
-        params![
-            f.as_of,
-            f.cash_kind.code(),
-            f.premium_cash().to_f64(),
-            f.exec_id,
-            run_id
-        ],
-    )?;
+    if let crate::trading::Instrument::Future(_) = f.instrument {
+        // No premium: the position is marked at the fill's price (variation margin).
+        super::futures::mark_fill(conn, f, run_id)?;
+    } else {
+        conn.execute(
+            "INSERT INTO cash_ledger VALUES (?, ?, ?, ?, ?)",
+            params![
+                f.as_of,
+                f.cash_kind.code(),
+                f.premium_cash().to_f64(),
+                f.exec_id,
+                run_id
+            ],
+        )?;
+    }
     if f.commission != Price::ZERO {
         conn.execute(
             "INSERT INTO cash_ledger VALUES (?, 'commission', ?, ?, ?)",

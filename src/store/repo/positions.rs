@@ -66,7 +66,7 @@ pub fn shares_held(
 /// (strategy, instrument, order_ref, as_of, quantity) of one order's fills.
 type FillSum = (String, String, String, NaiveDate, i64);
 
-/// Open option positions grouped into the trades that opened them: each open
+/// Open option and futures positions grouped into the trades that opened them: each open
 /// (strategy, instrument) quantity is attributed to the fills that built it, latest
 /// first, so a multi-leg order is one trade and two trades in one contract stay two.
 /// `mark` gives a contract's mark per unit (today's mid); the position's average price
@@ -78,7 +78,7 @@ pub fn open_trades(
 ) -> Result<Vec<OpenTrade>, RepoError> {
     let positions: Vec<Position> = open_positions(conn, as_of)?
         .into_iter()
-        .filter(|p| matches!(p.instrument, Instrument::Option(_)))
+        .filter(|p| matches!(p.instrument, Instrument::Option(_) | Instrument::Future(_)))
         .collect();
     if positions.is_empty() {
         return Ok(Vec::new());
@@ -87,9 +87,9 @@ pub fn open_trades(
     let mut s = conn.prepare(
         "SELECT f.strategy, f.instrument, f.order_ref, f.as_of, sum(f.quantity)::BIGINT
          FROM fills f
-         JOIN (SELECT strategy, instrument FROM positions_as_of(?::DATE) WHERE kind = 'option') p
+         JOIN (SELECT strategy, instrument FROM positions_as_of(?::DATE) WHERE kind IN ('option', 'future')) p
            USING (strategy, instrument)
-         WHERE f.as_of <= ? AND f.kind = 'option'
+         WHERE f.as_of <= ? AND f.kind IN ('option', 'future')
          GROUP BY f.strategy, f.instrument, f.order_ref, f.as_of
          ORDER BY f.as_of, f.order_ref",
     )?;
