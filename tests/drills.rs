@@ -219,7 +219,7 @@ fn drill_day(day: &str, base: Desk, what: &str, sql: &str) -> DrillDay {
     let t0 = Instant::now();
     let out = clean.run_ok(&["run", "daily", "--as-of", day]);
     let duration = t0.elapsed();
-    assert!(out.contains("7 ok"), "{out}");
+    assert!(out.contains("8 ok"), "{out}");
     let reference = fingerprint(&clean);
     assert_check_passes(&clean, "the clean run");
     assert_no_duplicates(&clean, "the clean run");
@@ -369,7 +369,7 @@ fn kill_9_at_random_points_of_run_daily() {
             );
 
             let out = desk.run_ok(&["run", "daily", "--as-of", &day.day]);
-            assert!(out.contains("7 ok"), "{when}: the re-run: {out}");
+            assert!(out.contains("8 ok"), "{when}: the re-run: {out}");
             assert_check_passes(&desk, &format!("{when}, after the re-run"));
             assert_no_duplicates(&desk, &format!("{when}, after the re-run"));
             let fp = fingerprint(&desk);
@@ -445,7 +445,7 @@ fn outcomes(children: Vec<(&str, std::process::Child)>) -> Vec<(String, bool)> {
             let o = c.wait_with_output().unwrap();
             let (out, err) = (stdout(&o), stderr(&o));
             if o.status.success() {
-                assert!(out.contains("7 ok"), "{day}: {out}");
+                assert!(out.contains("8 ok"), "{day}: {out}");
             } else {
                 assert!(
                     err.contains("is locked by another writer")

@@ -220,7 +220,7 @@ fn a_replayed_session_runs_the_whole_pipeline_on_the_vendor_quotes() {
         .replace("source = \"sim\"", "source = \"replay\"");
     desk.write_config("desk.toml", &desk_toml);
     let out = desk.run_ok(&["run", "daily", "--as-of", "2024-03-15"]);
-    assert!(out.contains("7 ok"), "{out}");
+    assert!(out.contains("8 ok"), "{out}");
     // The snapshot is the vendor's end-of-day one, and every quote came from the archive,
     // one per contract (the same SPY contract is in three files).
     assert_eq!(

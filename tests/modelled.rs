@@ -157,7 +157,7 @@ fn run_daily_trades_on_the_imported_prices_and_vix() {
     let desk = desk_with_bars();
     with_bars(&desk);
     let out = desk.run_ok(&["run", "daily", "--as-of", "2024-02-15"]);
-    assert!(out.contains("7 ok, 0 failed"), "{out}");
+    assert!(out.contains("8 ok, 0 failed"), "{out}");
     let c = desk.open();
     // Every bar the store holds is the fixture's (the backfill of 30 sessions too).
     let closes = stored_closes(&c);
