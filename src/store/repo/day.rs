@@ -259,3 +259,72 @@ fn market_risk(conn: &Connection, day: &DayState, state: &mut RiskState) -> Resu
     state.realized_pnl_today = Price::from_f64(realized);
     Ok(())
 }
+
+/// What a strategy's own risk profile needs, for the `strategies` named (those with a
+/// profile): the snapshot's time; per strategy today's P&L, realized (trades closed
+/// today, net of commissions) plus open (open trades at the snapshot's marks against
+/// their entry), and today's closed trades with their closing times (the loss pause);
+/// per underlying today's range against its one-day expected move (prev close × 30-day
+/// ATM IV × √(1/252)); VIX's change since its last close; the names reporting today.
+/// Fills after the snapshot (a later slot's, on a re-run) are not counted.
+pub fn intraday_risk(
+    conn: &Connection,
+    day: &DayState,
+    strategies: &[&str],
+    state: &mut RiskState,
+) -> Result<(), RepoError> {
+    use crate::trading::strategies::intraday;
+    state.now = Some(day.quote_time);
+    let fills: Vec<crate::trading::Fill> = super::orders::fills_up_to(conn, day.as_of)?
+        .into_iter()
+        .filter(|f| strategies.contains(&f.book.as_str()) && f.filled_at <= day.quote_time)
+        .collect();
+    for t in crate::trading::trades::closed_trades(&fills) {
+        if t.closed != day.as_of {
+            continue;
+        }
+        *state.pnl_today.entry(t.book.clone()).or_default() += t.pnl;
+        state
+            .closed_today
+            .entry(t.book)
+            .or_default()
+            .push((t.closed_at, t.pnl));
+    }
+    for v in state.closed_today.values_mut() {
+        v.sort_by_key(|(at, _)| *at);
+    }
+    for t in &day.open_trades {
+        if let Some(pnl) = strategies
+            .contains(&t.strategy.as_str())
+            .then(|| intraday::trade_pnl(t))
+            .flatten()
+        {
+            *state.pnl_today.entry(t.strategy.clone()).or_default() += pnl;
+        }
+    }
+    for (sym, bars) in &day.session.bars {
+        let h = day.session.history.get(sym).copied().unwrap_or_default();
+        let (Some(prev), Some(iv)) = (h.prev_close, h.atm_iv30) else {
+            continue;
+        };
+        let (Some(high), Some(low)) = (
+            bars.iter().map(|b| b.high).reduce(f64::max),
+            bars.iter().map(|b| b.low).reduce(f64::min),
+        ) else {
+            continue;
+        };
+        state.ranges.insert(
+            sym.clone(),
+            (high - low, intraday::daily_expected_move(prev, iv)),
+        );
+    }
+    state.vix_intraday_change = day.session.vix.map(|(now, prev)| now - prev);
+    state.earnings_today = day
+        .session
+        .earnings
+        .iter()
+        .filter(|(_, dates)| dates.contains(&day.as_of))
+        .map(|(s, _)| s.clone())
+        .collect();
+    Ok(())
+}

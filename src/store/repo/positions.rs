@@ -64,7 +64,8 @@ pub fn shares_held(
 }
 
 /// (strategy, instrument, order_ref, as_of, quantity) of one order's fills.
-type FillSum = (String, String, String, NaiveDate, i64);
+/// (strategy, instrument, order_ref, session, quantity, average price).
+type FillSum = (String, String, String, NaiveDate, i64, Option<f64>);
 
 /// Open option positions grouped into the trades that opened them: each open
 /// (strategy, instrument) quantity is attributed to the fills that built it, latest
@@ -78,24 +79,32 @@ pub fn open_trades(
 ) -> Result<Vec<OpenTrade>, RepoError> {
     let positions: Vec<Position> = open_positions(conn, as_of)?
         .into_iter()
-        .filter(|p| matches!(p.instrument, Instrument::Option(_)))
+        .filter(|p| matches!(p.instrument, Instrument::Option(_) | Instrument::Future(_)))
         .collect();
     if positions.is_empty() {
         return Ok(Vec::new());
     }
     // Every fill of those positions, oldest first.
     let mut s = conn.prepare(
-        "SELECT f.strategy, f.instrument, f.order_ref, f.as_of, sum(f.quantity)::BIGINT
+        "SELECT f.strategy, f.instrument, f.order_ref, f.as_of, sum(f.quantity)::BIGINT,
+                (sum(f.quantity * f.price) / nullif(sum(f.quantity), 0))::DOUBLE
          FROM fills f
-         JOIN (SELECT strategy, instrument FROM positions_as_of(?::DATE) WHERE kind = 'option') p
+         JOIN (SELECT strategy, instrument FROM positions_as_of(?::DATE) WHERE kind IN ('option', 'future')) p
            USING (strategy, instrument)
-         WHERE f.as_of <= ? AND f.kind = 'option'
+         WHERE f.as_of <= ? AND f.kind IN ('option', 'future')
          GROUP BY f.strategy, f.instrument, f.order_ref, f.as_of
          ORDER BY f.as_of, f.order_ref",
     )?;
     let fills: Vec<FillSum> = s
         .query_map(params![as_of, as_of], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
     let mut by_key: HashMap<(&str, &str), Vec<&FillSum>> = HashMap::new();
@@ -134,11 +143,17 @@ pub fn open_trades(
                         strategy: p.strategy.clone(),
                         opened: f.3,
                         legs: Vec::new(),
+                        entry_cash: Some(Price::ZERO),
                     });
                     trades.len() - 1
                 });
             let t = &mut trades[i];
             t.opened = t.opened.min(f.3);
+            let mult = p.instrument.multiplier();
+            t.entry_cash = match (t.entry_cash, f.5) {
+                (Some(c), Some(avg)) => Some(c + Price::from_f64(avg).times(-take * mult)),
+                _ => None,
+            };
             t.legs.push(MarginLeg {
                 instrument: p.instrument.clone(),
                 quantity: take,
@@ -156,6 +171,7 @@ pub fn open_trades(
                     quantity: left,
                     mark: mark(&key).unwrap_or_else(|| Price::from_f64(p.avg_price.abs())),
                 }],
+                entry_cash: None,
             });
         }
     }
