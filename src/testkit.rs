@@ -163,6 +163,7 @@ pub fn open_trade(strategy: &str, reference: &str, legs: Vec<MarginLeg>) -> Open
         opened: as_of(),
         legs,
         entry_cash: None,
+        entry_prices: Vec::new(),
     }
 }
 

@@ -550,3 +550,43 @@ fn decided_outcomes(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strategy_profile_looser_than_the_desk_is_refused_at_load_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("strategies")).unwrap();
+        std::fs::write(
+            dir.path().join("select_trades.toml"),
+            "[risk]\nmax_loss_per_trade = 400.0\n",
+        )
+        .unwrap();
+        // iron_condor's own $500 is looser than the desk's $400.
+        let cfg = Config::load(dir.path(), true).unwrap();
+        let e = prepare(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains("iron_condor.toml")
+                && e.contains("risk.max_loss_per_trade = 500 is looser than the desk's hard limit risk.max_loss_per_trade = 400")
+                && e.contains("select_trades.toml"),
+            "{e}"
+        );
+        // Disabled, it is not checked; set within the desk's limit, it loads.
+        std::fs::write(
+            dir.path().join("strategies").join("iron_condor.toml"),
+            "[risk]\nmax_loss_per_trade = 400.0\n",
+        )
+        .unwrap();
+        let cfg = Config::load(dir.path(), true).unwrap();
+        assert!(prepare(&cfg).is_ok());
+        std::fs::write(
+            dir.path().join("strategies").join("iron_condor.toml"),
+            "enabled = false\n",
+        )
+        .unwrap();
+        let cfg = Config::load(dir.path(), true).unwrap();
+        assert!(prepare(&cfg).is_ok());
+    }
+}

@@ -284,19 +284,17 @@ impl Strategy for BuyWrite {
                 });
                 continue;
             }
-            // The calls' premium captured: only the option legs, against the premium
-            // they brought in (the entry of a trade without share legs).
-            let options_only = t.legs.iter().all(|l| l.instrument.as_option().is_some());
-            let (Some(premium), true) = (t.entry_cash, options_only) else {
+            // The calls' premium captured: the option legs against what they brought in.
+            let Some((premium, calls_pnl)) = calls_pnl(t) else {
                 continue;
             };
             let target = premium.to_f64() * c.profit_take_pct / 100.0;
-            if premium > Price::ZERO && pnl.to_f64() >= target {
+            if premium > Price::ZERO && calls_pnl.to_f64() >= target {
                 out.push(ExitSignal {
                     order_ref: t.order_ref.clone(),
                     rule: "profit_take",
                     reason: format!(
-                        "the calls' P&L {pnl} reached {}% of their premium {premium} ({target:.2})",
+                        "the calls' P&L {calls_pnl} reached {}% of their premium {premium} ({target:.2})",
                         c.profit_take_pct
                     ),
                 });
@@ -304,6 +302,31 @@ impl Strategy for BuyWrite {
         }
         out
     }
+}
+
+/// (premium the option legs brought in, their P&L since) from the legs' entry prices;
+/// for a trade of option legs only, its entry cash will do.
+fn calls_pnl(t: &super::OpenTrade) -> Option<(Price, Price)> {
+    let is_option = |l: &MarginLeg| l.instrument.as_option().is_some();
+    let value: Price = t
+        .legs
+        .iter()
+        .filter(|l| is_option(l))
+        .map(|l| l.mark.times(l.quantity * l.instrument.multiplier()))
+        .sum();
+    let premium = if t.entry_prices.len() == t.legs.len() {
+        t.legs
+            .iter()
+            .zip(&t.entry_prices)
+            .filter(|(l, _)| is_option(l))
+            .map(|(l, p)| Some(p.as_ref()?.times(-l.quantity * l.instrument.multiplier())))
+            .sum::<Option<Price>>()?
+    } else if t.legs.iter().all(is_option) {
+        t.entry_cash?
+    } else {
+        return None;
+    };
+    Some((premium, premium + value))
 }
 
 #[cfg(test)]
@@ -414,6 +437,18 @@ mod tests {
         assert_eq!(s.exits(&d)[0].rule, "stop");
         t.legs[1].mark = Price::from_f64(499.7501);
         d.open_trades[0] = t.clone();
+        assert!(s.exits(&d).is_empty());
+        // With the legs' entry prices (as the store gives them), the premium capture
+        // is the call's alone though the trade holds the shares: call sold at 1.00,
+        // now 0.50, shares flat.
+        let mut u = t.clone();
+        u.legs[0].mark = Price::from_f64(0.50);
+        u.legs[1].mark = Price::from_f64(500.0);
+        u.entry_prices = vec![Some(Price::from_f64(1.0)), Some(Price::from_f64(500.0))];
+        d.open_trades[0] = u.clone();
+        assert_eq!(s.exits(&d)[0].rule, "profit_take");
+        u.legs[0].mark = Price::from_f64(0.51);
+        d.open_trades[0] = u;
         assert!(s.exits(&d).is_empty());
         let mut d = day_at(15, 30);
         d.open_trades.push(t);

@@ -73,6 +73,8 @@ pub struct OpenTrade {
     /// same way), without commissions: with the marks, the trade's P&L since entry.
     /// `None` when unknown.
     pub entry_cash: Option<crate::model::Price>,
+    /// Each leg's average opening price per unit, beside `legs` (empty when unknown).
+    pub entry_prices: Vec<Option<crate::model::Price>>,
 }
 
 impl OpenTrade {
@@ -587,4 +589,71 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
         strategies,
         text: texts.join("\n"),
     })
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    fn config_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("strategies")).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join("strategies").join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_risk_table_is_laid_over_the_strategy_s_own_defaults() {
+        // One key set; the rest keep iron_condor's defaults ($500, not the bots' $50).
+        let dir = config_with(&[("iron_condor.toml", "[risk]\ndaily_loss_cap = 100.0\n")]);
+        let cfg = Config::load(dir.path(), true).unwrap();
+        let reg = registry(&cfg).unwrap();
+        let r = reg.risk_profile("iron_condor").unwrap();
+        assert_eq!(r.daily_loss_cap, 100.0);
+        assert_eq!(r.max_loss_per_trade, 500.0);
+        assert_eq!(
+            reg.risk_profile("zscore_reversion").unwrap().daily_loss_cap,
+            500.0
+        );
+        assert_eq!(
+            reg.risk_profile("put_write").unwrap().max_loss_per_trade,
+            50.0
+        );
+        assert!(reg.risk_profile("call_premium").is_none());
+        assert_eq!(reg.get("put_write").unwrap().cadence(), Cadence::Intraday);
+        assert_eq!(reg.get("call_premium").unwrap().cadence(), Cadence::Daily);
+    }
+
+    #[test]
+    fn bad_risk_tables_are_refused_naming_the_file_and_the_key() {
+        for (file, text, want) in [
+            (
+                "put_write.toml",
+                "[risk]\nentry_window = [\"13:30\", \"10:30\"]\n",
+                "risk.entry_window",
+            ),
+            (
+                "put_write.toml",
+                "[risk]\nmax_loss = 5.0\n",
+                "unknown field `max_loss`",
+            ),
+            (
+                "zscore_reversion.toml",
+                "[risk]\ndaily_loss_cap = -1.0\n",
+                "risk.daily_loss_cap = -1",
+            ),
+            (
+                "call_premium.toml",
+                "[risk]\ndaily_loss_cap = 100.0\n",
+                "call_premium has no risk profile of its own",
+            ),
+        ] {
+            let dir = config_with(&[(file, text)]);
+            let cfg = Config::load(dir.path(), true).unwrap();
+            let e = registry(&cfg).err().unwrap().to_string();
+            assert!(e.contains(file) && e.contains(want), "{e} / want {want}");
+        }
+    }
 }
