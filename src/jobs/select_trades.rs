@@ -333,11 +333,13 @@ impl Job for SelectTrades {
             state.buying_power = state.buying_power - cash;
         }
         // The strategies' own risk profiles: their P&L today, closed trades, the
-        // session's ranges, VIX and earnings.
+        // session's ranges, VIX and earnings (read only when a strategy with a profile
+        // proposes at this snapshot: it reads the fills).
         let profiled: Vec<&str> = self
             .strategies
             .enabled()
             .filter(|s| s.risk_profile().is_some())
+            .filter(|s| s.cadence() == Cadence::Daily || ctx.slot.is_some())
             .map(|s| s.name())
             .collect();
         if !profiled.is_empty() {
