@@ -162,6 +162,8 @@ pub fn open_trade(strategy: &str, reference: &str, legs: Vec<MarginLeg>) -> Open
         strategy: strategy.to_string(),
         opened: as_of(),
         legs,
+        entry_cash: None,
+        entry_prices: Vec::new(),
     }
 }
 
@@ -187,5 +189,100 @@ pub fn covered_call_position() -> DayState {
         "covered_call:2025-03-14T0935:0",
         naked_call(1),
     ));
+    day
+}
+
+/// A listed option on `underlying` expiring on `expiry`.
+pub fn option_on(
+    underlying: &str,
+    expiry: NaiveDate,
+    right: OptionRight,
+    strike: f64,
+) -> Instrument {
+    let occ = OccSymbol::new_checked(underlying, expiry, right, Price::from_f64(strike))
+        .expect("a valid fixture");
+    Instrument::Option(OptionContract::listed(underlying, occ).expect("a valid fixture"))
+}
+
+/// A same-day (0DTE) chain on `underlying` at `spot`: calls and puts from `from` to
+/// `to` every `step`, expiring on [`as_of`] with `t_years` left, priced by
+/// Black–Scholes at a flat `iv`, a 0.02 spread around the model price (at least
+/// 0.01 bid), volume 1,000.
+pub fn zero_dte_chain(
+    underlying: &str,
+    spot: f64,
+    (from, to, step): (f64, f64, f64),
+    iv: f64,
+    t_years: f64,
+) -> Vec<ChainRow> {
+    let mut rows = Vec::new();
+    let mut k = from;
+    while k <= to + 1e-9 {
+        for right in [OptionRight::Call, OptionRight::Put] {
+            let bs = crate::pricing::bsm::BsmInputs {
+                right,
+                spot,
+                strike: k,
+                t_years,
+                rate: 0.04,
+                div_yield: 0.0,
+                vol: iv,
+            };
+            let mid = bs.price();
+            let inst = option_on(underlying, as_of(), right, k);
+            rows.push(ChainRow {
+                contract: inst.key(),
+                underlying: underlying.into(),
+                expiry: as_of(),
+                strike: k,
+                right,
+                bid: (((mid - 0.01) * 100.0).round() / 100.0).max(0.01),
+                ask: (((mid + 0.01) * 100.0).round() / 100.0).max(0.02),
+                iv: Some(iv),
+                delta: Some(bs.delta()),
+                volume: 1_000,
+                t_years,
+                instrument: inst,
+            });
+        }
+        k += step;
+    }
+    rows
+}
+
+/// A day at `hh:mm` on [`as_of`] (a regular session, close 16:00) with `underlying`
+/// at `spot` and its 0DTE chain, history (10-day realized `hv10`, 30-day ATM IV
+/// `iv30`).
+pub fn intraday_day(
+    hh: u32,
+    mm: u32,
+    underlying: &str,
+    spot: f64,
+    chain: Vec<ChainRow>,
+    (hv10, iv30): (f64, f64),
+) -> DayState {
+    let mut day = DayState::new(as_of(), as_of().and_hms_opt(hh, mm, 0).unwrap());
+    day.session.open = as_of().and_hms_opt(9, 30, 0);
+    day.session.close = as_of().and_hms_opt(16, 0, 0);
+    day.underlyings.insert(
+        underlying.into(),
+        UnderlyingDay {
+            spot,
+            hv30: Some(hv10),
+            rate: 0.04,
+            div_yield: 0.0,
+        },
+    );
+    day.chains.insert(underlying.into(), chain);
+    day.session.history.insert(
+        underlying.into(),
+        crate::trading::strategies::History {
+            prev_close: Some(spot),
+            hv10: Some(hv10),
+            atm_iv30: Some(iv30),
+            iv_rank: Some(50.0),
+            ret_5d: Some(0.0),
+        },
+    );
     day
 }

@@ -17,8 +17,8 @@ use crate::config::{Config, ConfigError};
 use crate::model::identifiers::Intent;
 use crate::model::Price;
 use crate::store::repo::{day, orders};
-use crate::trading::risk::{evaluate, Decision, RiskConfig};
-use crate::trading::strategies::{registry, Registry};
+use crate::trading::risk::{evaluate_with, Decision, RiskConfig};
+use crate::trading::strategies::{registry, Cadence, Registry};
 use crate::trading::OrderStatus;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,13 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             .join(format!("{}.toml", s.name()));
         for (key, symbols) in s.symbols() {
             crate::sources::check_symbols(config, &file, key, &symbols)?;
+        }
+        // A strategy's own profile may only tighten the desk's hard limits.
+        if let Some(r) = s.risk_profile() {
+            r.within(&shape.risk).map_err(|m| ConfigError::Invalid {
+                file: file.display().to_string(),
+                message: format!("risk.{m} ({})", path.display()),
+            })?;
         }
     }
     let (broker, notes) = BrokerChoice::from_config(config)?;
@@ -325,11 +332,59 @@ impl Job for SelectTrades {
         for cash in decided.values().filter_map(|o| o.filled_cash) {
             state.buying_power = state.buying_power - cash;
         }
+        // The strategies' own risk profiles: their P&L today, closed trades, the
+        // session's ranges, VIX and earnings (read only when a strategy with a profile
+        // proposes at this snapshot: it reads the fills).
+        let profiled: Vec<&str> = self
+            .strategies
+            .enabled()
+            .filter(|s| s.risk_profile().is_some())
+            .filter(|s| s.cadence() == Cadence::Daily || ctx.slot.is_some())
+            .map(|s| s.name())
+            .collect();
+        if !profiled.is_empty() {
+            day::intraday_risk(conn, &day, &profiled, &mut state)?;
+        }
         let (mut proposed, mut approved, mut refused, mut filled, mut rejected, mut pending) =
             (0, 0, 0, 0, 0, 0);
         let mut strategies = 0;
         for strategy in self.strategies.enabled() {
+            // The intraday strategies propose in the slots only, not in the daily run.
+            if strategy.cadence() == Cadence::Intraday && ctx.slot.is_none() {
+                continue;
+            }
             strategies += 1;
+            let profile = strategy.risk_profile();
+            // Outside its entry window a strategy is not asked: one pass per symbol.
+            if let (Some((from, to)), Some(r)) = (profile.and_then(|r| r.window()), profile) {
+                let now = ctx.quote_time.time();
+                if now < from || now > to {
+                    let why = format!(
+                        "{} is outside the entry window {}–{} (risk.entry_window = {:?})",
+                        ctx.quote_time.format("%H:%M"),
+                        from.format("%H:%M"),
+                        to.format("%H:%M"),
+                        r.entry_window
+                    );
+                    for (_, symbols) in strategy.symbols() {
+                        for u in symbols {
+                            conn.execute(
+                                "INSERT INTO signals VALUES (?, ?, ?, ?, NULL, 'pass', ?, NULL, ?)",
+                                params![
+                                    ctx.as_of,
+                                    ctx.quote_time,
+                                    strategy.name(),
+                                    u,
+                                    why,
+                                    ctx.run_id
+                                ],
+                            )?;
+                            rows += 1;
+                        }
+                    }
+                    continue;
+                }
+            }
             let out = strategy.propose(&day);
             for (u, expiry) in day.take_scanned() {
                 conn.execute(
@@ -387,7 +442,7 @@ impl Job for SelectTrades {
                     }
                     continue;
                 }
-                let decision = evaluate(&self.risk, &state, p);
+                let decision = evaluate_with(&self.risk, profile, &state, p);
                 let (p, reason) = match &decision {
                     Decision::Approved(a) => (a.inner(), None),
                     Decision::Refused {
@@ -539,4 +594,44 @@ pub fn review_inputs(
         })?
     };
     Ok((rules, blackout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strategy_profile_looser_than_the_desk_is_refused_at_load_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("strategies")).unwrap();
+        std::fs::write(
+            dir.path().join("select_trades.toml"),
+            "[risk]\nmax_loss_per_trade = 400.0\n",
+        )
+        .unwrap();
+        // iron_condor's own $500 is looser than the desk's $400.
+        let cfg = Config::load(dir.path(), true).unwrap();
+        let e = prepare(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains("iron_condor.toml")
+                && e.contains("risk.max_loss_per_trade = 500 is looser than the desk's hard limit risk.max_loss_per_trade = 400")
+                && e.contains("select_trades.toml"),
+            "{e}"
+        );
+        // Disabled, it is not checked; set within the desk's limit, it loads.
+        std::fs::write(
+            dir.path().join("strategies").join("iron_condor.toml"),
+            "[risk]\nmax_loss_per_trade = 400.0\n",
+        )
+        .unwrap();
+        let cfg = Config::load(dir.path(), true).unwrap();
+        assert!(prepare(&cfg).is_ok());
+        std::fs::write(
+            dir.path().join("strategies").join("iron_condor.toml"),
+            "enabled = false\n",
+        )
+        .unwrap();
+        let cfg = Config::load(dir.path(), true).unwrap();
+        assert!(prepare(&cfg).is_ok());
+    }
 }

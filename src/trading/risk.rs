@@ -15,7 +15,7 @@
 
 use super::Order;
 use crate::model::Price;
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
@@ -55,6 +55,134 @@ impl Default for RiskConfig {
     }
 }
 
+/// A strategy's own risk profile (`[risk]` in `jobs/strategies/<name>.toml`), applied
+/// by the gate on top of the desk's limits (`jobs/select_trades.toml [risk]`). The
+/// defaults are the Market Watch bots' shared safety systems (seed bot A–C, "X. Risk
+/// Management"): $50 max loss per trade, $150 daily loss cap, trade window 10:30–13:30,
+/// halt when the range exceeds 1.25× the expected move or VIX rises more than 3 points,
+/// all spreads defined-risk; the consecutive-loss pause (3 losses → 30 minutes) is the
+/// futures scalper's circuit breaker; earnings days of single names are blacked out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskProfile {
+    /// Largest loss a trade's structure may carry, dollars (the lower of this and the
+    /// desk's `max_loss_per_trade` applies).
+    pub max_loss_per_trade: f64,
+    /// Entries stop once the strategy's loss today, realized plus open, reaches this.
+    pub daily_loss_cap: f64,
+    /// A proposal with an option leg expiring within a day (0–1 DTE) must carry a
+    /// defined maximum loss.
+    pub defined_risk_only: bool,
+    /// Entries only from the first to the second time, New York (`["10:30", "13:30"]`,
+    /// both included); empty: the whole session.
+    pub entry_window: Vec<String>,
+    /// Halt entries on an underlying whose range today (high − low of the minute
+    /// bars) exceeds this × its one-day expected move.
+    pub vol_move_multiple: f64,
+    /// Halt entries when VIX is more than this many points above the last close.
+    pub vix_jump_points: f64,
+    /// After this many losing trades in a row today, pause entries (0 = off).
+    pub max_consecutive_losses: u32,
+    /// For this many minutes after the loss that completed the streak.
+    pub pause_minutes: i64,
+    /// No entries on a single name's earnings day (`day.session.earnings`).
+    pub earnings_blackout: bool,
+}
+
+impl Default for RiskProfile {
+    fn default() -> Self {
+        RiskProfile {
+            max_loss_per_trade: 50.0,
+            daily_loss_cap: 150.0,
+            defined_risk_only: true,
+            entry_window: vec!["10:30".into(), "13:30".into()],
+            vol_move_multiple: 1.25,
+            vix_jump_points: 3.0,
+            max_consecutive_losses: 3,
+            pause_minutes: 30,
+            earnings_blackout: true,
+        }
+    }
+}
+
+fn hhmm(s: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+impl RiskProfile {
+    /// The entry window, parsed (validated at load).
+    pub fn window(&self) -> Option<(NaiveTime, NaiveTime)> {
+        match self.entry_window.as_slice() {
+            [a, b] => Some((hhmm(a)?, hhmm(b)?)),
+            _ => None,
+        }
+    }
+
+    /// Refuse values out of range, naming the key (`risk.` is prefixed by the loader).
+    pub fn validate(&self) -> Result<(), String> {
+        for (k, v) in [
+            ("max_loss_per_trade", self.max_loss_per_trade),
+            ("daily_loss_cap", self.daily_loss_cap),
+            ("vol_move_multiple", self.vol_move_multiple),
+            ("vix_jump_points", self.vix_jump_points),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{k} = {v}: expected a positive, finite number"));
+            }
+        }
+        if !(0..=390).contains(&self.pause_minutes) {
+            return Err(format!(
+                "pause_minutes = {}: expected 0 to 390 minutes",
+                self.pause_minutes
+            ));
+        }
+        if !self.entry_window.is_empty() {
+            let w = self.window().ok_or_else(|| {
+                format!(
+                    "entry_window = {:?}: expected two times [\"HH:MM\", \"HH:MM\"] (New York)",
+                    self.entry_window
+                )
+            })?;
+            if w.0 >= w.1 {
+                return Err(format!(
+                    "entry_window = {:?}: the window ends before it starts",
+                    self.entry_window
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse a profile looser than the desk's hard limits, naming both values.
+    pub fn within(&self, desk: &RiskConfig) -> Result<(), String> {
+        for (k, mine, hard) in [
+            (
+                "max_loss_per_trade",
+                self.max_loss_per_trade,
+                desk.max_loss_per_trade,
+            ),
+            ("daily_loss_cap", self.daily_loss_cap, desk.daily_loss_cap),
+            (
+                "vol_move_multiple",
+                self.vol_move_multiple,
+                desk.vol_move_multiple,
+            ),
+            (
+                "vix_jump_points",
+                self.vix_jump_points,
+                desk.vix_jump_points,
+            ),
+        ] {
+            if mine > hard {
+                return Err(format!(
+                    "{k} = {mine} is looser than the desk's hard limit risk.{k} = {hard} in select_trades.toml"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A strategy's proposal: the order and the numbers that justify and bound it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
@@ -89,6 +217,20 @@ pub struct RiskState {
     pub moves: HashMap<String, (f64, f64)>,
     /// VIX change since the last session, points.
     pub vix_change: Option<f64>,
+    /// The snapshot's time (New York): the entry window and the loss pause.
+    pub now: Option<NaiveDateTime>,
+    /// Per strategy: today's P&L, realized (trades closed today) plus open (open
+    /// trades marked at the snapshot against their entry). Negative = loss.
+    pub pnl_today: HashMap<String, Price>,
+    /// Per strategy: today's closed trades as (closing time, P&L), oldest first.
+    pub closed_today: HashMap<String, Vec<(NaiveDateTime, Price)>>,
+    /// Per underlying: (today's range high − low from the minute bars, one-day
+    /// expected move), dollars.
+    pub ranges: HashMap<String, (f64, f64)>,
+    /// VIX at the snapshot minus its last close, points (from the session).
+    pub vix_intraday_change: Option<f64>,
+    /// Single names with earnings on the session's date.
+    pub earnings_today: BTreeSet<String>,
 }
 
 impl RiskState {
@@ -166,6 +308,149 @@ impl Decision {
 
 /// Decide one proposal. Pure: the same proposal and state give the same decision.
 pub fn evaluate(cfg: &RiskConfig, state: &RiskState, p: Proposal) -> Decision {
+    evaluate_with(cfg, None, state, p)
+}
+
+/// The losses at the end of a strategy's closed trades today, and when the last one
+/// closed: the consecutive-loss streak.
+pub fn loss_streak(closed: &[(NaiveDateTime, Price)]) -> (u32, Option<NaiveDateTime>) {
+    let streak = closed
+        .iter()
+        .rev()
+        .take_while(|(_, pnl)| *pnl < Price::ZERO)
+        .count() as u32;
+    (streak, closed.last().map(|(t, _)| *t))
+}
+
+/// The strategy's own rules (its [`RiskProfile`]), after the desk's kill switch and
+/// event blackout: earnings blackout, entry window, the strategy's daily loss cap
+/// (realized and open), the consecutive-loss pause, the intraday volatility kill
+/// switch (range, VIX), defined risk for 0–1 DTE, its max loss per trade.
+fn profile_refusal(
+    r: &RiskProfile,
+    state: &RiskState,
+    p: &Proposal,
+) -> Option<(&'static str, String)> {
+    if r.earnings_blackout && state.earnings_today.contains(&p.underlying) {
+        return Some((
+            "earnings_blackout",
+            format!(
+                "{} reports earnings today{}: no new entries",
+                p.underlying,
+                state.as_of.map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+        ));
+    }
+    if let (Some((from, to)), Some(now)) = (r.window(), state.now) {
+        if now.time() < from || now.time() > to {
+            return Some((
+                "entry_window",
+                format!(
+                    "{} is outside the entry window {}–{}",
+                    now.format("%H:%M"),
+                    from.format("%H:%M"),
+                    to.format("%H:%M")
+                ),
+            ));
+        }
+    }
+    let pnl = state
+        .pnl_today
+        .get(&p.strategy)
+        .copied()
+        .unwrap_or(Price::ZERO);
+    if -pnl.to_f64() >= r.daily_loss_cap {
+        return Some((
+            "daily_loss_cap",
+            format!(
+                "{}'s loss today {} (realized and open) has reached its daily cap {:.2}: entries halted for the session",
+                p.strategy,
+                -pnl,
+                r.daily_loss_cap
+            ),
+        ));
+    }
+    if r.max_consecutive_losses > 0 {
+        let closed = state
+            .closed_today
+            .get(&p.strategy)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if let ((streak, Some(last)), Some(now)) = (loss_streak(closed), state.now) {
+            let until = last + chrono::Duration::minutes(r.pause_minutes);
+            if streak >= r.max_consecutive_losses && now < until {
+                return Some((
+                    "loss_pause",
+                    format!(
+                        "{streak} losing trades in a row, the last closed at {}: entries paused until {} ({} minutes)",
+                        last.format("%H:%M"),
+                        until.format("%H:%M"),
+                        r.pause_minutes
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(&(range, expected)) = state.ranges.get(&p.underlying) {
+        if expected > 0.0 && range > r.vol_move_multiple * expected {
+            return Some((
+                "volatility_kill_switch",
+                format!(
+                    "{}'s range today {range:.2} exceeds {:.2} × its expected move {expected:.2} = {:.2}: entries halted",
+                    p.underlying,
+                    r.vol_move_multiple,
+                    r.vol_move_multiple * expected
+                ),
+            ));
+        }
+    }
+    if let Some(jump) = state.vix_intraday_change.filter(|j| *j > r.vix_jump_points) {
+        return Some((
+            "vix_jump",
+            format!(
+                "VIX is {jump:.2} points above its last close (limit {:.2}): entries halted",
+                r.vix_jump_points
+            ),
+        ));
+    }
+    if r.defined_risk_only && p.max_loss.is_none() {
+        let short_dated = p.order.legs.iter().find(|l| {
+            l.instrument.as_option().is_some_and(|o| {
+                state
+                    .as_of
+                    .is_some_and(|d| (o.expiry() - d).num_days() <= 1)
+            })
+        });
+        if let Some(l) = short_dated {
+            return Some((
+                "defined_risk_only",
+                format!(
+                    "{} expires within a day and the structure has no defined maximum loss",
+                    l.instrument.key().trim()
+                ),
+            ));
+        }
+    }
+    if let Some(loss) = p.max_loss.filter(|l| l.to_f64() > r.max_loss_per_trade) {
+        return Some((
+            "max_loss_per_trade",
+            format!(
+                "max loss {loss} exceeds {}'s per-trade limit {:.2}",
+                p.strategy, r.max_loss_per_trade
+            ),
+        ));
+    }
+    None
+}
+
+/// Decide one proposal under the desk's limits and, when the strategy has one, its own
+/// risk profile. Pure.
+pub fn evaluate_with(
+    cfg: &RiskConfig,
+    profile: Option<&RiskProfile>,
+    state: &RiskState,
+    p: Proposal,
+) -> Decision {
     let refuse = |p: Proposal, rule: &'static str, reason: String| Decision::Refused {
         proposal: p,
         rule,
@@ -185,6 +470,9 @@ pub fn evaluate(cfg: &RiskConfig, state: &RiskState, p: Proposal) -> Decision {
             "event_blackout",
             format!("{d} is an event day (FOMC or CPI): no new entries"),
         );
+    }
+    if let Some((rule, reason)) = profile.and_then(|r| profile_refusal(r, state, &p)) {
+        return refuse(p, rule, reason);
     }
     let loss_today = -state.realized_pnl_today.to_f64();
     if loss_today >= cfg.daily_loss_cap {
@@ -452,5 +740,203 @@ mod tests {
         if let Decision::Refused { reason, .. } = d {
             assert!(reason.contains("2025-03-14 is an event day"));
         }
+    }
+
+    fn at(hh: u32, mm: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2025, 3, 14)
+            .unwrap()
+            .and_hms_opt(hh, mm, 0)
+            .unwrap()
+    }
+
+    /// A put_write spread proposal (max loss 45) at 11:00.
+    fn bot(max_loss: Option<f64>) -> (Proposal, RiskState) {
+        let mut p = proposal(max_loss, 100.0);
+        p.strategy = "put_write".into();
+        let mut s = state();
+        s.now = Some(at(11, 0));
+        (p, s)
+    }
+
+    fn decide(s: &RiskState, p: &Proposal) -> &'static str {
+        evaluate_with(
+            &RiskConfig::default(),
+            Some(&RiskProfile::default()),
+            s,
+            p.clone(),
+        )
+        .rule()
+    }
+
+    #[test]
+    fn the_profile_s_daily_cap_counts_realized_and_open_loss() {
+        let (p, mut s) = bot(Some(45.0));
+        assert_eq!(decide(&s, &p), "all rules passed");
+        // 149.99 lost (100 realized, 49.99 open): still open; 150.00: halted.
+        s.pnl_today
+            .insert("put_write".into(), Price::from_f64(-149.99));
+        assert_eq!(decide(&s, &p), "all rules passed");
+        s.pnl_today
+            .insert("put_write".into(), Price::from_f64(-150.0));
+        let d = evaluate_with(
+            &RiskConfig::default(),
+            Some(&RiskProfile::default()),
+            &s,
+            p.clone(),
+        );
+        assert_eq!(d.rule(), "daily_loss_cap");
+        if let Decision::Refused { reason, .. } = d {
+            assert!(
+                reason.contains(
+                    "loss today 150.00 (realized and open) has reached its daily cap 150.00"
+                ),
+                "{reason}"
+            );
+        }
+        // Another strategy's losses are not put_write's.
+        s.pnl_today.remove("put_write");
+        s.pnl_today
+            .insert("iron_condor".into(), Price::from_f64(-1000.0));
+        assert_eq!(decide(&s, &p), "all rules passed");
+    }
+
+    #[test]
+    fn three_losses_in_a_row_pause_entries_for_thirty_minutes() {
+        let (p, mut s) = bot(Some(45.0));
+        let loss = Price::from_f64(-10.0);
+        let win = Price::from_f64(10.0);
+        // Two losses: no pause.
+        s.closed_today.insert(
+            "put_write".into(),
+            vec![(at(10, 40), loss), (at(10, 50), loss)],
+        );
+        assert_eq!(decide(&s, &p), "all rules passed");
+        // The third at 10:45: paused until 11:15; 11:14 refused, 11:15 free.
+        s.closed_today.insert(
+            "put_write".into(),
+            vec![(at(10, 35), loss), (at(10, 40), loss), (at(10, 45), loss)],
+        );
+        s.now = Some(at(11, 14));
+        let d = evaluate_with(
+            &RiskConfig::default(),
+            Some(&RiskProfile::default()),
+            &s,
+            p.clone(),
+        );
+        assert_eq!(d.rule(), "loss_pause");
+        if let Decision::Refused { reason, .. } = d {
+            assert!(reason.contains("3 losing trades in a row, the last closed at 10:45: entries paused until 11:15"), "{reason}");
+        }
+        s.now = Some(at(11, 15));
+        assert_eq!(decide(&s, &p), "all rules passed");
+        // A win in between breaks the streak.
+        s.now = Some(at(11, 0));
+        s.closed_today.insert(
+            "put_write".into(),
+            vec![(at(10, 35), loss), (at(10, 40), win), (at(10, 45), loss)],
+        );
+        assert_eq!(decide(&s, &p), "all rules passed");
+        assert_eq!(
+            loss_streak(&[(at(10, 0), win), (at(10, 1), loss)]),
+            (1, Some(at(10, 1)))
+        );
+        // max_consecutive_losses = 0 turns it off.
+        s.closed_today.insert(
+            "put_write".into(),
+            vec![(at(10, 35), loss), (at(10, 40), loss), (at(10, 45), loss)],
+        );
+        let off = RiskProfile {
+            max_consecutive_losses: 0,
+            ..RiskProfile::default()
+        };
+        assert!(matches!(
+            evaluate_with(&RiskConfig::default(), Some(&off), &s, p.clone()),
+            Decision::Approved(_)
+        ));
+    }
+
+    #[test]
+    fn the_window_the_vol_kill_switch_earnings_and_defined_risk() {
+        let (p, mut s) = bot(Some(45.0));
+        // Window 10:30–13:30, both ends included.
+        for (h, m, ok) in [
+            (10, 29, false),
+            (10, 30, true),
+            (13, 30, true),
+            (13, 31, false),
+        ] {
+            s.now = Some(at(h, m));
+            assert_eq!(decide(&s, &p) == "entry_window", !ok, "{h}:{m}");
+        }
+        s.now = Some(at(11, 0));
+        // Range 10 against an expected move of 8: 1.25 × 8 = 10 is the limit.
+        s.ranges.insert("SPY".into(), (10.0, 8.0));
+        assert_eq!(decide(&s, &p), "all rules passed");
+        s.ranges.insert("SPY".into(), (10.01, 8.0));
+        assert_eq!(decide(&s, &p), "volatility_kill_switch");
+        s.ranges.clear();
+        s.vix_intraday_change = Some(3.0);
+        assert_eq!(decide(&s, &p), "all rules passed");
+        s.vix_intraday_change = Some(3.01);
+        assert_eq!(decide(&s, &p), "vix_jump");
+        s.vix_intraday_change = None;
+        s.earnings_today.insert("SPY".into());
+        assert_eq!(decide(&s, &p), "earnings_blackout");
+        s.earnings_today.clear();
+        // Max loss: 50 passes, 50.01 does not, though the desk allows 5,000.
+        let (p50, _) = bot(Some(50.0));
+        assert_eq!(decide(&s, &p50), "all rules passed");
+        let (p, _) = bot(Some(50.01));
+        assert_eq!(decide(&s, &p), "max_loss_per_trade");
+        // An undefined-risk structure with a leg expiring within a day is refused; the
+        // same with a month left is not this rule's.
+        let (mut naked, _) = bot(None);
+        let e = NaiveDate::from_ymd_opt(2025, 3, 15).unwrap();
+        naked.order.legs = vec![crate::trading::Leg::new(
+            crate::testkit::option_on("SPY", e, crate::model::OptionRight::Put, 90.0),
+            -1,
+        )
+        .unwrap()];
+        assert_eq!(decide(&s, &naked), "defined_risk_only");
+        naked.order.legs = vec![crate::trading::Leg::new(
+            crate::testkit::option("SPY", crate::model::OptionRight::Put, 90.0),
+            -1,
+        )
+        .unwrap()];
+        assert_eq!(decide(&s, &naked), "all rules passed");
+        // Without a profile none of these apply (the desk's rules only).
+        s.now = Some(at(9, 35));
+        assert!(matches!(
+            evaluate(&RiskConfig::default(), &s, p50),
+            Decision::Approved(_)
+        ));
+    }
+
+    #[test]
+    fn a_profile_looser_than_the_desk_is_refused_naming_both_values() {
+        let desk = RiskConfig::default();
+        assert!(RiskProfile::default().within(&desk).is_ok());
+        let loose = RiskProfile {
+            daily_loss_cap: 2_500.01,
+            ..RiskProfile::default()
+        };
+        let e = loose.within(&desk).unwrap_err();
+        assert_eq!(
+            e,
+            "daily_loss_cap = 2500.01 is looser than the desk's hard limit risk.daily_loss_cap = 2500 in select_trades.toml"
+        );
+        let bad = RiskProfile {
+            entry_window: vec!["13:30".into(), "10:30".into()],
+            ..RiskProfile::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("ends before it starts"));
+        let bad = RiskProfile {
+            entry_window: vec!["10h30".into(), "13:30".into()],
+            ..RiskProfile::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("entry_window"));
     }
 }

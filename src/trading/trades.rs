@@ -34,7 +34,7 @@
 
 use super::Fill;
 use crate::model::Price;
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::HashMap;
 
 /// A completed round trip.
@@ -48,6 +48,9 @@ pub struct ClosedTrade {
     pub opened: NaiveDate,
     /// Date of the last fill that closed one of its positions.
     pub closed: NaiveDate,
+    /// The time of that fill (New York): when the trade ended, for the consecutive-loss
+    /// pause.
+    pub closed_at: NaiveDateTime,
     /// Net of commissions, open and close.
     pub pnl: Price,
 }
@@ -58,6 +61,7 @@ struct TradeAcc<'a> {
     order_reference: &'a str,
     opened: NaiveDate,
     closed: Option<NaiveDate>,
+    closed_at: Option<NaiveDateTime>,
     open_lifecycles: usize,
     /// In [`Price`] raw units (1/10,000 $); `None` once it has overflowed.
     pnl: Option<i128>,
@@ -74,10 +78,11 @@ impl TradeAcc<'_> {
         });
     }
 
-    /// One of its lifecycles ended on `date`.
-    fn end_lifecycle(&mut self, date: NaiveDate) {
+    /// One of its lifecycles ended on `date`, at `at`.
+    fn end_lifecycle(&mut self, date: NaiveDate, at: NaiveDateTime) {
         self.open_lifecycles = self.open_lifecycles.saturating_sub(1);
         self.closed = Some(self.closed.map_or(date, |c| c.max(date)));
+        self.closed_at = Some(self.closed_at.map_or(at, |c| c.max(at)));
     }
 }
 
@@ -94,6 +99,7 @@ fn trade_for<'a>(
             order_reference: key.1,
             opened: fill.as_of,
             closed: None,
+            closed_at: None,
             open_lifecycles: 0,
             pnl: Some(0),
         });
@@ -146,7 +152,7 @@ pub fn closed_trades(fills: &[Fill]) -> Vec<ClosedTrade> {
                 let after = held + q;
                 if after == 0 {
                     trades[t].book(q, unit, commission);
-                    trades[t].end_lifecycle(f.as_of);
+                    trades[t].end_lifecycle(f.as_of, f.filled_at);
                     positions.remove(&key);
                 } else if after.signum() == held.signum() {
                     trades[t].book(q, unit, commission);
@@ -161,7 +167,7 @@ pub fn closed_trades(fills: &[Fill]) -> Vec<ClosedTrade> {
                         f.quantity.unsigned_abs(),
                     ));
                     trades[t].book(-held, unit, close_commission);
-                    trades[t].end_lifecycle(f.as_of);
+                    trades[t].end_lifecycle(f.as_of, f.filled_at);
                     let n = trade_for(&mut trades, &mut by_ref, f);
                     trades[n].book(after, unit, commission - close_commission);
                     trades[n].open_lifecycles += 1;
@@ -180,6 +186,7 @@ pub fn closed_trades(fills: &[Fill]) -> Vec<ClosedTrade> {
                 order_reference: t.order_reference.to_string(),
                 opened: t.opened,
                 closed: t.closed?,
+                closed_at: t.closed_at?,
                 pnl: Price::from_raw(i64::try_from(t.pnl?).ok()?),
             })
         })

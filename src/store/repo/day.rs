@@ -269,3 +269,174 @@ fn market_risk(conn: &Connection, day: &DayState, state: &mut RiskState) -> Resu
     state.realized_pnl_today = Price::from_f64(realized);
     Ok(())
 }
+
+/// What a strategy's own risk profile needs, for the `strategies` named (those with a
+/// profile): the snapshot's time; per strategy today's P&L, realized (trades closed
+/// today, net of commissions) plus open (open trades at the snapshot's marks against
+/// their entry), and today's closed trades with their closing times (the loss pause);
+/// per underlying today's range against its one-day expected move (prev close × 30-day
+/// ATM IV × √(1/252)); VIX's change since its last close; the names reporting today.
+/// Fills after the snapshot (a later slot's, on a re-run) are not counted.
+pub fn intraday_risk(
+    conn: &Connection,
+    day: &DayState,
+    strategies: &[&str],
+    state: &mut RiskState,
+) -> Result<(), RepoError> {
+    use crate::trading::strategies::intraday;
+    state.now = Some(day.quote_time);
+    let fills: Vec<crate::trading::Fill> = super::orders::fills_up_to(conn, day.as_of)?
+        .into_iter()
+        .filter(|f| strategies.contains(&f.book.as_str()) && f.filled_at <= day.quote_time)
+        .collect();
+    for t in crate::trading::trades::closed_trades(&fills) {
+        if t.closed != day.as_of {
+            continue;
+        }
+        *state.pnl_today.entry(t.book.clone()).or_default() += t.pnl;
+        state
+            .closed_today
+            .entry(t.book)
+            .or_default()
+            .push((t.closed_at, t.pnl));
+    }
+    for v in state.closed_today.values_mut() {
+        v.sort_by_key(|(at, _)| *at);
+    }
+    for t in &day.open_trades {
+        if let Some(pnl) = strategies
+            .contains(&t.strategy.as_str())
+            .then(|| intraday::trade_pnl(t))
+            .flatten()
+        {
+            *state.pnl_today.entry(t.strategy.clone()).or_default() += pnl;
+        }
+    }
+    for (sym, bars) in &day.session.bars {
+        let h = day.session.history.get(sym).copied().unwrap_or_default();
+        let (Some(prev), Some(iv)) = (h.prev_close, h.atm_iv30) else {
+            continue;
+        };
+        let (Some(high), Some(low)) = (
+            bars.iter().map(|b| b.high).reduce(f64::max),
+            bars.iter().map(|b| b.low).reduce(f64::min),
+        ) else {
+            continue;
+        };
+        state.ranges.insert(
+            sym.clone(),
+            (high - low, intraday::daily_expected_move(prev, iv)),
+        );
+    }
+    state.vix_intraday_change = day.session.vix.map(|(now, prev)| now - prev);
+    state.earnings_today = day
+        .session
+        .earnings
+        .iter()
+        .filter(|(_, dates)| dates.contains(&day.as_of))
+        .map(|(s, _)| s.clone())
+        .collect();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::instrument::Instrument;
+    use crate::trading::{CashKind, Fill};
+
+    #[test]
+    fn intraday_risk_counts_today_s_realized_and_open_pnl_and_the_closing_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open_write(
+            &dir.path().join("t.duckdb"),
+            std::time::Duration::from_secs(5),
+            "test",
+        )
+        .unwrap();
+        let conn = &store.conn;
+        let d = crate::testkit::as_of();
+        let at = |h: u32, m: u32| d.and_hms_opt(h, m, 0).unwrap();
+        let put = |k: f64| crate::testkit::option_on("SPY", d, crate::model::OptionRight::Put, k);
+        let mut n = 0;
+        let mut fill = |book: &str, r: &str, leg: usize, i: &Instrument, q: i64, p: f64, t| {
+            n += 1;
+            let f = Fill {
+                order_reference: r.into(),
+                leg,
+                as_of: d,
+                filled_at: t,
+                book: book.into(),
+                instrument: i.clone(),
+                quantity: q,
+                price: Price::from_f64(p),
+                commission: Price::ZERO,
+                cash_kind: CashKind::Premium,
+                exec_id: format!("x{n}"),
+                broker_order_id: None,
+            };
+            super::super::orders::write_fill(conn, &f, 1).unwrap();
+        };
+        // Trade A: 95/94 put spread sold at 0.40/0.10 (credit 30) at 10:30, bought back
+        // at 0.60/0.05 (55) at 10:45: −25.
+        let a = "put_write:2025-03-14T1030:0";
+        fill("put_write", a, 0, &put(95.0), -1, 0.40, at(10, 30));
+        fill("put_write", a, 1, &put(94.0), 1, 0.10, at(10, 30));
+        let xa = "exit:put_write:2025-03-14T1045:0";
+        fill("put_write", xa, 0, &put(95.0), 1, 0.60, at(10, 45));
+        fill("put_write", xa, 1, &put(94.0), -1, 0.05, at(10, 45));
+        // Trade B, open: the 96/95 spread at 0.50/0.20 (credit 30) at 11:00.
+        let b = "put_write:2025-03-14T1100:0";
+        fill("put_write", b, 0, &put(96.0), -1, 0.50, at(11, 0));
+        fill("put_write", b, 1, &put(95.0), 1, 0.20, at(11, 0));
+        // (Futures positions join the trades the same way once the store reads a
+        // future's row: the futures branch's `repo::instrument`.)
+        // A later slot's fill (12:00) is not seen at 11:30.
+        let c = "put_write:2025-03-14T1200:0";
+        fill("put_write", c, 0, &put(90.0), -1, 9.0, at(12, 0));
+
+        // A buy-write: 200 SPY bought and one call sold in one order; and 100 SPY an
+        // assignment delivered to the wheel, which are no trade's.
+        let spy = Instrument::equity("SPY").unwrap();
+        let call = crate::testkit::option_on("SPY", d, crate::model::OptionRight::Call, 101.0);
+        let bw = "buy_write:2025-03-14T1100:0";
+        fill("buy_write", bw, 0, &spy, 200, 100.0, at(11, 0));
+        fill("buy_write", bw, 1, &call, -1, 0.40, at(11, 0));
+        fill(
+            "cash_secured_put",
+            "assign:cash_secured_put:2025-03-14T0935:0",
+            0,
+            &spy,
+            100,
+            95.0,
+            at(9, 35),
+        );
+
+        // Marks at 11:30: 96 put 0.70, 95 put 0.25 → B is worth −45: −15 since entry.
+        let marks: HashMap<String, Price> = [(put(96.0).key(), 0.70), (put(95.0).key(), 0.25)]
+            .into_iter()
+            .map(|(k, v)| (k, Price::from_f64(v)))
+            .collect();
+        let mut day = DayState::new(d, at(11, 30));
+        day.open_trades = open_trades(conn, d, &|k| marks.get(k).copied()).unwrap();
+        day.open_trades.retain(|t| t.order_ref != c);
+        let b_trade = day.open_trades.iter().find(|t| t.order_ref == b).unwrap();
+        assert_eq!(b_trade.entry_cash, Some(Price::from_f64(30.0)));
+        let bw_trade = day.open_trades.iter().find(|t| t.order_ref == bw).unwrap();
+        assert_eq!(bw_trade.legs.len(), 2, "the shares ride with the call");
+        assert_eq!(bw_trade.entry_cash, Some(Price::from_f64(40.0 - 20_000.0)));
+        assert!(bw_trade.entry_prices.contains(&Some(Price::from_f64(0.40))));
+        assert!(day
+            .open_trades
+            .iter()
+            .all(|t| t.strategy != "cash_secured_put"));
+        let mut state = RiskState::default();
+        intraday_risk(conn, &day, &["put_write", "zscore_reversion"], &mut state).unwrap();
+        assert_eq!(
+            state.closed_today["put_write"],
+            vec![(at(10, 45), Price::from_f64(-25.0))]
+        );
+        assert_eq!(state.pnl_today["put_write"], Price::from_f64(-40.0));
+        assert_eq!(state.now, Some(at(11, 30)));
+    }
+}

@@ -64,11 +64,15 @@ pub fn shares_held(
 }
 
 /// (strategy, instrument, order_ref, as_of, quantity) of one order's fills.
-type FillSum = (String, String, String, NaiveDate, i64);
+/// (strategy, instrument, order_ref, session, quantity, average price).
+type FillSum = (String, String, String, NaiveDate, i64, Option<f64>);
 
-/// Open option and futures positions grouped into the trades that opened them: each open
-/// (strategy, instrument) quantity is attributed to the fills that built it, latest
-/// first, so a multi-leg order is one trade and two trades in one contract stay two.
+/// Open option and futures positions grouped into the trades that opened them: each
+/// open (strategy, instrument) quantity is attributed to the fills that built it,
+/// latest first, so a multi-leg order is one trade and two trades in one contract stay
+/// two. Shares join a trade only when the order that bought them also opened option or
+/// futures legs still held (a buy-write's shares); shares an assignment delivered are
+/// no trade's (`DayState::shares`).
 /// `mark` gives a contract's mark per unit (today's mid); the position's average price
 /// stands in without one.
 pub fn open_trades(
@@ -76,26 +80,36 @@ pub fn open_trades(
     as_of: NaiveDate,
     mark: &dyn Fn(&str) -> Option<Price>,
 ) -> Result<Vec<OpenTrade>, RepoError> {
-    let positions: Vec<Position> = open_positions(conn, as_of)?
+    let (mut positions, shares): (Vec<Position>, Vec<Position>) = open_positions(conn, as_of)?
         .into_iter()
-        .filter(|p| matches!(p.instrument, Instrument::Option(_) | Instrument::Future(_)))
-        .collect();
+        .partition(|p| matches!(p.instrument, Instrument::Option(_) | Instrument::Future(_)));
     if positions.is_empty() {
         return Ok(Vec::new());
     }
+    // Shares last: they only join trades the other legs made.
+    let first_share = positions.len();
+    positions.extend(shares);
     // Every fill of those positions, oldest first.
     let mut s = conn.prepare(
-        "SELECT f.strategy, f.instrument, f.order_ref, f.as_of, sum(f.quantity)::BIGINT
+        "SELECT f.strategy, f.instrument, f.order_ref, f.as_of, sum(f.quantity)::BIGINT,
+                (sum(f.quantity * f.price) / nullif(sum(f.quantity), 0))::DOUBLE
          FROM fills f
-         JOIN (SELECT strategy, instrument FROM positions_as_of(?::DATE) WHERE kind IN ('option', 'future')) p
+         JOIN (SELECT strategy, instrument FROM positions_as_of(?::DATE)) p
            USING (strategy, instrument)
-         WHERE f.as_of <= ? AND f.kind IN ('option', 'future')
+         WHERE f.as_of <= ?
          GROUP BY f.strategy, f.instrument, f.order_ref, f.as_of
          ORDER BY f.as_of, f.order_ref",
     )?;
     let fills: Vec<FillSum> = s
         .query_map(params![as_of, as_of], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
     let mut by_key: HashMap<(&str, &str), Vec<&FillSum>> = HashMap::new();
@@ -105,7 +119,8 @@ pub fn open_trades(
     // order_ref → trade
     let mut trades: Vec<OpenTrade> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
-    for p in &positions {
+    for (n, p) in positions.iter().enumerate() {
+        let is_shares = n >= first_share;
         let key = p.instrument.key();
         let mut left = p.quantity;
         let history = by_key
@@ -126,6 +141,9 @@ pub fn open_trades(
                 f.4.max(left)
             };
             left -= take;
+            if is_shares && !index.contains_key(&(p.strategy.clone(), f.2.clone())) {
+                continue;
+            }
             let i = *index
                 .entry((p.strategy.clone(), f.2.clone()))
                 .or_insert_with(|| {
@@ -134,18 +152,26 @@ pub fn open_trades(
                         strategy: p.strategy.clone(),
                         opened: f.3,
                         legs: Vec::new(),
+                        entry_cash: Some(Price::ZERO),
+                        entry_prices: Vec::new(),
                     });
                     trades.len() - 1
                 });
             let t = &mut trades[i];
             t.opened = t.opened.min(f.3);
+            let mult = p.instrument.multiplier();
+            t.entry_cash = match (t.entry_cash, f.5) {
+                (Some(c), Some(avg)) => Some(c + Price::from_f64(avg).times(-take * mult)),
+                _ => None,
+            };
+            t.entry_prices.push(f.5.map(Price::from_f64));
             t.legs.push(MarginLeg {
                 instrument: p.instrument.clone(),
                 quantity: take,
                 mark: mark(&key).unwrap_or_else(|| Price::from_f64(p.avg_price.abs())),
             });
         }
-        if left != 0 {
+        if left != 0 && !is_shares {
             // Built by fills not found on its side (should not happen): its own trade.
             trades.push(OpenTrade {
                 order_ref: format!("position:{}:{}", p.strategy, key.trim()),
@@ -156,6 +182,8 @@ pub fn open_trades(
                     quantity: left,
                     mark: mark(&key).unwrap_or_else(|| Price::from_f64(p.avg_price.abs())),
                 }],
+                entry_cash: None,
+                entry_prices: vec![None],
             });
         }
     }

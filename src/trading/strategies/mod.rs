@@ -6,12 +6,17 @@
 //! names a strategy. Every proposal records the numbers that justified it; every
 //! ticker a strategy looked at and passed on gets a reason.
 
+pub mod buy_write;
 pub mod call_premium;
 pub mod dispersion;
+pub mod intraday;
+pub mod iron_condor;
+pub mod put_write;
 pub mod wheel;
+pub mod zscore_reversion;
 
 use super::margin::{MarginLeg, Policy};
-use super::risk::Proposal;
+use super::risk::{Proposal, RiskProfile};
 use super::settlement::OnAssignment;
 use crate::config::{Config, ConfigError};
 use crate::model::instrument::Instrument;
@@ -63,6 +68,13 @@ pub struct OpenTrade {
     pub strategy: String,
     pub opened: NaiveDate,
     pub legs: Vec<MarginLeg>,
+    /// What the opening fills of the legs still held moved, Σ −quantity × price ×
+    /// multiplier (+ premium received, − paid; for a future the notional counted the
+    /// same way), without commissions: with the marks, the trade's P&L since entry.
+    /// `None` when unknown.
+    pub entry_cash: Option<crate::model::Price>,
+    /// Each leg's average opening price per unit, beside `legs` (empty when unknown).
+    pub entry_prices: Vec<Option<crate::model::Price>>,
 }
 
 impl OpenTrade {
@@ -319,6 +331,11 @@ pub trait Strategy: Send + Sync {
     fn on_assignment(&self) -> OnAssignment {
         OnAssignment::CloseShares
     }
+    /// Its own risk profile (`[risk]` in its file), applied by the gate over the
+    /// desk's. Default: none, the desk's limits only.
+    fn risk_profile(&self) -> Option<&RiskProfile> {
+        None
+    }
 }
 
 /// Every strategy optdesk knows, with its file in `jobs/strategies/`.
@@ -327,6 +344,10 @@ pub const KNOWN: &[&str] = &[
     "dispersion",
     "cash_secured_put",
     "covered_call",
+    "put_write",
+    "buy_write",
+    "iron_condor",
+    "zscore_reversion",
 ];
 
 /// A strategy as loaded: enabled or not (a disabled strategy proposes nothing, but its
@@ -365,6 +386,10 @@ impl Registry {
         self.get(name)
             .map_or(OnAssignment::CloseShares, |s| s.on_assignment())
     }
+    /// A strategy's own risk profile, if it has one.
+    pub fn risk_profile(&self, name: &str) -> Option<&RiskProfile> {
+        self.get(name).and_then(|s| s.risk_profile())
+    }
 }
 
 /// `jobs/strategies/<name>.toml`.
@@ -375,32 +400,59 @@ struct StrategyFile<P> {
     enabled: bool,
     #[serde(default)]
     params: P,
+    /// The strategy's risk profile, over its defaults (intraday strategies only).
+    #[serde(default)]
+    risk: Option<toml::Table>,
 }
 
 fn yes() -> bool {
     true
 }
 
-/// Load `jobs/strategies/<name>.toml` (defaults when absent) and validate its params;
-/// an error names the file and the key. Returns (enabled, params, raw text).
+/// Load `jobs/strategies/<name>.toml` (defaults when absent) and validate its params
+/// and its `[risk]` (laid over `default_risk`; refused for a strategy without one); an
+/// error names the file and the key. Returns (enabled, params, risk, raw text).
 fn load<P: DeserializeOwned + Default>(
     config: &Config,
     name: &str,
     validate: impl Fn(&P) -> Result<(), String>,
-) -> Result<(bool, P, String), ConfigError> {
+    default_risk: Option<RiskProfile>,
+) -> Result<(bool, P, Option<RiskProfile>, String), ConfigError> {
     let path = config.dir.join("strategies").join(format!("{name}.toml"));
-    let (enabled, params, text) = match config.read_text(&format!("strategies/{name}.toml"))? {
-        Some(text) => {
-            let f: StrategyFile<P> = crate::config::parse(&path, &text)?;
-            (f.enabled, f.params, text)
-        }
-        None => (true, P::default(), String::new()),
-    };
-    validate(&params).map_err(|m| ConfigError::Invalid {
+    let bad = |m: String| ConfigError::Invalid {
         file: path.display().to_string(),
-        message: format!("params.{m}"),
-    })?;
-    Ok((enabled, params, text))
+        message: m,
+    };
+    let (enabled, params, risk, text) =
+        match config.read_text(&format!("strategies/{name}.toml"))? {
+            Some(text) => {
+                let f: StrategyFile<P> = crate::config::parse(&path, &text)?;
+                (f.enabled, f.params, f.risk, text)
+            }
+            None => (true, P::default(), None, String::new()),
+        };
+    validate(&params).map_err(|m| bad(format!("params.{m}")))?;
+    let risk = match (default_risk, risk) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(bad(format!(
+                "risk: {name} has no risk profile of its own (the desk's [risk] in select_trades.toml applies to it)"
+            )))
+        }
+        (Some(d), None) => Some(d),
+        (Some(d), Some(over)) => {
+            let mut t = toml::Table::try_from(&d).map_err(|e| bad(format!("risk: {e}")))?;
+            t.extend(over);
+            Some(
+                RiskProfile::deserialize(toml::Value::Table(t))
+                    .map_err(|e| bad(format!("risk: {}", e.message())))?,
+            )
+        }
+    };
+    if let Some(r) = &risk {
+        r.validate().map_err(|m| bad(format!("risk.{m}")))?;
+    }
+    Ok((enabled, params, risk, text))
 }
 
 /// Build the registry from `jobs/strategies/`.
@@ -437,10 +489,29 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
         strategies: &mut Vec<Loaded>,
         texts: &mut Vec<String>,
     ) -> Result<(), ConfigError> {
-        let (enabled, params, text) = load(config, name, validate)?;
+        let (enabled, params, _, text) = load(config, name, validate, None)?;
         strategies.push(Loaded {
             enabled,
             strategy: Box::new(make(params)),
+        });
+        texts.push(text);
+        Ok(())
+    }
+    // An intraday strategy: its params and its risk profile over `default_risk`.
+    fn add_intraday<P: DeserializeOwned + Default, S: Strategy + 'static>(
+        config: &Config,
+        name: &str,
+        validate: impl Fn(&P) -> Result<(), String>,
+        default_risk: RiskProfile,
+        make: impl Fn(P, RiskProfile) -> S,
+        strategies: &mut Vec<Loaded>,
+        texts: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let (enabled, params, risk, text) = load(config, name, validate, Some(default_risk))?;
+        let risk = risk.expect("a default profile was given");
+        strategies.push(Loaded {
+            enabled,
+            strategy: Box::new(make(params, risk)),
         });
         texts.push(text);
         Ok(())
@@ -478,8 +549,111 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
         s,
         t,
     )?;
+    add_intraday(
+        config,
+        "put_write",
+        put_write::Config::validate,
+        RiskProfile::default(),
+        |config, risk| put_write::PutWrite { config, risk },
+        s,
+        t,
+    )?;
+    add_intraday(
+        config,
+        "buy_write",
+        buy_write::Config::validate,
+        RiskProfile::default(),
+        |config, risk| buy_write::BuyWrite { config, risk },
+        s,
+        t,
+    )?;
+    add_intraday(
+        config,
+        "iron_condor",
+        iron_condor::Config::validate,
+        iron_condor::default_risk(),
+        |config, risk| iron_condor::IronCondor { config, risk },
+        s,
+        t,
+    )?;
+    add_intraday(
+        config,
+        "zscore_reversion",
+        zscore_reversion::Config::validate,
+        zscore_reversion::default_risk(),
+        |config, risk| zscore_reversion::ZscoreReversion { config, risk },
+        s,
+        t,
+    )?;
     Ok(Registry {
         strategies,
         text: texts.join("\n"),
     })
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    fn config_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("strategies")).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join("strategies").join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_risk_table_is_laid_over_the_strategy_s_own_defaults() {
+        // One key set; the rest keep iron_condor's defaults ($500, not the bots' $50).
+        let dir = config_with(&[("iron_condor.toml", "[risk]\ndaily_loss_cap = 100.0\n")]);
+        let cfg = Config::load(dir.path(), true).unwrap();
+        let reg = registry(&cfg).unwrap();
+        let r = reg.risk_profile("iron_condor").unwrap();
+        assert_eq!(r.daily_loss_cap, 100.0);
+        assert_eq!(r.max_loss_per_trade, 500.0);
+        assert_eq!(
+            reg.risk_profile("zscore_reversion").unwrap().daily_loss_cap,
+            500.0
+        );
+        assert_eq!(
+            reg.risk_profile("put_write").unwrap().max_loss_per_trade,
+            50.0
+        );
+        assert!(reg.risk_profile("call_premium").is_none());
+        assert_eq!(reg.get("put_write").unwrap().cadence(), Cadence::Intraday);
+        assert_eq!(reg.get("call_premium").unwrap().cadence(), Cadence::Daily);
+    }
+
+    #[test]
+    fn bad_risk_tables_are_refused_naming_the_file_and_the_key() {
+        for (file, text, want) in [
+            (
+                "put_write.toml",
+                "[risk]\nentry_window = [\"13:30\", \"10:30\"]\n",
+                "risk.entry_window",
+            ),
+            (
+                "put_write.toml",
+                "[risk]\nmax_loss = 5.0\n",
+                "unknown field `max_loss`",
+            ),
+            (
+                "zscore_reversion.toml",
+                "[risk]\ndaily_loss_cap = -1.0\n",
+                "risk.daily_loss_cap = -1",
+            ),
+            (
+                "call_premium.toml",
+                "[risk]\ndaily_loss_cap = 100.0\n",
+                "call_premium has no risk profile of its own",
+            ),
+        ] {
+            let dir = config_with(&[(file, text)]);
+            let cfg = Config::load(dir.path(), true).unwrap();
+            let e = registry(&cfg).err().unwrap().to_string();
+            assert!(e.contains(file) && e.contains(want), "{e} / want {want}");
+        }
+    }
 }
