@@ -30,6 +30,7 @@ pub const DEF: JobDef = JobDef {
     ],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
