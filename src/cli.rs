@@ -102,7 +102,8 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: JobCmd,
     },
-    /// Run the daily pipeline (every job in order) for one session.
+    /// Run the daily pipeline (every job in order) for one session, or the whole
+    /// session with its slots.
     Run {
         #[command(subcommand)]
         what: RunWhat,
@@ -470,6 +471,14 @@ pub enum RunWhat {
         #[arg(long)]
         resend: bool,
     },
+    /// The daily pipeline, then every slot firing of the session in time order (jobs in
+    /// `job list` order within one time), as the daemon would, without waiting for the
+    /// clock. A re-run skips what is done, as `run daily` does.
+    Session {
+        /// The session, YYYY-MM-DD [default: today in New York]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -597,6 +606,9 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             RunFlags { dry_run, resend },
             Trigger::Cli,
         ),
+        Cmd::Run {
+            what: RunWhat::Session { as_of },
+        } => run_session(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Report { as_of, out, open } => report(ctx, as_of, out, open),
         Cmd::Status => status(ctx),
         Cmd::Check { deep, broker } => {
@@ -796,6 +808,58 @@ pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, flags: RunFlags, trigger: Trigger)
     Ok(summarize(&records))
 }
 
+/// `optdesk run session`: the daily pipeline, then every slot firing of the session in
+/// order ([`jobs::slot_firings`]), each through the runner with its slot, each printed.
+/// A failed firing is recorded and the session goes on, as the daemon's would.
+pub fn run_session(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
+    let config = ctx.config()?;
+    let prepared = jobs::prepare_all(&config)?;
+    let Some(session) = calendar::session(as_of)? else {
+        let why = closed_notice(as_of)?.unwrap_or_else(|| as_of.to_string());
+        outln!("{why}: not an NYSE session, nothing to do.");
+        return Ok(true);
+    };
+    let store = open_writer(ctx, &config)?;
+    header("run session", as_of, false, ctx)?;
+    let firings = jobs::slot_firings(&prepared, &session);
+    let times: std::collections::BTreeSet<NaiveTime> = firings.iter().map(|f| f.time).collect();
+    outln!(
+        "daily pipeline, then {} slot firings at {} times",
+        firings.len(),
+        times.len()
+    );
+    let req = RunRequest {
+        as_of,
+        slot: None,
+        dry_run: false,
+        trigger: Trigger::Daily,
+        resend: false,
+    };
+    let mut records = jobs::run_sequence(&store, &config, &prepared, &req, &PrintAndAlert)?;
+    let mut last: Option<NaiveTime> = None;
+    for f in firings {
+        if last != Some(f.time) {
+            outln!("slot {}", f.time.format("%H:%M"));
+            last = Some(f.time);
+        }
+        let req = RunRequest {
+            as_of,
+            slot: Some(f.time),
+            dry_run: false,
+            trigger: Trigger::Cli,
+            resend: false,
+        };
+        records.push(jobs::run_one(
+            &store,
+            &config,
+            &prepared[f.job],
+            &req,
+            &PrintAndAlert,
+        )?);
+    }
+    Ok(summarize(&records))
+}
+
 fn summarize(records: &[RunRecord]) -> bool {
     let count = |s| records.iter().filter(|r| r.status == s).count();
     let (ok, failed, skipped) = (
@@ -914,6 +978,7 @@ fn status(ctx: &Ctx) -> Result<bool> {
         Err(e) => return Err(e.into()),
     }
     let entries = schedule::entries(&config)?;
+    print_slots(&config)?;
     let next = schedule::plan(&entries, clock::now_ny(None), 14);
     outln!("Next scheduled firings (America/New_York):");
     if next.is_empty() {
@@ -1514,8 +1579,44 @@ fn print_calendar(from: NaiveDate, to: NaiveDate, format: CalFormat) -> Result<b
     Ok(true)
 }
 
+/// Each job's intraday slots, with how often they fire on a regular session and on an
+/// early close (`optdesk run session` runs them after the daily pipeline).
+fn print_slots(config: &Config) -> Result<()> {
+    let entries = schedule::entries(config)?;
+    let sessions = [
+        calendar::session(NaiveDate::from_ymd_opt(2025, 3, 14).context("date")?)?,
+        calendar::session(NaiveDate::from_ymd_opt(2025, 11, 28).context("date")?)?,
+    ];
+    let mut any = false;
+    for e in &entries {
+        if e.target == schedule::Target::Daily {
+            continue;
+        }
+        if !any {
+            outln!("Intraday slots (America/New_York; run by `optdesk run session` after the daily pipeline):");
+            any = true;
+        }
+        let n: Vec<usize> = sessions
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |s| e.spec.times_on(s).len()))
+            .collect();
+        outln!(
+            "  {:<24} {:<36} {} firings a regular session, {} on an early close",
+            e.target.to_string(),
+            e.spec.to_string(),
+            n[0],
+            n[1]
+        );
+    }
+    if !any {
+        outln!("Intraday slots: none (each job's `slots` in its jobs/<job>.toml)");
+    }
+    Ok(())
+}
+
 fn print_plan(ctx: &Ctx, from: chrono::DateTime<chrono_tz::Tz>, days: u32) -> Result<bool> {
     let config = ctx.config()?;
+    print_slots(&config)?;
     let entries = schedule::entries(&config)?;
     let firings = schedule::plan(&entries, from, days);
     outln!(

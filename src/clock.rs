@@ -397,7 +397,11 @@ fn parse_every(rest: &str) -> Result<TimeSpec, String> {
         {
             return Err(too_often())
         }
-        None => return Err(format!("'{step}' is not a repeat like 5m, 15m or 1h; {SHAPE}")),
+        None => {
+            return Err(format!(
+                "'{step}' is not a repeat like 5m, 15m or 1h; {SHAPE}"
+            ))
+        }
     };
     if every_minutes > 24 * 60 {
         return Err(format!(
@@ -438,7 +442,9 @@ impl TimeSpec {
             )
         };
         let check_point = |what: &str, p: &Point| -> Result<(), String> {
-            let t = p.on(&regular).ok_or_else(|| format!("{what} ({p}) leaves the day"))?;
+            let t = p
+                .on(&regular)
+                .ok_or_else(|| format!("{what} ({p}) leaves the day"))?;
             if t.date() != regular.date || !within_session(t.time(), &regular) {
                 return Err(outside(&format!("{what} ({p})"), t, &regular));
             }
@@ -500,7 +506,11 @@ impl TimeSpec {
                 )
                 .map_err(|e| e.to_string())?;
                 for s in &week {
-                    if let Some(t) = self.times_on(s).into_iter().find(|t| !within_session(*t, s)) {
+                    if let Some(t) = self
+                        .times_on(s)
+                        .into_iter()
+                        .find(|t| !within_session(*t, s))
+                    {
                         return Err(outside("a firing", s.date.and_time(t), s));
                     }
                 }
@@ -752,27 +762,66 @@ mod tests {
         assert!(at.times_on(&session("2025-11-28")).is_empty());
         assert!(at.check_slot().is_ok());
         assert_eq!(at.to_string(), "14:00");
-        assert!(TimeSpec::parse("every 1m from open to close").unwrap().check_slot().is_ok());
+        assert!(TimeSpec::parse("every 1m from open to close")
+            .unwrap()
+            .check_slot()
+            .is_ok());
     }
 
     #[test]
     fn bad_slots_are_refused_with_the_reason() {
         // (spec, refused when parsed?, the reason's words)
         let cases = [
-            ("every 0m from 10:30 to 13:30", true, "more often than once a minute"),
-            ("every 30s from 10:30 to 13:30", true, "more often than once a minute"),
+            (
+                "every 0m from 10:30 to 13:30",
+                true,
+                "more often than once a minute",
+            ),
+            (
+                "every 30s from 10:30 to 13:30",
+                true,
+                "more often than once a minute",
+            ),
             ("every 15m from 10:30", true, "expected every <n>m from"),
             ("every 15m from 10:30 to noon", true, "'noon' is not a time"),
-            ("every 15m from 10:30 until 13:30", true, "expected every <n>m from"),
+            (
+                "every 15m from 10:30 until 13:30",
+                true,
+                "expected every <n>m from",
+            ),
             ("25:00", true, "expected a time"),
-            ("17:00", false, "17:00 New York on a regular session, outside the session"),
+            (
+                "17:00",
+                false,
+                "17:00 New York on a regular session, outside the session",
+            ),
             ("08:00", false, "outside the session"),
-            ("close+10m", false, "16:10 New York on a regular session, outside the session"),
+            (
+                "close+10m",
+                false,
+                "16:10 New York on a regular session, outside the session",
+            ),
             ("open-5m", false, "outside the session"),
-            ("every 15m from 13:30 to 10:30", false, "the window ends (10:30, 10:30 New York) before it starts (13:30, 13:30)"),
-            ("every 5m from close-5m to open+5m", false, "before it starts"),
-            ("every 5m from open+5m to close+10m", false, "the end (close+10m)"),
-            ("every 5m from 09:00 to 12:00", false, "the start (09:00) is 09:00"),
+            (
+                "every 15m from 13:30 to 10:30",
+                false,
+                "the window ends (10:30, 10:30 New York) before it starts (13:30, 13:30)",
+            ),
+            (
+                "every 5m from close-5m to open+5m",
+                false,
+                "before it starts",
+            ),
+            (
+                "every 5m from open+5m to close+10m",
+                false,
+                "the end (close+10m)",
+            ),
+            (
+                "every 5m from 09:00 to 12:00",
+                false,
+                "the start (09:00) is 09:00",
+            ),
             // 15:00 is inside a regular session but after an early close's 13:00.
             ("every 5m from open+5m to close-5m", false, ""),
             ("every 15m from 10:30 to 13:30", false, ""),
@@ -786,7 +835,9 @@ mod tests {
                 assert!(e.contains(why), "{spec}: {e}");
                 continue;
             }
-            let checked = parsed.unwrap_or_else(|e| panic!("{spec}: {e}")).check_slot();
+            let checked = parsed
+                .unwrap_or_else(|e| panic!("{spec}: {e}"))
+                .check_slot();
             if why.is_empty() {
                 assert!(checked.is_ok(), "{spec}: {checked:?}");
             } else {

@@ -757,14 +757,60 @@ pub fn run(
             thin_secs = t2.elapsed().as_secs_f64();
             Ok(())
         };
-        let records = jobs::run_session(
-            &store,
-            &plan.config,
-            &plan.jobs,
-            &req,
-            &jobs::Quiet,
-            &mut after,
-        )?;
+        // The session's slots, after its daily pipeline, as `optdesk run session` runs
+        // them; the session's own rows are written once its last firing has run.
+        let firings = match crate::calendar::session(as_of) {
+            Ok(Some(s)) => jobs::slot_firings(&plan.jobs, &s),
+            _ => Vec::new(),
+        };
+        let records = if firings.is_empty() {
+            jobs::run_session(
+                &store,
+                &plan.config,
+                &plan.jobs,
+                &req,
+                &jobs::Quiet,
+                &mut after,
+            )?
+        } else {
+            let mut records = jobs::run_session(
+                &store,
+                &plan.config,
+                &plan.jobs,
+                &req,
+                &jobs::Quiet,
+                &mut |_| Ok(()),
+            )?;
+            if records.iter().all(|r| r.status != jobs::Status::Failed) {
+                for f in &firings {
+                    let slot_req = RunRequest {
+                        slot: Some(f.time),
+                        ..req
+                    };
+                    let rec = jobs::run_one(
+                        &store,
+                        &plan.config,
+                        &plan.jobs[f.job],
+                        &slot_req,
+                        &jobs::Quiet,
+                    )?;
+                    let failed = rec.status == jobs::Status::Failed;
+                    records.push(rec);
+                    if failed {
+                        break;
+                    }
+                }
+            }
+            if records.iter().all(|r| r.status != jobs::Status::Failed) {
+                let conn = &store.conn;
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                if let Err(e) = after(conn).and_then(|_| conn.execute_batch("COMMIT")) {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+            records
+        };
         if let Some(t) = timing.as_mut() {
             for r in &records {
                 t.add(r.job, r.seconds);

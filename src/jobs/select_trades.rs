@@ -337,11 +337,7 @@ impl Job for SelectTrades {
         let (mut proposed, mut approved, mut refused, mut filled, mut rejected, mut pending) =
             (0, 0, 0, 0, 0, 0);
         let mut strategies = 0;
-        for strategy in self
-            .strategies
-            .enabled()
-            .filter(|s| s.cadence() == cadence)
-        {
+        for strategy in self.strategies.enabled().filter(|s| s.cadence() == cadence) {
             strategies += 1;
             let out = strategy.propose(&day);
             for (u, expiry) in day.take_scanned() {
@@ -450,9 +446,9 @@ impl Job for SelectTrades {
             }
         }
         let mut summary = format!(
-            "{strategies} {} strategies: {proposed} proposals, {approved} approved, {refused} refused by the risk gate; {filled} filled, {rejected} rejected by the broker; buying power {}",
+            "{strategies} {kind} strategies: {proposed} proposals, {approved} approved, {refused} refused by the risk gate; {filled} filled, {rejected} rejected by the broker; buying power {}",
             state.buying_power,
-            if cadence == Cadence::Daily {
+            kind = if cadence == Cadence::Daily {
                 "daily"
             } else {
                 "intraday"
