@@ -471,9 +471,10 @@ pub enum RunWhat {
         #[arg(long)]
         resend: bool,
     },
-    /// The daily pipeline, then every slot firing of the session in time order (jobs in
-    /// `job list` order within one time), as the daemon would, without waiting for the
-    /// clock. A re-run skips what is done, as `run daily` does.
+    /// The daily pipeline and every slot firing of the session in time order (jobs in
+    /// `job list` order within one time; the daily pipeline first at its own time), as
+    /// the daemon would, without waiting for the clock. A re-run skips what is done, as
+    /// `run daily` does.
     Session {
         /// The session, YYYY-MM-DD [default: today in New York]
         #[arg(long, value_parser = calendar::parse_date)]
@@ -823,11 +824,41 @@ pub fn run_session(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
     header("run session", as_of, false, ctx)?;
     let firings = jobs::slot_firings(&prepared, &session);
     let times: std::collections::BTreeSet<NaiveTime> = firings.iter().map(|f| f.time).collect();
+    let (before, after) = jobs::split_at_daily(&config, as_of, firings);
     outln!(
-        "daily pipeline, then {} slot firings at {} times",
-        firings.len(),
-        times.len()
+        "{} slot firings at {} times: {} before the daily pipeline, {} after it",
+        before.len() + after.len(),
+        times.len(),
+        before.len(),
+        after.len()
     );
+    let mut records = Vec::new();
+    let mut last: Option<NaiveTime> = None;
+    let mut slots = |firings: Vec<jobs::SlotFiring>, records: &mut Vec<RunRecord>| {
+        for f in firings {
+            if last != Some(f.time) {
+                outln!("slot {}", f.time.format("%H:%M"));
+                last = Some(f.time);
+            }
+            let req = RunRequest {
+                as_of,
+                slot: Some(f.time),
+                dry_run: false,
+                trigger: Trigger::Cli,
+                resend: false,
+            };
+            records.push(jobs::run_one(
+                &store,
+                &config,
+                &prepared[f.job],
+                &req,
+                &PrintAndAlert,
+            )?);
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    slots(before, &mut records)?;
+    outln!("daily pipeline");
     let req = RunRequest {
         as_of,
         slot: None,
@@ -835,28 +866,14 @@ pub fn run_session(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
         trigger: Trigger::Daily,
         resend: false,
     };
-    let mut records = jobs::run_sequence(&store, &config, &prepared, &req, &PrintAndAlert)?;
-    let mut last: Option<NaiveTime> = None;
-    for f in firings {
-        if last != Some(f.time) {
-            outln!("slot {}", f.time.format("%H:%M"));
-            last = Some(f.time);
-        }
-        let req = RunRequest {
-            as_of,
-            slot: Some(f.time),
-            dry_run: false,
-            trigger: Trigger::Cli,
-            resend: false,
-        };
-        records.push(jobs::run_one(
-            &store,
-            &config,
-            &prepared[f.job],
-            &req,
-            &PrintAndAlert,
-        )?);
-    }
+    records.extend(jobs::run_sequence(
+        &store,
+        &config,
+        &prepared,
+        &req,
+        &PrintAndAlert,
+    )?);
+    slots(after, &mut records)?;
     Ok(summarize(&records))
 }
 

@@ -21,10 +21,11 @@ fn slot_desk() -> Desk {
         "select_trades.toml",
         &st.replace("slots = []", &format!("slots = [\"{SLOT}\"]")),
     );
-    // Exits are checked at each slot and at close-30m, the 0DTE auto-close time.
+    // Exits are checked at the open (before the daily run's 09:35 snapshot), at each
+    // slot and at close-30m, the 0DTE auto-close time.
     desk.write_config(
         "manage_positions.toml",
-        &format!("slots = [\"{SLOT}\", \"close-30m\"]\n"),
+        &format!("slots = [\"open\", \"{SLOT}\", \"close-30m\"]\n"),
     );
     desk
 }
@@ -79,7 +80,7 @@ fn run_session_runs_every_slot_in_order_after_the_daily_pipeline_and_twice_is_on
     let desk = slot_desk();
     let out = desk.run_ok(&["run", "session", "--as-of", "2024-06-04"]);
     assert!(
-        out.contains("daily pipeline, then 13 slot firings at 4 times"),
+        out.contains("14 slot firings at 5 times: 1 before the daily pipeline, 13 after it"),
         "{out}"
     );
     assert!(
@@ -87,30 +88,21 @@ fn run_session_runs_every_slot_in_order_after_the_daily_pipeline_and_twice_is_on
         "{out}"
     );
     let got = runs(&desk, "2024-06-04");
-    let daily: Vec<&str> = got
-        .iter()
-        .filter(|(s, _)| s == "-")
-        .map(|(_, j)| j.as_str())
-        .collect();
-    assert_eq!(
-        daily,
-        [
-            "fetch_chains",
-            "compute_vol",
-            "correlation",
-            "select_trades",
-            "expire_positions",
-            "snapshot_benchmarks",
-            "email_report"
-        ],
-        "the daily pipeline first, without manage_positions"
-    );
-    let slots: Vec<(&str, &str)> = got
-        .iter()
-        .skip(daily.len())
-        .map(|(s, j)| (s.as_str(), j.as_str()))
-        .collect();
-    let mut want = Vec::new();
+    let got: Vec<(&str, &str)> = got.iter().map(|(s, j)| (s.as_str(), j.as_str())).collect();
+    // The daemon's order: the 09:30 slot, the daily pipeline (its snapshot is 09:35,
+    // without manage_positions), then the slots in time order, jobs in JOBS order.
+    let mut want = vec![("09:30", "manage_positions")];
+    for j in [
+        "fetch_chains",
+        "compute_vol",
+        "correlation",
+        "select_trades",
+        "expire_positions",
+        "snapshot_benchmarks",
+        "email_report",
+    ] {
+        want.push(("-", j));
+    }
     for t in ["10:30", "11:00", "11:30"] {
         for j in [
             "fetch_chains",
@@ -122,7 +114,7 @@ fn run_session_runs_every_slot_in_order_after_the_daily_pipeline_and_twice_is_on
         }
     }
     want.push(("15:30", "manage_positions"));
-    assert_eq!(slots, want, "slots in time order, jobs in JOBS order");
+    assert_eq!(got, want);
     let c = desk.open();
     let failed: i64 = c
         .query_row(
@@ -178,7 +170,8 @@ fn run_session_runs_every_slot_in_order_after_the_daily_pipeline_and_twice_is_on
     assert!(
         status.contains("job run manage_positions")
             && status.contains("every 30m from 10:30 to 11:30")
-            && status.contains("3 firings a regular session"),
+            && status.contains("3 firings a regular session")
+            && status.contains("close-30m"),
         "{status}"
     );
     let plan = desk.run_ok(&["schedule", "--plan", "--from", "2025-11-28", "--days", "1"]);
@@ -211,7 +204,7 @@ fn a_backtest_replays_the_slots_with_the_same_orders_and_fills_as_run_session() 
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(slot_runs, 3 * 13, "every slot firing of every session");
+    assert_eq!(slot_runs, 3 * 14, "every slot firing of every session");
     let want = trading(&by_hand);
     assert!(
         want.iter().any(|(t, v)| t == "fills" && !v.is_empty()),

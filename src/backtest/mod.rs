@@ -763,7 +763,29 @@ pub fn run(
             Ok(Some(s)) => jobs::slot_firings(&plan.jobs, &s),
             _ => Vec::new(),
         };
-        let records = if firings.is_empty() {
+        let (before, firings) = jobs::split_at_daily(&plan.config, as_of, firings);
+        let mut early: Vec<jobs::RunRecord> = Vec::new();
+        for f in &before {
+            let slot_req = RunRequest {
+                slot: Some(f.time),
+                ..req
+            };
+            let rec = jobs::run_one(
+                &store,
+                &plan.config,
+                &plan.jobs[f.job],
+                &slot_req,
+                &jobs::Quiet,
+            )?;
+            let failed = rec.status == jobs::Status::Failed;
+            early.push(rec);
+            if failed {
+                break;
+            }
+        }
+        let records = if early.iter().any(|r| r.status == jobs::Status::Failed) {
+            Vec::new()
+        } else if firings.is_empty() && before.is_empty() {
             jobs::run_session(
                 &store,
                 &plan.config,
@@ -810,6 +832,11 @@ pub fn run(
                 }
             }
             records
+        };
+        let records = if early.is_empty() {
+            records
+        } else {
+            early.into_iter().chain(records).collect()
         };
         if let Some(t) = timing.as_mut() {
             for r in &records {

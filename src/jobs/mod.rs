@@ -598,6 +598,26 @@ pub fn slot_firings(jobs: &[Prepared], session: &crate::calendar::Session) -> Ve
     out
 }
 
+/// A session's slot firings split around its daily run's snapshot (`schedule.daily`):
+/// (the firings before it, the rest). The daemon runs them in time order, so
+/// `optdesk run session` and a backtest run the first part before the daily pipeline
+/// and the rest after it (at the same time, the daily pipeline first).
+pub fn split_at_daily(
+    config: &Config,
+    as_of: NaiveDate,
+    firings: Vec<SlotFiring>,
+) -> (Vec<SlotFiring>, Vec<SlotFiring>) {
+    let daily = config
+        .daily_time()
+        .ok()
+        .and_then(|d| crate::clock::snapshot_time(&d, as_of, None).ok())
+        .map(|t| t.time());
+    match daily {
+        Some(d) => firings.into_iter().partition(|f| f.time < d),
+        None => (Vec::new(), firings),
+    }
+}
+
 /// Run the daily pipeline's jobs ([`daily_pipeline`]) in order for one session; stop at
 /// the first failure and record every job
 /// after it as skipped with the reason. `observer` hears of each record in turn.
