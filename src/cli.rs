@@ -823,8 +823,9 @@ pub fn run_session(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
     let store = open_writer(ctx, &config)?;
     header("run session", as_of, false, ctx)?;
     let firings = jobs::slot_firings(&prepared, &session);
-    let times: std::collections::BTreeSet<NaiveTime> = firings.iter().map(|f| f.time).collect();
     let (before, after) = jobs::split_at_daily(&config, as_of, firings);
+    let times: std::collections::BTreeSet<NaiveTime> =
+        before.iter().chain(&after).map(|f| f.time).collect();
     outln!(
         "{} slot firings at {} times: {} before the daily pipeline, {} after it",
         before.len() + after.len(),

@@ -13,7 +13,8 @@ fn slot_desk() -> Desk {
     let desk = Desk::new();
     desk.write_config(
         "fetch_chains.toml",
-        &format!("slots = [\"{SLOT}\"]\n[params]\nsymbols = [\"SPY\", \"QQQ\"]\nmax_expiry_days = 45\nhistory_sessions = 30\n"),
+        // open+5m is the daily run's snapshot (09:35): the slot does not fire there.
+        &format!("slots = [\"open+5m\", \"{SLOT}\"]\n[params]\nsymbols = [\"SPY\", \"QQQ\"]\nmax_expiry_days = 45\nhistory_sessions = 30\n"),
     );
     desk.write_config("compute_vol.toml", &format!("slots = [\"{SLOT}\"]\n"));
     let st = std::fs::read_to_string(desk.jobs.join("select_trades.toml")).unwrap();

@@ -43,6 +43,10 @@ pub struct Params {
     /// Sessions of daily bars and ATM-IV history kept available for later jobs
     /// (historical vol, IV rank, Z-scores); missing sessions are backfilled.
     pub history_sessions: u32,
+    /// At an intraday slot: the symbols fetched (the intraday strategies' underlyings and
+    /// VIX), with expiries up to `slot_max_expiry_days` out, instead of the daily run's.
+    pub slot_symbols: Vec<String>,
+    pub slot_max_expiry_days: u32,
 }
 
 impl Default for Params {
@@ -51,6 +55,8 @@ impl Default for Params {
             symbols: Vec::new(),
             max_expiry_days: 400,
             history_sessions: 260,
+            slot_symbols: ["SPY", "QQQ", "SPX", "VIX"].map(String::from).to_vec(),
+            slot_max_expiry_days: 7,
         }
     }
 }
@@ -67,13 +73,24 @@ impl Params {
                 self.max_expiry_days
             )));
         }
+        if !(1..=1100).contains(&self.slot_max_expiry_days) {
+            return Err(bad(format!(
+                "params.slot_max_expiry_days = {}: expected 1 to 1100 calendar days",
+                self.slot_max_expiry_days
+            )));
+        }
         if self.history_sessions > 5000 {
             return Err(bad(format!(
                 "params.history_sessions = {}: expected at most 5000 sessions",
                 self.history_sessions
             )));
         }
-        for s in &self.symbols {
+        for (key, s) in self
+            .symbols
+            .iter()
+            .map(|s| ("symbols", s))
+            .chain(self.slot_symbols.iter().map(|s| ("slot_symbols", s)))
+        {
             if s.is_empty()
                 || s.len() > 6
                 || !s
@@ -81,7 +98,7 @@ impl Params {
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
             {
                 return Err(bad(format!(
-                    "params.symbols: '{s}' is not a ticker (1–6 upper-case letters or digits)"
+                    "params.{key}: '{s}' is not a ticker (1–6 upper-case letters or digits)"
                 )));
             }
         }
@@ -99,6 +116,14 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         "params.symbols",
         &file.params.symbols,
     )?;
+    if !file.slots.is_empty() {
+        crate::sources::check_symbols(
+            config,
+            &config.dir.join("fetch_chains.toml"),
+            "params.slot_symbols",
+            &file.params.slot_symbols,
+        )?;
+    }
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
@@ -128,13 +153,16 @@ pub fn run_with_source(
 ) -> Result<JobOutput, JobError> {
     let conn = ctx.conn;
     let as_of = ctx.as_of;
-    let symbols = if params.symbols.is_empty() {
-        source.default_symbols()
-    } else {
-        params.symbols.clone()
+    // A slot fetches only what the intraday strategies trade, to a week out.
+    let (symbols, max_expiry_days) = match ctx.slot {
+        Some(_) if !params.slot_symbols.is_empty() => {
+            (params.slot_symbols.clone(), params.slot_max_expiry_days)
+        }
+        _ if params.symbols.is_empty() => (source.default_symbols(), params.max_expiry_days),
+        _ => (params.symbols.clone(), params.max_expiry_days),
     };
     let qt = ctx.quote_time;
-    let snap = source.snapshot(qt, &symbols, params.max_expiry_days)?;
+    let snap = source.snapshot(qt, &symbols, max_expiry_days)?;
 
     // This snapshot's quotes replace an earlier run's of the same snapshot; other
     // snapshots of the day (intraday slots) are left alone.

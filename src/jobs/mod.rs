@@ -599,9 +599,10 @@ pub fn slot_firings(jobs: &[Prepared], session: &crate::calendar::Session) -> Ve
 }
 
 /// A session's slot firings split around its daily run's snapshot (`schedule.daily`):
-/// (the firings before it, the rest). The daemon runs them in time order, so
+/// (the firings before it, those after it). The daemon runs them in time order, so
 /// `optdesk run session` and a backtest run the first part before the daily pipeline
-/// and the rest after it (at the same time, the daily pipeline first).
+/// and the rest after it. A slot at the daily snapshot's own time does not fire: the
+/// daily pipeline takes that snapshot (a slot's fetch there would replace its quotes).
 pub fn split_at_daily(
     config: &Config,
     as_of: NaiveDate,
@@ -613,7 +614,10 @@ pub fn split_at_daily(
         .and_then(|d| crate::clock::snapshot_time(&d, as_of, None).ok())
         .map(|t| t.time());
     match daily {
-        Some(d) => firings.into_iter().partition(|f| f.time < d),
+        Some(d) => firings
+            .into_iter()
+            .filter(|f| f.time != d)
+            .partition(|f| f.time < d),
         None => (Vec::new(), firings),
     }
 }
