@@ -1689,7 +1689,7 @@ fn record_schedule_skip(
         resend: false,
     };
     for p in prepared.iter().filter(|p| match target {
-        Target::Daily => true,
+        Target::Daily => p.def.daily,
         Target::Job(name) => p.def.name == name,
     }) {
         jobs::record_skip(&store, p.def.name, &req, &p.config_hash, why)?;
