@@ -703,12 +703,19 @@ fn job_list(ctx: &Ctx) -> Result<bool> {
         "enabled",
         "daily order"
     );
-    for (i, p) in prepared.iter().enumerate() {
+    let mut order = 0;
+    for p in &prepared {
+        let place = if p.def.daily {
+            order += 1;
+            order.to_string()
+        } else {
+            "slots only".to_string()
+        };
         outln!(
             "{:<14} {:<8} {:<12} {} ({})",
             p.def.name,
             if p.enabled { "yes" } else { "no" },
-            i + 1,
+            place,
             p.def.about,
             p.def.writes.join(", ")
         );
