@@ -102,7 +102,8 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: JobCmd,
     },
-    /// Run the daily pipeline (every job in order) for one session.
+    /// Run the daily pipeline (every job in order) for one session, or the whole
+    /// session with its slots.
     Run {
         #[command(subcommand)]
         what: RunWhat,
@@ -485,6 +486,15 @@ pub enum RunWhat {
         #[arg(long)]
         resend: bool,
     },
+    /// The daily pipeline and every slot firing of the session in time order (jobs in
+    /// `job list` order within one time; the daily pipeline first at its own time), as
+    /// the daemon would, without waiting for the clock. A re-run skips what is done, as
+    /// `run daily` does.
+    Session {
+        /// The session, YYYY-MM-DD [default: today in New York]
+        #[arg(long, value_parser = calendar::parse_date)]
+        as_of: Option<NaiveDate>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -612,6 +622,9 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             RunFlags { dry_run, resend },
             Trigger::Cli,
         ),
+        Cmd::Run {
+            what: RunWhat::Session { as_of },
+        } => run_session(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Report { as_of, out, open } => report(ctx, as_of, out, open),
         Cmd::Status => status(ctx),
         Cmd::Checklist { strategy } => checklist(ctx, strategy.as_deref()),
@@ -707,12 +720,19 @@ fn job_list(ctx: &Ctx) -> Result<bool> {
         "enabled",
         "daily order"
     );
-    for (i, p) in prepared.iter().enumerate() {
+    let mut order = 0;
+    for p in &prepared {
+        let place = if p.def.daily {
+            order += 1;
+            order.to_string()
+        } else {
+            "slots only".to_string()
+        };
         outln!(
             "{:<14} {:<8} {:<12} {} ({})",
             p.def.name,
             if p.enabled { "yes" } else { "no" },
-            i + 1,
+            place,
             p.def.about,
             p.def.writes.join(", ")
         );
@@ -810,6 +830,75 @@ pub fn run_daily(ctx: &Ctx, as_of: NaiveDate, flags: RunFlags, trigger: Trigger)
         resend: flags.resend,
     };
     let records = jobs::run_sequence(&store, &config, &prepared, &req, &PrintAndAlert)?;
+    Ok(summarize(&records))
+}
+
+/// `optdesk run session`: the daily pipeline, then every slot firing of the session in
+/// order ([`jobs::slot_firings`]), each through the runner with its slot, each printed.
+/// A failed firing is recorded and the session goes on, as the daemon's would.
+pub fn run_session(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
+    let config = ctx.config()?;
+    let prepared = jobs::prepare_all(&config)?;
+    let Some(session) = calendar::session(as_of)? else {
+        let why = closed_notice(as_of)?.unwrap_or_else(|| as_of.to_string());
+        outln!("{why}: not an NYSE session, nothing to do.");
+        return Ok(true);
+    };
+    let store = open_writer(ctx, &config)?;
+    header("run session", as_of, false, ctx)?;
+    let firings = jobs::slot_firings(&prepared, &session);
+    let (before, after) = jobs::split_at_daily(&config, as_of, firings);
+    let times: std::collections::BTreeSet<NaiveTime> =
+        before.iter().chain(&after).map(|f| f.time).collect();
+    outln!(
+        "{} slot firings at {} times: {} before the daily pipeline, {} after it",
+        before.len() + after.len(),
+        times.len(),
+        before.len(),
+        after.len()
+    );
+    let mut records = Vec::new();
+    let mut last: Option<NaiveTime> = None;
+    let mut slots = |firings: Vec<jobs::SlotFiring>, records: &mut Vec<RunRecord>| {
+        for f in firings {
+            if last != Some(f.time) {
+                outln!("slot {}", f.time.format("%H:%M"));
+                last = Some(f.time);
+            }
+            let req = RunRequest {
+                as_of,
+                slot: Some(f.time),
+                dry_run: false,
+                trigger: Trigger::Cli,
+                resend: false,
+            };
+            records.push(jobs::run_one(
+                &store,
+                &config,
+                &prepared[f.job],
+                &req,
+                &PrintAndAlert,
+            )?);
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    slots(before, &mut records)?;
+    outln!("daily pipeline");
+    let req = RunRequest {
+        as_of,
+        slot: None,
+        dry_run: false,
+        trigger: Trigger::Daily,
+        resend: false,
+    };
+    records.extend(jobs::run_sequence(
+        &store,
+        &config,
+        &prepared,
+        &req,
+        &PrintAndAlert,
+    )?);
+    slots(after, &mut records)?;
     Ok(summarize(&records))
 }
 
@@ -999,6 +1088,7 @@ fn status(ctx: &Ctx) -> Result<bool> {
         Err(e) => return Err(e.into()),
     }
     let entries = schedule::entries(&config)?;
+    print_slots(&config)?;
     let next = schedule::plan(&entries, clock::now_ny(None), 14);
     outln!("Next scheduled firings (America/New_York):");
     if next.is_empty() {
@@ -1599,8 +1689,44 @@ fn print_calendar(from: NaiveDate, to: NaiveDate, format: CalFormat) -> Result<b
     Ok(true)
 }
 
+/// Each job's intraday slots, with how often they fire on a regular session and on an
+/// early close (`optdesk run session` runs them after the daily pipeline).
+fn print_slots(config: &Config) -> Result<()> {
+    let entries = schedule::entries(config)?;
+    let sessions = [
+        calendar::session(NaiveDate::from_ymd_opt(2025, 3, 14).context("date")?)?,
+        calendar::session(NaiveDate::from_ymd_opt(2025, 11, 28).context("date")?)?,
+    ];
+    let mut any = false;
+    for e in &entries {
+        if e.target == schedule::Target::Daily {
+            continue;
+        }
+        if !any {
+            outln!("Intraday slots (America/New_York; run by `optdesk run session` after the daily pipeline):");
+            any = true;
+        }
+        let n: Vec<usize> = sessions
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |s| e.spec.times_on(s).len()))
+            .collect();
+        outln!(
+            "  {:<24} {:<36} {} firings a regular session, {} on an early close",
+            e.target.to_string(),
+            e.spec.to_string(),
+            n[0],
+            n[1]
+        );
+    }
+    if !any {
+        outln!("Intraday slots: none (each job's `slots` in its jobs/<job>.toml)");
+    }
+    Ok(())
+}
+
 fn print_plan(ctx: &Ctx, from: chrono::DateTime<chrono_tz::Tz>, days: u32) -> Result<bool> {
     let config = ctx.config()?;
+    print_slots(&config)?;
     let entries = schedule::entries(&config)?;
     let firings = schedule::plan(&entries, from, days);
     outln!(
@@ -1655,7 +1781,7 @@ fn record_schedule_skip(
         resend: false,
     };
     for p in prepared.iter().filter(|p| match target {
-        Target::Daily => true,
+        Target::Daily => p.def.daily,
         Target::Job(name) => p.def.name == name,
     }) {
         jobs::record_skip(&store, p.def.name, &req, &p.config_hash, why)?;

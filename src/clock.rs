@@ -16,10 +16,139 @@ pub enum Anchor {
     Close,
 }
 
+/// One end of a repeating slot's window: a fixed New York time or a session-relative one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// A fixed New York time (`10:30`).
+    At(NaiveTime),
+    /// Minutes relative to the session's open or close (`open+5m`, `close-5m`).
+    Session { anchor: Anchor, offset_minutes: i64 },
+}
+
+impl Point {
+    /// The point on a session's day (`None` when an offset leaves the day).
+    fn on(&self, s: &Session) -> Option<NaiveDateTime> {
+        match self {
+            Point::At(t) => Some(s.date.and_time(*t)),
+            Point::Session {
+                anchor,
+                offset_minutes,
+            } => {
+                let base = match anchor {
+                    Anchor::Open => s.open,
+                    Anchor::Close => s.close,
+                };
+                let dt = s.date.and_time(base) + Duration::minutes(*offset_minutes);
+                (dt.date() == s.date).then_some(dt)
+            }
+        }
+    }
+
+    /// `10:30`, or `open+5m` / `close-30m`.
+    fn parse(s: &str) -> Result<Point, String> {
+        let t = s.trim();
+        if let Some(at) = parse_hhmm(t) {
+            return Ok(Point::At(at));
+        }
+        match parse_session_relative(t) {
+            Some(r) => r.map(|(anchor, offset_minutes)| Point::Session {
+                anchor,
+                offset_minutes,
+            }),
+            None => Err(format!(
+                "'{t}' is not a time: expected HH:MM (New York) or open+<n>m / close-<n>m"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Point::At(t) => write!(f, "{}", t.format("%H:%M")),
+            Point::Session {
+                anchor,
+                offset_minutes,
+            } => write_session(f, *anchor, *offset_minutes),
+        }
+    }
+}
+
+fn write_session(
+    f: &mut std::fmt::Formatter<'_>,
+    anchor: Anchor,
+    offset_minutes: i64,
+) -> std::fmt::Result {
+    let a = if anchor == Anchor::Open {
+        "open"
+    } else {
+        "close"
+    };
+    match offset_minutes {
+        0 => write!(f, "{a}"),
+        m if m > 0 => write!(f, "{a}+{m}m"),
+        m => write!(f, "{a}-{}m", -m),
+    }
+}
+
+/// `HH:MM` (24-hour, New York).
+fn parse_hhmm(s: &str) -> Option<NaiveTime> {
+    let (h, m) = s.split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    NaiveTime::from_hms_opt(h.parse().ok()?, m.parse().ok()?, 0)
+}
+
+/// `open`, `open+5m`, `close-30m`: `None` when the text does not start with open/close.
+fn parse_session_relative(t: &str) -> Option<Result<(Anchor, i64), String>> {
+    let lower = t.to_ascii_lowercase();
+    for (word, anchor) in [("open", Anchor::Open), ("close", Anchor::Close)] {
+        let Some(rest) = lower.strip_prefix(word) else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Some(Ok((anchor, 0)));
+        }
+        let (sign, dur) = if let Some(d) = rest.strip_prefix('+') {
+            (1, d.trim())
+        } else if let Some(d) = rest.strip_prefix('-') {
+            (-1, d.trim())
+        } else {
+            return Some(Err(format!(
+                "expected {word}+<n>m or {word}-<n>m with an ASCII + or -, e.g. {word}+5m"
+            )));
+        };
+        let Some(m) = parse_duration(dur) else {
+            return Some(Err(format!(
+                "'{dur}' is not a duration like 5m, 2h or 1h30m"
+            )));
+        };
+        if m > 12 * 60 {
+            return Some(Err("offsets larger than 12h are not supported".into()));
+        }
+        return Some(Ok((anchor, sign * m)));
+    }
+    None
+}
+
 #[derive(Debug, Clone)]
 pub enum TimeSpec {
     /// Minutes relative to the session's open or close.
     Session { anchor: Anchor, offset_minutes: i64 },
+    /// A fixed New York time (`10:30`); it does not fire on a day whose session has
+    /// closed by then (an early close).
+    At(NaiveTime),
+    /// `every 15m from 10:30 to 13:30`, `every 5m from open+5m to close-5m`: from the
+    /// start to the end (both included when on the grid) every `every_minutes`, only
+    /// the firings within the day's session (a fixed end after an early close is cut
+    /// at the close).
+    Every {
+        every_minutes: i64,
+        from: Point,
+        to: Point,
+    },
     /// A cron expression (5 fields, or 6 with seconds), evaluated in New York time.
     Cron {
         expr: String,
@@ -53,34 +182,17 @@ impl TimeSpec {
     pub fn parse(s: &str) -> Result<TimeSpec, String> {
         let t = s.trim();
         let lower = t.to_ascii_lowercase();
-        for (word, anchor) in [("open", Anchor::Open), ("close", Anchor::Close)] {
-            if let Some(rest) = lower.strip_prefix(word) {
-                let rest = rest.trim();
-                if rest.is_empty() {
-                    return Ok(TimeSpec::Session {
-                        anchor,
-                        offset_minutes: 0,
-                    });
-                }
-                let (sign, dur) = if let Some(d) = rest.strip_prefix('+') {
-                    (1, d.trim())
-                } else if let Some(d) = rest.strip_prefix('-') {
-                    (-1, d.trim())
-                } else {
-                    return Err(format!(
-                        "expected {word}+<n>m or {word}-<n>m with an ASCII + or -, e.g. {word}+5m"
-                    ));
-                };
-                let m = parse_duration(dur)
-                    .ok_or_else(|| format!("'{dur}' is not a duration like 5m, 2h or 1h30m"))?;
-                if m > 12 * 60 {
-                    return Err("offsets larger than 12h are not supported".into());
-                }
-                return Ok(TimeSpec::Session {
-                    anchor,
-                    offset_minutes: sign * m,
-                });
-            }
+        if let Some(rest) = lower.strip_prefix("every") {
+            return parse_every(rest);
+        }
+        if let Some(at) = parse_hhmm(t) {
+            return Ok(TimeSpec::At(at));
+        }
+        if let Some(r) = parse_session_relative(t) {
+            return r.map(|(anchor, offset_minutes)| TimeSpec::Session {
+                anchor,
+                offset_minutes,
+            });
         }
         let expr = t.strip_prefix("cron:").unwrap_or(t).trim();
         if expr.split_whitespace().count() >= 5 {
@@ -92,7 +204,7 @@ impl TimeSpec {
                 cron: Box::new(cron),
             });
         }
-        Err("expected a session-relative time (open+5m, close-30m) or a cron expression (35 9 * * MON-FRI)".into())
+        Err("expected a time (10:30 New York), a session-relative time (open+5m, close-30m), a repeating slot (every 15m from 10:30 to 13:30) or a cron expression (35 9 * * MON-FRI)".into())
     }
 
     /// The New York times this spec fires on a session's day, in order.
@@ -112,6 +224,31 @@ impl TimeSpec {
                 } else {
                     Vec::new()
                 }
+            }
+            TimeSpec::At(t) => {
+                if within_session(*t, s) {
+                    vec![*t]
+                } else {
+                    Vec::new()
+                }
+            }
+            TimeSpec::Every {
+                every_minutes,
+                from,
+                to,
+            } => {
+                let (Some(mut t), Some(end)) = (from.on(s), to.on(s)) else {
+                    return Vec::new();
+                };
+                let step = Duration::minutes((*every_minutes).max(1));
+                let mut out = Vec::new();
+                while t <= end && t.date() == s.date {
+                    if within_session(t.time(), s) {
+                        out.push(t.time());
+                    }
+                    t += step;
+                }
+                out
             }
             TimeSpec::Cron { cron, .. } => {
                 let mut out = Vec::new();
@@ -141,18 +278,13 @@ impl std::fmt::Display for TimeSpec {
             TimeSpec::Session {
                 anchor,
                 offset_minutes,
-            } => {
-                let a = if *anchor == Anchor::Open {
-                    "open"
-                } else {
-                    "close"
-                };
-                match offset_minutes {
-                    0 => write!(f, "{a}"),
-                    m if *m > 0 => write!(f, "{a}+{m}m"),
-                    m => write!(f, "{a}-{}m", -m),
-                }
-            }
+            } => write_session(f, *anchor, *offset_minutes),
+            TimeSpec::At(t) => write!(f, "{}", t.format("%H:%M")),
+            TimeSpec::Every {
+                every_minutes,
+                from,
+                to,
+            } => write!(f, "every {every_minutes}m from {from} to {to}"),
             TimeSpec::Cron { expr, .. } => write!(f, "cron {expr}"),
         }
     }
@@ -201,7 +333,9 @@ impl TimeSpec {
     /// look-ups, where [`TimeSpec::times_on`] lists every firing of the day.
     fn next_on(&self, s: &Session, from: NaiveTime) -> Option<NaiveTime> {
         match self {
-            TimeSpec::Session { .. } => self.times_on(s).into_iter().find(|t| *t >= from),
+            TimeSpec::Session { .. } | TimeSpec::At(_) | TimeSpec::Every { .. } => {
+                self.times_on(s).into_iter().find(|t| *t >= from)
+            }
             TimeSpec::Cron { cron, .. } => {
                 let start = calendar::ny(s.date.and_time(from));
                 match cron.find_next_occurrence(&start, true) {
@@ -235,12 +369,154 @@ impl TimeSpec {
                     s.close.format("%H:%M")
                 ));
             }
-            if matches!(self, TimeSpec::Session { .. }) {
+            if !matches!(self, TimeSpec::Cron { .. }) {
                 // The same on every regular session.
                 break;
             }
         }
         Ok(())
+    }
+}
+
+/// The rest of `every <n>m from <start> to <end>` (after `every`).
+fn parse_every(rest: &str) -> Result<TimeSpec, String> {
+    const SHAPE: &str = "expected every <n>m from <start> to <end>, e.g. every 15m from 10:30 to 13:30 or every 5m from open+5m to close-5m";
+    let rest = rest.trim();
+    let (step, window) = rest.split_once(' ').unwrap_or((rest, ""));
+    let too_often = || {
+        format!(
+            "every {step} repeats more often than once a minute (or not in whole minutes): the shortest repeat is every 1m"
+        )
+    };
+    let every_minutes = match parse_duration(step) {
+        Some(m) if m >= 1 => m,
+        Some(_) => return Err(too_often()),
+        None if step.len() > 1
+            && step.ends_with('s')
+            && step[..step.len() - 1].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            return Err(too_often())
+        }
+        None => {
+            return Err(format!(
+                "'{step}' is not a repeat like 5m, 15m or 1h; {SHAPE}"
+            ))
+        }
+    };
+    if every_minutes > 24 * 60 {
+        return Err(format!(
+            "every {step}: a repeat longer than a day never repeats"
+        ));
+    }
+    let window = window.trim();
+    let (from, to) = window
+        .strip_prefix("from ")
+        .and_then(|w| w.split_once(" to "))
+        .ok_or_else(|| SHAPE.to_string())?;
+    Ok(TimeSpec::Every {
+        every_minutes,
+        from: Point::parse(from)?,
+        to: Point::parse(to)?,
+    })
+}
+
+impl TimeSpec {
+    /// Whether this spec can be a job's intraday slot: on a regular session (and, for
+    /// session-relative times, on an early close) every time it names lies within the
+    /// session, and a window ends at or after its start. `17:00`, `close+10m`,
+    /// `every 5m from 13:00 to 10:00` and a cron firing at 03:00 are refused.
+    pub fn check_slot(&self) -> Result<(), String> {
+        // A regular session and an early close (the day after Thanksgiving 2025).
+        let regular = calendar::session(NaiveDate::from_ymd_opt(2025, 3, 14).expect("date"))
+            .map_err(|e| e.to_string())?
+            .ok_or("the reference session is missing from the calendar")?;
+        let early = calendar::session(NaiveDate::from_ymd_opt(2025, 11, 28).expect("date"))
+            .map_err(|e| e.to_string())?
+            .ok_or("the reference session is missing from the calendar")?;
+        let outside = |what: &str, t: NaiveDateTime, s: &Session| {
+            format!(
+                "{what} is {} New York on a regular session, outside the session ({}–{}): a slot snapshots and trades while the market is open",
+                t.format("%H:%M"),
+                s.open.format("%H:%M"),
+                s.close.format("%H:%M")
+            )
+        };
+        let check_point = |what: &str, p: &Point| -> Result<(), String> {
+            let t = p
+                .on(&regular)
+                .ok_or_else(|| format!("{what} ({p}) leaves the day"))?;
+            if t.date() != regular.date || !within_session(t.time(), &regular) {
+                return Err(outside(&format!("{what} ({p})"), t, &regular));
+            }
+            // A session-relative point moves with an early close and must stay in it;
+            // a fixed time after an early close simply does not fire that day.
+            if let Point::Session { .. } = p {
+                match p.on(&early) {
+                    Some(e) if within_session(e.time(), &early) => {}
+                    Some(e) => {
+                        return Err(format!(
+                            "{what} ({p}) is {} New York on an early close, outside its session ({}–{})",
+                            e.format("%H:%M"),
+                            early.open.format("%H:%M"),
+                            early.close.format("%H:%M")
+                        ))
+                    }
+                    None => return Err(format!("{what} ({p}) leaves the day")),
+                }
+            }
+            Ok(())
+        };
+        match self {
+            TimeSpec::Session {
+                anchor,
+                offset_minutes,
+            } => check_point(
+                "the slot",
+                &Point::Session {
+                    anchor: *anchor,
+                    offset_minutes: *offset_minutes,
+                },
+            ),
+            TimeSpec::At(t) => check_point("the slot", &Point::At(*t)),
+            TimeSpec::Every { from, to, .. } => {
+                check_point("the start", from)?;
+                check_point("the end", to)?;
+                for s in [&regular, &early] {
+                    if let (Some(a), Some(b)) = (from.on(s), to.on(s)) {
+                        // A fixed end past an early close is cut at the close: only a
+                        // window that ends before it starts on the same terms is wrong.
+                        let cut = matches!(to, Point::At(_)) && !within_session(b.time(), s);
+                        if b < a && !cut {
+                            return Err(format!(
+                                "the window ends ({to}, {} New York) before it starts ({from}, {}){}",
+                                b.format("%H:%M"),
+                                a.format("%H:%M"),
+                                if s.is_early_close() { " on an early close" } else { "" }
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            TimeSpec::Cron { .. } => {
+                // A week of regular sessions: every firing within the session.
+                let week = calendar::sessions(
+                    NaiveDate::from_ymd_opt(2025, 3, 10).expect("date"),
+                    NaiveDate::from_ymd_opt(2025, 3, 14).expect("date"),
+                )
+                .map_err(|e| e.to_string())?;
+                for s in &week {
+                    if let Some(t) = self
+                        .times_on(s)
+                        .into_iter()
+                        .find(|t| !within_session(*t, s))
+                    {
+                        return Err(outside("a firing", s.date.and_time(t), s));
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -449,6 +725,132 @@ mod tests {
             snapshot_time(&late, date("2025-11-28"), None),
             Err(ClockError::DailyOutsideSession { .. })
         ));
+    }
+
+    #[test]
+    fn repeating_slots_fire_on_their_grid_within_the_session() {
+        let every15 = TimeSpec::parse("every 15m from 10:30 to 13:30").unwrap();
+        let t = every15.times_on(&session("2025-03-14"));
+        assert_eq!(t.len(), 13, "10:30, 10:45, ..., 13:30: {t:?}");
+        assert_eq!((t[0], t[12]), (hm(10, 30), hm(13, 30)));
+        assert_eq!(every15.to_string(), "every 15m from 10:30 to 13:30");
+        // A fixed end after an early close (13:00) is cut at the close.
+        let early = every15.times_on(&session("2025-11-28"));
+        assert_eq!(early.last(), Some(&hm(13, 0)), "{early:?}");
+        assert_eq!(early.len(), 11);
+        // Session-relative ends move with the early close.
+        let grid = TimeSpec::parse("every 5m from open+5m to close-5m").unwrap();
+        let regular = grid.times_on(&session("2025-03-14"));
+        assert_eq!(regular.len(), 77, "09:35 to 15:55 every 5 minutes");
+        assert_eq!(
+            (regular[0], *regular.last().unwrap()),
+            (hm(9, 35), hm(15, 55))
+        );
+        assert!(
+            regular.contains(&hm(15, 30)),
+            "the 0DTE auto-close time close-30m is on the grid"
+        );
+        let short = grid.times_on(&session("2025-11-28"));
+        assert_eq!(*short.last().unwrap(), hm(12, 55));
+        assert!(short.contains(&hm(12, 30)), "close-30m on an early close");
+        assert_eq!(short.len(), 41);
+        assert!(grid.check_slot().is_ok());
+        assert!(every15.check_slot().is_ok());
+        // A plain fixed time, and one that falls after an early close.
+        let at = TimeSpec::parse("14:00").unwrap();
+        assert_eq!(at.times_on(&session("2025-03-14")), vec![hm(14, 0)]);
+        assert!(at.times_on(&session("2025-11-28")).is_empty());
+        assert!(at.check_slot().is_ok());
+        assert_eq!(at.to_string(), "14:00");
+        assert!(TimeSpec::parse("every 1m from open to close")
+            .unwrap()
+            .check_slot()
+            .is_ok());
+    }
+
+    #[test]
+    fn bad_slots_are_refused_with_the_reason() {
+        // (spec, refused when parsed?, the reason's words)
+        let cases = [
+            (
+                "every 0m from 10:30 to 13:30",
+                true,
+                "more often than once a minute",
+            ),
+            (
+                "every 30s from 10:30 to 13:30",
+                true,
+                "more often than once a minute",
+            ),
+            ("every 15m from 10:30", true, "expected every <n>m from"),
+            ("every 15m from 10:30 to noon", true, "'noon' is not a time"),
+            (
+                "every 15m from 10:30 until 13:30",
+                true,
+                "expected every <n>m from",
+            ),
+            ("25:00", true, "expected a time"),
+            (
+                "17:00",
+                false,
+                "17:00 New York on a regular session, outside the session",
+            ),
+            ("08:00", false, "outside the session"),
+            (
+                "close+10m",
+                false,
+                "16:10 New York on a regular session, outside the session",
+            ),
+            ("open-5m", false, "outside the session"),
+            (
+                "every 15m from 13:30 to 10:30",
+                false,
+                "the window ends (10:30, 10:30 New York) before it starts (13:30, 13:30)",
+            ),
+            (
+                "every 5m from close-5m to open+5m",
+                false,
+                "before it starts",
+            ),
+            (
+                "every 5m from open+5m to close+10m",
+                false,
+                "the end (close+10m)",
+            ),
+            (
+                "every 5m from 09:00 to 12:00",
+                false,
+                "the start (09:00) is 09:00",
+            ),
+            // 15:00 is inside a regular session but after an early close's 13:00.
+            ("every 5m from open+5m to close-5m", false, ""),
+            ("every 15m from 10:30 to 13:30", false, ""),
+            ("*/30 * * * MON-FRI", false, "a firing is 00:00 New York"),
+            ("0,30 10-11 * * *", false, ""),
+        ];
+        for (spec, at_parse, why) in cases {
+            let parsed = TimeSpec::parse(spec);
+            if at_parse {
+                let e = parsed.unwrap_err();
+                assert!(e.contains(why), "{spec}: {e}");
+                continue;
+            }
+            let checked = parsed
+                .unwrap_or_else(|e| panic!("{spec}: {e}"))
+                .check_slot();
+            if why.is_empty() {
+                assert!(checked.is_ok(), "{spec}: {checked:?}");
+            } else {
+                let e = checked.unwrap_err();
+                assert!(e.contains(why), "{spec}: {e}");
+            }
+        }
+        // A session-relative end that an early close pushes before the start.
+        let e = TimeSpec::parse("every 5m from 12:00 to close-2h")
+            .unwrap()
+            .check_slot()
+            .unwrap_err();
+        assert!(e.contains("on an early close"), "{e}");
     }
 
     #[test]

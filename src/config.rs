@@ -831,9 +831,7 @@ impl Config {
         match self.read_text(&format!("{name}.toml"))? {
             Some(text) => {
                 let f: JobFile<P> = parse(&path, &text)?;
-                for (i, s) in f.slots.iter().enumerate() {
-                    parse_time_spec(&path, &format!("slots[{i}]"), s)?;
-                }
+                check_slots(&path, &f.slots)?;
                 Ok((f, text))
             }
             None => Ok((JobFile::default(), String::new())),
@@ -947,6 +945,25 @@ fn non_finite(table: &toml::Table, prefix: &str) -> Option<(String, f64)> {
         };
         walk(v, key)
     })
+}
+
+/// A job file's `slots`, parsed and checked ([`TimeSpec::check_slot`]): a slot outside
+/// the session, a window that ends before it starts or a repeat more often than once a
+/// minute is refused, naming the file and the key (`slots[1]`).
+pub fn check_slots(path: &Path, slots: &[String]) -> Result<Vec<TimeSpec>, ConfigError> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let key = format!("slots[{i}]");
+            let spec = parse_time_spec(path, &key, s)?;
+            spec.check_slot().map_err(|e| ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!("{key} = \"{s}\": {e}"),
+            })?;
+            Ok(spec)
+        })
+        .collect()
 }
 
 fn parse_time_spec(path: &Path, key: &str, spec: &str) -> Result<TimeSpec, ConfigError> {

@@ -77,8 +77,23 @@ pub fn firings_between(entries: &[Entry], from: DateTime<Tz>, until: DateTime<Tz
     let mut d = from.date_naive();
     while d <= until.date_naive() {
         if let Ok(Some(session)) = calendar::session(d) {
+            // The daily run's snapshot: a slot at that time does not fire (the daily
+            // pipeline takes that snapshot; a slot's fetch would replace its quotes).
+            let daily: Vec<NaiveTime> = entries
+                .iter()
+                .filter(|e| e.target == Target::Daily)
+                .filter_map(|e| {
+                    e.spec
+                        .times_on(&session)
+                        .into_iter()
+                        .find(|t| crate::clock::within_session(*t, &session))
+                })
+                .collect();
             for (i, e) in entries.iter().enumerate() {
                 for t in e.spec.times_on(&session) {
+                    if e.target != Target::Daily && daily.contains(&t) {
+                        continue;
+                    }
                     let at = calendar::ny(d.and_time(t));
                     if at > from && at <= until {
                         out.push(Firing {
@@ -315,6 +330,24 @@ mod tests {
 
     fn hm(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_slot_at_the_daily_snapshot_does_not_fire() {
+        let entries = vec![
+            Entry {
+                target: Target::Daily,
+                spec: TimeSpec::parse("open+5m").unwrap(),
+            },
+            Entry {
+                target: Target::Job("fetch_chains".into()),
+                spec: TimeSpec::parse("every 5m from open+5m to open+15m").unwrap(),
+            },
+        ];
+        let from = parse_ny_datetime("2025-03-14").unwrap();
+        let p = plan(&entries, from, 1);
+        let got: Vec<(NaiveTime, usize)> = p.iter().map(|f| (f.at.time(), f.entry)).collect();
+        assert_eq!(got, [(hm(9, 35), 0), (hm(9, 40), 1), (hm(9, 45), 1)]);
     }
 
     #[test]

@@ -318,21 +318,16 @@ fn an_order_sent_before_a_crash_is_completed_by_the_next_run_and_never_sent_twic
 fn two_slots_on_one_day_never_share_an_order_id() {
     let desk = Desk::new();
     desk.run_ok(&["run", "daily", "--as-of", "2024-06-04"]);
+    // A second daily snapshot at 12:00 (the daily strategies propose only in the daily
+    // run, not at an intraday slot).
+    desk.write_config("desk.toml", "[schedule]\ndaily = \"12:00\"\n");
     for job in [
         "fetch_chains",
         "compute_vol",
         "correlation",
         "select_trades",
     ] {
-        desk.run_ok(&[
-            "job",
-            "run",
-            job,
-            "--as-of",
-            "2024-06-04",
-            "--slot",
-            "12:00",
-        ]);
+        desk.run_ok(&["job", "run", job, "--as-of", "2024-06-04"]);
     }
     let c = desk.open();
     let slots: i64 = c

@@ -757,14 +757,87 @@ pub fn run(
             thin_secs = t2.elapsed().as_secs_f64();
             Ok(())
         };
-        let records = jobs::run_session(
-            &store,
-            &plan.config,
-            &plan.jobs,
-            &req,
-            &jobs::Quiet,
-            &mut after,
-        )?;
+        // The session's slots, after its daily pipeline, as `optdesk run session` runs
+        // them; the session's own rows are written once its last firing has run.
+        let firings = match crate::calendar::session(as_of) {
+            Ok(Some(s)) => jobs::slot_firings(&plan.jobs, &s),
+            _ => Vec::new(),
+        };
+        let (before, firings) = jobs::split_at_daily(&plan.config, as_of, firings);
+        let mut early: Vec<jobs::RunRecord> = Vec::new();
+        for f in &before {
+            let slot_req = RunRequest {
+                slot: Some(f.time),
+                ..req
+            };
+            let rec = jobs::run_one(
+                &store,
+                &plan.config,
+                &plan.jobs[f.job],
+                &slot_req,
+                &jobs::Quiet,
+            )?;
+            let failed = rec.status == jobs::Status::Failed;
+            early.push(rec);
+            if failed {
+                break;
+            }
+        }
+        let records = if early.iter().any(|r| r.status == jobs::Status::Failed) {
+            Vec::new()
+        } else if firings.is_empty() && before.is_empty() {
+            jobs::run_session(
+                &store,
+                &plan.config,
+                &plan.jobs,
+                &req,
+                &jobs::Quiet,
+                &mut after,
+            )?
+        } else {
+            let mut records = jobs::run_session(
+                &store,
+                &plan.config,
+                &plan.jobs,
+                &req,
+                &jobs::Quiet,
+                &mut |_| Ok(()),
+            )?;
+            if records.iter().all(|r| r.status != jobs::Status::Failed) {
+                for f in &firings {
+                    let slot_req = RunRequest {
+                        slot: Some(f.time),
+                        ..req
+                    };
+                    let rec = jobs::run_one(
+                        &store,
+                        &plan.config,
+                        &plan.jobs[f.job],
+                        &slot_req,
+                        &jobs::Quiet,
+                    )?;
+                    let failed = rec.status == jobs::Status::Failed;
+                    records.push(rec);
+                    if failed {
+                        break;
+                    }
+                }
+            }
+            if records.iter().all(|r| r.status != jobs::Status::Failed) {
+                let conn = &store.conn;
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                if let Err(e) = after(conn).and_then(|_| conn.execute_batch("COMMIT")) {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+            records
+        };
+        let records = if early.is_empty() {
+            records
+        } else {
+            early.into_iter().chain(records).collect()
+        };
         if let Some(t) = timing.as_mut() {
             for r in &records {
                 t.add(r.job, r.seconds);

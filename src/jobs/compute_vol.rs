@@ -30,6 +30,7 @@ pub const DEF: JobDef = JobDef {
     writes: &["option_analytics", "vol_metrics", "expected_moves"],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -25,6 +25,7 @@ pub const DEF: JobDef = JobDef {
     writes: &["correlation"],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

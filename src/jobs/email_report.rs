@@ -26,6 +26,7 @@ pub const DEF: JobDef = JobDef {
     writes: &["reports"],
     reads_chains: false,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

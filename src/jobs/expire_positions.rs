@@ -13,17 +13,15 @@
 
 use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
-use crate::broker::router::Router;
 use crate::config::{Config, ConfigError, JobFile};
 use crate::model::identifiers::{ClientOrderId, Intent};
 use crate::model::instrument::Instrument;
 use crate::model::Price;
 use crate::pricing::is_am_settled;
 use crate::store::repo::{day, orders, positions};
-use crate::trading::risk::approve_exit;
 use crate::trading::settlement::{self, Expiring};
 use crate::trading::strategies::{registry, Registry};
-use crate::trading::{Leg, Order, OrderStatus, OrderType};
+use crate::trading::{Order, OrderType};
 use duckdb::params;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -34,6 +32,7 @@ pub const DEF: JobDef = JobDef {
     writes: &["risk_decisions", "order_legs", "order_events", "fills", "cash_ledger", "futures_variation"],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -71,19 +70,6 @@ impl Job for ExpirePositions {
         // Positions with a close still on its way are not closed a second time.
         let in_flight = orders::legs_in_flight(conn)?;
         let busy = |book: &str, i: &Instrument| in_flight.contains(&(book.to_string(), i.key()));
-        // A close the broker rejected at this snapshot is not sent again by a re-run of
-        // the same snapshot (the same quotes give the same answer), so running twice
-        // records what running once does; the next snapshot tries it again.
-        let rejected_here: HashMap<(String, String), String> = conn
-            .prepare(
-                "SELECT book, instrument, min(coalesce(reason, status)) FROM orders
-                 WHERE as_of = ? AND created_at = ? AND intent = 'exit' AND status = 'rejected'
-                 GROUP BY ALL",
-            )?
-            .query_map(params![ctx.as_of, ctx.quote_time], |r| {
-                Ok(((r.get(0)?, r.get(1)?), r.get(2)?))
-            })?
-            .collect::<Result<_, _>>()?;
         // Shares per underlying, per strategy (signed), for the assignment rules.
         let mut shares: HashMap<String, HashMap<String, i64>> = HashMap::new();
         for p in &held {
@@ -172,17 +158,16 @@ impl Job for ExpirePositions {
                     settlement::Outcome::Worthless => "worthless",
                 }
             );
-            rows += self
-                .close(
-                    ctx,
-                    &mut router,
-                    order,
-                    &e.strategy,
-                    &o.underlying,
-                    "expiry_settlement",
-                    &reason,
-                )?
-                .0;
+            rows += super::exits::close(
+                ctx,
+                &mut router,
+                order,
+                &e.strategy,
+                &o.underlying,
+                "expiry_settlement",
+                &reason,
+            )?
+            .0;
             match outcome {
                 settlement::Outcome::CashSettled => settled += 1,
                 settlement::Outcome::Delivered => assigned += 1,
@@ -194,7 +179,7 @@ impl Job for ExpirePositions {
         rows += n;
         let mut rolled = 0;
         for r in super::futures::roll_orders(ctx, &held)? {
-            let (n, status, why) = self.close(
+            let (n, status, why) = super::exits::close(
                 ctx,
                 &mut router,
                 r.order,
@@ -204,7 +189,7 @@ impl Job for ExpirePositions {
                 &r.reason,
             )?;
             rows += n;
-            if status == OrderStatus::Filled {
+            if status == crate::trading::OrderStatus::Filled {
                 rolled += 1;
             } else {
                 waiting.push(format!(
@@ -215,97 +200,13 @@ impl Job for ExpirePositions {
                 ));
             }
         }
-        // Strategies' exits: close the trade's open legs at the market, one order per
-        // leg (as a trader legs out of a basket), so a leg without a quote today waits
-        // without holding the others open.
-        let mut closed = 0;
-        let day = day::load(conn, ctx.as_of, ctx.quote_time)?;
-        for loaded in &self.strategies.strategies {
-            let s = loaded.strategy.as_ref();
-            for exit in s.exits(&day) {
-                let Some(trade) = day
-                    .open_trades
-                    .iter()
-                    .find(|t| t.order_ref == exit.order_ref && t.strategy == s.name())
-                else {
-                    continue;
-                };
-                let mut left = Vec::new();
-                let mut done = 0;
-                for l in &trade.legs {
-                    if matches!(&l.instrument, Instrument::Option(o) if o.expiry() < ctx.as_of) {
-                        continue; // settled above
-                    }
-                    if busy(s.name(), &l.instrument) {
-                        left.push(format!(
-                            "{} (a close is still open at the broker)",
-                            l.instrument.key().trim()
-                        ));
-                        continue;
-                    }
-                    if let Some(why) =
-                        rejected_here.get(&(s.name().to_string(), l.instrument.key()))
-                    {
-                        left.push(format!(
-                            "{} (rejected at this snapshot: {why})",
-                            l.instrument.key().trim()
-                        ));
-                        continue;
-                    }
-                    let Ok(leg) = Leg::new(l.instrument.clone(), -l.quantity) else {
-                        continue;
-                    };
-                    let underlying = l.instrument.underlying().to_string();
-                    let seq = orders::next_sequence(
-                        conn,
-                        Intent::Exit,
-                        s.name(),
-                        ctx.as_of,
-                        ctx.quote_time,
-                    )?;
-                    let id = ClientOrderId::new(
-                        Intent::Exit,
-                        s.name(),
-                        ctx.as_of,
-                        ctx.quote_time.time(),
-                        seq,
-                    )
-                    .map_err(|m| JobError::Failed(m.to_string()))?;
-                    let order = Order::new_checked(id, vec![leg], OrderType::Market)
-                        .map_err(|m| JobError::Failed(m.to_string()))?;
-                    let reason = format!("{} of {}", exit.reason, exit.order_ref);
-                    let (n, status, why) = self.close(
-                        ctx,
-                        &mut router,
-                        order,
-                        s.name(),
-                        &underlying,
-                        exit.rule,
-                        &reason,
-                    )?;
-                    rows += n;
-                    if status == OrderStatus::Filled {
-                        done += 1;
-                    } else {
-                        left.push(format!(
-                            "{} ({})",
-                            l.instrument.key().trim(),
-                            why.unwrap_or_else(|| status.code().to_string())
-                        ));
-                    }
-                }
-                if left.is_empty() {
-                    closed += 1;
-                } else {
-                    waiting.push(format!(
-                        "{}: {done} legs closed, {} stay open until a quote allows: {}",
-                        exit.order_ref,
-                        left.len(),
-                        left.join(", ")
-                    ));
-                }
-            }
-        }
+        // Strategies' exits: the one exit path manage_positions takes at the slots.
+        let mut day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        day.session.daily_run = ctx.slot.is_none();
+        let exits = super::exits::close_by_exit_rules(ctx, &mut router, &self.strategies, &day)?;
+        rows += exits.rows;
+        let closed = exits.closed;
+        waiting.extend(exits.waiting);
         // Dividends on shares: whoever held them at the close before an ex-date is paid
         // (or, short, pays) the dividend, once per holding and ex-date.
         let mut dividends = 0;
@@ -354,44 +255,5 @@ impl Job for ExpirePositions {
             rows_written: rows,
             summary,
         })
-    }
-}
-
-impl ExpirePositions {
-    /// Approve a close explicitly, record the decision with its rule, and send it:
-    /// (rows written, where the order stands, why it did not fill).
-    #[allow(clippy::too_many_arguments)]
-    fn close(
-        &self,
-        ctx: &JobContext,
-        router: &mut Router,
-        order: Order,
-        strategy: &str,
-        underlying: &str,
-        rule: &str,
-        reason: &str,
-    ) -> Result<(u64, OrderStatus, Option<String>), JobError> {
-        let legs = order.legs.len() as u64;
-        orders::write_decision(
-            ctx.conn,
-            ctx.as_of,
-            ctx.quote_time,
-            strategy,
-            underlying,
-            &order.reference(),
-            true,
-            rule,
-            Some(reason),
-            None,
-            Price::ZERO,
-            order.id.intent,
-            ctx.run_id,
-        )?;
-        let placed = router.place(approve_exit(order).map_err(JobError::Failed)?)?;
-        Ok((
-            2 + legs + 2 * placed.fills.len() as u64,
-            placed.status,
-            placed.reason,
-        ))
     }
 }

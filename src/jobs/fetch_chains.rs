@@ -33,6 +33,7 @@ pub const DEF: JobDef = JobDef {
     ],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +48,10 @@ pub struct Params {
     pub history_sessions: u32,
     /// Futures roots whose quotes are stored (`futures_quotes`), e.g. `["MES"]`.
     pub futures: Vec<String>,
+    /// At an intraday slot: the symbols fetched (the intraday strategies' underlyings and
+    /// VIX), with expiries up to `slot_max_expiry_days` out, instead of the daily run's.
+    pub slot_symbols: Vec<String>,
+    pub slot_max_expiry_days: u32,
 }
 
 impl Default for Params {
@@ -56,6 +61,8 @@ impl Default for Params {
             max_expiry_days: 400,
             history_sessions: 260,
             futures: Vec::new(),
+            slot_symbols: ["SPY", "QQQ", "SPX", "VIX"].map(String::from).to_vec(),
+            slot_max_expiry_days: 7,
         }
     }
 }
@@ -70,6 +77,12 @@ impl Params {
             return Err(bad(format!(
                 "params.max_expiry_days = {}: expected 1 to 1100 calendar days",
                 self.max_expiry_days
+            )));
+        }
+        if !(1..=1100).contains(&self.slot_max_expiry_days) {
+            return Err(bad(format!(
+                "params.slot_max_expiry_days = {}: expected 1 to 1100 calendar days",
+                self.slot_max_expiry_days
             )));
         }
         if self.history_sessions > 5000 {
@@ -92,7 +105,12 @@ impl Params {
                     .join(", ")
             )));
         }
-        for s in &self.symbols {
+        for (key, s) in self
+            .symbols
+            .iter()
+            .map(|s| ("symbols", s))
+            .chain(self.slot_symbols.iter().map(|s| ("slot_symbols", s)))
+        {
             if s.is_empty()
                 || s.len() > 6
                 || !s
@@ -100,7 +118,7 @@ impl Params {
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
             {
                 return Err(bad(format!(
-                    "params.symbols: '{s}' is not a ticker (1–6 upper-case letters or digits)"
+                    "params.{key}: '{s}' is not a ticker (1–6 upper-case letters or digits)"
                 )));
             }
         }
@@ -118,6 +136,14 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         "params.symbols",
         &file.params.symbols,
     )?;
+    if !file.slots.is_empty() {
+        crate::sources::check_symbols(
+            config,
+            &config.dir.join("fetch_chains.toml"),
+            "params.slot_symbols",
+            &file.params.slot_symbols,
+        )?;
+    }
     Ok(Prepared {
         def: &DEF,
         enabled: file.enabled,
@@ -147,13 +173,16 @@ pub fn run_with_source(
 ) -> Result<JobOutput, JobError> {
     let conn = ctx.conn;
     let as_of = ctx.as_of;
-    let symbols = if params.symbols.is_empty() {
-        source.default_symbols()
-    } else {
-        params.symbols.clone()
+    // A slot fetches only what the intraday strategies trade, to a week out.
+    let (symbols, max_expiry_days) = match ctx.slot {
+        Some(_) if !params.slot_symbols.is_empty() => {
+            (params.slot_symbols.clone(), params.slot_max_expiry_days)
+        }
+        _ if params.symbols.is_empty() => (source.default_symbols(), params.max_expiry_days),
+        _ => (params.symbols.clone(), params.max_expiry_days),
     };
     let qt = ctx.quote_time;
-    let snap = source.snapshot(qt, &symbols, params.max_expiry_days)?;
+    let snap = source.snapshot(qt, &symbols, max_expiry_days)?;
     for r in crate::ibkr::take_reconnects() {
         crate::store::compliance::record_drill(conn, "reconnect", true, &r)?;
     }

@@ -27,6 +27,7 @@ pub static DEF: JobDef = JobDef {
     ],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {

@@ -9,11 +9,13 @@
 pub mod compute_vol;
 pub mod correlation;
 pub mod email_report;
+pub mod exits;
 pub mod expire_positions;
 pub mod fetch_chains;
 pub mod flatten;
 pub mod futures;
 pub mod intraday;
+pub mod manage_positions;
 pub mod review_session;
 pub mod select_trades;
 pub mod snapshot_benchmarks;
@@ -143,14 +145,19 @@ pub struct JobDef {
     /// whose quotes `optdesk prune` has thinned, with that reason.
     pub reads_chains: bool,
     pub prepare: fn(&Config) -> Result<Prepared, ConfigError>,
+    /// Part of the daily pipeline (`run daily`). A job that is not (`manage_positions`)
+    /// runs only at its slots (and by `job run`).
+    pub daily: bool,
 }
 
-/// Every job, in the order `optdesk run daily` runs them.
+/// Every job, in the order `optdesk run daily` runs them (those with `daily`), and the
+/// order jobs run in within one slot time.
 pub static JOBS: &[JobDef] = &[
     fetch_chains::DEF,
     compute_vol::DEF,
     correlation::DEF,
     select_trades::DEF,
+    manage_positions::DEF,
     expire_positions::DEF,
     snapshot_benchmarks::DEF,
     email_report::DEF,
@@ -350,7 +357,7 @@ fn run_one_inner(
     req: &RunRequest,
 ) -> Result<RunRecord, StoreError> {
     if req.dry_run {
-        let recs = run_dry_sequence(store, config, std::slice::from_ref(p), req, &Quiet)?;
+        let recs = run_dry_sequence(store, config, &[p], req, &Quiet)?;
         return Ok(recs.into_iter().next().expect("one job, one record"));
     }
     let name = p.def.name;
@@ -558,7 +565,69 @@ fn record_outcome_as(
     }
 }
 
-/// Run jobs in order for one session; stop at the first failure and record every job
+/// The jobs of the daily pipeline (`JobDef::daily`), in order: what `run daily` runs.
+pub fn daily_pipeline(jobs: &[Prepared]) -> Vec<&Prepared> {
+    jobs.iter().filter(|p| p.def.daily).collect()
+}
+
+/// One firing of a job's slot in a session: the New York time and the job (an index
+/// into the prepared jobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotFiring {
+    pub time: NaiveTime,
+    pub job: usize,
+}
+
+/// Every slot firing of the enabled jobs on `session`, in time order, jobs in `JOBS`
+/// order within one time: what `optdesk run session` and a backtest run after the
+/// daily pipeline, and what the daemon fires during the day. A disabled job's slots
+/// do not fire (`optdesk schedule` records them as skipped).
+pub fn slot_firings(jobs: &[Prepared], session: &crate::calendar::Session) -> Vec<SlotFiring> {
+    let mut out = Vec::new();
+    for (i, p) in jobs.iter().enumerate().filter(|(_, p)| p.enabled) {
+        for s in &p.slots {
+            // Checked when the job's file loaded.
+            let Ok(spec) = crate::clock::TimeSpec::parse(s) else {
+                continue;
+            };
+            out.extend(
+                spec.times_on(session)
+                    .into_iter()
+                    .map(|time| SlotFiring { time, job: i }),
+            );
+        }
+    }
+    out.sort_by_key(|f| (f.time, f.job));
+    out.dedup();
+    out
+}
+
+/// A session's slot firings split around its daily run's snapshot (`schedule.daily`):
+/// (the firings before it, those after it). The daemon runs them in time order, so
+/// `optdesk run session` and a backtest run the first part before the daily pipeline
+/// and the rest after it. A slot at the daily snapshot's own time does not fire: the
+/// daily pipeline takes that snapshot (a slot's fetch there would replace its quotes).
+pub fn split_at_daily(
+    config: &Config,
+    as_of: NaiveDate,
+    firings: Vec<SlotFiring>,
+) -> (Vec<SlotFiring>, Vec<SlotFiring>) {
+    let daily = config
+        .daily_time()
+        .ok()
+        .and_then(|d| crate::clock::snapshot_time(&d, as_of, None).ok())
+        .map(|t| t.time());
+    match daily {
+        Some(d) => firings
+            .into_iter()
+            .filter(|f| f.time != d)
+            .partition(|f| f.time < d),
+        None => (Vec::new(), firings),
+    }
+}
+
+/// Run the daily pipeline's jobs ([`daily_pipeline`]) in order for one session; stop at
+/// the first failure and record every job
 /// after it as skipped with the reason. `observer` hears of each record in turn.
 pub fn run_sequence(
     store: &Store,
@@ -567,8 +636,9 @@ pub fn run_sequence(
     req: &RunRequest,
     observer: &dyn RunObserver,
 ) -> Result<Vec<RunRecord>, StoreError> {
+    let jobs = daily_pipeline(jobs);
     if req.dry_run {
-        return run_dry_sequence(store, config, jobs, req, observer);
+        return run_dry_sequence(store, config, &jobs, req, observer);
     }
     let mut out: Vec<RunRecord> = Vec::new();
     let mut failed: Option<(String, String)> = None;
@@ -621,16 +691,17 @@ pub fn run_session(
         }
         Ok(recs)
     };
+    let daily = daily_pipeline(jobs);
     let simple = !req.dry_run
         && config.desk.broker.kind == crate::config::BrokerKind::Paper
-        && jobs.iter().all(|p| p.enabled);
+        && daily.iter().all(|p| p.enabled);
     if !simple {
         return fallback(after);
     }
     let Ok(quote_time) = snapshot_time(&store.conn, config, req) else {
         return fallback(after);
     };
-    if jobs.iter().any(|p| p.def.reads_chains)
+    if daily.iter().any(|p| p.def.reads_chains)
         && crate::store::retention::refuse_pruned(&store.conn, req.as_of)?.is_some()
     {
         return fallback(after);
@@ -638,9 +709,9 @@ pub fn run_session(
     let conn = &store.conn;
     conn.execute_batch("BEGIN TRANSACTION")?;
     let attempt = catch_unwind(AssertUnwindSafe(|| {
-        let mut recs = Vec::with_capacity(jobs.len());
+        let mut recs = Vec::with_capacity(daily.len());
         let first = next_run_id(conn)?;
-        for (run_id, p) in (first..).zip(jobs) {
+        for (run_id, p) in (first..).zip(&daily) {
             let started = Utc::now().naive_utc();
             let clock = Instant::now();
             let ctx = JobContext {
@@ -703,7 +774,7 @@ pub fn run_session(
 fn run_dry_sequence(
     store: &Store,
     config: &Config,
-    jobs: &[Prepared],
+    jobs: &[&Prepared],
     req: &RunRequest,
     observer: &dyn RunObserver,
 ) -> Result<Vec<RunRecord>, StoreError> {
@@ -895,6 +966,7 @@ mod tests {
         writes: &[],
         reads_chains: false,
         prepare: never,
+        daily: true,
     };
     static B: JobDef = JobDef {
         name: "b",
@@ -902,6 +974,7 @@ mod tests {
         writes: &[],
         reads_chains: false,
         prepare: never,
+        daily: true,
     };
     static C: JobDef = JobDef {
         name: "c",
@@ -909,6 +982,7 @@ mod tests {
         writes: &[],
         reads_chains: false,
         prepare: never,
+        daily: true,
     };
 
     /// Remembers what it was told, to check the runner tells each record once, in order.

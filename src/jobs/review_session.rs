@@ -18,6 +18,7 @@ pub const DEF: JobDef = JobDef {
     writes: &["session_compliance"],
     reads_chains: false,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -38,6 +38,7 @@ pub const DEF: JobDef = JobDef {
     ],
     reads_chains: true,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +124,7 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         file: path.display().to_string(),
         message: m,
     };
+    crate::config::check_slots(&path, &shape.slots)?;
     let p = &shape.params;
     if !(p.starting_cash.is_finite() && p.starting_cash > 0.0) {
         return Err(bad(format!(
@@ -303,6 +305,13 @@ impl Job for SelectTrades {
             }
         }
         let mut day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        // The daily run proposes the daily strategies; a slot, the intraday ones.
+        day.session.daily_run = ctx.slot.is_none();
+        let cadence = if day.session.daily_run {
+            Cadence::Daily
+        } else {
+            Cadence::Intraday
+        };
         // Continuing a run that died: decide from the book as it stood before this
         // snapshot's own entries, then replay what each decided order did, so the rest
         // is decided exactly as the uninterrupted run would have.
@@ -348,11 +357,7 @@ impl Job for SelectTrades {
         let (mut proposed, mut approved, mut refused, mut filled, mut rejected, mut pending) =
             (0, 0, 0, 0, 0, 0);
         let mut strategies = 0;
-        for strategy in self.strategies.enabled() {
-            // The intraday strategies propose in the slots only, not in the daily run.
-            if strategy.cadence() == Cadence::Intraday && ctx.slot.is_none() {
-                continue;
-            }
+        for strategy in self.strategies.enabled().filter(|s| s.cadence() == cadence) {
             strategies += 1;
             let profile = strategy.risk_profile();
             // Outside its entry window a strategy is not asked: one pass per symbol.
@@ -492,8 +497,13 @@ impl Job for SelectTrades {
             }
         }
         let mut summary = format!(
-            "{strategies} strategies: {proposed} proposals, {approved} approved, {refused} refused by the risk gate; {filled} filled, {rejected} rejected by the broker; buying power {}",
-            state.buying_power
+            "{strategies} {kind} strategies: {proposed} proposals, {approved} approved, {refused} refused by the risk gate; {filled} filled, {rejected} rejected by the broker; buying power {}",
+            state.buying_power,
+            kind = if cadence == Cadence::Daily {
+                "daily"
+            } else {
+                "intraday"
+            }
         );
         if pending > 0 {
             summary.push_str(&format!(

@@ -23,6 +23,7 @@ pub const DEF: JobDef = JobDef {
     ],
     reads_chains: false,
     prepare,
+    daily: true,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
