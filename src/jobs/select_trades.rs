@@ -587,7 +587,12 @@ pub fn review_inputs(
             name: l.strategy.name().to_string(),
             enabled: l.enabled,
             intraday: l.strategy.cadence() == crate::trading::strategies::Cadence::Intraday,
-            daily_loss_cap: shape.risk.daily_loss_cap,
+            // The strategy's own cap where its risk profile sets one (never looser
+            // than the desk's: refused at load), else the desk's.
+            daily_loss_cap: l
+                .strategy
+                .risk_profile()
+                .map_or(shape.risk.daily_loss_cap, |r| r.daily_loss_cap),
         })
         .collect();
     let p = &shape.params;

@@ -33,16 +33,14 @@ pub struct StrategyRules {
 }
 
 /// Rules whose refusal halts a strategy's entries for the rest of the session.
-pub const HALTING_RULES: &[&str] = &[
-    "daily_loss_cap",
-    "event_blackout",
-    "earnings_blackout",
-    "volatility_kill_switch",
-    "vix_jump",
-];
+pub const HALTING_RULES: &[&str] = &["daily_loss_cap", "event_blackout", "vix_jump"];
+
+/// Rules whose refusal halts a strategy's entries on that underlying for the rest of
+/// the session.
+pub const UNDERLYING_HALTING_RULES: &[&str] = &["earnings_blackout", "volatility_kill_switch"];
 
 /// The consecutive-loss pause's rule, and how long it halts entries.
-pub const PAUSE_RULE: &str = "consecutive_losses";
+pub const PAUSE_RULE: &str = "loss_pause";
 pub const PAUSE_MINUTES: i64 = 30;
 
 /// One row of `session_compliance`.
@@ -206,14 +204,14 @@ pub fn review(
     let mut out = Vec::new();
     for st in strategies {
         let mine: Vec<&SessionFill> = fills.iter().filter(|f| f.strategy == st.name).collect();
-        // (quote_time, decision, rule, order_ref) of the session's decisions.
+        // (quote_time, decision, rule, order_ref, underlying) of the session's decisions.
         let mut s = conn.prepare(
-            "SELECT quote_time, decision, rule, order_ref FROM risk_decisions
+            "SELECT quote_time, decision, rule, order_ref, underlying FROM risk_decisions
              WHERE as_of = ? AND strategy = ? ORDER BY quote_time, rowid",
         )?;
-        let decisions: Vec<(NaiveDateTime, String, String, String)> = s
+        let decisions: Vec<(NaiveDateTime, String, String, String, String)> = s
             .query_map(params![as_of, st.name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect::<Result<_, _>>()?;
         if !st.enabled && mine.is_empty() && decisions.is_empty() {
@@ -221,14 +219,14 @@ pub fn review(
         }
         let mut violations = failed.clone();
         let mut fired: BTreeMap<String, i64> = BTreeMap::new();
-        for (_, decision, rule, order_ref) in &decisions {
+        for (_, decision, rule, order_ref, _) in &decisions {
             let exit = ClientOrderId::parse(order_ref).is_ok_and(|id| id.intent != Intent::Entry);
             if decision == "refused" || (exit && decision == "approved") {
                 *fired.entry(rule.clone()).or_default() += 1;
             }
         }
         // Entries made while a halt applied, or with the daily cap already reached.
-        for (t, decision, _, order_ref) in &decisions {
+        for (t, decision, _, order_ref, underlying) in &decisions {
             let entry = ClientOrderId::parse(order_ref).is_ok_and(|id| id.intent == Intent::Entry);
             if decision != "approved" || !entry {
                 continue;
@@ -239,11 +237,12 @@ pub fn review(
                     "entry {order_ref} at {hhmm} on an event day ({as_of} is in the blackout)"
                 ));
             }
-            for (t0, d0, r0, _) in &decisions {
+            for (t0, d0, r0, _, u0) in &decisions {
                 if t0 >= t || d0 != "refused" {
                     continue;
                 }
                 let halted = HALTING_RULES.contains(&r0.as_str())
+                    || (UNDERLYING_HALTING_RULES.contains(&r0.as_str()) && u0 == underlying)
                     || (r0 == PAUSE_RULE && *t - *t0 < Duration::minutes(PAUSE_MINUTES));
                 if halted {
                     violations.push(format!(
@@ -784,7 +783,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r[0].violations.len(), 1, "{:?}", r[0].violations);
-        assert!(r[0].violations[0].contains("at 10:25 after consecutive_losses"));
+        assert!(r[0].violations[0].contains("at 10:25 after loss_pause"));
         // And an entry on a blackout day.
         let r = review(
             &s2.conn,
