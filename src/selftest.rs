@@ -105,6 +105,11 @@ fn write_config(config: &Config, to: &Path, extra: &[(&str, &str)]) -> Result<()
         "fetch_chains.params.symbols=[\"SPY\",\"QQQ\",\"IWM\",\"VOO\",\"VTI\"]".into(),
         "fetch_chains.params.max_expiry_days=70".into(),
     ];
+    // The drills run the daily pipeline: the intraday strategies (slots only) sit out,
+    // and their profiles are not weighed against a drill's tripped desk limits.
+    for s in ["put_write", "buy_write", "iron_condor", "zscore_reversion"] {
+        sets.push(format!("{s}.enabled=false"));
+    }
     sets.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     let overrides = sets
         .iter()

@@ -46,7 +46,9 @@ fn buy(desk: &Desk, d: NaiveDate, symbol: &str, qty: i64) {
         Box::new(|| Ok(())),
         false,
     );
-    let id = ClientOrderId::new(Intent::Exit, "zscore_reversion", d, qt.time(), 9).unwrap();
+    // A book no strategy owns: nothing but the roll closes it (zscore_reversion's own
+    // exits would close it within two hours).
+    let id = ClientOrderId::new(Intent::Exit, "mes_hold", d, qt.time(), 9).unwrap();
     let leg = Leg::new(Instrument::Future(futures::parse(symbol).unwrap()), qty).unwrap();
     let order = Order::new_checked(id, vec![leg], OrderType::Market).unwrap();
     let placed = router.place(approve_exit(order).unwrap()).unwrap();
@@ -105,7 +107,7 @@ fn a_position_held_across_the_roll_is_marked_daily_rolled_and_reconciles() {
     );
     assert_eq!(
         desk.count(
-            "SELECT count(*) FROM fills WHERE as_of = DATE '2025-03-13' AND order_ref LIKE 'exit:zscore_reversion:%'
+            "SELECT count(*) FROM fills WHERE as_of = DATE '2025-03-13' AND order_ref LIKE 'exit:mes_hold:%'
                AND ((instrument = 'MESH25' AND quantity = -2) OR (instrument = 'MESM25' AND quantity = 2))"
         ),
         2

@@ -298,7 +298,11 @@ pub fn strikes(u: &Underlying, spot: f64, forward: f64, atm: f64, t_years: f64) 
     let s = (atm * libm::sqrt(t_years)).max(0.015);
     let lower = (forward * libm::exp(-4.0 * s)).max(0.2 * forward);
     let upper = (forward * libm::exp(3.0 * s)).min(2.5 * forward);
-    let max_n = if u.listing == Listing::Daily {
+    // Short-dated expiries of the daily-listed names carry the dense strikes the 0DTE
+    // trade uses (SPX 5 points apart near the money, SPY and QQQ 1 dollar).
+    let max_n = if u.listing == Listing::Daily && t_years < 8.0 / 365.0 {
+        140.0
+    } else if u.listing == Listing::Daily {
         70.0
     } else {
         36.0

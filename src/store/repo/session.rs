@@ -156,5 +156,47 @@ pub fn load_session(conn: &Connection, day: &mut DayState) -> Result<(), RepoErr
         let (sym, d) = r?;
         day.session.earnings.entry(sym).or_default().push(d);
     }
+    futures_bars(day, &now);
     Ok(())
+}
+
+/// A futures root's minute bars, where the store has none of its own: its index's bars
+/// (SPX for MES) times the front contract's basis at the snapshot (its mid over the
+/// index's price), on the tick. The sim prices futures off the index exactly so; the
+/// Z-score strategy reads these.
+fn futures_bars(day: &mut DayState, now: &HashMap<String, f64>) {
+    let mut derived = Vec::new();
+    for (root, quotes) in &day.session.futures {
+        if day.session.bars.contains_key(root) {
+            continue;
+        }
+        let (Some(p), Some(front)) = (crate::trading::futures::product(root), quotes.first())
+        else {
+            continue;
+        };
+        let (Some(bars), Some(spot)) = (day.session.bars.get(p.index), now.get(p.index)) else {
+            continue;
+        };
+        let mid = (front.bid + front.ask) / 2.0;
+        if !(mid > 0.0 && *spot > 0.0) {
+            continue;
+        }
+        let basis = mid / spot;
+        let tick = p.tick.to_f64();
+        let on_tick = |x: f64| (x * basis / tick).round() * tick;
+        derived.push((
+            root.clone(),
+            bars.iter()
+                .map(|b| MinuteBar {
+                    time: b.time,
+                    open: on_tick(b.open),
+                    high: on_tick(b.high),
+                    low: on_tick(b.low),
+                    close: on_tick(b.close),
+                    volume: 0,
+                })
+                .collect::<Vec<_>>(),
+        ));
+    }
+    day.session.bars.extend(derived);
 }
