@@ -270,6 +270,20 @@ pub fn review(
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })? {
                 let (instrument, q) = r?;
+                // A long option nobody bids for cannot be sold: it carries no risk and
+                // expires worthless. Named, not a violation.
+                let last_bid: Option<f64> = conn
+                    .query_row(
+                        "SELECT bid::DOUBLE FROM option_quotes WHERE as_of = ? AND contract = ?
+                         ORDER BY quote_time DESC LIMIT 1",
+                        params![as_of, instrument],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if q > 0 && last_bid == Some(0.0) {
+                    *fired.entry("left_without_a_bid".into()).or_default() += 1;
+                    continue;
+                }
                 violations.push(format!(
                     "0DTE {instrument} ({q:+}) still held at the close: the auto-close did not close it"
                 ));
