@@ -856,6 +856,11 @@ fn a_risk_halt_is_an_alert_with_the_rule_and_reason() {
         text.contains("kill_switch") && text.contains("new entries halted"),
         "{text}"
     );
+    // When, and whose entries: the snapshot's time and the strategies refused.
+    assert!(
+        text.contains("2024-06-04 09:35: risk halt (kill_switch) for "),
+        "{text}"
+    );
     assert_eq!(
         desk.count("SELECT count(*) FROM alerts WHERE event = 'risk_halt' AND status = 'sent'"),
         1

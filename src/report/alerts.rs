@@ -141,6 +141,7 @@ const HALT_RULES: &[&str] = &[
     "daily_loss_cap",
     "vix_jump",
     "volatility_kill_switch",
+    "loss_pause",
 ];
 
 /// The alerts a run calls for.
@@ -203,21 +204,23 @@ pub fn alerts_for(
     if wanted(config, "risk_halt") {
         let rules: Vec<String> = HALT_RULES.iter().map(|r| format!("'{r}'")).collect();
         let mut s = conn.prepare(&format!(
-            "SELECT rule, any_value(reason), count(*) FROM risk_decisions
+            "SELECT rule, any_value(reason), count(*), string_agg(DISTINCT strategy, ', ' ORDER BY strategy),
+                    strftime(min(quote_time), '%H:%M')
+             FROM risk_decisions
              WHERE run_id = ? AND decision = 'refused' AND rule IN ({})
              GROUP BY rule ORDER BY rule",
             rules.join(", ")
         ))?;
-        let rows: Vec<(String, Option<String>, i64)> = s
+        let rows: Vec<(String, Option<String>, i64, String, String)> = s
             .query_map(params![rec.run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect::<Result<_, _>>()?;
-        for (rule, reason, n) in rows {
+        for (rule, reason, n, strategies, at) in rows {
             out.push(mk(
                 "risk_halt",
                 format!(
-                    "optdesk {}: risk halt ({rule}), {n} order(s) refused: {}",
+                    "optdesk {} {at}: risk halt ({rule}) for {strategies}, {n} order(s) refused: {}",
                     rec.as_of,
                     reason.unwrap_or_default()
                 ),

@@ -249,14 +249,7 @@ impl Strategy for BuyWrite {
     }
 
     fn propose(&self, day: &DayState) -> Outcome {
-        let mut out = Outcome::default();
-        for (seq, t) in self.config.tickers.iter().enumerate() {
-            match self.one(day, t, seq) {
-                Ok(p) => out.proposals.push(p),
-                Err(why) => out.skips.push((t.clone(), why)),
-            }
-        }
-        out
+        intraday::propose_each(&self.config.tickers, |t, seq| self.one(day, t, seq))
     }
 
     /// The auto-close; the stop on the whole position (every leg the trade holds,

@@ -4,15 +4,32 @@
 //! early close), a trade's P&L since entry, when it was opened, the expected move and
 //! the rolling Z-score.
 
-use super::{ChainRow, DayState, ExitSignal, OpenTrade};
+use super::{ChainRow, DayState, ExitSignal, OpenTrade, Outcome};
 use crate::model::identifiers::ClientOrderId;
 use crate::model::Price;
+use crate::trading::risk::Proposal;
 use chrono::{Duration, NaiveDateTime};
 
 /// Minutes before the session's close at which every 0DTE position is closed.
 pub const AUTO_CLOSE_MINUTES_BEFORE_CLOSE: i64 = 30;
 
 /// The session's close: the day's `session.close`, else the exchange calendar's.
+/// A strategy's proposals over its tickers: `one(ticker, sequence)` proposes or says
+/// why it passed.
+pub fn propose_each(
+    tickers: &[String],
+    mut one: impl FnMut(&str, usize) -> Result<Proposal, String>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    for (seq, t) in tickers.iter().enumerate() {
+        match one(t, seq) {
+            Ok(p) => out.proposals.push(p),
+            Err(why) => out.skips.push((t.clone(), why)),
+        }
+    }
+    out
+}
+
 pub fn session_close(day: &DayState) -> Option<NaiveDateTime> {
     day.session.close.or_else(|| {
         crate::calendar::session(day.as_of)

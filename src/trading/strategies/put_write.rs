@@ -264,14 +264,7 @@ impl Strategy for PutWrite {
     }
 
     fn propose(&self, day: &DayState) -> Outcome {
-        let mut out = Outcome::default();
-        for (seq, t) in self.config.tickers.iter().enumerate() {
-            match self.one(day, t, seq) {
-                Ok(p) => out.proposals.push(p),
-                Err(why) => out.skips.push((t.clone(), why)),
-            }
-        }
-        out
+        intraday::propose_each(&self.config.tickers, |t, seq| self.one(day, t, seq))
     }
 
     fn exits(&self, day: &DayState) -> Vec<ExitSignal> {
