@@ -35,6 +35,13 @@ fn slot_desk() -> Desk {
         .replace("max_expiry_days = 400", "max_expiry_days = 70")
         .replace("futures = []", "futures = [\"MES\"]");
     desk.write_config("fetch_chains.toml", &text);
+    // A $1 daily cap on the scalper: its first round trip's commissions reach it, so the
+    // halt is seen within a session.
+    let path = desk.jobs.join("strategies/zscore_reversion.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("daily_loss_cap = 500.0", "daily_loss_cap = 1.0");
+    desk.write_config("strategies/zscore_reversion.toml", &text);
     desk
 }
 
@@ -120,6 +127,24 @@ fn sessions_with_every_slot_trade_inside_the_window_and_close_every_0dte_positio
         };
         assert!(ok, "auto-close at {a}: {auto:?}");
     }
+    // The scalper's daily cap halts its entries once reached, with the reason, and no
+    // entry of its comes later that session.
+    let halts = rows(
+        &desk,
+        "SELECT as_of || ' ' || quote_time::TIME || ' ' || reason FROM risk_decisions
+         WHERE strategy = 'zscore_reversion' AND rule = 'daily_loss_cap' AND decision = 'refused'",
+    );
+    assert!(!halts.is_empty(), "the $1 cap never halted the scalper");
+    assert!(halts.iter().all(|h| h.contains("1.00")), "{halts:?}");
+    let after = rows(
+        &desk,
+        "SELECT e.order_ref FROM risk_decisions e JOIN (
+             SELECT as_of, min(quote_time) AS t FROM risk_decisions
+             WHERE strategy = 'zscore_reversion' AND rule = 'daily_loss_cap' GROUP BY as_of) h
+           ON e.as_of = h.as_of AND e.quote_time > h.t
+         WHERE e.strategy = 'zscore_reversion' AND e.intent = 'entry' AND e.decision = 'approved'",
+    );
+    assert!(after.is_empty(), "entries after the halt: {after:?}");
     // Each session was reviewed at its close; the premium bots' sessions are compliant.
     let bad = rows(
         &desk,
