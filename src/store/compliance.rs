@@ -73,15 +73,12 @@ struct SessionFill {
 }
 
 impl SessionFill {
-    /// Cash the fill moved: − paid, + received, net of commission. Futures move no
-    /// premium (their P&L is variation margin); only the commission.
+    /// What the fill is worth to the session's P&L: − paid, + received, net of
+    /// commission. A future moves no premium (its P&L arrives as variation margin), but
+    /// over a session its variation sums to exactly this: (exit − entry) × quantity ×
+    /// multiplier, with what is still open marked below.
     fn cash(&self) -> Price {
-        let premium = if self.kind == "future" {
-            Price::from_raw(0)
-        } else {
-            -(self.price.times(self.quantity * self.multiplier))
-        };
-        premium - self.commission
+        -(self.price.times(self.quantity * self.multiplier)) - self.commission
     }
     fn intent(&self) -> Option<Intent> {
         ClientOrderId::parse(&self.order_ref)
@@ -129,8 +126,12 @@ fn mark(
              ORDER BY quote_time DESC LIMIT 1"
         }
         "shares" => {
-            "SELECT spot::DOUBLE FROM underlying_quotes
+            "SELECT price::DOUBLE FROM underlying_quotes
              WHERE as_of = ? AND symbol = ? AND quote_time <= ? ORDER BY quote_time DESC LIMIT 1"
+        }
+        "future" => {
+            "SELECT ((bid + ask) / 2)::DOUBLE FROM futures_quotes
+             WHERE as_of = ? AND contract = ? AND quote_time <= ? ORDER BY quote_time DESC LIMIT 1"
         }
         _ => return Ok(None),
     };
@@ -166,12 +167,7 @@ fn session_pnl(
             continue;
         }
         let m = mark(conn, as_of, instrument, kind, at)?.unwrap_or(last);
-        value += if kind == "future" {
-            // No premium was paid: the open value is the move since the fill.
-            (m - last).times(qty * mult)
-        } else {
-            m.times(qty * mult)
-        };
+        value += m.times(qty * mult);
     }
     Ok(cash + value)
 }
