@@ -337,7 +337,9 @@ fn the_front_futures_contract_not_yet_expired_is_quoted() {
             f.expiry,
             f.multiplier
         ),
-        ("MESZ6", "MES", (2026, 12), d("2026-12-18"), 5)
+        // The store's symbol (two year digits: unique over decades); IB's local
+        // symbol is MESZ6.
+        ("MESZ26", "MES", (2026, 12), d("2026-12-18"), 5)
     );
     assert_eq!(f.tick.to_f64(), 0.25);
     assert_eq!(
@@ -346,7 +348,7 @@ fn the_front_futures_contract_not_yet_expired_is_quoted() {
     );
     // The day after the December contract's last trade: March.
     let (f, ..) = src.future_quote("MES", d("2026-12-19")).unwrap();
-    assert_eq!((f.symbol.as_str(), f.expiry), ("MESH7", d("2027-03-19")));
+    assert_eq!((f.symbol.as_str(), f.expiry), ("MESH27", d("2027-03-19")));
     let e = src
         .future_quote("MES", d("2027-06-01"))
         .unwrap_err()
