@@ -10,7 +10,7 @@ fn a_slot_stores_the_sessions_minute_bars_and_the_loader_fills_the_session() {
     let desk = Desk::new();
     desk.write_config(
         "fetch_chains.toml",
-        "[params]\nsymbols = [\"SPY\", \"AAPL\", \"VIX\"]\nmax_expiry_days = 10\nhistory_sessions = 30\n",
+        "[params]\nsymbols = [\"SPY\", \"AAPL\", \"VIX\"]\nslot_symbols = []\nmax_expiry_days = 10\nhistory_sessions = 30\n",
     );
     let run = |job: &str| {
         desk.run_ok(&[

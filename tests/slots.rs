@@ -28,6 +28,11 @@ fn slot_desk() -> Desk {
         "manage_positions.toml",
         &format!("slots = [\"open\", \"{SLOT}\", \"close-30m\"]\n"),
     );
+    // The slot mechanics alone: the intraday strategies sit out (tests/intraday_desk.rs
+    // trades them).
+    for s in ["put_write", "buy_write", "iron_condor", "zscore_reversion"] {
+        desk.write_config(&format!("strategies/{s}.toml"), "enabled = false\n");
+    }
     desk
 }
 
@@ -101,6 +106,7 @@ fn run_session_runs_every_slot_in_order_after_the_daily_pipeline_and_twice_is_on
         "expire_positions",
         "snapshot_benchmarks",
         "email_report",
+        "review_session",
     ] {
         want.push(("-", j));
     }
