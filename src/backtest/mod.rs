@@ -764,25 +764,32 @@ pub fn run(
             _ => Vec::new(),
         };
         let (before, firings) = jobs::split_at_daily(&plan.config, as_of, firings);
-        let mut early: Vec<jobs::RunRecord> = Vec::new();
-        for f in &before {
-            let slot_req = RunRequest {
-                slot: Some(f.time),
-                ..req
-            };
-            let rec = jobs::run_one(
-                &store,
-                &plan.config,
-                &plan.jobs[f.job],
-                &slot_req,
-                &jobs::Quiet,
-            )?;
-            let failed = rec.status == jobs::Status::Failed;
-            early.push(rec);
-            if failed {
-                break;
+        // Run slot firings in order into `records`, stopping at the first failure.
+        let run_firings = |firings: &[jobs::SlotFiring],
+                           records: &mut Vec<jobs::RunRecord>|
+         -> Result<(), BacktestError> {
+            for f in firings {
+                let slot_req = RunRequest {
+                    slot: Some(f.time),
+                    ..req
+                };
+                let rec = jobs::run_one(
+                    &store,
+                    &plan.config,
+                    &plan.jobs[f.job],
+                    &slot_req,
+                    &jobs::Quiet,
+                )?;
+                let failed = rec.status == jobs::Status::Failed;
+                records.push(rec);
+                if failed {
+                    break;
+                }
             }
-        }
+            Ok(())
+        };
+        let mut early: Vec<jobs::RunRecord> = Vec::new();
+        run_firings(&before, &mut early)?;
         let records = if early.iter().any(|r| r.status == jobs::Status::Failed) {
             Vec::new()
         } else if firings.is_empty() && before.is_empty() {
@@ -804,24 +811,7 @@ pub fn run(
                 &mut |_| Ok(()),
             )?;
             if records.iter().all(|r| r.status != jobs::Status::Failed) {
-                for f in &firings {
-                    let slot_req = RunRequest {
-                        slot: Some(f.time),
-                        ..req
-                    };
-                    let rec = jobs::run_one(
-                        &store,
-                        &plan.config,
-                        &plan.jobs[f.job],
-                        &slot_req,
-                        &jobs::Quiet,
-                    )?;
-                    let failed = rec.status == jobs::Status::Failed;
-                    records.push(rec);
-                    if failed {
-                        break;
-                    }
-                }
+                run_firings(&firings, &mut records)?;
             }
             if records.iter().all(|r| r.status != jobs::Status::Failed) {
                 let conn = &store.conn;

@@ -360,37 +360,35 @@ impl Job for SelectTrades {
         for strategy in self.strategies.enabled().filter(|s| s.cadence() == cadence) {
             strategies += 1;
             let profile = strategy.risk_profile();
-            // Outside its entry window a strategy is not asked: one pass per symbol.
-            if let (Some((from, to)), Some(r)) = (profile.and_then(|r| r.window()), profile) {
-                let now = ctx.quote_time.time();
-                if now < from || now > to {
-                    let why = format!(
-                        "{} is outside the entry window {}–{} (risk.entry_window = {:?})",
-                        ctx.quote_time.format("%H:%M"),
-                        from.format("%H:%M"),
-                        to.format("%H:%M"),
-                        r.entry_window
-                    );
-                    for (_, symbols) in strategy.symbols() {
-                        for u in symbols {
-                            conn.execute(
-                                "INSERT INTO signals VALUES (?, ?, ?, ?, NULL, 'pass', ?, NULL, ?)",
-                                params![
-                                    ctx.as_of,
-                                    ctx.quote_time,
-                                    strategy.name(),
-                                    u,
-                                    why,
-                                    ctx.run_id
-                                ],
-                            )?;
-                            rows += 1;
-                        }
-                    }
-                    continue;
+            // Outside its entry window a strategy is not asked: one pass per symbol,
+            // recorded as its own passes are.
+            let outside = match (profile.and_then(|r| r.window()), profile) {
+                (Some((from, to)), Some(r)) => {
+                    let now = ctx.quote_time.time();
+                    (now < from || now > to).then(|| {
+                        format!(
+                            "{} is outside the entry window {}–{} (risk.entry_window = {:?})",
+                            ctx.quote_time.format("%H:%M"),
+                            from.format("%H:%M"),
+                            to.format("%H:%M"),
+                            r.entry_window
+                        )
+                    })
                 }
-            }
-            let out = strategy.propose(&day);
+                _ => None,
+            };
+            let out = match outside {
+                Some(why) => crate::trading::strategies::Outcome {
+                    proposals: Vec::new(),
+                    skips: strategy
+                        .symbols()
+                        .into_iter()
+                        .flat_map(|(_, symbols)| symbols)
+                        .map(|u| (u, why.clone()))
+                        .collect(),
+                },
+                None => strategy.propose(&day),
+            };
             for (u, expiry) in day.take_scanned() {
                 conn.execute(
                     "INSERT INTO scanned_chains VALUES (?, ?, ?, ?, ?, ?)",
