@@ -1799,6 +1799,9 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     });
     let run: Arc<schedule::RunFn> = Arc::new(
         move |target: &Target, date: NaiveDate, slot: Option<NaiveTime>| {
+            let _gate = crate::store::process_gate()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let res = match target {
                 Target::Daily => run_daily(&shared, date, RunFlags::default(), Trigger::Schedule),
                 Target::Job(name) => job_run(
@@ -1826,6 +1829,9 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     });
     let skip: Arc<schedule::SkipFn> = Arc::new(
         move |target: &Target, date: NaiveDate, slot: Option<NaiveTime>, why: &str| {
+            let _gate = crate::store::process_gate()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Err(e) = record_schedule_skip(&shared_skip, target, date, slot, why) {
                 eprintln!("error: could not record the skip: {}", error_line(&e));
             }
@@ -1835,7 +1841,17 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(schedule::run_daemon(entries, pretend, run, skip))?;
+    // The daemon's services beside the firings, each on its own thread, each stopping
+    // when `stop` is set after the scheduler has stopped. Each takes the process gate
+    // (`store::process_gate`) whenever it opens the store.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let services: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let result = rt.block_on(schedule::run_daemon(entries, pretend, run, skip));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for s in services {
+        let _ = s.join();
+    }
+    result?;
     Ok(true)
 }
 

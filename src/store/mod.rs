@@ -174,6 +174,32 @@ pub enum StoreError {
     Db(#[from] duckdb::Error),
 }
 
+/// The daemon's one gate on the store inside its own process: a firing holds it while its
+/// jobs run, and the dashboard server and the Telegram commands hold it while they answer,
+/// so nothing in the daemon opens the file while a job has it (DuckDB allows one writing
+/// process, and a second handle in the same process would conflict with the writer).
+pub fn process_gate() -> &'static std::sync::Mutex<()> {
+    static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    &GATE
+}
+
+/// Take the process gate, waiting up to `timeout`; `None` when a job still holds it.
+pub fn try_gate(timeout: Duration) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let started = Instant::now();
+    loop {
+        match process_gate().try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if started.elapsed() >= timeout {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// An open store. A writer holds the write lock for as long as it lives.
 pub struct Store {
     pub conn: Connection,
