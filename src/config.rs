@@ -344,7 +344,9 @@ impl ScheduleConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Which events are sent: any of fills, risk_halt, job_failure, daily_summary.
+    /// Which events are sent: any of fills, risk_halt, job_failure, daily_summary,
+    /// signal (the run's proposals, approved or refused) and missed_run (the daemon's
+    /// daily run not finished 15 minutes after its time).
     pub events: Vec<String>,
     /// The Telegram Bot API base URL (`OPTDESK_TELEGRAM_API` overrides it).
     pub telegram_api: String,
@@ -399,12 +401,29 @@ pub fn redact_secrets(text: &str) -> String {
 }
 
 /// The events an alert can be about.
-pub const ALERT_EVENTS: &[&str] = &["fills", "risk_halt", "job_failure", "daily_summary"];
+pub const ALERT_EVENTS: &[&str] = &[
+    "fills",
+    "risk_halt",
+    "job_failure",
+    "daily_summary",
+    "signal",
+    "missed_run",
+];
+
+/// The events sent when `alerts.events` is not set: all but `signal` (one message per
+/// proposal run, for signal-only users, who add it).
+pub const DEFAULT_ALERT_EVENTS: &[&str] = &[
+    "fills",
+    "risk_halt",
+    "job_failure",
+    "daily_summary",
+    "missed_run",
+];
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
-            events: ALERT_EVENTS.iter().map(|s| s.to_string()).collect(),
+            events: DEFAULT_ALERT_EVENTS.iter().map(|s| s.to_string()).collect(),
             telegram_api: "https://api.telegram.org".into(),
             attempts: 3,
             timeout_secs: 10,
