@@ -472,6 +472,25 @@ pub struct DeskFile {
     pub alerts: AlertsConfig,
     pub broker: BrokerSettings,
     pub ibkr: IbkrConfig,
+    pub futures: FuturesConfig,
+}
+
+/// `[futures]` in `jobs/desk.toml`: when a futures position rolls to the next contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FuturesConfig {
+    /// Calendar days before the third-Friday expiry on which a position rolls to the
+    /// next quarter and the strategies trade the next contract (CME's equity-index roll
+    /// date: 8, the Thursday a week before expiry).
+    pub roll_days_before: i64,
+}
+
+impl Default for FuturesConfig {
+    fn default() -> Self {
+        FuturesConfig {
+            roll_days_before: 8,
+        }
+    }
 }
 
 /// Which market data TWS sends (`reqMarketDataType`).
@@ -792,6 +811,15 @@ impl Config {
                     message: format!("{key} = {v}: expected a rate between -0.05 and 0.5"),
                 });
             }
+        }
+        if !(1..=30).contains(&desk.futures.roll_days_before) {
+            return Err(ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!(
+                    "futures.roll_days_before = {}: expected 1 to 30 calendar days before the expiry (8 is CME's roll date)",
+                    desk.futures.roll_days_before
+                ),
+            });
         }
         let daily_text = desk.schedule.daily_for(desk.desk.source);
         let daily = parse_time_spec(&path, "schedule.daily", &daily_text)?;
