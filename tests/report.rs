@@ -390,18 +390,6 @@ fn alert_env(c: &mut std::process::Command, port: u16) {
         );
 }
 
-/// Run optdesk with only the webhook channel on, pointed at the local server.
-fn with_webhook(desk: &Desk, port: u16, args: &[&str]) -> std::process::Output {
-    desk.cmd()
-        .env(
-            "OPTDESK_WEBHOOK_URL",
-            format!("http://127.0.0.1:{port}/hook"),
-        )
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded() {
     // Delivered: fills and the daily summary, on both channels.
@@ -461,8 +449,7 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
         Reply::Status(500),
         Reply::Status(200),
     ]);
-    let o = with_webhook(
-        &desk,
+    let o = desk.run_with_webhook(
         http.port,
         &["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-03"],
     );
@@ -524,8 +511,7 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
         "desk.toml",
         "[alerts]\nattempts = 2\ntimeout_secs = 1\nevents = [\"daily_summary\"]\n",
     );
-    let o = with_webhook(
-        &desk,
+    let o = desk.run_with_webhook(
         http.port,
         &["job", "run", "snapshot_benchmarks", "--as-of", "2024-01-04"],
     );
@@ -844,7 +830,7 @@ fn a_risk_halt_is_an_alert_with_the_rule_and_reason() {
     let desk = Desk::new();
     desk.write_config("desk.toml", "[alerts]\nevents = [\"risk_halt\"]\n");
     desk.run_ok(&["kill", "on"]);
-    let o = with_webhook(&desk, http.port, &["run", "daily", "--as-of", "2024-06-04"]);
+    let o = desk.run_with_webhook(http.port, &["run", "daily", "--as-of", "2024-06-04"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let hits = http.hits();
     assert_eq!(hits.len(), 1, "one halt alert for the run: {hits:?}");

@@ -9,23 +9,12 @@ use common::{stderr, stdout, Desk};
 use optdesk::calendar;
 use optdesk::config::Config;
 
-fn with_webhook(desk: &Desk, port: u16, args: &[&str]) -> std::process::Output {
-    desk.cmd()
-        .env(
-            "OPTDESK_WEBHOOK_URL",
-            format!("http://127.0.0.1:{port}/hook"),
-        )
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_signal_alert_lists_each_proposal_with_the_gates_decision() {
     let http = HttpServer::start(vec![Reply::Status(200)]);
     let desk = Desk::new();
     desk.write_config("desk.toml", "[alerts]\nevents = [\"signal\"]\n");
-    let o = with_webhook(&desk, http.port, &["run", "daily", "--as-of", "2024-06-04"]);
+    let o = desk.run_with_webhook(http.port, &["run", "daily", "--as-of", "2024-06-04"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let hits = http.hits();
     assert_eq!(hits.len(), 1, "one signal alert for the run: {hits:?}");
@@ -63,7 +52,7 @@ fn the_signal_alert_lists_each_proposal_with_the_gates_decision() {
     let desk = Desk::new();
     desk.write_config("desk.toml", "[alerts]\nevents = [\"signal\"]\n");
     desk.run_ok(&["kill", "on"]);
-    let o = with_webhook(&desk, http.port, &["run", "daily", "--as-of", "2024-06-04"]);
+    let o = desk.run_with_webhook(http.port, &["run", "daily", "--as-of", "2024-06-04"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let hits = http.hits();
     let v: serde_json::Value = serde_json::from_str(&hits[0].body).unwrap();

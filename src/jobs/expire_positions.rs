@@ -18,7 +18,7 @@ use crate::model::identifiers::{ClientOrderId, Intent};
 use crate::model::instrument::Instrument;
 use crate::model::Price;
 use crate::pricing::is_am_settled;
-use crate::store::repo::{day, orders, positions};
+use crate::store::repo::{orders, positions};
 use crate::trading::settlement::{self, Expiring};
 use crate::trading::strategies::{registry, Registry};
 use crate::trading::{Order, OrderType};
@@ -201,12 +201,7 @@ impl Job for ExpirePositions {
             }
         }
         // Strategies' exits: the one exit path manage_positions takes at the slots.
-        let mut day = day::load(
-            conn,
-            ctx.as_of,
-            ctx.quote_time,
-            ctx.config.desk.futures.roll_days_before,
-        )?;
+        let mut day = ctx.load_day()?;
         day.session.daily_run = ctx.slot.is_none();
         let exits = super::exits::close_by_exit_rules(ctx, &mut router, &self.strategies, &day)?;
         rows += exits.rows;

@@ -11,7 +11,6 @@
 use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
 use crate::config::{Config, ConfigError, JobFile};
-use crate::store::repo::day;
 use crate::trading::strategies::{registry, Registry};
 use serde::{Deserialize, Serialize};
 
@@ -55,12 +54,7 @@ impl Job for ManagePositions {
         for p in router.resume_open()? {
             rows += 1 + 2 * p.fills.len() as u64;
         }
-        let mut day = day::load(
-            conn,
-            ctx.as_of,
-            ctx.quote_time,
-            ctx.config.desk.futures.roll_days_before,
-        )?;
+        let mut day = ctx.load_day()?;
         day.session.daily_run = ctx.slot.is_none();
         let open = day.open_trades.len();
         let exits = super::exits::close_by_exit_rules(ctx, &mut router, &self.strategies, &day)?;

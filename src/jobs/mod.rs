@@ -49,6 +49,21 @@ pub struct JobContext<'a> {
 }
 
 impl JobContext<'_> {
+    /// The day the strategies see at this run's snapshot ([`crate::store::repo::day::load`]),
+    /// with the configured futures roll day.
+    pub fn load_day(
+        &self,
+    ) -> Result<crate::trading::strategies::DayState, crate::store::repo::RepoError> {
+        crate::store::repo::day::load(
+            self.conn,
+            self.as_of,
+            self.quote_time,
+            self.config.desk.futures.roll_days_before,
+        )
+    }
+}
+
+impl JobContext<'_> {
     /// Commit what the job has written so far and go on in a new transaction: for an
     /// order intent, which must be in the store before a broker sees the order. A no-op
     /// in a dry run. After a checkpoint, a failure rolls back only what came after it.

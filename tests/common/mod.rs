@@ -58,6 +58,18 @@ impl Desk {
         c
     }
 
+    /// Run optdesk with only the webhook alert channel on, pointed at a local server.
+    pub fn run_with_webhook(&self, port: u16, args: &[&str]) -> Output {
+        self.cmd()
+            .env(
+                "OPTDESK_WEBHOOK_URL",
+                format!("http://127.0.0.1:{port}/hook"),
+            )
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
