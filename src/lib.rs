@@ -27,6 +27,7 @@ pub mod model;
 pub mod net;
 pub mod pricing;
 pub mod refdata;
+pub mod remote;
 pub mod report;
 pub mod schedule;
 pub mod selftest;

@@ -15,6 +15,7 @@ pub mod fetch_chains;
 pub mod flatten;
 pub mod futures;
 pub mod intraday;
+pub mod kill;
 pub mod manage_positions;
 pub mod review_session;
 pub mod select_trades;
@@ -183,6 +184,8 @@ pub enum Trigger {
     Schedule,
     /// A session of `optdesk backtest`.
     Backtest,
+    /// A Telegram command to the daemon (`/flatten confirm`).
+    Telegram,
 }
 
 impl Trigger {
@@ -192,6 +195,7 @@ impl Trigger {
             Trigger::Daily => "daily",
             Trigger::Schedule => "schedule",
             Trigger::Backtest => "backtest",
+            Trigger::Telegram => "telegram",
         }
     }
 }
