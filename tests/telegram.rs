@@ -71,7 +71,9 @@ impl FakeBot {
                     let url = req.url().to_string();
                     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                     let ok = |x: Value| {
-                        tiny_http::Response::from_string(json!({"ok": true, "result": x}).to_string())
+                        tiny_http::Response::from_string(
+                            json!({"ok": true, "result": x}).to_string(),
+                        )
                     };
                     if url == format!("/bot{TOKEN}/getUpdates") {
                         polls.fetch_add(1, Ordering::SeqCst);
@@ -275,9 +277,15 @@ fn commands_from_the_configured_chat_act_and_everything_else_changes_nothing() {
         "{status}"
     );
     let positions = fake.ask("/positions", "open position(s)");
-    assert!(positions.contains(&format!("{open} open position(s)")), "{positions}");
+    assert!(
+        positions.contains(&format!("{open} open position(s)")),
+        "{positions}"
+    );
     let pnl = fake.ask("/pnl", "P&L");
-    assert!(pnl.contains("2024-06-04") && pnl.contains("total:"), "{pnl}");
+    assert!(
+        pnl.contains("2024-06-04") && pnl.contains("total:"),
+        "{pnl}"
+    );
     fake.ask("/help", "/flatten confirm");
 
     // Another chat: nothing happens, no answer (not even to a token it sends), recorded.
@@ -292,7 +300,9 @@ fn commands_from_the_configured_chat_act_and_everything_else_changes_nothing() {
     assert_eq!(refused.len(), 3, "{refused:#?}");
     assert!(refused.iter().all(|r| r.0 == STRANGER), "{refused:#?}");
     assert_eq!(
-        desk.count("SELECT count(*) FROM commands WHERE status = 'refused' AND sender = '@user999'"),
+        desk.count(
+            "SELECT count(*) FROM commands WHERE status = 'refused' AND sender = '@user999'"
+        ),
         3
     );
 
@@ -304,9 +314,15 @@ fn commands_from_the_configured_chat_act_and_everything_else_changes_nothing() {
     assert_eq!(desk.count("SELECT count(*) FROM positions"), open);
 
     // A confirm without a recent /flatten in this process does nothing.
-    fake.ask("/flatten confirm", "no /flatten request since optdesk started");
+    fake.ask(
+        "/flatten confirm",
+        "no /flatten request since optdesk started",
+    );
     assert_eq!(desk.count("SELECT count(*) FROM positions"), open);
-    assert_eq!(desk.count("SELECT count(*) FROM job_runs WHERE job = 'flatten'"), 0);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM job_runs WHERE job = 'flatten'"),
+        0
+    );
 
     fake.ask("/kill on", "kill switch ON");
     assert!(kill_file.exists());
@@ -314,7 +330,10 @@ fn commands_from_the_configured_chat_act_and_everything_else_changes_nothing() {
 
     // /flatten alone asks; nothing is closed until the confirm.
     let ask = fake.ask("/flatten", "/flatten confirm within 60 s");
-    assert!(ask.contains(&format!("all {open} open position(s)")), "{ask}");
+    assert!(
+        ask.contains(&format!("all {open} open position(s)")),
+        "{ask}"
+    );
     assert_eq!(desk.count("SELECT count(*) FROM positions"), open);
     let done = fake.ask("/flatten confirm", "flatten done");
     assert!(done.contains("0 position(s) open now"), "{done}");
@@ -352,22 +371,39 @@ fn commands_from_the_configured_chat_act_and_everything_else_changes_nothing() {
         "{back:#?}"
     );
     assert!(
-        daemon.log().iter().any(|l| l.contains("getUpdates failed: HTTP 500")),
+        daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("getUpdates failed: HTTP 500")),
         "{:#?}",
         daemon.log()
     );
 
     let log = daemon.stop();
-    assert!(log.iter().any(|l| l.contains("stopped cleanly")), "{log:#?}");
-    assert!(log.iter().any(|l| l.contains("telegram: stopped")), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("stopped cleanly")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("telegram: stopped")),
+        "{log:#?}"
+    );
 
     // Every message is a row; the stale ones expired, the first confirm too.
     assert_eq!(
-        desk.count("SELECT count(*) FROM commands WHERE status = 'expired' AND text = '/flatten confirm'"),
+        desk.count(
+            "SELECT count(*) FROM commands WHERE status = 'expired' AND text = '/flatten confirm'"
+        ),
         2
     );
-    assert_eq!(desk.count("SELECT count(*) FROM commands WHERE status = 'invalid'"), 3);
-    assert_eq!(desk.count("SELECT count(*) FROM commands WHERE status = 'pending'"), 1);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM commands WHERE status = 'invalid'"),
+        3
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM commands WHERE status = 'pending'"),
+        1
+    );
     assert_eq!(
         desk.count("SELECT count(DISTINCT update_id) FROM commands WHERE update_id IS NOT NULL"),
         desk.count("SELECT count(*) FROM commands WHERE update_id IS NOT NULL AND command IS DISTINCT FROM 'sendMessage'"),

@@ -128,8 +128,8 @@ impl Api {
             attempts: 2,
             ..RetryPolicy::default()
         };
-        let send = HttpClient::new(Duration::from_secs(timeout_secs), twice)
-            .map_err(|e| e.to_string())?;
+        let send =
+            HttpClient::new(Duration::from_secs(timeout_secs), twice).map_err(|e| e.to_string())?;
         Ok(Api {
             bot,
             poll,
@@ -168,8 +168,8 @@ impl Api {
         let resp = x
             .result
             .map_err(|e| self.redact(&format!("getUpdates failed: {e}")))?;
-        let env: Envelope<Vec<serde_json::Value>> = serde_json::from_slice(&resp.body)
-            .map_err(|e| {
+        let env: Envelope<Vec<serde_json::Value>> =
+            serde_json::from_slice(&resp.body).map_err(|e| {
                 self.redact(&format!(
                     "getUpdates answered something that is not the Bot API's JSON: {e}"
                 ))

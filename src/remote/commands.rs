@@ -7,7 +7,9 @@ pub enum Command {
     Status,
     Positions,
     Pnl,
-    Kill { on: bool },
+    Kill {
+        on: bool,
+    },
     /// `/flatten`: ask for the confirmation.
     Flatten,
     /// `/flatten confirm`: do it, when a `/flatten` came within the window.
@@ -118,7 +120,10 @@ mod tests {
             ("/kill on now", Err("usage: /kill on or /kill off")),
             ("/flatten", Ok(Command::Flatten)),
             ("/flatten confirm", Ok(Command::FlattenConfirm)),
-            ("/flatten now", Err("usage: /flatten, then /flatten confirm")),
+            (
+                "/flatten now",
+                Err("usage: /flatten, then /flatten confirm"),
+            ),
             ("/status please", Err("/status takes no arguments")),
             ("/buy 100 SPY", Err("unknown command /buy")),
             ("hello", Err("not a command")),

@@ -93,7 +93,10 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let bot = bot(config)?;
-    let (poll, timeout) = (config.desk.alerts.poll_secs, config.desk.alerts.timeout_secs);
+    let (poll, timeout) = (
+        config.desk.alerts.poll_secs,
+        config.desk.alerts.timeout_secs,
+    );
     let api = match Api::new(bot, poll, timeout) {
         Ok(a) => a,
         Err(e) => {
@@ -105,12 +108,10 @@ pub fn spawn(
         "telegram: answering commands from chat {} (long poll {poll} s)",
         api.bot().chat_id
     );
-    Some(
-        std::thread::Builder::new()
-            .name("telegram".into())
-            .spawn(move || run(&remote, api, &stop))
-            .ok()?,
-    )
+    std::thread::Builder::new()
+        .name("telegram".into())
+        .spawn(move || run(&remote, api, &stop))
+        .ok()
 }
 
 /// One row of `commands`.
@@ -401,9 +402,7 @@ impl Poller<'_> {
             Ok(c) => self.execute(c, &mut row),
         };
         // None: already handled (the update id is in `commands`).
-        let Some(outcome) = outcome else {
-            return None;
-        };
+        let outcome = outcome?;
         eprintln!(
             "telegram: \"{text}\"{who}: {} — {}",
             outcome.status,
@@ -454,9 +453,9 @@ impl Poller<'_> {
                 })
             }
             Command::FlattenConfirm
-                if !self
+                if self
                     .pending_flatten
-                    .is_some_and(|t| t.elapsed() <= Duration::from_secs(CONFIRM_WINDOW_SECS)) =>
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(CONFIRM_WINDOW_SECS)) =>
             {
                 let why = if self.pending_flatten.is_some() {
                     format!("the /flatten request is older than {CONFIRM_WINDOW_SECS} s")
@@ -486,7 +485,10 @@ impl Poller<'_> {
         let store = match Store::open_write(
             &self.remote.db,
             timeout,
-            &format!("optdesk schedule (Telegram /{})", row.command.clone().unwrap_or_default()),
+            &format!(
+                "optdesk schedule (Telegram /{})",
+                row.command.clone().unwrap_or_default()
+            ),
         ) {
             Ok(s) => s,
             Err(e) => {
@@ -613,10 +615,7 @@ impl Poller<'_> {
         let prepared = match crate::jobs::flatten::prepare(config) {
             Ok(p) => p,
             Err(e) => {
-                return Outcome::new(
-                    "error",
-                    format!("flatten cannot start: {e}; nothing done"),
-                )
+                return Outcome::new("error", format!("flatten cannot start: {e}; nothing done"))
             }
         };
         let req = RunRequest {

@@ -72,7 +72,9 @@ pub fn status(conn: &Connection, today: NaiveDate, kill: &str) -> Db<String> {
          ORDER BY run_id",
     )?;
     let runs: Vec<(String, String, String, String)> = s
-        .query_map(params![d], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(params![d], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
     let count = |st: &str| runs.iter().filter(|r| r.2 == st).count();
     let mut out = format!(
@@ -153,7 +155,15 @@ pub fn positions(conn: &Connection, today: NaiveDate) -> Db<String> {
                 ((mark - avg_price) * quantity * multiplier)::DOUBLE, stale
          FROM position_marks(?, ?) ORDER BY strategy, underlying, expiry, instrument",
     )?;
-    type Line = (String, String, i64, f64, Option<f64>, Option<f64>, Option<bool>);
+    type Line = (
+        String,
+        String,
+        i64,
+        f64,
+        Option<f64>,
+        Option<f64>,
+        Option<bool>,
+    );
     let rows: Vec<Line> = s
         .query_map(params![d, t], |r| {
             Ok((
@@ -179,7 +189,9 @@ pub fn positions(conn: &Connection, today: NaiveDate) -> Db<String> {
         t.format("%H:%M")
     );
     for (strategy, inst, qty, avg, mark, pnl, stale) in rows.iter().take(40) {
-        let mark = mark.map(|m| format!("{m:.2}")).unwrap_or_else(|| "n/a".into());
+        let mark = mark
+            .map(|m| format!("{m:.2}"))
+            .unwrap_or_else(|| "n/a".into());
         let pnl = pnl.map(signed_usd).unwrap_or_else(|| "n/a".into());
         let stale = if stale.unwrap_or(false) {
             " (stale mark)"
@@ -205,9 +217,7 @@ pub fn pnl(conn: &Connection, today: NaiveDate) -> Db<String> {
         |r| r.get(0),
     )?;
     let Some(d) = d else {
-        return Ok(
-            "No P&L yet: snapshot_benchmarks has not run (it ends the daily run).".into(),
-        );
+        return Ok("No P&L yet: snapshot_benchmarks has not run (it ends the daily run).".into());
     };
     let mut s = conn.prepare(
         "WITH last AS (
