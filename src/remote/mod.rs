@@ -747,4 +747,111 @@ mod tests {
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
+
+    /// While a job holds the process gate, a command that needs the store answers
+    /// "busy" after a bounded wait; `/kill` still acts; every row is written once the
+    /// gate is free.
+    #[test]
+    fn a_running_job_makes_store_commands_busy_and_kill_still_works() {
+        use std::io::Read;
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs");
+        std::fs::create_dir_all(&jobs).unwrap();
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+        let served = Arc::new(AtomicBool::new(false));
+        {
+            let (sent, served) = (sent.clone(), served.clone());
+            std::thread::spawn(move || {
+                for mut req in server.incoming_requests() {
+                    let mut body = String::new();
+                    let _ = req.as_reader().read_to_string(&mut body);
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let result = if req.url().ends_with("/sendMessage") {
+                        sent.lock()
+                            .unwrap()
+                            .push(v["text"].as_str().unwrap_or("").into());
+                        serde_json::json!({})
+                    } else if !served.swap(true, Ordering::SeqCst) {
+                        let date = Utc::now().timestamp() + 5;
+                        let msg = |id: i64, text: &str| {
+                            serde_json::json!({"update_id": id, "message": {
+                                "date": date, "chat": {"id": 42}, "from": {"username": "ann"}, "text": text}})
+                        };
+                        serde_json::json!([msg(1, "/status"), msg(2, "/kill on")])
+                    } else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        serde_json::json!([])
+                    };
+                    let _ = req.respond(tiny_http::Response::from_string(
+                        serde_json::json!({"ok": true, "result": result}).to_string(),
+                    ));
+                }
+            });
+        }
+        let remote = Remote {
+            db: dir.path().join("optdesk.duckdb"),
+            jobs_dir: jobs.clone(),
+            jobs_explicit: true,
+            pretend: None,
+        };
+        let bot = Bot {
+            api: format!("http://127.0.0.1:{port}"),
+            token: "1:TEST-TOKEN-NOT-SECRET".into(),
+            chat_id: "42".into(),
+        };
+        let api = Api::new(bot, 1, 2).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = crate::store::process_gate()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let poller = {
+            let (remote, stop) = (remote.clone(), stop.clone());
+            std::thread::spawn(move || run(&remote, api, &stop))
+        };
+        let wait_for = |n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while sent.lock().unwrap().len() < n {
+                assert!(Instant::now() < deadline, "{:?}", sent.lock().unwrap());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_for(2);
+        let replies = sent.lock().unwrap().clone();
+        assert!(
+            replies[0].starts_with("busy, a job is running"),
+            "{replies:?}"
+        );
+        assert!(replies[1].starts_with("kill switch ON"), "{replies:?}");
+        assert!(dir.path().join("data/KILL").exists());
+        // Nothing could be written while the gate was held.
+        assert!(!remote.db.exists());
+        drop(gate);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !remote.db.exists() {
+            assert!(Instant::now() < deadline, "the rows were never written");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::SeqCst);
+        poller.join().unwrap();
+        let store = Store::open_read(&remote.db, Duration::from_secs(5)).unwrap();
+        let mut q = store
+            .conn
+            .prepare("SELECT update_id, command, status, result FROM commands ORDER BY update_id")
+            .unwrap();
+        let rows: Vec<(i64, String, String, String)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            (rows[0].1.as_str(), rows[0].2.as_str()),
+            ("status", "error")
+        );
+        assert!(rows[0].3.contains("busy"), "{rows:?}");
+        assert_eq!((rows[1].1.as_str(), rows[1].2.as_str()), ("kill", "done"));
+    }
 }
