@@ -753,7 +753,6 @@ mod tests {
     /// gate is free.
     #[test]
     fn a_running_job_makes_store_commands_busy_and_kill_still_works() {
-        use std::io::Read;
         use std::sync::Mutex;
         let dir = tempfile::tempdir().unwrap();
         let jobs = dir.path().join("jobs");
