@@ -414,7 +414,8 @@ fn commands_from_the_configured_chat_act_and_everything_else_changes_nothing() {
     // The kill file written by /kill on halts the next session's entries.
     desk.run_ok(&["run", "daily", "--as-of", "2024-06-05"]);
     let halted = desk.count(
-        "SELECT count(*) FROM risk_decisions WHERE as_of = DATE '2024-06-05' AND rule = 'kill_switch' AND decision = 'refused'",
+        "SELECT count(*) FROM risk_decisions WHERE as_of = DATE '2024-06-05' AND rule = 'kill_switch'
+         AND decision = 'refused' AND reason = 'new entries halted: the kill switch is on (data/KILL)'",
     );
     assert!(halted >= 1, "a proposal refused by the kill switch");
     assert_eq!(

@@ -662,11 +662,12 @@ impl Poller<'_> {
         let Some(_gate) = crate::store::try_gate(wait) else {
             return;
         };
+        // Briefly: the rows can wait for the next poll, the commands should not.
         let timeout = self
             .remote
             .config()
-            .map(|c| c.desk.desk.lock_timeout_secs.min(LOCK_WAIT_SECS))
-            .unwrap_or(LOCK_WAIT_SECS);
+            .map(|c| c.desk.desk.lock_timeout_secs.min(1))
+            .unwrap_or(1);
         match Store::open_write(
             &self.remote.db,
             Duration::from_secs(timeout),
