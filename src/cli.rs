@@ -108,8 +108,18 @@ pub enum Cmd {
         #[command(subcommand)]
         what: RunWhat,
     },
-    /// The last run of each job and its outcome, and the next scheduled firings.
-    Status,
+    /// The last run of each job and its outcome, and the next scheduled firings. With
+    /// --check, for an outside monitor: exit 1 when the last session's daily run is
+    /// missing or failed 15 minutes after its time.
+    Status {
+        /// Only check the last due session's daily run; exit 0 when it finished, 1 when
+        /// it is missing or failed (one line says which).
+        #[arg(long)]
+        check: bool,
+        /// With --check: check this session instead of the last one due.
+        #[arg(long, value_parser = calendar::parse_date, requires = "check")]
+        as_of: Option<NaiveDate>,
+    },
     /// The pre-live checklist from the store: win rate, profit factor, drawdown, failed
     /// runs, the drills (`selftest`, an IB reconnect) and the premium bots' compliant
     /// sessions, each line PASS, FAIL or NOT TESTED with its figure (exit 1 unless all pass).
@@ -626,7 +636,8 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             what: RunWhat::Session { as_of },
         } => run_session(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Report { as_of, out, open } => report(ctx, as_of, out, open),
-        Cmd::Status => status(ctx),
+        Cmd::Status { check: false, .. } => status(ctx),
+        Cmd::Status { check: true, as_of } => status_check(ctx, as_of),
         Cmd::Checklist { strategy } => checklist(ctx, strategy.as_deref()),
         Cmd::Selftest { as_of } => selftest(ctx, as_of.unwrap_or_else(today_ny)),
         Cmd::Check { deep, broker } => {
@@ -1103,6 +1114,55 @@ fn status(ctx: &Ctx) -> Result<bool> {
         );
     }
     Ok(true)
+}
+
+/// `optdesk status --check [--as-of D]`: whether the last due session's daily run (or
+/// D's) finished, for cron users' outside monitors. Exit 0 when it did, 1 when it is
+/// missing or failed; one line says which and why.
+fn status_check(ctx: &Ctx, as_of: Option<NaiveDate>) -> Result<bool> {
+    use crate::jobs::daily_check;
+    let config = ctx.config()?;
+    let prepared = jobs::prepare_all(&config)?;
+    let date = match as_of {
+        Some(d) => {
+            if let Some(why) = closed_notice(d)? {
+                return Err(UsageError(format!(
+                    "--as-of {d}: {why}: not an NYSE session, it has no daily run"
+                ))
+                .into());
+            }
+            d
+        }
+        None => match daily_check::last_due_session(
+            &config,
+            clock::now_ny(None),
+            Duration::minutes(daily_check::MISSED_RUN_GRACE_MINUTES),
+        )? {
+            Some((d, _)) => d,
+            None => {
+                outln!("CHECK OK: no session's daily run is due yet");
+                return Ok(true);
+            }
+        },
+    };
+    let timeout = std::time::Duration::from_secs(config.desk.desk.lock_timeout_secs);
+    let store = match Store::open_read(&ctx.db, timeout) {
+        Ok(s) => s,
+        Err(crate::store::StoreError::Missing { path }) => {
+            outln!("CHECK FAILED: the {date} daily run is missing: store {path} does not exist");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let state = daily_check::daily_state(&store.conn, &prepared, date)?;
+    let line = crate::config::redact_secrets(&state.describe(date));
+    if state.is_finished() {
+        outln!("CHECK OK: {line}");
+        Ok(true)
+    } else {
+        outln!("CHECK FAILED: {line}");
+        Ok(false)
+    }
 }
 
 /// The store's size, per session, and its prune boundary.
@@ -1822,6 +1882,12 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     // (`store::process_gate`) whenever it opens the store.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut services: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    {
+        let (config, db, stop) = (config.clone(), ctx.db.clone(), stop.clone());
+        services.push(std::thread::spawn(move || {
+            schedule::watch_missed_runs(&config, &db, pretend, &stop)
+        }));
+    }
     // Telegram commands, when the Telegram channel is configured.
     let remote = crate::remote::Remote {
         db: ctx.db.clone(),

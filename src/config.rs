@@ -344,7 +344,9 @@ impl ScheduleConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Which events are sent: any of fills, risk_halt, job_failure, daily_summary.
+    /// Which events are sent: any of fills, risk_halt, job_failure, daily_summary,
+    /// signal (the run's proposals, approved or refused) and missed_run (the daemon's
+    /// daily run not finished 15 minutes after its time).
     pub events: Vec<String>,
     /// The Telegram Bot API base URL (`OPTDESK_TELEGRAM_API` overrides it).
     pub telegram_api: String,
@@ -402,12 +404,29 @@ pub fn redact_secrets(text: &str) -> String {
 }
 
 /// The events an alert can be about.
-pub const ALERT_EVENTS: &[&str] = &["fills", "risk_halt", "job_failure", "daily_summary"];
+pub const ALERT_EVENTS: &[&str] = &[
+    "fills",
+    "risk_halt",
+    "job_failure",
+    "daily_summary",
+    "signal",
+    "missed_run",
+];
+
+/// The events sent when `alerts.events` is not set: all but `signal` (one message per
+/// proposal run, for signal-only users, who add it).
+pub const DEFAULT_ALERT_EVENTS: &[&str] = &[
+    "fills",
+    "risk_halt",
+    "job_failure",
+    "daily_summary",
+    "missed_run",
+];
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
-            events: ALERT_EVENTS.iter().map(|s| s.to_string()).collect(),
+            events: DEFAULT_ALERT_EVENTS.iter().map(|s| s.to_string()).collect(),
             telegram_api: "https://api.telegram.org".into(),
             attempts: 3,
             timeout_secs: 10,
@@ -457,6 +476,25 @@ pub struct DeskFile {
     pub alerts: AlertsConfig,
     pub broker: BrokerSettings,
     pub ibkr: IbkrConfig,
+    pub futures: FuturesConfig,
+}
+
+/// `[futures]` in `jobs/desk.toml`: when a futures position rolls to the next contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FuturesConfig {
+    /// Calendar days before the third-Friday expiry on which a position rolls to the
+    /// next quarter and the strategies trade the next contract (CME's equity-index roll
+    /// date: 8, the Thursday a week before expiry).
+    pub roll_days_before: i64,
+}
+
+impl Default for FuturesConfig {
+    fn default() -> Self {
+        FuturesConfig {
+            roll_days_before: 8,
+        }
+    }
 }
 
 /// Which market data TWS sends (`reqMarketDataType`).
@@ -777,6 +815,15 @@ impl Config {
                     message: format!("{key} = {v}: expected a rate between -0.05 and 0.5"),
                 });
             }
+        }
+        if !(1..=30).contains(&desk.futures.roll_days_before) {
+            return Err(ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!(
+                    "futures.roll_days_before = {}: expected 1 to 30 calendar days before the expiry (8 is CME's roll date)",
+                    desk.futures.roll_days_before
+                ),
+            });
         }
         let daily_text = desk.schedule.daily_for(desk.desk.source);
         let daily = parse_time_spec(&path, "schedule.daily", &daily_text)?;

@@ -301,6 +301,150 @@ pub async fn run_daemon(
     Ok(())
 }
 
+/// The missed-run alert for `now` (New York): when today's session's daily run was due
+/// more than [`daily_check::MISSED_RUN_GRACE_MINUTES`] ago and has not finished, the
+/// alert that says so (`busy`: a job of this process still holds the store, so the run
+/// is taken to be still running). `None` when it finished, or nothing is due today.
+pub fn missed_run_alert(
+    conn: Option<&duckdb::Connection>,
+    config: &Config,
+    prepared: &[crate::jobs::Prepared],
+    now: DateTime<Tz>,
+) -> anyhow::Result<Option<crate::report::alerts::Alert>> {
+    use crate::jobs::daily_check;
+    let grace = Duration::minutes(daily_check::MISSED_RUN_GRACE_MINUTES);
+    let Some((date, due)) = daily_check::last_due_session(config, now, grace)? else {
+        return Ok(None);
+    };
+    if date != now.date_naive() {
+        return Ok(None);
+    }
+    let why = match conn {
+        Some(conn) => {
+            let state = daily_check::daily_state(conn, prepared, date)?;
+            if state.is_finished() {
+                return Ok(None);
+            }
+            state.describe(date)
+        }
+        None => format!("the {date} daily run has not finished: a job is still running"),
+    };
+    Ok(Some(crate::report::alerts::Alert {
+        event: "missed_run",
+        as_of: date,
+        job: "daily".into(),
+        run_id: 0,
+        text: format!(
+            "optdesk: missed run: {why} ({} minutes after its time, {} New York)",
+            daily_check::MISSED_RUN_GRACE_MINUTES,
+            due.format("%H:%M")
+        ),
+    }))
+}
+
+/// The daemon's missed-run watch (its own thread until `stop`): every 15 seconds, when
+/// today's daily run is overdue by the grace, print the `missed_run` alert and send it
+/// on the configured channels, once per session; the delivery is recorded in `alerts`
+/// when the store is free.
+pub fn watch_missed_runs(
+    config: &Config,
+    db: &std::path::Path,
+    pretend: Option<NaiveDate>,
+    stop: &AtomicBool,
+) {
+    use crate::report::alerts;
+    let prepared = match crate::jobs::prepare_all(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("schedule: the missed-run watch is off: {e}");
+            return;
+        }
+    };
+    let channels = alerts::channels(config);
+    let send = alerts::wanted(config, "missed_run");
+    // The session already settled: alerted, or found finished.
+    let mut settled: Option<NaiveDate> = None;
+    // Sent while the store was busy: recorded once it is free.
+    let mut unrecorded: Vec<(alerts::Alert, Vec<alerts::Delivery>)> = Vec::new();
+    let mut next_check = std::time::Instant::now();
+    let grace = Duration::minutes(crate::jobs::daily_check::MISSED_RUN_GRACE_MINUTES);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if std::time::Instant::now() < next_check {
+            continue;
+        }
+        next_check = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let now = now_ny(pretend);
+        let today = now.date_naive();
+        let due_today = matches!(
+            crate::jobs::daily_check::last_due_session(config, now, grace),
+            Ok(Some((d, _))) if d == today
+        );
+        if unrecorded.is_empty() && (!due_today || settled == Some(today)) {
+            continue;
+        }
+        let gate = crate::store::try_gate(std::time::Duration::from_secs(1));
+        if gate.is_none() || !db.exists() {
+            // A firing is running (or nothing has ever run): today's run, overdue, has
+            // not finished.
+            if due_today && settled != Some(today) {
+                if let Ok(Some(alert)) = missed_run_alert(None, config, &prepared, now) {
+                    eprintln!("schedule: {}", alert.text);
+                    let sent = if send {
+                        channels
+                            .iter()
+                            .map(|ch| alerts::send(ch, &alert, config))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    settled = Some(today);
+                    unrecorded.push((alert, sent));
+                }
+            }
+            continue;
+        }
+        let timeout = std::time::Duration::from_secs(5);
+        if due_today && settled != Some(today) {
+            let read = crate::store::Store::open_read(db, timeout)
+                .map_err(anyhow::Error::from)
+                .and_then(|store| missed_run_alert(Some(&store.conn), config, &prepared, now));
+            match read {
+                Ok(Some(alert)) => {
+                    eprintln!("schedule: {}", alert.text);
+                    settled = Some(today);
+                    if send {
+                        let sent = channels
+                            .iter()
+                            .map(|ch| alerts::send(ch, &alert, config))
+                            .collect();
+                        unrecorded.push((alert, sent));
+                    }
+                }
+                Ok(None) => settled = Some(today),
+                // Another process (a cron run, `optdesk sql`) has it: look again later.
+                Err(_) => continue,
+            }
+        }
+        if unrecorded.iter().all(|(_, sent)| sent.is_empty()) {
+            unrecorded.clear();
+            continue;
+        }
+        // Record the deliveries (a writer, briefly).
+        if let Ok(store) =
+            crate::store::Store::open_write(db, timeout, "optdesk schedule (the missed-run alert)")
+        {
+            for (alert, sent) in unrecorded.drain(..) {
+                for d in &sent {
+                    if let Err(e) = alerts::record(&store, &alert, d) {
+                        tracing::warn!("alerts: could not record the outcome: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {

@@ -160,3 +160,48 @@ fn an_unknown_futures_root_is_refused_at_load_naming_the_file_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn the_roll_day_is_configurable_and_a_bad_one_is_refused_naming_the_key() {
+    let desk = futures_desk();
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+    // Three days before the 2025-03-21 expiry: Tuesday 2025-03-18, not 03-13.
+    let desk_toml = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
+    desk.write_config(
+        "desk.toml",
+        &desk_toml.replace("roll_days_before = 8", "roll_days_before = 3"),
+    );
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-13"]);
+    buy(&desk, d("2025-03-13"), "MESH25", 1);
+    for day in ["2025-03-14", "2025-03-17"] {
+        desk.run_ok(&["run", "daily", "--as-of", day]);
+    }
+    assert_eq!(
+        desk.count("SELECT count(*) FROM risk_decisions WHERE rule = 'roll'"),
+        0
+    );
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-18"]);
+    let reason: String = desk
+        .open()
+        .query_row(
+            "SELECT reason FROM risk_decisions WHERE rule = 'roll' AND as_of = DATE '2025-03-18'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        reason.contains("MESH25 rolled to MESM25 (roll day 2025-03-18, 3 days before"),
+        "{reason}"
+    );
+    assert!(desk.run_ok(&["check"]).contains("reconciled to the cent"));
+
+    desk.write_config(
+        "desk.toml",
+        &desk_toml.replace("roll_days_before = 8", "roll_days_before = 0"),
+    );
+    let err = desk.run_fails(&["run", "daily", "--as-of", "2025-03-19"]);
+    assert!(
+        err.contains("desk.toml") && err.contains("futures.roll_days_before = 0: expected 1 to 30"),
+        "{err}"
+    );
+}

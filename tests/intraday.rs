@@ -38,7 +38,7 @@ fn a_slot_stores_the_sessions_minute_bars_and_the_loader_fills_the_session() {
     let conn = desk.open();
     let as_of = NaiveDate::from_ymd_opt(2025, 1, 10).unwrap();
     let qt = as_of.and_time(NaiveTime::from_hms_opt(10, 30, 0).unwrap());
-    let day = optdesk::store::repo::day::load(&conn, as_of, qt).unwrap();
+    let day = optdesk::store::repo::day::load(&conn, as_of, qt, 8).unwrap();
     let s = &day.session;
     assert_eq!(s.open, Some(as_of.and_hms_opt(9, 30, 0).unwrap()));
     assert_eq!(s.close, Some(as_of.and_hms_opt(16, 0, 0).unwrap()));

@@ -63,10 +63,9 @@ fn sessions_with_every_slot_trade_inside_the_window_and_close_every_0dte_positio
         let check = desk.run_ok(&["check"]);
         assert!(check.contains("reconciled to the cent"), "{day}: {check}");
     }
-    // The condor, the buy-write and the scalper enter (put_write's 1-point SPY spread
-    // does not fit its $50 cap at these strikes: see the README); every entry of a premium
-    // bot is inside 10:30–13:30.
-    for s in ["iron_condor", "buy_write", "zscore_reversion"] {
+    // Each of the four strategies enters; every entry of a premium bot is inside
+    // 10:30–13:30.
+    for s in ["put_write", "iron_condor", "buy_write", "zscore_reversion"] {
         let n = desk.count(&format!(
             "SELECT count(*) FROM risk_decisions WHERE strategy = '{s}' AND intent = 'entry' AND decision = 'approved'"
         ));
@@ -82,17 +81,19 @@ fn sessions_with_every_slot_trade_inside_the_window_and_close_every_0dte_positio
         outside.is_empty(),
         "entries outside the window: {outside:?}"
     );
-    // The bot that did not enter said why.
+    // A slot where a bot does not enter says why.
     let n = desk.count(
         "SELECT count(*) FROM signals WHERE strategy = 'put_write' AND action = 'pass' AND reason <> ''",
     );
     assert!(n > 0, "put_write left no reason");
-    // Every condor's max loss is defined and within its $500; the scalper's within $200.
+    // Every put spread's max loss is defined and within put_write's $100 (one 1-point SPY
+    // spread), every condor's within its $500, the scalper's within $200.
     let over = rows(
         &desk,
         "SELECT strategy || ' ' || coalesce(max_loss::VARCHAR, 'undefined') FROM risk_decisions
          WHERE intent = 'entry' AND decision = 'approved'
-           AND ((strategy = 'iron_condor' AND (max_loss IS NULL OR max_loss > 500))
+           AND ((strategy = 'put_write' AND (max_loss IS NULL OR max_loss > 100))
+             OR (strategy = 'iron_condor' AND (max_loss IS NULL OR max_loss > 500))
              OR (strategy = 'zscore_reversion' AND (max_loss IS NULL OR max_loss > 200)))",
     );
     assert!(over.is_empty(), "{over:?}");

@@ -201,7 +201,12 @@ impl Job for ExpirePositions {
             }
         }
         // Strategies' exits: the one exit path manage_positions takes at the slots.
-        let mut day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        let mut day = day::load(
+            conn,
+            ctx.as_of,
+            ctx.quote_time,
+            ctx.config.desk.futures.roll_days_before,
+        )?;
         day.session.daily_run = ctx.slot.is_none();
         let exits = super::exits::close_by_exit_rules(ctx, &mut router, &self.strategies, &day)?;
         rows += exits.rows;

@@ -50,7 +50,7 @@ pub fn fetch_quotes(
                 futures::PRODUCTS.iter().map(|p| p.root).collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let front = futures::front(p, ctx.as_of, p.roll_days_before)
+        let front = futures::front(p, ctx.as_of, ctx.config.desk.futures.roll_days_before)
             .map_err(|e| JobError::Failed(e.to_string()))?;
         let next = futures::next_contract(&front).map_err(|e| JobError::Failed(e.to_string()))?;
         for c in [front, next]
@@ -165,10 +165,11 @@ pub fn roll_orders(ctx: &JobContext, held: &[Position]) -> Result<Vec<Roll>, Job
         let Instrument::Future(c) = &p.instrument else {
             continue;
         };
-        let Some(product) = futures::product(&c.root) else {
+        if futures::product(&c.root).is_none() {
             continue;
-        };
-        if c.expiry < ctx.as_of || !futures::due_to_roll(c, ctx.as_of, product.roll_days_before) {
+        }
+        let roll_days = ctx.config.desk.futures.roll_days_before;
+        if c.expiry < ctx.as_of || !futures::due_to_roll(c, ctx.as_of, roll_days) {
             continue;
         }
         let bad = |e: crate::model::ModelError| JobError::Failed(e.to_string());
@@ -206,8 +207,8 @@ pub fn roll_orders(ctx: &JobContext, held: &[Position]) -> Result<Vec<Roll>, Job
                 p.quantity.abs(),
                 c.symbol,
                 next.symbol,
-                futures::roll_date(c.contract_month.0, c.contract_month.1, product.roll_days_before),
-                product.roll_days_before,
+                futures::roll_date(c.contract_month.0, c.contract_month.1, roll_days),
+                roll_days,
                 c.expiry
             ),
         });

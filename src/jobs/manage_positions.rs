@@ -55,7 +55,12 @@ impl Job for ManagePositions {
         for p in router.resume_open()? {
             rows += 1 + 2 * p.fills.len() as u64;
         }
-        let mut day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        let mut day = day::load(
+            conn,
+            ctx.as_of,
+            ctx.quote_time,
+            ctx.config.desk.futures.roll_days_before,
+        )?;
         day.session.daily_run = ctx.slot.is_none();
         let open = day.open_trades.len();
         let exits = super::exits::close_by_exit_rules(ctx, &mut router, &self.strategies, &day)?;

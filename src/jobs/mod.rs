@@ -8,6 +8,7 @@
 
 pub mod compute_vol;
 pub mod correlation;
+pub mod daily_check;
 pub mod email_report;
 pub mod exits;
 pub mod expire_positions;

@@ -313,7 +313,12 @@ impl Job for SelectTrades {
                 rows += 1;
             }
         }
-        let mut day = day::load(conn, ctx.as_of, ctx.quote_time)?;
+        let mut day = day::load(
+            conn,
+            ctx.as_of,
+            ctx.quote_time,
+            ctx.config.desk.futures.roll_days_before,
+        )?;
         // The daily run proposes the daily strategies; a slot, the intraday ones.
         day.session.daily_run = ctx.slot.is_none();
         let cadence = if day.session.daily_run {

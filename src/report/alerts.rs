@@ -104,9 +104,20 @@ pub fn after_run(store: &Store, config: &Config, rec: &RunRecord) -> Vec<Deliver
             return Vec::new();
         }
     };
+    deliver(store, config, &channels, &alerts)
+}
+
+/// Send each alert on each channel, once (a delivery already recorded as sent is not
+/// repeated), and record every outcome in `alerts`. Never fails.
+pub fn deliver(
+    store: &Store,
+    config: &Config,
+    channels: &[Channel],
+    alerts: &[Alert],
+) -> Vec<Delivery> {
     let mut out = Vec::new();
-    for alert in &alerts {
-        for ch in &channels {
+    for alert in alerts {
+        for ch in channels {
             // A re-run of a day does not repeat what was already delivered.
             if already_sent(store, alert, ch.name()) {
                 continue;
@@ -129,7 +140,7 @@ pub fn after_run(store: &Store, config: &Config, rec: &RunRecord) -> Vec<Deliver
     out
 }
 
-fn wanted(config: &Config, event: &str) -> bool {
+pub fn wanted(config: &Config, event: &str) -> bool {
     config.desk.alerts.events.iter().any(|e| e == event)
 }
 
@@ -227,6 +238,11 @@ pub fn alerts_for(
             ));
         }
     }
+    if wanted(config, "signal") {
+        if let Some(text) = signal_text(conn, rec)? {
+            out.push(mk("signal", text));
+        }
+    }
     if rec.job == "snapshot_benchmarks" && wanted(config, "daily_summary") {
         let row: Option<SummaryRow> = conn
             .query_row(
@@ -254,6 +270,71 @@ pub fn alerts_for(
         }
     }
     Ok(out)
+}
+
+/// The `signal` alert: the run's proposals, each with the risk gate's decision (approved,
+/// or refused with its rule and reason). `None` when the run proposed nothing.
+fn signal_text(
+    conn: &duckdb::Connection,
+    rec: &RunRecord,
+) -> Result<Option<String>, duckdb::Error> {
+    let mut s = conn.prepare(
+        "SELECT strftime(s.quote_time, '%H:%M'), s.strategy, s.underlying, s.order_ref,
+                coalesce(d.decision, 'not reviewed'), d.rule, d.reason
+         FROM signals s
+         LEFT JOIN (SELECT order_ref,
+                           CASE WHEN bool_or(decision = 'refused') THEN 'refused' ELSE 'approved' END AS decision,
+                           any_value(rule) FILTER (WHERE decision = 'refused') AS rule,
+                           any_value(reason) FILTER (WHERE decision = 'refused') AS reason
+                    FROM risk_decisions WHERE run_id = ? GROUP BY order_ref) d
+           ON d.order_ref = s.order_ref
+         WHERE s.run_id = ? AND s.action = 'propose'
+         ORDER BY s.quote_time, s.strategy, s.order_ref",
+    )?;
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = s
+        .query_map(params![rec.run_id, rec.run_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let approved = rows.iter().filter(|r| r.4 == "approved").count();
+    let mut text = format!(
+        "optdesk {} {}: {} signal(s), {approved} approved",
+        rec.as_of,
+        rows[0].0,
+        rows.len()
+    );
+    for (_, strategy, underlying, order_ref, decision, rule, reason) in rows.iter().take(20) {
+        text.push_str(&format!(
+            "\n{strategy} {underlying} {order_ref}: {decision}"
+        ));
+        if let Some(rule) = rule {
+            text.push_str(&format!(" ({rule}: {})", reason.as_deref().unwrap_or("")));
+        }
+    }
+    if rows.len() > 20 {
+        text.push_str(&format!("\n… and {} more", rows.len() - 20));
+    }
+    Ok(Some(text))
 }
 
 /// How alerts are retried: `alerts.attempts` tries, 250 ms then doubling up to 4 s apart
@@ -347,7 +428,8 @@ fn already_sent(store: &Store, alert: &Alert, channel: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn record(store: &Store, alert: &Alert, d: &Delivery) -> Result<(), duckdb::Error> {
+/// Record one delivery's outcome in `alerts` (text and error redacted).
+pub fn record(store: &Store, alert: &Alert, d: &Delivery) -> Result<(), duckdb::Error> {
     let redact = crate::config::redact_secrets;
     store.conn.execute(
         "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -37,9 +37,11 @@ pub struct Product {
     /// Initial and maintenance margin per contract, dollars.
     pub initial_margin: Price,
     pub maintenance_margin: Price,
-    /// Calendar days before the third Friday the position rolls to the next contract.
-    pub roll_days_before: i64,
 }
+
+/// CME's equity-index roll date: the Thursday eight calendar days before the third-Friday
+/// expiry (`[futures] roll_days_before` in `jobs/desk.toml` changes it).
+pub const CME_ROLL_DAYS_BEFORE: i64 = 8;
 
 /// The products optdesk trades: the Micro E-mini S&P 500 (MES, $5 × the index, tick
 /// 0.25 = $1.25) and the E-mini (ES, $50, tick 0.25).
@@ -51,7 +53,6 @@ pub const PRODUCTS: &[Product] = &[
         index: "SPX",
         initial_margin: Price::from_raw(2_530 * 10_000),
         maintenance_margin: Price::from_raw(2_300 * 10_000),
-        roll_days_before: 8,
     },
     Product {
         root: "ES",
@@ -60,7 +61,6 @@ pub const PRODUCTS: &[Product] = &[
         index: "SPX",
         initial_margin: Price::from_raw(25_300 * 10_000),
         maintenance_margin: Price::from_raw(23_000 * 10_000),
-        roll_days_before: 8,
     },
 ];
 

@@ -26,6 +26,7 @@ pub fn load(
     conn: &Connection,
     as_of: NaiveDate,
     quote_time: NaiveDateTime,
+    roll_days_before: i64,
 ) -> Result<DayState, RepoError> {
     let mut day = DayState::new(as_of, quote_time);
     let mut s = conn.prepare(
@@ -121,7 +122,7 @@ pub fn load(
                 });
         }
     }
-    super::futures::load_futures(conn, &mut day)?;
+    super::futures::load_futures(conn, &mut day, roll_days_before)?;
     let futures_mids = day.session.futures.values().flatten().map(|q| {
         (
             q.contract.symbol.clone(),

@@ -77,7 +77,11 @@ pub fn quote(
 
 /// Fill `day.session.futures` from the quotes stored at the day's snapshot: per root,
 /// the front contract (by the product's roll) first, then the others by expiry.
-pub fn load_futures(conn: &Connection, day: &mut DayState) -> Result<(), RepoError> {
+pub fn load_futures(
+    conn: &Connection,
+    day: &mut DayState,
+    roll_days_before: i64,
+) -> Result<(), RepoError> {
     let mut s = conn.prepare(
         "SELECT contract, bid::DOUBLE, ask::DOUBLE, last::DOUBLE FROM futures_quotes
          WHERE as_of = ? AND quote_time = ? ORDER BY root, expiry",
@@ -109,7 +113,7 @@ pub fn load_futures(conn: &Connection, day: &mut DayState) -> Result<(), RepoErr
         let Some(p) = futures::product(root) else {
             continue;
         };
-        if let Ok(front) = futures::front(p, day.as_of, p.roll_days_before) {
+        if let Ok(front) = futures::front(p, day.as_of, roll_days_before) {
             // Stable: the front first, the rest keep their expiry order.
             quotes.sort_by_key(|q| q.contract != front);
         }
