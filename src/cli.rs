@@ -1285,35 +1285,11 @@ fn flatten(ctx: &Ctx, as_of: NaiveDate) -> Result<bool> {
 
 fn kill(ctx: &Ctx, state: KillState) -> Result<bool> {
     let config = ctx.config()?;
-    let path = crate::jobs::select_trades::kill_file_path(&config)?;
-    match state {
-        KillState::On => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            std::fs::write(
-                &path,
-                format!(
-                    "kill switch turned on by `optdesk kill on` at {}\n",
-                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
-                ),
-            )
-            .with_context(|| format!("cannot write {}", path.display()))?;
-            outln!(
-                "kill switch ON: no new entries while {} exists (`optdesk kill off` resumes)",
-                path.display()
-            );
-        }
-        KillState::Off => match std::fs::remove_file(&path) {
-            Ok(()) => outln!("kill switch OFF: removed {}", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => outln!(
-                "kill switch was already off ({} does not exist)",
-                path.display()
-            ),
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
-        },
-    }
+    let change = match state {
+        KillState::On => crate::jobs::kill::turn_on(&config, "`optdesk kill on`")?,
+        KillState::Off => crate::jobs::kill::turn_off(&config)?,
+    };
+    outln!("{}", change.message());
     Ok(true)
 }
 
@@ -1912,6 +1888,14 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
             schedule::watch_missed_runs(&config, &db, pretend, &stop)
         }));
     }
+    // Telegram commands, when the Telegram channel is configured.
+    let remote = crate::remote::Remote {
+        db: ctx.db.clone(),
+        jobs_dir: ctx.jobs_dir.clone(),
+        jobs_explicit: ctx.jobs_explicit,
+        pretend,
+    };
+    services.extend(crate::remote::spawn(remote, &config, stop.clone()));
     let result = rt.block_on(schedule::run_daemon(entries, pretend, run, skip));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for s in services {

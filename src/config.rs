@@ -354,6 +354,9 @@ pub struct AlertsConfig {
     pub attempts: u32,
     /// Seconds before one attempt times out.
     pub timeout_secs: u64,
+    /// Telegram commands: how long one `getUpdates` long poll waits for a message,
+    /// seconds (1 to 50); the daemon stops within about this long.
+    pub poll_secs: u64,
 }
 
 /// An environment variable's value, `None` when unset or blank (so `VAR=` in an
@@ -427,6 +430,7 @@ impl Default for AlertsConfig {
             telegram_api: "https://api.telegram.org".into(),
             attempts: 3,
             timeout_secs: 10,
+            poll_secs: 10,
         }
     }
 }
@@ -844,6 +848,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 file: path.display().to_string(),
                 message: "alerts.attempts and alerts.timeout_secs must be at least 1".into(),
+            });
+        }
+        if !(1..=50).contains(&desk.alerts.poll_secs) {
+            return Err(ConfigError::Invalid {
+                file: path.display().to_string(),
+                message: format!(
+                    "alerts.poll_secs = {}: expected 1 to 50 (seconds one Telegram getUpdates long poll waits)",
+                    desk.alerts.poll_secs
+                ),
             });
         }
         Ok(Config {

@@ -7,7 +7,7 @@
 //!
 //! Dependencies run one way, lowest first: `model`, `text`, `csvfile` → `calendar`,
 //! `clock`, `config`, `refdata` → `pricing`, `analytics` → `trading` → `store` →
-//! `sources` → `jobs` → `schedule`, `report` → `calc`, `cli`. A module imports its own
+//! `sources` → `jobs` → `schedule`, `remote`, `report` → `calc`, `cli`. A module imports its own
 //! layer or lower ones; `tests/layering.rs` holds the table and fails on an import
 //! that goes up.
 
@@ -27,6 +27,7 @@ pub mod model;
 pub mod net;
 pub mod pricing;
 pub mod refdata;
+pub mod remote;
 pub mod report;
 pub mod schedule;
 pub mod selftest;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("schedule", 7),
     ("backtest", 7),
     ("serve", 7),
+    ("remote", 7),
     // The edge.
     ("calc", 8),
     ("selftest", 8),

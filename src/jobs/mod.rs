@@ -16,6 +16,7 @@ pub mod fetch_chains;
 pub mod flatten;
 pub mod futures;
 pub mod intraday;
+pub mod kill;
 pub mod manage_positions;
 pub mod review_session;
 pub mod select_trades;
@@ -199,6 +200,8 @@ pub enum Trigger {
     Schedule,
     /// A session of `optdesk backtest`.
     Backtest,
+    /// A Telegram command to the daemon (`/flatten confirm`).
+    Telegram,
 }
 
 impl Trigger {
@@ -208,6 +211,7 @@ impl Trigger {
             Trigger::Daily => "daily",
             Trigger::Schedule => "schedule",
             Trigger::Backtest => "backtest",
+            Trigger::Telegram => "telegram",
         }
     }
 }

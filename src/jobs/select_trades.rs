@@ -207,12 +207,21 @@ fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
 /// The kill file named in `jobs/select_trades.toml` (default `data/KILL`), resolved
 /// against the project folder.
 pub fn kill_file_path(config: &Config) -> Result<std::path::PathBuf, ConfigError> {
+    Ok(kill_settings(config)?.0)
+}
+
+/// The kill file (as [`kill_file_path`]) and the configuration's own switch
+/// (`risk.kill_switch`) of `jobs/select_trades.toml`.
+pub fn kill_settings(config: &Config) -> Result<(std::path::PathBuf, bool), ConfigError> {
     let path = config.dir.join("select_trades.toml");
-    let params = match config.read_text("select_trades.toml").ok().flatten() {
-        Some(t) => crate::config::parse::<FileShape>(&path, &t)?.params,
-        None => Params::default(),
+    let shape = match config.read_text("select_trades.toml").ok().flatten() {
+        Some(t) => crate::config::parse::<FileShape>(&path, &t)?,
+        None => FileShape::default(),
     };
-    Ok(config.resolve(&params.kill_file))
+    Ok((
+        config.resolve(&shape.params.kill_file),
+        shape.risk.kill_switch,
+    ))
 }
 
 pub struct SelectTrades {

@@ -133,6 +133,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "015_compliance.sql",
         sql: include_str!("../../sql/015_compliance.sql"),
     },
+    Migration {
+        version: 16,
+        name: "016_commands.sql",
+        sql: include_str!("../../sql/016_commands.sql"),
+    },
 ];
 
 pub fn latest_schema_version() -> i64 {
