@@ -30,6 +30,7 @@ pub mod refdata;
 pub mod report;
 pub mod schedule;
 pub mod selftest;
+pub mod serve;
 pub mod sources;
 pub mod store;
 pub mod testkit;
