@@ -252,10 +252,18 @@ impl State {
         };
         let store = match Store::open_read(path, GATE_WAIT) {
             Ok(s) => s,
-            Err(e @ (StoreError::InUse { .. } | StoreError::Locked { .. })) => {
+            Err(StoreError::InUse { .. } | StoreError::Locked { .. }) => {
+                let holder = crate::store::current_writer(&crate::store::lock_path_for(path))
+                    .map(|h| format!(": {}", crate::config::redact_secrets(&h)))
+                    .unwrap_or_default();
                 return Err(Unavailable::Busy(format!(
-                    "another process is writing the store (a job is running): {}",
-                    crate::config::redact_secrets(&e.to_string())
+                    "another process has the store open (a job is running){holder}"
+                )));
+            }
+            Err(StoreError::Missing { .. }) => {
+                return Err(Unavailable::Busy(format!(
+                    "there is no store yet at {}: the first run creates it",
+                    path.display()
                 )))
             }
             Err(e) => {
