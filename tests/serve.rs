@@ -449,9 +449,29 @@ fn a_non_loopback_bind_needs_the_token_and_then_every_request_needs_it() {
 fn bad_requests_get_a_clear_answer_and_change_nothing() {
     let desk = small_desk();
     desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    // One job of the session fails on a later run: the page and the status say so.
+    let o = desk
+        .cmd()
+        .args(["job", "run", "compute_vol", "--as-of", "2025-03-14"])
+        .env("OPTDESK_FAILPOINT", "compute_vol:before_commit:error")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let before = desk.fingerprint(true);
     let srv = Served::start(&desk, &["serve", "--addr", "127.0.0.1:0"], &[]);
     let c = client();
+    let g = get(c.get(srv.url("/api/status")));
+    let v: serde_json::Value = serde_json::from_str(&g.body).unwrap();
+    let warnings = v["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("compute_vol failed in session 2025-03-14: ")),
+        "{warnings:?}"
+    );
+    let g = get(c.get(srv.url("/")));
+    assert!(g.body.contains("id=\"warnings\"") && g.body.contains("compute_vol failed"));
     let cases: Vec<(reqwest::blocking::RequestBuilder, u16, &str)> = vec![
         (c.get(srv.url("/nowhere")), 404, "There is no page /nowhere"),
         (c.get(srv.url("/api/nowhere")), 404, "no such endpoint"),
@@ -477,7 +497,11 @@ fn bad_requests_get_a_clear_answer_and_change_nothing() {
         ),
         (c.get(srv.url("/history?date=soon")), 400, "is not a date"),
         (c.get(srv.url("/?refresh=0")), 400, "refresh must be"),
-        (c.get(srv.url("/tearsheet/no-such")), 404, "no backtest named"),
+        (
+            c.get(srv.url("/tearsheet/no-such")),
+            404,
+            "no backtest named",
+        ),
         (c.post(srv.url("/")), 405, "changes nothing"),
         (c.put(srv.url("/api/status")), 405, "changes nothing"),
         (

@@ -171,6 +171,7 @@ pub(super) fn status(state: &mut State) -> Reply {
         "market_open": in_session,
         "session": t.session.map(|s| s.to_string()),
         "kill_switch": state.kill_switch_on(),
+        "warnings": state.warnings(&t, now),
         "portfolio": t.data.as_ref().map(portfolio_json).unwrap_or(Value::Null),
         "strategy_pnl": t.data.as_ref().map(strategy_pnl_json).unwrap_or(Value::Array(Vec::new())),
         "jobs": runs_json(&t.runs),

@@ -123,6 +123,48 @@ impl State {
         crate::jobs::select_trades::kill_file_path(&self.config).is_ok_and(|p| p.exists())
     }
 
+    /// What a watcher must not miss: the daily run not finished 15 minutes after its
+    /// time on a session, and the jobs whose latest run in the session shown failed.
+    pub(super) fn warnings(&self, t: &Today, now: DateTime<Tz>) -> Vec<String> {
+        let mut out = Vec::new();
+        let today = now.date_naive();
+        if let Ok(Some(s)) = crate::calendar::session(today) {
+            let daily = self
+                .entries
+                .iter()
+                .filter(|e| e.target == crate::schedule::Target::Daily)
+                .flat_map(|e| e.spec.times_on(&s))
+                .find(|at| crate::clock::within_session(*at, &s));
+            if let Some(at) = daily {
+                let due = crate::calendar::ny(today.and_time(at)) + Duration::minutes(15);
+                let ran = t.session == Some(today)
+                    && t.runs.iter().any(|r| r.slot.is_none() && r.status == "ok");
+                if now > due && !ran {
+                    out.push(format!(
+                        "The daily run of {today} has not finished: it was due at {} New York, more than 15 minutes ago (is the daemon running? `optdesk status` shows the last runs).",
+                        at.format("%H:%M")
+                    ));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &t.runs {
+            if seen.insert((r.job.as_str(), r.slot.as_deref())) && r.status == "failed" {
+                out.push(format!(
+                    "{}{} failed in session {}: {}",
+                    r.job,
+                    r.slot
+                        .as_deref()
+                        .map(|s| format!(" at {s}"))
+                        .unwrap_or_default(),
+                    t.session.map(|d| d.to_string()).unwrap_or_default(),
+                    r.message
+                ));
+            }
+        }
+        out
+    }
+
     /// Seconds between the today page's own reloads: the spacing of the session's
     /// firings while it is open (at most until the next firing), slower outside it.
     pub(super) fn auto_refresh(&self, now: DateTime<Tz>) -> u64 {
@@ -403,6 +445,14 @@ fn render_today(
             escape(why),
             escape(&taken_line(t.taken_at))
         );
+    }
+    let warnings = state.warnings(t, now);
+    if !warnings.is_empty() {
+        o.push_str("<div id=\"warnings\">");
+        for w in &warnings {
+            let _ = write!(o, "<p class=\"kill\">{}</p>", escape(w));
+        }
+        o.push_str("</div>");
     }
     if state.kill_switch_on() {
         o.push_str("<p class=\"kill\" id=\"kill-switch\">The kill switch is ON: select_trades opens no new positions (`optdesk kill off` resumes).</p>");
@@ -750,5 +800,31 @@ pub(super) fn tearsheet(state: &mut State, name: &str) -> Reply {
             ),
         ),
         Err(u) => unavailable(&u),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requested_date_is_a_valid_session_or_says_why_not() {
+        let ok = NaiveDate::from_ymd_opt(2025, 3, 14).unwrap();
+        assert_eq!(parse_session("2025-03-14"), Ok(ok));
+        for (raw, status, says) in [
+            ("2024-13-45", 400, "'2024-13-45' is not a date"),
+            ("soon", 400, "expected YYYY-MM-DD"),
+            ("2025-03-16", 404, "no session: 2025-03-16"),
+            ("2025-12-25", 404, "holiday"),
+            ("1900-01-02", 400, ""),
+        ] {
+            match parse_session(raw) {
+                Err((s, why)) => {
+                    assert_eq!(s, status, "{raw}: {why}");
+                    assert!(why.contains(says), "{raw}: {why}");
+                }
+                Ok(d) => panic!("{raw} accepted as {d}"),
+            }
+        }
     }
 }
