@@ -502,6 +502,12 @@ fn bad_requests_get_a_clear_answer_and_change_nothing() {
             404,
             "no backtest named",
         ),
+        (
+            c.get(srv.url("/api/status"))
+                .header("Host", "rebound.example"),
+            403,
+            "only requests addressed to 127.0.0.1 or localhost",
+        ),
         (c.post(srv.url("/")), 405, "changes nothing"),
         (c.put(srv.url("/api/status")), 405, "changes nothing"),
         (

@@ -209,6 +209,22 @@ fn authorized(token: &Token, req: &Request) -> bool {
         .any(|(k, v)| k == COOKIE && token.is_cookie(v.trim()))
 }
 
+/// Whether a Host header names this machine's loopback (`localhost`, `127.0.0.1:8640`,
+/// `[::1]:8640`).
+fn is_loopback_host(h: &str) -> bool {
+    let h = h.trim();
+    let host = match h.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => h.rsplit_once(':').map_or(h, |(a, _)| a),
+    };
+    let lower = host.to_ascii_lowercase();
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Answer one request and log it.
 pub(super) fn handle(state: &mut State, mut req: Request) {
     let method = req.method().clone();
@@ -239,6 +255,21 @@ fn route(state: &mut State, req: &mut Request, method: &Method, path: &str, q: &
     }
     if !readonly {
         return not_allowed(path, "GET, HEAD");
+    }
+    // Without a token, only requests addressed to loopback: a web page elsewhere that
+    // rebinds its own name to 127.0.0.1 (DNS rebinding) gets nothing.
+    if state.token.is_none() {
+        if let Some(host) = header(req, "Host").filter(|h| !is_loopback_host(h)) {
+            let why = format!(
+                "this dashboard has no token, so it answers only requests addressed to 127.0.0.1 or localhost, not '{}': set OPTDESK_DASHBOARD_TOKEN to serve it under another name (e.g. behind a reverse proxy)",
+                host.chars().take(100).collect::<String>()
+            );
+            return if is_api(path) {
+                Reply::json_error(403, &why)
+            } else {
+                pages::error(403, "Forbidden", &why)
+            };
+        }
     }
     if let Some(token) = &state.token {
         if !authorized(token, req) {
@@ -379,6 +410,27 @@ mod tests {
         assert_eq!(q.get("refresh"), Some("5"));
         assert_eq!(q.get("x"), Some(""));
         assert_eq!(q.get("y"), None);
+    }
+
+    #[test]
+    fn only_loopback_hosts_without_a_token() {
+        for (h, ok) in [
+            ("127.0.0.1:8640", true),
+            ("localhost:8640", true),
+            ("localhost", true),
+            ("LocalHost", true),
+            ("[::1]:8640", true),
+            ("127.1.2.3", true),
+            ("desk.localhost:80", true),
+            ("evil.example", false),
+            ("evil.example:8640", false),
+            ("10.0.0.5:8640", false),
+            ("[2001:db8::1]:8640", false),
+            ("localhost.evil.example", false),
+            ("", false),
+        ] {
+            assert_eq!(is_loopback_host(h), ok, "{h}");
+        }
     }
 
     #[test]
