@@ -542,3 +542,53 @@ fn bad_requests_get_a_clear_answer_and_change_nothing() {
         "a request changed the store"
     );
 }
+
+#[test]
+fn while_a_job_writes_the_page_is_the_last_one_read_with_a_note_and_the_api_says_503() {
+    let desk = small_desk();
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-14"]);
+    let srv = Served::start(&desk, &["serve", "--addr", "127.0.0.1:0"], &[]);
+    let c = client();
+    let g = get(c.get(srv.url("/")));
+    assert_eq!(g.status, 200);
+    assert!(!g.body.contains("id=\"busy\""));
+    // A job in another process holds the store for 10 s before it commits.
+    let mut job = desk
+        .cmd()
+        .args(["job", "run", "fetch_chains", "--as-of", "2025-03-14"])
+        .env("OPTDESK_FAILPOINT", "fetch_chains:before_commit:sleep=10")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        assert!(Instant::now() < deadline, "the job never held the store");
+        let g = get(c.get(srv.url("/api/status")));
+        if g.status == 503 {
+            break g;
+        }
+        assert_eq!(g.status, 200, "{}", g.body);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(busy.header("retry-after"), Some("30"));
+    assert!(
+        busy.body.contains("a job is running"),
+        "a readable reason: {}",
+        busy.body
+    );
+    let g = get(c.get(srv.url("/")));
+    assert_eq!(g.status, 200);
+    assert!(
+        g.body.contains("id=\"busy\"") && g.body.contains("A job is running"),
+        "{}",
+        g.body
+    );
+    assert!(g.body.contains("session 2025-03-14") && g.body.contains("data taken at"));
+    let o = job.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+    // The job has finished: fresh data again.
+    let g = get(c.get(srv.url("/")));
+    assert_eq!(g.status, 200);
+    assert!(!g.body.contains("id=\"busy\""), "{}", g.body);
+}
