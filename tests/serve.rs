@@ -251,7 +251,7 @@ fn the_daemon_serves_the_live_page_and_its_refresh_picks_up_a_later_session() {
     // Before any run: the page says why it has nothing, and asks to come back.
     let g = get(client().get(daemon.url("/")));
     assert_eq!(g.status, 503, "{}", g.body);
-    assert!(g.body.contains("no store yet"), "{}", g.body);
+    assert!(g.body.contains("There is no store yet"), "{}", g.body);
     assert_eq!(g.header("retry-after"), Some("30"));
 
     // The daemon does not hold the store: another process writes it, another reads it.
@@ -580,7 +580,10 @@ fn while_a_job_writes_the_page_is_the_last_one_read_with_a_note_and_the_api_says
     let g = get(c.get(srv.url("/")));
     assert_eq!(g.status, 200);
     assert!(
-        g.body.contains("id=\"busy\"") && g.body.contains("A job is running"),
+        g.body.contains("id=\"busy\"")
+            && g.body
+                .contains("Another process has the store open (a job is running)")
+            && g.body.contains("this page shows the data taken at"),
         "{}",
         g.body
     );
@@ -591,4 +594,44 @@ fn while_a_job_writes_the_page_is_the_last_one_read_with_a_note_and_the_api_says
     let g = get(c.get(srv.url("/")));
     assert_eq!(g.status, 200);
     assert!(!g.body.contains("id=\"busy\""), "{}", g.body);
+}
+
+#[test]
+fn inside_the_daemon_a_request_never_opens_the_store_while_a_firing_runs() {
+    let desk = small_desk();
+    desk.run_ok(&["run", "daily", "--as-of", "2025-03-13"]);
+    // Every 10 s on a pretend session; each run holds the store 5 s before it commits.
+    let toml = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
+    let toml = toml
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("daily"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let toml = toml.replacen("[schedule]", "[schedule]\ndaily = \"*/10 * * * * *\"", 1);
+    assert!(toml.contains("*/10"), "desk.toml has a [schedule] table");
+    desk.write_config("desk.toml", &toml);
+    let daemon = Served::start(
+        &desk,
+        &[
+            "schedule",
+            "--serve",
+            "127.0.0.1:0",
+            "--pretend-date",
+            "2025-03-14",
+        ],
+        &[("OPTDESK_FAILPOINT", "fetch_chains:before_commit:sleep=5")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !daemon.log().contains("firing run daily for 2025-03-14") {
+        assert!(Instant::now() < deadline, "no firing: {}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let g = get(client().get(daemon.url("/api/status")));
+    assert_eq!(g.status, 503, "{}", g.body);
+    assert!(g.body.contains("The daemon is running a job"), "{}", g.body);
+    assert_eq!(g.header("retry-after"), Some("30"));
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(log.contains("serve: GET /api/status 503"), "{log}");
 }

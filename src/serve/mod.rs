@@ -244,7 +244,7 @@ impl State {
                 Some(g) => Some(g),
                 None => {
                     return Err(Unavailable::Busy(
-                        "a job is running in the daemon and has the store".into(),
+                        "The daemon is running a job, which has the store".into(),
                     ))
                 }
             },
@@ -257,12 +257,12 @@ impl State {
                     .map(|h| format!(": {}", crate::config::redact_secrets(&h)))
                     .unwrap_or_default();
                 return Err(Unavailable::Busy(format!(
-                    "another process has the store open (a job is running){holder}"
+                    "Another process has the store open (a job is running){holder}"
                 )));
             }
             Err(StoreError::Missing { .. }) => {
                 return Err(Unavailable::Busy(format!(
-                    "there is no store yet at {}: the first run creates it",
+                    "There is no store yet at {}: the first run creates it",
                     path.display()
                 )))
             }

@@ -285,10 +285,10 @@ fn unavailable(u: &Unavailable) -> Reply {
         Unavailable::Busy(why) => Reply::html(
             503,
             page(
-                "optdesk — a job is running",
+                "optdesk — the store is busy",
                 Some(RETRY_AFTER_SECS.to_string()),
                 &format!(
-                    "<header><h1>A job is running</h1></header><main><section id=\"message\"><p>{}. This page tries again in {RETRY_AFTER_SECS} s.</p></section></main>",
+                    "<header><h1>The store is busy</h1></header><main><section id=\"message\"><p>{}. This page tries again in {RETRY_AFTER_SECS} s.</p></section></main>",
                     escape(why)
                 ),
             ),
@@ -441,7 +441,7 @@ fn render_today(
     if let Some(why) = busy {
         let _ = write!(
             o,
-            "<p class=\"busy\" id=\"busy\">A job is running ({}): this is the page as of its {}; it reloads in {refresh} s.</p>",
+            "<p class=\"busy\" id=\"busy\">{}: this page shows the {}; it reloads in {refresh} s.</p>",
             escape(why),
             escape(&taken_line(t.taken_at))
         );
