@@ -635,3 +635,40 @@ fn inside_the_daemon_a_request_never_opens_the_store_while_a_firing_runs() {
     assert!(log.contains("stopped cleanly"), "{log}");
     assert!(log.contains("serve: GET /api/status 503"), "{log}");
 }
+
+#[test]
+fn the_backtests_are_listed_and_each_tearsheet_is_served() {
+    let desk = small_desk();
+    desk.run_ok(&[
+        "backtest",
+        "--from",
+        "2025-03-12",
+        "--to",
+        "2025-03-14",
+        "--name",
+        "short-one",
+    ]);
+    let srv = Served::start(&desk, &["serve", "--addr", "127.0.0.1:0"], &[]);
+    let c = client();
+    let g = get(c.get(srv.url("/tearsheet")));
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert!(
+        g.body
+            .contains("<a href=\"/tearsheet/short-one\">short-one</a>"),
+        "{}",
+        g.body
+    );
+    let g = get(c.get(srv.url("/tearsheet/short-one")));
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert!(
+        g.body.contains("Backtest short-one")
+            && g.body.contains("id=\"nav\"")
+            && g.body.contains("data taken at"),
+        "{}",
+        g.body
+    );
+    assert_security_headers(&g, "tearsheet");
+    let g = get(c.get(srv.url("/tearsheet/other")));
+    assert_eq!(g.status, 404);
+    assert!(g.body.contains("no backtest named"));
+}
