@@ -553,7 +553,7 @@ fn while_a_job_writes_the_page_is_the_last_one_read_with_a_note_and_the_api_says
     assert_eq!(g.status, 200);
     assert!(!g.body.contains("id=\"busy\""));
     // A job in another process holds the store for 10 s before it commits.
-    let mut job = desk
+    let job = desk
         .cmd()
         .args(["job", "run", "fetch_chains", "--as-of", "2025-03-14"])
         .env("OPTDESK_FAILPOINT", "fetch_chains:before_commit:sleep=10")
