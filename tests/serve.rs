@@ -305,10 +305,28 @@ fn the_daemon_serves_the_live_page_and_its_refresh_picks_up_a_later_session() {
         daemon.log()
     );
 
-    // History of the earlier day, through the same server.
-    let g = get(client().get(daemon.url("/history?date=2025-03-13")));
+    // History of the earlier day, through the same server, under the same policy.
+    let o = headless(
+        &chrome,
+        &profile,
+        &["--dump-dom", &daemon.url("/history?date=2025-03-13")],
+    );
+    let dom = stdout(&o);
+    assert!(
+        dom.contains("optdesk — 2025-03-13")
+            && dom.contains("id=\"nav\"")
+            && dom.contains("id=\"equity-chart\"")
+            && dom.contains("id=\"universe\""),
+        "{dom}"
+    );
+    let log = stderr(&o);
+    let errors = console_errors(&log);
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    // HEAD answers the headers only.
+    let g = get(client().head(daemon.url("/")));
     assert_eq!(g.status, 200);
-    assert!(g.body.contains("optdesk — 2025-03-13") && g.body.contains("id=\"nav\""));
+    assert!(g.body.is_empty());
+    assert_security_headers(&g, "HEAD /");
 
     let (status, log) = daemon.stop();
     assert!(status.success(), "{status:?}: {log}");

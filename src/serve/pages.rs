@@ -208,7 +208,8 @@ nav span a{margin-right:8px;color:#d0d7de}
 header .sub{color:#d0d7de;font-size:13px;margin-top:4px}
 p.busy{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:8px 12px;color:#24292f;font-size:14px}
 p.kill{background:#ffebe9;border:1px solid #cf222e;border-radius:6px;padding:8px 12px;color:#cf222e;font-weight:600}
-form.date{display:inline;margin-left:16px;color:#d0d7de}
+div.bar{margin:8px 24px;color:#57606a;font-size:13px}
+form.date{display:inline;margin-left:8px}
 form.date input,form.date button{font-size:12px}
 main form.login{display:flex;gap:8px;align-items:center}
 ";
@@ -255,10 +256,7 @@ fn page(title: &str, refresh: Option<String>, body: &str) -> String {
 /// line above its content.
 fn wrap(html: &str, line: &str) -> String {
     let head = format!("<link rel=\"icon\" href=\"data:,\"><style>{CSS}</style></head><body>");
-    let bar = format!(
-        "{}<p class=\"note\" id=\"taken-at\" style=\"margin:8px 24px\">{line}</p>",
-        nav()
-    );
+    let bar = format!("{}<div class=\"bar\" id=\"taken-at\">{line}</div>", nav());
     html.replacen("</head><body>", &format!("{head}{bar}"), 1)
 }
 
