@@ -804,6 +804,57 @@ pub(super) fn tearsheet(state: &mut State, name: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TimeSpec;
+    use crate::schedule::{Entry, Target};
+
+    fn state_with(entries: Vec<Entry>) -> State {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        State {
+            db: std::path::PathBuf::from("unused.duckdb"),
+            config: crate::config::Config::load(&dir, true).unwrap(),
+            pretend: None,
+            token: None,
+            mode: super::super::Mode::Standalone,
+            entries,
+            risk_free_rate: 0.04,
+            last_today: None,
+        }
+    }
+
+    #[test]
+    fn the_page_reloads_at_the_slot_spacing_in_the_session_and_slower_outside() {
+        let s = state_with(vec![
+            Entry {
+                target: Target::Daily,
+                spec: TimeSpec::parse("open+5m").unwrap(),
+            },
+            Entry {
+                target: Target::Job("fetch_chains".into()),
+                spec: TimeSpec::parse("every 15m from 10:30 to 13:30").unwrap(),
+            },
+        ]);
+        let at = |d: &str, t: &str| crate::clock::parse_ny_datetime(&format!("{d}T{t}")).unwrap();
+        for (d, t, want, why) in [
+            ("2025-03-14", "11:00", 900, "the slots' spacing"),
+            ("2025-03-14", "11:14", 90, "just after the next slot"),
+            (
+                "2025-03-14",
+                "14:00",
+                900,
+                "no slot left: the spacing still",
+            ),
+            (
+                "2025-03-14",
+                "09:20",
+                960,
+                "before the open: just after the daily run",
+            ),
+            ("2025-03-15", "12:00", 1800, "a Saturday"),
+            ("2025-03-14", "20:00", 1800, "the evening"),
+        ] {
+            assert_eq!(s.auto_refresh(at(d, t)), want, "{d} {t}: {why}");
+        }
+    }
 
     #[test]
     fn a_requested_date_is_a_valid_session_or_says_why_not() {
