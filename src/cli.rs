@@ -1842,7 +1842,7 @@ fn serve(ctx: &Ctx, addr: &str) -> Result<bool> {
 fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>, serve: Option<&str>) -> Result<bool> {
     let config = ctx.config()?;
     let entries = schedule::entries(&config)?;
-    let dashboard = match serve {
+    let board = match serve {
         Some(addr) => Some(dashboard(
             ctx,
             &config,
@@ -1906,7 +1906,7 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>, serve: Option<&str>) -> Result<
     // (`store::process_gate`) whenever it opens the store.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut services: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    if let Some(d) = dashboard {
+    if let Some(d) = board {
         services.push(crate::serve::spawn(d, stop.clone())?);
     }
     let result = rt.block_on(schedule::run_daemon(entries, pretend, run, skip));

@@ -114,7 +114,7 @@ struct State {
     last_today: Option<pages::Today>,
 }
 
-/// Whether every address `addr` names is a loopback address.
+/// The socket addresses `addr` (HOST:PORT) names.
 fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ServeError> {
     let bad = |why: String| ServeError::BadAddr {
         addr: addr.to_string(),
