@@ -16,6 +16,9 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use std::fmt::Write as _;
 
+/// The job runs the today page lists (a session with 5-minute slots has hundreds).
+const SHOWN_RUNS: usize = 60;
+
 /// How long a client should wait before asking again while a job has the store.
 pub(super) const RETRY_AFTER_SECS: u64 = 30;
 
@@ -571,6 +574,7 @@ fn render_today(
         let rows: Vec<Vec<(String, String)>> = t
             .runs
             .iter()
+            .take(SHOWN_RUNS)
             .map(|r| {
                 let style = match r.status.as_str() {
                     "failed" => "color:#cf222e;font-weight:600;",
@@ -605,6 +609,16 @@ fn render_today(
             &["Run", "Job", "Status", "Trigger", "UTC", "Rows", "Outcome"],
             &rows,
         ));
+        if t.runs.len() > SHOWN_RUNS {
+            sentence(
+                &mut o,
+                &format!(
+                    "… and {} earlier runs of the session: /api/status lists them all, and `optdesk sql \"SELECT * FROM job_runs WHERE as_of = '{}'\"`.",
+                    t.runs.len() - SHOWN_RUNS,
+                    t.session.map(|d| d.to_string()).unwrap_or_default()
+                ),
+            );
+        }
     }
     o.push_str("</section>");
 
