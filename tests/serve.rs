@@ -618,7 +618,8 @@ fn while_a_job_writes_the_page_is_the_last_one_read_with_a_note_and_the_api_says
 fn inside_the_daemon_a_request_never_opens_the_store_while_a_firing_runs() {
     let desk = small_desk();
     desk.run_ok(&["run", "daily", "--as-of", "2025-03-13"]);
-    // Every 10 s on a pretend session; each run holds the store 5 s before it commits.
+    // Every 10 s on a pretend session; each run holds the store 8 s before it commits
+    // (a request waits 3 s at most for it).
     let toml = std::fs::read_to_string(desk.jobs.join("desk.toml")).unwrap();
     let toml = toml
         .lines()
@@ -637,7 +638,7 @@ fn inside_the_daemon_a_request_never_opens_the_store_while_a_firing_runs() {
             "--pretend-date",
             "2025-03-14",
         ],
-        &[("OPTDESK_FAILPOINT", "fetch_chains:before_commit:sleep=5")],
+        &[("OPTDESK_FAILPOINT", "fetch_chains:before_commit:sleep=8")],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !daemon.log().contains("firing run daily for 2025-03-14") {
