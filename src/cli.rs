@@ -300,6 +300,17 @@ pub enum Cmd {
         /// Testing: treat today as this date (time of day stays real).
         #[arg(long, hide = true, value_parser = calendar::parse_date)]
         pretend_date: Option<NaiveDate>,
+        /// Also serve the live dashboard at ADDR (HOST:PORT) [default: 127.0.0.1:8640].
+        /// Any address but loopback needs OPTDESK_DASHBOARD_TOKEN.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::serve::DEFAULT_ADDR)]
+        serve: Option<String>,
+    },
+    /// Serve the live dashboard read-only, without the daemon (the store is opened only
+    /// while a request is answered). Any address but loopback needs OPTDESK_DASHBOARD_TOKEN.
+    Serve {
+        /// HOST:PORT to listen on.
+        #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_ADDR)]
+        addr: String,
     },
 }
 
@@ -703,11 +714,13 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
             let to = to.unwrap_or(from + Duration::days(30));
             print_calendar(from, to, format)
         }
+        Cmd::Serve { addr } => serve(ctx, &addr),
         Cmd::Schedule {
             plan,
             days,
             from,
             pretend_date,
+            serve,
         } => {
             if plan {
                 let from = match from {
@@ -716,7 +729,7 @@ fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<bool> {
                 };
                 print_plan(ctx, from, days)
             } else {
-                daemon(ctx, pretend_date)
+                daemon(ctx, pretend_date, serve.as_deref())
             }
         }
     }
@@ -1825,9 +1838,56 @@ fn record_schedule_skip(
     Ok(())
 }
 
-fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
+/// The dashboard, bound (a refused address or token ends the command before anything runs).
+fn dashboard(
+    ctx: &Ctx,
+    config: &crate::config::Config,
+    addr: &str,
+    pretend: Option<NaiveDate>,
+    mode: crate::serve::Mode,
+) -> Result<crate::serve::Dashboard> {
+    let d = crate::serve::Dashboard::bind(crate::serve::Options {
+        addr: addr.to_string(),
+        db: ctx.db.clone(),
+        config: config.clone(),
+        pretend,
+        token: crate::config::env_var(crate::serve::TOKEN_VAR),
+        mode,
+    })?;
+    eprintln!(
+        "serve: the dashboard is at {}{}",
+        d.url(),
+        if d.needs_token() {
+            " (it asks for OPTDESK_DASHBOARD_TOKEN: sign in at /login, or send it as a bearer token)"
+        } else {
+            ""
+        }
+    );
+    Ok(d)
+}
+
+/// `optdesk serve`: the dashboard alone, read-only, until the process is stopped.
+fn serve(ctx: &Ctx, addr: &str) -> Result<bool> {
+    let config = ctx.config()?;
+    let d = dashboard(ctx, &config, addr, None, crate::serve::Mode::Standalone)?;
+    eprintln!("serve: read-only, one request at a time; Ctrl-C stops");
+    d.run(&AtomicBool::new(false));
+    Ok(true)
+}
+
+fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>, serve: Option<&str>) -> Result<bool> {
     let config = ctx.config()?;
     let entries = schedule::entries(&config)?;
+    let board = match serve {
+        Some(addr) => Some(dashboard(
+            ctx,
+            &config,
+            addr,
+            pretend,
+            crate::serve::Mode::Daemon,
+        )?),
+        None => None,
+    };
     let shared = Arc::new(Ctx {
         db: ctx.db.clone(),
         jobs_dir: ctx.jobs_dir.clone(),
@@ -1882,6 +1942,10 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>) -> Result<bool> {
     // (`store::process_gate`) whenever it opens the store.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut services: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    // The dashboard first: a failure to start it stops the daemon before anything runs.
+    if let Some(d) = board {
+        services.push(crate::serve::spawn(d, stop.clone())?);
+    }
     {
         let (config, db, stop) = (config.clone(), ctx.db.clone(), stop.clone());
         services.push(std::thread::spawn(move || {

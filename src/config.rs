@@ -371,10 +371,14 @@ pub fn env_var(name: &str) -> Option<String> {
 /// text (a server's error page echoing the request path, a job's error), these never
 /// reach the store, the terminal or the logs.
 pub fn secrets() -> Vec<String> {
-    let mut out: Vec<String> = ["OPTDESK_TELEGRAM_TOKEN", "OPTDESK_SMTP_PASSWORD"]
-        .iter()
-        .filter_map(|k| env_var(k))
-        .collect();
+    let mut out: Vec<String> = [
+        "OPTDESK_TELEGRAM_TOKEN",
+        "OPTDESK_SMTP_PASSWORD",
+        "OPTDESK_DASHBOARD_TOKEN",
+    ]
+    .iter()
+    .filter_map(|k| env_var(k))
+    .collect();
     if let Some(url) = env_var("OPTDESK_WEBHOOK_URL") {
         out.extend(url_secrets(&url));
     }

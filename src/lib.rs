@@ -31,6 +31,7 @@ pub mod remote;
 pub mod report;
 pub mod schedule;
 pub mod selftest;
+pub mod serve;
 pub mod sources;
 pub mod store;
 pub mod testkit;

@@ -79,7 +79,7 @@ pub(crate) fn sentence(o: &mut String, s: &str) {
     let _ = write!(o, "<p class=\"empty\">{}</p>", escape(s));
 }
 
-const CSS: &str = "
+pub(crate) const CSS: &str = "
 body{margin:0;background:#f6f8fa;color:#24292f;font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif}
 header{background:#24292f;color:#fff;padding:16px 24px}
 header h1{margin:0;font-size:20px}
