@@ -4,10 +4,10 @@
 
 mod common;
 
+use common::chrome::{chromium, console_errors, headless};
 use common::servers::{HttpServer, Reply, SmtpServer, SmtpTls};
 use common::{stderr, stdout, Desk};
 use mail_parser::{MessageParser, MimeHeaders};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const USER: &str = "desk";
@@ -551,43 +551,6 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
     );
 }
 
-/// Chromium: $CHROMIUM, or the usual names on PATH.
-fn chromium() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
-        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn headless(chrome: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_dashboard_renders_in_headless_chromium_without_errors() {
     let Some(chrome) = chromium() else {
@@ -661,17 +624,6 @@ fn the_dashboard_renders_in_headless_chromium_without_errors() {
         px.len()
     );
     assert!(colors.len() > 50, "only {} colors", colors.len());
-}
-
-/// Console errors and failed loads in Chromium's log.
-fn console_errors(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| {
-            (l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
-                || l.contains("Failed to load resource")
-                || l.contains("net::ERR_")
-        })
-        .collect()
 }
 
 /// A short backtest on a reduced universe (three underlyings, expiries to 60 days, 10

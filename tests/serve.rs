@@ -4,9 +4,9 @@
 
 mod common;
 
+use common::chrome::{chromium, console_errors, headless};
 use common::{stderr, stdout, Desk};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,54 +160,6 @@ fn assert_security_headers(g: &Got, what: &str) {
     ] {
         assert_eq!(g.header(k), Some(v), "{what}: {k}");
     }
-}
-
-fn chromium() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
-        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn headless(chrome: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Console errors and failed loads in Chromium's log.
-fn console_errors(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| {
-            (l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
-                || l.contains("Failed to load resource")
-                || l.contains("net::ERR_")
-                || l.contains("Content Security Policy")
-        })
-        .collect()
 }
 
 const PANELS: &[&str] = &[

@@ -2,6 +2,7 @@
 //! driven through the real `optdesk` binary.
 #![allow(dead_code)]
 
+pub mod chrome;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
