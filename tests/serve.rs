@@ -169,6 +169,7 @@ const PANELS: &[&str] = &[
     "id=\"equity-chart\"",
     "id=\"drawdown\"",
     "id=\"strategy-pnl\"",
+    "id=\"volatility\"",
     "id=\"positions\"",
     "id=\"signals\"",
     "id=\"trades\"",
@@ -346,6 +347,24 @@ fn a_non_loopback_bind_needs_the_token_and_then_every_request_needs_it() {
     let v: serde_json::Value = serde_json::from_str(&g.body).unwrap();
     assert_eq!(v["session"], "2025-03-14");
     assert!(v["jobs"].as_array().unwrap().len() >= 5);
+    // The volatility panel's figures: the one-day expected move from the 30-day ATM IV,
+    // and the range so far against it (the volatility kill switch's ratio).
+    let vol = v["volatility"].as_array().unwrap();
+    let symbols: Vec<&str> = vol.iter().map(|x| x["symbol"].as_str().unwrap()).collect();
+    assert!(
+        symbols.contains(&"SPY") && symbols.contains(&"QQQ"),
+        "{symbols:?}"
+    );
+    for x in vol.iter().filter(|x| !x["atm_iv_30d"].is_null()) {
+        let f = |k: &str| x[k].as_f64().unwrap();
+        let em = f("spot") * f("atm_iv_30d") * (1.0f64 / 252.0).sqrt();
+        assert!((f("expected_move_1d") - em).abs() < 1e-9, "{x}");
+        assert!(f("range_today") >= 0.0, "{x}");
+        assert!(
+            (f("range_over_move") - f("range_today") / em).abs() < 1e-9,
+            "{x}"
+        );
+    }
     seen.push(g);
     let g = get(c.get(srv.url("/")).bearer_auth(TOKEN));
     assert_eq!(g.status, 200);

@@ -175,6 +175,17 @@ pub(super) fn status(state: &mut State) -> Reply {
         "portfolio": t.data.as_ref().map(portfolio_json).unwrap_or(Value::Null),
         "strategy_pnl": t.data.as_ref().map(strategy_pnl_json).unwrap_or(Value::Array(Vec::new())),
         "jobs": runs_json(&t.runs),
+        "volatility": t.vol.iter().map(|v| json!({
+            "symbol": v.symbol,
+            "at": v.at.to_string(),
+            "spot": v.spot,
+            "atm_iv_30d": v.atm_iv_30d,
+            "iv_rank": v.iv_rank,
+            "hv_10": v.hv_10,
+            "expected_move_1d": v.expected_move,
+            "range_today": v.range,
+            "range_over_move": v.range_over_move(),
+        })).collect::<Vec<_>>(),
         "next_firings": firings,
         "version": crate::VERSION,
     });

@@ -43,7 +43,81 @@ pub(super) struct Today {
     pub session: Option<NaiveDate>,
     pub data: Option<ReportData>,
     pub runs: Vec<RunLine>,
+    pub vol: Vec<VolLine>,
     pub taken_at: DateTime<Utc>,
+}
+
+/// One underlying's volatility at the session's latest snapshot: the intraday bots' view
+/// (IV rank, the one-day expected move against the range so far, the ratio the
+/// volatility kill switch halts on).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct VolLine {
+    pub symbol: String,
+    pub at: NaiveDateTime,
+    pub spot: f64,
+    pub atm_iv_30d: Option<f64>,
+    pub iv_rank: Option<f64>,
+    pub hv_10: Option<f64>,
+    /// spot × 30-day ATM IV × √(1/252), dollars.
+    pub expected_move: Option<f64>,
+    /// Today's high − low from the minute bars before the snapshot, dollars.
+    pub range: Option<f64>,
+}
+
+impl VolLine {
+    /// Range / expected move: the volatility kill switch halts entries beyond its
+    /// strategy's `vol_move_multiple` (1.25 by default).
+    pub fn range_over_move(&self) -> Option<f64> {
+        match (self.range, self.expected_move) {
+            (Some(r), Some(m)) if m > 0.0 => Some(r / m),
+            _ => None,
+        }
+    }
+}
+
+/// At most this many underlyings in the volatility panel: those with minute bars today
+/// first (the intraday desk's), then by symbol.
+const SHOWN_VOL: usize = 30;
+
+/// The session's latest volatility snapshot per underlying ([`VolLine`]).
+pub(super) fn vol_of(store: &Store, session: NaiveDate) -> Result<Vec<VolLine>, String> {
+    let mut s = store
+        .conn
+        .prepare(
+            "WITH last AS (
+                 SELECT symbol, max(quote_time) AS qt FROM vol_metrics WHERE as_of = ? GROUP BY symbol
+             ), bars AS (
+                 SELECT b.symbol, max(b.high) - min(b.low) AS range
+                 FROM intraday_bars b JOIN last l ON b.symbol = l.symbol
+                 WHERE b.ts >= ?::DATE AND b.ts < l.qt GROUP BY b.symbol
+             )
+             SELECT v.symbol, v.quote_time, v.spot, v.atm_iv_30d, v.iv_rank_252, v.hv_10,
+                    v.spot * v.atm_iv_30d * sqrt(1.0 / 252), bars.range
+             FROM vol_metrics v JOIN last l ON v.symbol = l.symbol AND v.quote_time = l.qt
+             LEFT JOIN bars ON bars.symbol = v.symbol
+             WHERE v.as_of = ?
+             ORDER BY bars.range IS NULL, v.symbol LIMIT ?",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = s
+        .query_map(
+            duckdb::params![session, session, session, SHOWN_VOL as i64],
+            |r| {
+                Ok(VolLine {
+                    symbol: r.get(0)?,
+                    at: r.get(1)?,
+                    spot: r.get(2)?,
+                    atm_iv_30d: r.get(3)?,
+                    iv_rank: r.get(4)?,
+                    hv_10: r.get(5)?,
+                    expected_move: r.get(6)?,
+                    range: r.get(7)?,
+                })
+            },
+        )
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read vol_metrics: {e}"))?;
+    Ok(rows)
 }
 
 /// The latest session with a (non-dry) run on or before `today`.
@@ -103,20 +177,22 @@ impl State {
     pub(super) fn load_today(&self) -> Result<Today, Unavailable> {
         let today = self.now_ny().date_naive();
         let rfr = self.risk_free_rate;
-        let ((session, data, runs), taken_at) = self.read(|store| {
+        let ((session, data, runs, vol), taken_at) = self.read(|store| {
             let Some(session) = latest_session(store, today)? else {
-                return Ok((None, None, Vec::new()));
+                return Ok((None, None, Vec::new(), Vec::new()));
             };
             Ok((
                 Some(session),
                 Some(report_of(store, session, rfr)?),
                 runs_of(store, session)?,
+                vol_of(store, session)?,
             ))
         })?;
         Ok(Today {
             session,
             data,
             runs,
+            vol,
             taken_at,
         })
     }
@@ -528,6 +604,60 @@ fn render_today(
             &["Strategy", "P&L since start", "P&L this session"],
             &rows,
         ));
+    }
+    o.push_str("</section>");
+
+    section(
+        &mut o,
+        "volatility",
+        "Volatility: IV rank and the expected move against today's range",
+    );
+    if t.vol.is_empty() {
+        sentence(&mut o, "No volatility snapshot this session.");
+    } else {
+        let r = |s: String| (s, "text-align:right;".to_string());
+        let opt =
+            |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "—".into());
+        let rows: Vec<Vec<(String, String)>> = t
+            .vol
+            .iter()
+            .map(|v| {
+                let ratio = v.range_over_move();
+                let style = match ratio {
+                    Some(x) if x >= 1.25 => "text-align:right;color:#cf222e;font-weight:600;",
+                    _ => "text-align:right;",
+                };
+                vec![
+                    (v.symbol.clone(), String::new()),
+                    (v.at.format("%H:%M").to_string(), String::new()),
+                    r(money(v.spot)),
+                    r(opt(v.atm_iv_30d, &|x| format!("{:.1}%", x * 100.0))),
+                    r(opt(v.iv_rank, &|x| format!("{:.0}", x * 100.0))),
+                    r(opt(v.hv_10, &|x| format!("{:.1}%", x * 100.0))),
+                    r(opt(v.expected_move, &money)),
+                    r(opt(v.range, &money)),
+                    (opt(ratio, &|x| format!("{x:.2}×")), style.into()),
+                ]
+            })
+            .collect();
+        o.push_str(&table(
+            &[
+                "Symbol",
+                "At",
+                "Spot",
+                "ATM IV 30d",
+                "IV rank",
+                "HV 10d",
+                "Expected move (1 day)",
+                "Range today",
+                "Range / move",
+            ],
+            &rows,
+        ));
+        sentence(
+            &mut o,
+            "The range is today's high − low in the minute bars before the snapshot (— without them). The volatility kill switch halts a strategy's entries once it passes its vol_move_multiple (1.25 by default), marked in red.",
+        );
     }
     o.push_str("</section>");
 
