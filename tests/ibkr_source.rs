@@ -463,3 +463,92 @@ fn the_oldest_protobuf_server_version_213_works_too() {
     let out = fetch_ok(&desk);
     assert!(out.contains("12 option quotes"), "{out}");
 }
+
+/// A desk fetching SPX and the MES futures from the fake gateway.
+fn futures_desk_for(fake: &FakeIb) -> Desk {
+    let desk = desk_for(fake, &["SPX"], "iv_history = false\n");
+    desk.write_config(
+        "fetch_chains.toml",
+        "[params]\nsymbols = [\"SPX\"]\nmax_expiry_days = 30\nhistory_sessions = 30\nfutures = [\"MES\"]\n",
+    );
+    desk
+}
+
+/// Daily bars of one futures month (its local symbol's), closes as given.
+fn futures_bars(market: &mut Market, local: &str, closes: &[(&str, f64)]) {
+    let bars = closes
+        .iter()
+        .map(|(d, c)| fake_ib::Bar {
+            date: d.to_string(),
+            open: c - 2.0,
+            high: c + 5.0,
+            low: c - 6.0,
+            close: *c,
+            volume: 150_000.0,
+        })
+        .collect();
+    market
+        .bars
+        .insert((local.to_string(), "TRADES".to_string()), bars);
+}
+
+#[test]
+fn futures_quotes_come_from_ib_at_the_snapshot_and_the_previous_close() {
+    let _w = Watchdog::new(LIMIT);
+    let mut market = Market::default();
+    futures_bars(
+        &mut market,
+        "MESZ6",
+        &[
+            ("20261127", 5990.0),
+            ("20261130", 6003.5),
+            ("20261201", 6011.0),
+        ],
+    );
+    futures_bars(
+        &mut market,
+        "MESH7",
+        &[
+            ("20261127", 6040.0),
+            ("20261130", 6052.75),
+            ("20261201", 6061.0),
+        ],
+    );
+    let fake = FakeIb::start(market);
+    let desk = futures_desk_for(&fake);
+    let out = fetch_ok(&desk);
+    assert!(out.contains("futures quotes MESZ26, MESH27"), "{out}");
+    // At the snapshot: IB's bid, ask and last of the front and next contract.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM futures_quotes WHERE as_of = DATE '2026-12-01' AND source = 'ibkr' AND ((contract = 'MESZ26' AND expiry = DATE '2026-12-18' AND multiplier = 5 AND bid = 6010.25 AND ask = 6010.5 AND last = 6010.25) OR (contract = 'MESH27' AND expiry = DATE '2027-03-19' AND bid = 6060 AND ask = 6060.25 AND last = 6060))"),
+        2,
+        "{out}"
+    );
+    // At the previous session's close: the daily bar's close of that date (the
+    // settlement), as bid, ask and last.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM futures_quotes WHERE as_of = DATE '2026-11-30' AND quote_time = TIMESTAMP '2026-11-30 16:00:00' AND source = 'ibkr' AND ((contract = 'MESZ26' AND bid = 6003.5 AND ask = 6003.5 AND last = 6003.5) OR (contract = 'MESH27' AND bid = 6052.75 AND ask = 6052.75 AND last = 6052.75))"),
+        2,
+        "{out}"
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM futures_quotes"), 4);
+    let v = fake.venue();
+    assert!(v.stats.violations.is_empty(), "{:?}", v.stats.violations);
+}
+
+#[test]
+fn a_futures_month_ib_does_not_list_fails_the_fetch_naming_it() {
+    let _w = Watchdog::new(LIMIT);
+    let mut market = Market::default();
+    // IB lists December only: March (the next contract) is unknown.
+    market.futures.retain(|f| f.local_symbol == "MESZ6");
+    let fake = FakeIb::start(market);
+    let desk = futures_desk_for(&fake);
+    let out = fetch_fails(&desk);
+    assert!(
+        out.contains("200") && out.contains("MESH27") && out.contains("MES FUT 202703"),
+        "{out}"
+    );
+    nothing_written(&desk);
+    assert_eq!(desk.count("SELECT count(*) FROM futures_quotes"), 0);
+}

@@ -52,6 +52,10 @@ const NAME: &str = "ibkr";
 pub struct IbkrSource {
     cfg: IbkrConfig,
     rate: RiskFreeRate,
+    /// The session of the latest [`MarketData::snapshot`] this source took: a futures
+    /// quote asked for at an earlier day is a past settlement (see
+    /// [`IbkrSource::contract_quote`]).
+    snapshot_day: Mutex<Option<NaiveDate>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -590,6 +594,7 @@ impl IbkrSource {
         Ok(IbkrSource {
             cfg: cfg.clone(),
             rate,
+            snapshot_day: Mutex::new(None),
         })
     }
 
@@ -1033,6 +1038,177 @@ impl IbkrSource {
     }
 }
 
+/// IB's local symbol of a quarterly futures contract: the root, the month code and the
+/// last digit of the year (`MESZ6` for optdesk's `MESZ26`).
+pub fn ib_local_symbol(c: &FuturesContract) -> String {
+    const CODES: &str = "FGHJKMNQUVXZ";
+    let (y, m) = c.contract_month;
+    let code = CODES
+        .chars()
+        .nth(m.saturating_sub(1) as usize)
+        .unwrap_or('?');
+    format!("{}{code}{}", c.root, y.rem_euclid(10))
+}
+
+impl IbkrSource {
+    /// The exact contract at IB of optdesk's futures contract `fc`: FUT, its root, on
+    /// [`futures_exchange`], its contract month (`lastTradeDateOrContractMonth` =
+    /// YYYYMM); of what IB lists for that month, the one with IB's local symbol for it
+    /// (`MESZ6`), else the only one. IB's 200 (no such contract) fails, naming it.
+    fn futures_contract(
+        &self,
+        s: &Session,
+        fc: &FuturesContract,
+    ) -> Result<(Contract, String), SourceError> {
+        let (y, m) = fc.contract_month;
+        let month = format!("{y}{m:02}");
+        let exchange = futures_exchange(&fc.root);
+        let local = ib_local_symbol(fc);
+        let label = format!(
+            "{} ({} FUT {month} on {exchange}, IB's {local})",
+            fc.symbol, fc.root
+        );
+        let c = Contract {
+            symbol: Symbol::from(fc.root.as_str()),
+            security_type: SecurityType::Future,
+            last_trade_date_or_contract_month: month.clone(),
+            exchange: Exchange::from(exchange),
+            currency: Currency::from("USD"),
+            ..Default::default()
+        };
+        let what = format!("{label} contract details");
+        let found: Vec<ContractDetails> = self
+            .details(s, &c, &what)?
+            .into_iter()
+            .filter(|d| {
+                d.contract.contract_id != 0
+                    && (d.contract_month.starts_with(&month)
+                        || d.contract
+                            .last_trade_date_or_contract_month
+                            .starts_with(&month))
+            })
+            .collect();
+        let pick = found
+            .iter()
+            .find(|d| d.contract.local_symbol.replace(' ', "") == local)
+            .or(if found.len() == 1 {
+                found.first()
+            } else {
+                None
+            });
+        let Some(d) = pick else {
+            return Err(SourceError::Request {
+                reason: format!(
+                    "ibkr: {what}: IB lists {} contract(s) for that month, none with the local symbol {local}; check the contract and ibkr's futures exchange",
+                    found.len()
+                ),
+            });
+        };
+        let mut k = d.contract.clone();
+        k.exchange = Exchange::from(exchange);
+        Ok((k, label))
+    }
+
+    /// A futures contract's (bid, ask, last) at `at`, on the contract's tick.
+    ///
+    /// * `at` on the day of this source's latest snapshot or later (or, before any
+    ///   snapshot, on today in New York or later): a market-data snapshot of the contract
+    ///   (bounded by `ibkr.snapshot_timeout_secs`); `last` is the last trade, else the
+    ///   close, else the mid. `None` (said in the log) when IB sends no two-sided market.
+    /// * `at` on an earlier day (fetch_chains asks for the previous session's close):
+    ///   the settlement, taken as the close of that day's daily TRADES bar from IB's
+    ///   historical data (bounded by `ibkr.request_timeout_secs`, paced like every
+    ///   historical request). IB's bars carry no bid or ask, so bid = ask = last = that
+    ///   close. `None` (said in the log) when IB has no bar for that day.
+    fn contract_quote(
+        &self,
+        fc: &FuturesContract,
+        at: NaiveDateTime,
+    ) -> Result<Option<(Price, Price, Price)>, SourceError> {
+        let today = self
+            .snapshot_day
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|| crate::clock::now_ny(None).date_naive());
+        let s = self.session()?;
+        let (k, label) = self.futures_contract(&s, fc)?;
+        let tick = |x: f64| crate::trading::futures::to_tick(x, fc.tick);
+        if at.date() >= today {
+            let f = self.snapshots(&s, &[(label.clone(), k)])?.remove(0);
+            let pos = |x: Option<f64>| x.filter(|x| x.is_finite() && *x > 0.0);
+            let (Some(bid), Some(ask)) = (pos(f.bid), pos(f.ask)) else {
+                tracing::warn!(
+                    "ibkr: {label}: IB sent no two-sided market at {at} (bid {:?}, ask {:?}); no quote stored",
+                    f.bid,
+                    f.ask
+                );
+                return Ok(None);
+            };
+            let last = pos(f.last).or(pos(f.close)).unwrap_or((bid + ask) / 2.0);
+            return Ok(Some((tick(bid), tick(ask), tick(last))));
+        }
+        let date = at.date();
+        let Some(close) = self.settlement(&s, &k, &label, date)? else {
+            return Ok(None);
+        };
+        let c = tick(close);
+        Ok(Some((c, c, c)))
+    }
+
+    /// The close of `date`'s daily TRADES bar of the futures contract `k`, `None` when
+    /// IB has none (its 162 "no data", or no bar dated `date`).
+    fn settlement(
+        &self,
+        s: &Session,
+        k: &Contract,
+        label: &str,
+        date: NaiveDate,
+    ) -> Result<Option<f64>, SourceError> {
+        use ibapi::market_data::historical::{BarSize, Duration as IbDuration, WhatToShow};
+        let today = chrono::Utc::now().date_naive();
+        let days = ((today - date).num_days() + 2).max(1);
+        let duration = if days <= 365 {
+            IbDuration::days(days as i32)
+        } else {
+            IbDuration::years(((days + 364) / 365) as i32)
+        };
+        let what = format!("{label} daily TRADES bars (the settlement of {date})");
+        let local = k.local_symbol.clone();
+        pace(&format!("{local}|FUT|TRADES|1 day|{duration}"), &local)?;
+        let r = s
+            .client
+            .historical_data(k, BarSize::Day)
+            .duration(duration)
+            .what_to_show(WhatToShow::Trades)
+            .fetch();
+        let bars = match r {
+            Ok(d) => d.bars,
+            Err(ibapi::Error::Notice(n))
+                if n.code == 162 && !n.message.to_ascii_lowercase().contains("pacing") =>
+            {
+                tracing::warn!(
+                    "ibkr: {what}: IB has none ({}); no settlement stored",
+                    n.message
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(ib(s, e, &what, REQUEST)),
+        };
+        let close = bars
+            .iter()
+            .find(|b| bar_date(&b.date) == Some(date))
+            .map(|b| b.close)
+            .filter(|c| c.is_finite() && *c > 0.0);
+        if close.is_none() {
+            tracing::warn!(
+                "ibkr: {what}: IB's {} bars have none dated {date} with a price; no settlement stored",
+                bars.len()
+            );
+        }
+        Ok(close)
+    }
+}
+
 impl IbkrSource {
     fn snapshot_once(
         &self,
@@ -1212,7 +1388,10 @@ impl MarketData for IbkrSource {
         symbols: &[String],
         max_expiry_days: u32,
     ) -> Result<Snapshot, SourceError> {
-        self.reconnecting(|| self.snapshot_once(quote_time, symbols, max_expiry_days))
+        let snap =
+            self.reconnecting(|| self.snapshot_once(quote_time, symbols, max_expiry_days))?;
+        *self.snapshot_day.lock().unwrap_or_else(|p| p.into_inner()) = Some(quote_time.date());
+        Ok(snap)
     }
 
     fn daily_bars(
@@ -1230,6 +1409,18 @@ impl MarketData for IbkrSource {
     ) -> Result<Option<Vec<IvPoint>>, SourceError> {
         self.reconnecting(|| self.atm_iv_history_once(symbols, dates))
     }
+
+    /// `contract` at IB (FUT, its root, on [`futures_exchange`], its contract month):
+    /// at the current snapshot a market-data snapshot, at an earlier day the daily bar's
+    /// close as the settlement (bid = ask = last = that close); see
+    /// [`IbkrSource::contract_quote`].
+    fn future_quote(
+        &self,
+        contract: &FuturesContract,
+        at: NaiveDateTime,
+    ) -> Result<Option<(Price, Price, Price)>, SourceError> {
+        self.reconnecting(|| self.contract_quote(contract, at))
+    }
 }
 
 /// For `optdesk ib check`: a quote of `symbol`, and of the call nearest the money in its
@@ -1241,6 +1432,7 @@ pub fn check_quotes(s: &Session, symbol: &str) -> Result<Vec<String>, IbError> {
             rate: 0.0,
             key: "ib check",
         },
+        snapshot_day: Mutex::new(None),
     };
     src.check_quotes(s, symbol)
         .map_err(|e| IbError::Other(e.to_string()))

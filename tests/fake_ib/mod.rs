@@ -16,7 +16,7 @@
 //!
 //! Market  { server_version: i32 (226), accounts (["DU1234567"]), next_order_id (9000),
 //!           stocks: Vec<Stock>, options: Vec<Opt>, futures: Vec<Fut>,
-//!           bars: HashMap<(symbol, what_to_show), Vec<Bar>>, fill_at (0.0),
+//!           bars: HashMap<(symbol or local symbol, what_to_show), Vec<Bar>>, fill_at (0.0),
 //!           commission_per_contract (0.65), cash (100 000), snapshot_end_delay (20 ms), delayed (false) }
 //!   Default: AAPL (STK 265598, 199.95/200.05), SPX (IND 416904, last 6000); AAPL options
 //!   20261218 & 20270115 × 190/200/210 × C/P; SPXW 20261204 and SPX 20261218 × 5950/6000/6050
@@ -379,7 +379,8 @@ pub struct Market {
     pub stocks: Vec<Stock>,
     pub options: Vec<Opt>,
     pub futures: Vec<Fut>,
-    /// (symbol, what_to_show) → bars, oldest first.
+    /// (symbol, what_to_show) → bars, oldest first; a key with a contract's local symbol
+    /// (`MESZ6`) serves that contract before its symbol's bars.
     pub bars: HashMap<(String, String), Vec<Bar>>,
     /// Where a limit fills, as a fraction of the half-spread from the mid towards the natural
     /// price: 0 = fills at or better than the mid, 1 = only at the natural (ask for a buy, bid
@@ -2189,7 +2190,13 @@ impl Conn {
                 v.hist_recent.push((key, now));
             }
             (
-                v.market.bars.get(&(symbol.clone(), what.clone())).cloned(),
+                // A contract's own bars (by local symbol, e.g. a futures month's) before
+                // its symbol's.
+                c.local_symbol
+                    .as_ref()
+                    .and_then(|l| v.market.bars.get(&(l.clone(), what.clone())))
+                    .or_else(|| v.market.bars.get(&(symbol.clone(), what.clone())))
+                    .cloned(),
                 v.no_end(wire_id),
                 paced,
             )
