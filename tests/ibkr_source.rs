@@ -3,7 +3,9 @@
 //! IB's implied vols, underlying prices, daily bars, IV-history backfill), a chain wider
 //! than `max_lines` fetched in waves, delayed data, and the failures that must write
 //! nothing: 354, 200, a snapshot without its end marker, 10197, historical pacing (162).
-//! The front futures contract is asked for through the library.
+//! The front futures contract is asked for through the library; `futures = ["MES"]`
+//! stores IB's quotes at the snapshot and the previous close's settlement, and a month IB
+//! does not list fails the run naming it.
 
 mod common;
 mod fake_ib;
@@ -534,6 +536,21 @@ fn futures_quotes_come_from_ib_at_the_snapshot_and_the_previous_close() {
     assert_eq!(desk.count("SELECT count(*) FROM futures_quotes"), 4);
     let v = fake.venue();
     assert!(v.stats.violations.is_empty(), "{:?}", v.stats.violations);
+    drop(v);
+    // IB has no daily bars of the futures: the snapshot's quotes are stored, no
+    // settlement is, and the summary names the contracts.
+    let fake = FakeIb::start(Market::default());
+    let desk = futures_desk_for(&fake);
+    let out = fetch_ok(&desk);
+    assert!(
+        out.contains("ibkr gives no futures quotes (MESZ26, MESH27)"),
+        "{out}"
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM futures_quotes WHERE as_of = DATE '2026-12-01'"),
+        2
+    );
+    assert_eq!(desk.count("SELECT count(*) FROM futures_quotes"), 2);
 }
 
 #[test]

@@ -1916,6 +1916,10 @@ mod tests {
             Some(d("2026-12-18"))
         );
         assert_eq!(ib_date("202612"), None);
+        let c = |sym: &str| crate::trading::futures::parse(sym).unwrap();
+        assert_eq!(ib_local_symbol(&c("MESZ25")), "MESZ5");
+        assert_eq!(ib_local_symbol(&c("MESH27")), "MESH7");
+        assert_eq!(ib_local_symbol(&c("ESM30")), "ESM0");
     }
 
     #[test]
