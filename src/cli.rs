@@ -1899,7 +1899,12 @@ fn daemon(ctx: &Ctx, pretend: Option<NaiveDate>, serve: Option<&str>) -> Result<
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let res = match target {
-                Target::Daily => run_daily(&shared, date, RunFlags::default(), Trigger::Schedule),
+                Target::Daily => {
+                    schedule::DAILY_FIRING.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let r = run_daily(&shared, date, RunFlags::default(), Trigger::Schedule);
+                    schedule::DAILY_FIRING.store(false, std::sync::atomic::Ordering::SeqCst);
+                    r
+                }
                 Target::Job(name) => job_run(
                     &shared,
                     name,

@@ -304,7 +304,8 @@ pub async fn run_daemon(
 /// The missed-run alert for `now` (New York): when today's session's daily run was due
 /// more than [`daily_check::MISSED_RUN_GRACE_MINUTES`] ago and has not finished, the
 /// alert that says so (`busy`: a job of this process still holds the store, so the run
-/// is taken to be still running). `None` when it finished, or nothing is due today.
+/// is taken to be still running: the daemon passes it only while its daily firing runs).
+/// `None` when it finished, or nothing is due today.
 pub fn missed_run_alert(
     conn: Option<&duckdb::Connection>,
     config: &Config,
@@ -380,57 +381,59 @@ pub fn watch_missed_runs(
             crate::jobs::daily_check::last_due_session(config, now, grace),
             Ok(Some((d, _))) if d == today
         );
-        if unrecorded.is_empty() && (!due_today || settled == Some(today)) {
-            continue;
-        }
-        let gate = crate::store::try_gate(std::time::Duration::from_secs(1));
-        if gate.is_none() || !db.exists() {
-            // A firing is running (or nothing has ever run): today's run, overdue, has
-            // not finished.
-            if due_today && settled != Some(today) {
-                if let Ok(Some(alert)) = missed_run_alert(None, config, &prepared, now) {
-                    eprintln!("schedule: {}", alert.text);
-                    let sent = if send {
-                        channels
-                            .iter()
-                            .map(|ch| alerts::send(ch, &alert, config))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    settled = Some(today);
+        let timeout = std::time::Duration::from_secs(5);
+        if due_today && settled != Some(today) {
+            // Read the state under the gate; send with the gate released.
+            let found = match crate::store::try_gate(std::time::Duration::from_secs(1)) {
+                // A firing has the store: only the daily run's own firing means the run
+                // is still going; a slot job or a command is looked past (next check).
+                None if DAILY_FIRING.load(Ordering::SeqCst) => {
+                    missed_run_alert(None, config, &prepared, now)
+                        .ok()
+                        .flatten()
+                }
+                None => continue,
+                Some(_gate) if !db.exists() => missed_run_alert(None, config, &prepared, now)
+                    .ok()
+                    .flatten()
+                    .map(|mut a| {
+                        a.text = a.text.replace(
+                            "has not finished: a job is still running",
+                            "is missing: the store does not exist yet",
+                        );
+                        a
+                    }),
+                Some(_gate) => {
+                    match crate::store::Store::open_read(db, timeout)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|store| {
+                            missed_run_alert(Some(&store.conn), config, &prepared, now)
+                        }) {
+                        Ok(a) => a,
+                        // Another process (a cron run, `optdesk sql`) has it: look again.
+                        Err(_) => continue,
+                    }
+                }
+            };
+            settled = Some(today);
+            if let Some(alert) = found {
+                eprintln!("schedule: {}", alert.text);
+                if send {
+                    let sent = channels
+                        .iter()
+                        .map(|ch| alerts::send(ch, &alert, config))
+                        .collect();
                     unrecorded.push((alert, sent));
                 }
             }
+        }
+        if unrecorded.is_empty() {
             continue;
         }
-        let timeout = std::time::Duration::from_secs(5);
-        if due_today && settled != Some(today) {
-            let read = crate::store::Store::open_read(db, timeout)
-                .map_err(anyhow::Error::from)
-                .and_then(|store| missed_run_alert(Some(&store.conn), config, &prepared, now));
-            match read {
-                Ok(Some(alert)) => {
-                    eprintln!("schedule: {}", alert.text);
-                    settled = Some(today);
-                    if send {
-                        let sent = channels
-                            .iter()
-                            .map(|ch| alerts::send(ch, &alert, config))
-                            .collect();
-                        unrecorded.push((alert, sent));
-                    }
-                }
-                Ok(None) => settled = Some(today),
-                // Another process (a cron run, `optdesk sql`) has it: look again later.
-                Err(_) => continue,
-            }
-        }
-        if unrecorded.iter().all(|(_, sent)| sent.is_empty()) {
-            unrecorded.clear();
+        // Record the deliveries: the gate and a writer, briefly.
+        let Some(_gate) = crate::store::try_gate(std::time::Duration::from_secs(1)) else {
             continue;
-        }
-        // Record the deliveries (a writer, briefly).
+        };
         if let Ok(store) =
             crate::store::Store::open_write(db, timeout, "optdesk schedule (the missed-run alert)")
         {
@@ -444,6 +447,10 @@ pub fn watch_missed_runs(
         }
     }
 }
+
+/// Set by the daemon while its daily pipeline's firing runs: the missed-run watch, finding
+/// the store busy, tells the daily run still going from a slot job or a command.
+pub static DAILY_FIRING: AtomicBool = AtomicBool::new(false);
 
 async fn wait_for_signal() {
     #[cfg(unix)]

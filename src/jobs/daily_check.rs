@@ -56,6 +56,21 @@ pub fn daily_state(
     prepared: &[Prepared],
     date: NaiveDate,
 ) -> Result<DailyState, duckdb::Error> {
+    let jobs: Vec<&str> = prepared
+        .iter()
+        .filter(|p| p.def.daily)
+        .map(|p| p.def.name)
+        .collect();
+    daily_state_of(conn, &jobs, date)
+}
+
+/// [`daily_state`] over the daily jobs named (in pipeline order), e.g. every daily job of
+/// [`super::JOBS`].
+pub fn daily_state_of(
+    conn: &Connection,
+    jobs: &[&str],
+    date: NaiveDate,
+) -> Result<DailyState, duckdb::Error> {
     let mut s = conn.prepare(
         "SELECT job, arg_max(status, run_id), coalesce(arg_max(message, run_id), ''), max(finished_at)
          FROM job_runs WHERE as_of = ? AND slot IS NULL AND NOT dry_run GROUP BY job",
@@ -67,9 +82,9 @@ pub fn daily_state(
         .collect::<Result<_, _>>()?;
     let mut missing = Vec::new();
     let mut last: Option<NaiveDateTime> = None;
-    for p in prepared.iter().filter(|p| p.def.daily) {
-        match rows.iter().find(|r| r.0 == p.def.name) {
-            None => missing.push(p.def.name.to_string()),
+    for name in jobs {
+        match rows.iter().find(|r| r.0 == *name) {
+            None => missing.push(name.to_string()),
             Some((job, status, message, at)) => {
                 if status == "failed" {
                     return Ok(DailyState::Failed {
@@ -78,7 +93,7 @@ pub fn daily_state(
                     });
                 }
                 if status == "skipped" && message.starts_with("schedule:") {
-                    missing.push(p.def.name.to_string());
+                    missing.push(name.to_string());
                     continue;
                 }
                 last = last.max(Some(*at));

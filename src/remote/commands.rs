@@ -16,6 +16,17 @@ pub enum Command {
     FlattenConfirm,
 }
 
+impl Command {
+    /// Whether it changes the desk (the kill switch, positions): such a command is not
+    /// acted on when it arrives late.
+    pub fn changes_the_desk(&self) -> bool {
+        matches!(
+            self,
+            Command::Kill { .. } | Command::Flatten | Command::FlattenConfirm
+        )
+    }
+}
+
 /// A message split into its command word (lower case, without `/` and `@botname`) and
 /// arguments, and what they mean, or why they mean nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]

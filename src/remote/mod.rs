@@ -42,6 +42,9 @@ use std::time::{Duration, Instant};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long a command waits for a running job to release the store.
 const GATE_WAIT: Duration = Duration::from_secs(5);
+/// A command that changes the desk (`/kill`, `/flatten`, `/flatten confirm`) delivered
+/// more than this many seconds after it was sent is not acted on.
+const LATE_COMMAND_SECS: i64 = 60;
 /// How long a command waits for another process's lock on the store.
 const LOCK_WAIT_SECS: u64 = 5;
 /// Rows kept in memory while the store cannot be written.
@@ -361,7 +364,7 @@ impl Poller<'_> {
             chat_id: Some(m.chat_id.clone()),
             sender: Some(clip(&self.api.redact(&m.sender), 100)),
             text: Some(text.clone()),
-            command: (!parsed.name.is_empty()).then(|| clip(&parsed.name, 50)),
+            command: (!parsed.name.is_empty()).then(|| clip(&self.api.redact(&parsed.name), 50)),
             args: Some(clip(&self.api.redact(&parsed.args.join(" ")), 200)),
             status: "done",
             result: String::new(),
@@ -397,19 +400,35 @@ impl Poller<'_> {
             self.flush_backlog(Duration::from_millis(200));
             return Some(text);
         }
+        // A command that changes the desk and was delivered late (the API was down, the
+        // poller backing off) is not acted on: the trader sent it for a book and prices
+        // that have moved since.
+        let age = Utc::now().timestamp() - m.date;
         let outcome = match parsed.command {
             Err(why) => Some(Outcome::new("invalid", why)),
+            Ok(c) if c.changes_the_desk() && age > LATE_COMMAND_SECS => {
+                if matches!(c, Command::Flatten | Command::FlattenConfirm) {
+                    self.pending_flatten = None;
+                }
+                Some(Outcome::new(
+                    "expired",
+                    format!("sent {age} s ago and delivered late (more than {LATE_COMMAND_SECS} s): nothing done; send it again if you still mean it"),
+                ))
+            }
             Ok(c) => self.execute(c, &mut row),
         };
         // None: already handled (the update id is in `commands`).
         let outcome = outcome?;
+        // One redacted reply for the log, the row and the chat: a reply may echo an
+        // argument, and an argument may be a secret.
+        let reply = self.api.redact(&outcome.reply);
         eprintln!(
             "telegram: \"{text}\"{who}: {} — {}",
             outcome.status,
-            clip(&outcome.reply.replace('\n', " | "), 200)
+            clip(&reply.replace('\n', " | "), 200)
         );
         row.status = outcome.status;
-        row.result = self.api.redact(&outcome.reply);
+        row.result = reply.clone();
         row.run_id = outcome.run_id;
         if row.received_at != NaiveDateTime::default() {
             self.push(row);
@@ -417,7 +436,7 @@ impl Poller<'_> {
         // The row is written before the answer goes out: a stalled API never holds
         // the store.
         self.flush_backlog(Duration::from_millis(200));
-        if let Err(e) = self.api.send_message(&outcome.reply) {
+        if let Err(e) = self.api.send_message(&reply) {
             eprintln!("telegram: {e}");
             let r = self.reply_failed(Some(m.update_id), &e);
             self.push(r);

@@ -234,10 +234,30 @@ pub(super) fn handle(state: &mut State, mut req: Request) {
         None => (url.clone(), String::new()),
     };
     let reply = route(state, &mut req, &method, &path, &Query::parse(&query));
-    eprintln!("serve: {method} {} {}", log_path(&path), reply.status);
-    if let Err(e) = req.respond(reply.into_response()) {
-        eprintln!("serve: could not send the response: {e}");
-    }
+    let stale = reply
+        .headers
+        .iter()
+        .any(|(k, _)| *k == super::pages::STALE_HEADER);
+    eprintln!(
+        "serve: {method} {} {}{}",
+        log_path(&path),
+        reply.status,
+        if stale {
+            " (the last page read: a job has the store)"
+        } else {
+            ""
+        }
+    );
+    // Written on a thread of its own: a client that stops reading never holds up the
+    // next request or the daemon's stop (the store was released before this point).
+    let response = reply.into_response();
+    let _ = std::thread::Builder::new()
+        .name("serve-respond".into())
+        .spawn(move || {
+            if let Err(e) = req.respond(response) {
+                eprintln!("serve: could not send the response: {e}");
+            }
+        });
 }
 
 fn is_api(path: &str) -> bool {
@@ -354,14 +374,32 @@ fn not_allowed(path: &str, allow: &str) -> Reply {
     r.with("Allow", allow)
 }
 
+/// The largest login form body read (tiny_http reads bodies up to 1 KB ahead).
+const LOGIN_BODY_MAX: usize = 1024;
+
 /// POST /login: the form's token; right → the session cookie and back to `/`.
 fn login_post(state: &State, req: &mut Request) -> Reply {
     let Some(token) = &state.token else {
         return pages::login(false, None, 200);
     };
+    // Only a body tiny_http has already read whole (it buffers up to 1 KB): reading a
+    // longer one would wait on a client that may never send it.
+    match req.body_length() {
+        Some(n) if n <= LOGIN_BODY_MAX => {}
+        _ => {
+            return pages::login(
+                true,
+                Some("The form could not be read: send the token field alone, with a Content-Length of at most 1024 bytes."),
+                413,
+            )
+        }
+    }
     let mut body = Vec::new();
-    let read = req.as_reader().take(4097).read_to_end(&mut body);
-    if read.is_err() || body.len() > 4096 {
+    let read = req
+        .as_reader()
+        .take(LOGIN_BODY_MAX as u64)
+        .read_to_end(&mut body);
+    if read.is_err() {
         return pages::login(true, Some("The form could not be read."), 400);
     }
     let form = Query::parse(&String::from_utf8_lossy(&body));

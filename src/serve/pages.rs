@@ -19,6 +19,10 @@ use std::fmt::Write as _;
 /// The job runs the today page lists (a session with 5-minute slots has hundreds).
 const SHOWN_RUNS: usize = 60;
 
+/// On a page answered from the last read while a job has the store (for scripts, and
+/// the request log).
+pub(super) const STALE_HEADER: &str = "X-Optdesk-Stale";
+
 /// How long a client should wait before asking again while a job has the store.
 pub(super) const RETRY_AFTER_SECS: u64 = 30;
 
@@ -44,6 +48,8 @@ pub(super) struct Today {
     pub data: Option<ReportData>,
     pub runs: Vec<RunLine>,
     pub vol: Vec<VolLine>,
+    /// Today's daily run, when today is a session (what `status --check` says).
+    pub today_daily: Option<crate::jobs::daily_check::DailyState>,
     pub taken_at: DateTime<Utc>,
 }
 
@@ -177,15 +183,30 @@ impl State {
     pub(super) fn load_today(&self) -> Result<Today, Unavailable> {
         let today = self.now_ny().date_naive();
         let rfr = self.risk_free_rate;
-        let ((session, data, runs, vol), taken_at) = self.read(|store| {
+        let is_session = matches!(crate::calendar::session(today), Ok(Some(_)));
+        let ((session, data, runs, vol, today_daily), taken_at) = self.read(|store| {
+            let today_daily = if is_session {
+                let jobs: Vec<&str> = crate::jobs::JOBS
+                    .iter()
+                    .filter(|d| d.daily)
+                    .map(|d| d.name)
+                    .collect();
+                Some(
+                    crate::jobs::daily_check::daily_state_of(&store.conn, &jobs, today)
+                        .map_err(|e| format!("cannot read job_runs: {e}"))?,
+                )
+            } else {
+                None
+            };
             let Some(session) = latest_session(store, today)? else {
-                return Ok((None, None, Vec::new(), Vec::new()));
+                return Ok((None, None, Vec::new(), Vec::new(), today_daily));
             };
             Ok((
                 Some(session),
                 Some(report_of(store, session, rfr)?),
                 runs_of(store, session)?,
                 vol_of(store, session)?,
+                today_daily,
             ))
         })?;
         Ok(Today {
@@ -193,6 +214,7 @@ impl State {
             data,
             runs,
             vol,
+            today_daily,
             taken_at,
         })
     }
@@ -216,11 +238,12 @@ impl State {
                 .find(|at| crate::clock::within_session(*at, &s));
             if let Some(at) = daily {
                 let due = crate::calendar::ny(today.and_time(at)) + Duration::minutes(15);
-                let ran = t.session == Some(today)
-                    && t.runs.iter().any(|r| r.slot.is_none() && r.status == "ok");
-                if now > due && !ran {
+                // The same test as `optdesk status --check` and the daemon's alert.
+                let state = t.today_daily.as_ref().filter(|s| !s.is_finished());
+                if let (true, Some(state)) = (now > due, state) {
                     out.push(format!(
-                        "The daily run of {today} has not finished: it was due at {} New York, more than 15 minutes ago (is the daemon running? `optdesk status` shows the last runs).",
+                        "{} — it was due at {} New York, more than 15 minutes ago (is the daemon running? `optdesk status` shows the last runs).",
+                        crate::text::redact(&state.describe(today), &crate::config::secrets()),
                         at.format("%H:%M")
                     ));
                 }
@@ -433,11 +456,17 @@ pub(super) fn today(state: &mut State, refresh: Option<u64>, reloads: Option<u64
         }
         Err(Unavailable::Busy(why)) => match &state.last_today {
             Some(t) => {
-                let secs = refresh.unwrap_or(RETRY_AFTER_SECS.min(auto));
-                Reply::html(
+                // Ask again soon: the job will be done in a moment.
+                let secs = RETRY_AFTER_SECS.min(refresh.unwrap_or(auto));
+                let mut reply = Reply::html(
                     200,
                     render_today(state, t, Some(&why), (secs, reloads), now),
-                )
+                );
+                reply.headers.push((
+                    STALE_HEADER,
+                    "the last page read: a job has the store".into(),
+                ));
+                reply
             }
             None => unavailable(&Unavailable::Busy(why)),
         },
