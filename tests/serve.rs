@@ -327,6 +327,25 @@ fn a_non_loopback_bind_needs_the_token_and_then_every_request_needs_it() {
         &[("OPTDESK_DASHBOARD_TOKEN", TOKEN)],
     );
     let c = client();
+    // A client that announces a login form and never sends it, and one that asks for
+    // pages and never reads them, hold up no one: the next request is answered.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4000\r\n\r\ntoken=x",
+    )
+    .unwrap();
+    let mut unread = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    for _ in 0..200 {
+        std::io::Write::write_all(
+            &mut unread,
+            b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        )
+        .unwrap();
+    }
+    let g = get(c.get(srv.url("/login")));
+    assert_eq!(g.status, 200, "{}", g.body);
+    drop((stalled, unread));
     let mut seen: Vec<Got> = Vec::new();
 
     let g = get(c.get(srv.url("/")));
