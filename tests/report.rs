@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::chrome::{chromium, console_errors, headless};
+use common::chrome::{chromium_or_skip, console_errors, headless};
 use common::servers::{HttpServer, Reply, SmtpServer, SmtpTls};
 use common::{stderr, stdout, Desk};
 use mail_parser::{MessageParser, MimeHeaders};
@@ -553,12 +553,7 @@ fn alerts_reach_telegram_and_the_webhook_and_failures_are_retried_then_recorded(
 
 #[test]
 fn the_dashboard_renders_in_headless_chromium_without_errors() {
-    let Some(chrome) = chromium() else {
-        assert!(
-            std::env::var("OPTDESK_REQUIRE_CHROMIUM").is_err(),
-            "OPTDESK_REQUIRE_CHROMIUM is set but no Chromium was found (install Debian's chromium)"
-        );
-        eprintln!("SKIPPED: no Chromium on this machine (set CHROMIUM=/path or install chromium)");
+    let Some(chrome) = chromium_or_skip() else {
         return;
     };
     let desk = Desk::new();
@@ -648,12 +643,7 @@ fn small_backtest(desk: &Desk, name: &str) -> String {
 
 #[test]
 fn the_backtest_tearsheet_renders_in_headless_chromium_with_every_panel() {
-    let Some(chrome) = chromium() else {
-        assert!(
-            std::env::var("OPTDESK_REQUIRE_CHROMIUM").is_err(),
-            "OPTDESK_REQUIRE_CHROMIUM is set but no Chromium was found (install Debian's chromium)"
-        );
-        eprintln!("SKIPPED: no Chromium on this machine (set CHROMIUM=/path or install chromium)");
+    let Some(chrome) = chromium_or_skip() else {
         return;
     };
     let desk = Desk::new();

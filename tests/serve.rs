@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::chrome::{chromium, console_errors, headless};
+use common::chrome::{chromium_or_skip, console_errors, headless};
 use common::{stderr, stdout, Desk};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
@@ -180,12 +180,7 @@ const PANELS: &[&str] = &[
 
 #[test]
 fn the_daemon_serves_the_live_page_and_its_refresh_picks_up_a_later_session() {
-    let Some(chrome) = chromium() else {
-        assert!(
-            std::env::var("OPTDESK_REQUIRE_CHROMIUM").is_err(),
-            "OPTDESK_REQUIRE_CHROMIUM is set but no Chromium was found (install Debian's chromium)"
-        );
-        eprintln!("SKIPPED: no Chromium on this machine (set CHROMIUM=/path or install chromium)");
+    let Some(chrome) = chromium_or_skip() else {
         return;
     };
     let desk = small_desk();

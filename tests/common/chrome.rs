@@ -19,6 +19,20 @@ pub fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// Chromium, or `None` after saying the test is skipped; with
+/// `OPTDESK_REQUIRE_CHROMIUM` set (CI), a missing Chromium fails the test instead.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("OPTDESK_REQUIRE_CHROMIUM").is_err(),
+            "OPTDESK_REQUIRE_CHROMIUM is set but no Chromium was found (install Debian's chromium)"
+        );
+        eprintln!("SKIPPED: no Chromium on this machine (set CHROMIUM=/path or install chromium)");
+    }
+    found
+}
+
 /// Run headless Chromium with a throw-away profile and logging to stderr.
 pub fn headless(chrome: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(chrome)
