@@ -17,6 +17,30 @@ use crate::trading::{Leg, Order, OrderStatus, OrderType};
 use duckdb::params;
 use std::collections::{HashMap, HashSet};
 
+/// `[params]` of the two exit jobs (`expire_positions`, `manage_positions`): none.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {}
+
+/// Prepare an exit job: its file, the strategies (whose exit rules it runs) and the
+/// broker; its configuration hash covers the strategies' files too.
+pub fn prepare(
+    config: &crate::config::Config,
+    def: &'static super::JobDef,
+    job: impl FnOnce(Registry, super::BrokerChoice) -> Box<dyn super::Job>,
+) -> Result<super::Prepared, crate::config::ConfigError> {
+    let (file, text): (crate::config::JobFile<Params>, String) = config.job(def.name)?;
+    let strategies = crate::trading::strategies::registry(config)?;
+    let (broker, _) = super::BrokerChoice::from_config(config)?;
+    Ok(super::Prepared {
+        def,
+        enabled: file.enabled,
+        slots: file.slots,
+        config_hash: config.hash_with(&format!("{text}\n{}", strategies.text)),
+        job: job(strategies, broker),
+    })
+}
+
 /// What the exit step did.
 #[derive(Debug, Default)]
 pub struct ExitsDone {

@@ -13,17 +13,16 @@
 
 use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
-use crate::config::{Config, ConfigError, JobFile};
+use crate::config::{Config, ConfigError};
 use crate::model::identifiers::{ClientOrderId, Intent};
 use crate::model::instrument::Instrument;
 use crate::model::Price;
 use crate::pricing::is_am_settled;
 use crate::store::repo::{orders, positions};
 use crate::trading::settlement::{self, Expiring};
-use crate::trading::strategies::{registry, Registry};
+use crate::trading::strategies::Registry;
 use crate::trading::{Order, OrderType};
 use duckdb::params;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 pub const DEF: JobDef = JobDef {
@@ -35,20 +34,9 @@ pub const DEF: JobDef = JobDef {
     daily: true,
 };
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Params {}
-
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
-    let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
-    let strategies = registry(config)?;
-    let (broker, _) = BrokerChoice::from_config(config)?;
-    Ok(Prepared {
-        def: &DEF,
-        enabled: file.enabled,
-        slots: file.slots,
-        config_hash: config.hash_with(&format!("{text}\n{}", strategies.text)),
-        job: Box::new(ExpirePositions { strategies, broker }),
+    super::exits::prepare(config, &DEF, |strategies, broker| {
+        Box::new(ExpirePositions { strategies, broker })
     })
 }
 

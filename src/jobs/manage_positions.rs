@@ -10,9 +10,8 @@
 
 use super::BrokerChoice;
 use super::{Job, JobContext, JobDef, JobError, JobOutput, Prepared};
-use crate::config::{Config, ConfigError, JobFile};
-use crate::trading::strategies::{registry, Registry};
-use serde::{Deserialize, Serialize};
+use crate::config::{Config, ConfigError};
+use crate::trading::strategies::Registry;
 
 pub const DEF: JobDef = JobDef {
     name: "manage_positions",
@@ -23,20 +22,9 @@ pub const DEF: JobDef = JobDef {
     daily: false,
 };
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Params {}
-
 fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
-    let (file, text): (JobFile<Params>, String) = config.job(DEF.name)?;
-    let strategies = registry(config)?;
-    let (broker, _) = BrokerChoice::from_config(config)?;
-    Ok(Prepared {
-        def: &DEF,
-        enabled: file.enabled,
-        slots: file.slots,
-        config_hash: config.hash_with(&format!("{text}\n{}", strategies.text)),
-        job: Box::new(ManagePositions { strategies, broker }),
+    super::exits::prepare(config, &DEF, |strategies, broker| {
+        Box::new(ManagePositions { strategies, broker })
     })
 }
 

@@ -114,14 +114,7 @@ pub struct BuyWrite {
 impl BuyWrite {
     fn one(&self, day: &DayState, ticker: &str, seq: usize) -> Result<Proposal, String> {
         let c = &self.config;
-        let open = day.open_count(self.name(), ticker);
-        if open >= c.max_open_per_ticker {
-            return Err(format!("{open} open (at most {})", c.max_open_per_ticker));
-        }
-        intraday::entries_open(day)?;
-        let (Some(u), Some(chain)) = (day.underlyings.get(ticker), day.chains.get(ticker)) else {
-            return Err("no quote or chain at this snapshot".into());
-        };
+        let (u, chain) = intraday::ready(day, self.name(), ticker, c.max_open_per_ticker)?;
         let h = day.session.history.get(ticker).copied().unwrap_or_default();
         let (Some(rank), Some(iv30), Some(ret5)) = (h.iv_rank, h.atm_iv30, h.ret_5d) else {
             return Err("no IV rank, 30-day ATM IV or 5-session return yet".into());

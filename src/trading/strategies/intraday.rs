@@ -68,6 +68,26 @@ pub fn entries_open(day: &DayState) -> Result<(), String> {
     }
 }
 
+/// What every premium bot checks before it looks at a ticker: room under its
+/// `max_open_per_ticker`, entries still open (before the auto-close), and a quote and a
+/// chain at this snapshot. `Ok` with them, or the pass's reason.
+pub fn ready<'a>(
+    day: &'a DayState,
+    strategy: &str,
+    ticker: &str,
+    max_open: u32,
+) -> Result<(&'a super::UnderlyingDay, &'a [ChainRow]), String> {
+    let open = day.open_count(strategy, ticker);
+    if open >= max_open {
+        return Err(format!("{open} open (at most {max_open})"));
+    }
+    entries_open(day)?;
+    match (day.underlyings.get(ticker), day.chains.get(ticker)) {
+        (Some(u), Some(chain)) => Ok((u, chain)),
+        _ => Err("no quote or chain at this snapshot".into()),
+    }
+}
+
 /// The auto-close exit of one trade, when the snapshot is at or after the auto-close.
 pub fn auto_close(day: &DayState, t: &OpenTrade) -> Option<ExitSignal> {
     let at = auto_close_at(day)?;

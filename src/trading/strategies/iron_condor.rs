@@ -112,14 +112,7 @@ pub struct IronCondor {
 impl IronCondor {
     fn one(&self, day: &DayState, ticker: &str, seq: usize) -> Result<Proposal, String> {
         let c = &self.config;
-        let open = day.open_count(self.name(), ticker);
-        if open >= c.max_open_per_ticker {
-            return Err(format!("{open} open (at most {})", c.max_open_per_ticker));
-        }
-        intraday::entries_open(day)?;
-        let (Some(u), Some(chain)) = (day.underlyings.get(ticker), day.chains.get(ticker)) else {
-            return Err("no quote or chain at this snapshot".into());
-        };
+        let (u, chain) = intraday::ready(day, self.name(), ticker, c.max_open_per_ticker)?;
         // The morning range: the bars from the open to open + morning_minutes.
         let open_at = intraday::session_open(day).ok_or("no session hours")?;
         let formed = open_at + Duration::minutes(c.morning_minutes);

@@ -129,14 +129,7 @@ pub(crate) fn credit_spread_legs(
 impl PutWrite {
     fn one(&self, day: &DayState, ticker: &str, seq: usize) -> Result<Proposal, String> {
         let c = &self.config;
-        let open = day.open_count(self.name(), ticker);
-        if open >= c.max_open_per_ticker {
-            return Err(format!("{open} open (at most {})", c.max_open_per_ticker));
-        }
-        intraday::entries_open(day)?;
-        let (Some(u), Some(chain)) = (day.underlyings.get(ticker), day.chains.get(ticker)) else {
-            return Err("no quote or chain at this snapshot".into());
-        };
+        let (u, chain) = intraday::ready(day, self.name(), ticker, c.max_open_per_ticker)?;
         let h = day.session.history.get(ticker).copied().unwrap_or_default();
         let (Some(iv30), Some(rv10)) = (h.atm_iv30, h.hv10) else {
             return Err("no 30-day ATM IV or 10-day realized vol yet".into());
